@@ -1,0 +1,154 @@
+//! Fixed-point score arithmetic.
+//!
+//! Scores are kept in hundredths of a point so that a total is *exactly* the sum of its
+//! contributions, whatever the decay factors were, and the same inputs always print the
+//! same figures.
+
+use std::fmt;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Neg, Sub};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A score value with two decimal places.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Points(i64);
+
+impl Points {
+    pub const ZERO: Points = Points(0);
+
+    /// Points from a whole number.
+    pub const fn whole(points: i64) -> Self {
+        Points(points * 100)
+    }
+
+    /// Points from hundredths of a point.
+    pub const fn from_hundredths(hundredths: i64) -> Self {
+        Points(hundredths)
+    }
+
+    /// Points from a float, rounded half away from zero to the nearest hundredth.
+    /// Non-finite input gives zero; callers validate their floats before.
+    pub fn from_f64(value: f64) -> Self {
+        if !value.is_finite() {
+            return Points::ZERO;
+        }
+        Points((value * 100.0).round() as i64)
+    }
+
+    pub const fn hundredths(self) -> i64 {
+        self.0
+    }
+
+    pub fn as_f64(self) -> f64 {
+        self.0 as f64 / 100.0
+    }
+
+    pub const fn is_negative(self) -> bool {
+        self.0 < 0
+    }
+
+    pub const fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    /// These points scaled by a factor in `0.0..=1.0`, rounded towards zero so that a
+    /// decayed value is never larger (in magnitude) than the undecayed one.
+    pub fn scaled(self, factor: f64) -> Self {
+        let factor = factor.clamp(0.0, 1.0);
+        Points((self.0 as f64 * factor).trunc() as i64)
+    }
+}
+
+impl Add for Points {
+    type Output = Points;
+    fn add(self, rhs: Points) -> Points {
+        Points(self.0.saturating_add(rhs.0))
+    }
+}
+
+impl AddAssign for Points {
+    fn add_assign(&mut self, rhs: Points) {
+        *self = *self + rhs;
+    }
+}
+
+impl Sub for Points {
+    type Output = Points;
+    fn sub(self, rhs: Points) -> Points {
+        Points(self.0.saturating_sub(rhs.0))
+    }
+}
+
+impl Neg for Points {
+    type Output = Points;
+    fn neg(self) -> Points {
+        Points(-self.0)
+    }
+}
+
+impl Sum for Points {
+    fn sum<I: Iterator<Item = Points>>(iter: I) -> Points {
+        iter.fold(Points::ZERO, Add::add)
+    }
+}
+
+impl fmt::Display for Points {
+    /// `30`, `-12.5`, `0.25`: no trailing zeros, so readers see whole points as whole.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let (whole, frac) = (abs / 100, abs % 100);
+        match frac {
+            0 => write!(f, "{sign}{whole}"),
+            f2 if f2 % 10 == 0 => write!(f, "{sign}{whole}.{}", f2 / 10),
+            f2 => write!(f, "{sign}{whole}.{f2:02}"),
+        }
+    }
+}
+
+impl Serialize for Points {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 100 == 0 {
+            serializer.serialize_i64(self.0 / 100)
+        } else {
+            serializer.serialize_f64(self.as_f64())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Points {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if !value.is_finite() {
+            return Err(serde::de::Error::custom("points must be a finite number"));
+        }
+        Ok(Points::from_f64(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_without_trailing_zeros() {
+        assert_eq!(Points::whole(30).to_string(), "30");
+        assert_eq!(Points::from_f64(-12.5).to_string(), "-12.5");
+        assert_eq!(Points::from_f64(0.25).to_string(), "0.25");
+        assert_eq!(Points::from_f64(-0.05).to_string(), "-0.05");
+    }
+
+    #[test]
+    fn scaling_never_grows_the_magnitude() {
+        assert_eq!(Points::whole(30).scaled(0.5), Points::whole(15));
+        assert_eq!(Points::from_hundredths(-999).scaled(0.999), Points::from_hundredths(-998));
+        assert_eq!(Points::whole(10).scaled(1.5), Points::whole(10));
+    }
+
+    #[test]
+    fn serialises_whole_points_as_integers() {
+        assert_eq!(serde_json::to_string(&Points::whole(80)).unwrap(), "80");
+        assert_eq!(serde_json::to_string(&Points::from_f64(7.5)).unwrap(), "7.5");
+    }
+}

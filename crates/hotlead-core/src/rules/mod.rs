@@ -1,0 +1,465 @@
+//! The rules language: a versioned rule set, read from TOML, validated once, then used
+//! by [`crate::score`] as compiled matchers.
+
+mod compile;
+pub mod locate;
+pub mod raw;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use chrono::{Duration, FixedOffset};
+use globset::GlobSet;
+use regex::Regex;
+use serde::Serialize;
+
+pub use compile::{Diagnostic, RulesError};
+pub use raw::json_schema;
+
+use crate::event::{Event, EventType};
+use crate::lead::{AttributeValue, Lead};
+use crate::points::Points;
+
+/// Cold, warm or hot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Band {
+    Cold,
+    Warm,
+    Hot,
+}
+
+impl Band {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Band::Cold => "cold",
+            Band::Warm => "warm",
+            Band::Hot => "hot",
+        }
+    }
+}
+
+impl fmt::Display for Band {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which side of the grade a group counts towards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Axis {
+    Fit,
+    Engagement,
+    None,
+}
+
+/// A validated rule set.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub name: String,
+    pub version: u32,
+    pub description: Option<String>,
+    /// Where a day starts, for per-day caps.
+    pub utc_offset: FixedOffset,
+    pub bands: Bands,
+    pub grade: Grade,
+    pub groups: Vec<Group>,
+    pub rules: Vec<Rule>,
+    pub alerts: Vec<AlertRule>,
+    pub filters: Filters,
+}
+
+/// Band thresholds with hysteresis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bands {
+    pub hot: Points,
+    pub hot_exit: Points,
+    pub warm: Points,
+    pub warm_exit: Points,
+}
+
+impl Bands {
+    /// The band for `score`, given the band the lead had before (hysteresis: a hot lead
+    /// stays hot down to `hot_exit`).
+    pub fn band_for(&self, score: Points, previous: Option<Band>) -> Band {
+        let was = previous.unwrap_or(Band::Cold);
+        if score >= self.hot || (was == Band::Hot && score >= self.hot_exit) {
+            Band::Hot
+        } else if score >= self.warm || (was >= Band::Warm && score >= self.warm_exit) {
+            Band::Warm
+        } else {
+            Band::Cold
+        }
+    }
+}
+
+/// Fit letter and engagement digit thresholds, highest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grade {
+    pub fit: Vec<Points>,
+    pub engagement: Vec<Points>,
+}
+
+impl Grade {
+    /// `A1` for the best fit and engagement; the letter after the last threshold for
+    /// anything below it.
+    pub fn grade_for(&self, fit: Points, engagement: Points) -> String {
+        let rank = |thresholds: &[Points], points: Points| {
+            thresholds.iter().position(|t| points >= *t).unwrap_or(thresholds.len())
+        };
+        let letter = (b'A' + rank(&self.fit, fit) as u8) as char;
+        let digit = rank(&self.engagement, engagement) + 1;
+        format!("{letter}{digit}")
+    }
+}
+
+/// A score group.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    pub label: String,
+    pub axis: Axis,
+    pub max: Option<Points>,
+    pub min: Option<Points>,
+}
+
+/// How behaviour points fade.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decay {
+    None,
+    /// Positive points halve every this many days.
+    HalfLife { days: f64 },
+    /// Points drop to zero after this many days.
+    Expires { days: f64 },
+}
+
+impl Decay {
+    /// The factor applied to `points` awarded for an event `age` old.
+    pub fn factor(&self, points: Points, age: Duration) -> f64 {
+        let days = age.num_milliseconds().max(0) as f64 / 86_400_000.0;
+        match *self {
+            Decay::None => 1.0,
+            Decay::HalfLife { .. } if points.is_negative() => 1.0,
+            Decay::HalfLife { days: half_life } => 0.5_f64.powf(days / half_life),
+            Decay::Expires { days: limit } => {
+                if days <= limit {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// One scoring rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub label: String,
+    /// Index into [`RuleSet::groups`].
+    pub group: usize,
+    pub points: Points,
+    pub kind: RuleKind,
+    pub max_band: Option<Band>,
+    pub min_band: Option<Band>,
+}
+
+/// An attribute (fit) or behaviour (engagement) rule.
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    Attribute(Condition),
+    Behaviour(Behaviour),
+}
+
+/// How a behaviour rule counts events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    Once { at_least: u32 },
+    Every,
+}
+
+/// The behaviour part of a rule.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    pub matcher: EventMatcher,
+    pub count: Count,
+    pub within: Option<Duration>,
+    pub cap: Option<Points>,
+    pub daily_cap: Option<Points>,
+    pub decay: Decay,
+}
+
+/// An instant alert.
+#[derive(Debug, Clone)]
+pub struct AlertRule {
+    pub id: String,
+    pub label: String,
+    pub matcher: EventMatcher,
+    pub when: Option<Condition>,
+    pub within: Duration,
+}
+
+/// A condition on attributes.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    Attribute { attribute: String, tests: Vec<AttributeTest> },
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+    Not(Box<Condition>),
+}
+
+/// One test on an attribute value. Text tests compare normalised values.
+#[derive(Debug, Clone)]
+pub enum AttributeTest {
+    AtLeast(f64),
+    Above(f64),
+    AtMost(f64),
+    Below(f64),
+    OneOf(Vec<String>),
+    /// A domain equal to, or a subdomain of, one of these.
+    DomainIn(Vec<String>),
+    Contains(Vec<String>),
+    Matches(Regex),
+    Present(bool),
+}
+
+impl AttributeTest {
+    fn holds(&self, value: Option<&AttributeValue>) -> bool {
+        let number = value.and_then(|v| v.number.as_ref());
+        let text = value.map(|v| v.value.as_str());
+        match self {
+            AttributeTest::Present(wanted) => value.is_some() == *wanted,
+            AttributeTest::AtLeast(t) => number.is_some_and(|n| n.all_at_least(*t)),
+            AttributeTest::Above(t) => number.is_some_and(|n| n.all_above(*t)),
+            AttributeTest::AtMost(t) => number.is_some_and(|n| n.all_at_most(*t)),
+            AttributeTest::Below(t) => number.is_some_and(|n| n.all_below(*t)),
+            AttributeTest::OneOf(options) => text.is_some_and(|t| options.iter().any(|o| o == t)),
+            AttributeTest::DomainIn(domains) => text.is_some_and(|t| {
+                domains.iter().any(|d| {
+                    t == d || (t.len() > d.len() && t.ends_with(d.as_str()) && t[..t.len() - d.len()].ends_with('.'))
+                })
+            }),
+            AttributeTest::Contains(keywords) => {
+                text.is_some_and(|t| keywords.iter().any(|k| t.contains(k.as_str())))
+            }
+            AttributeTest::Matches(regex) => text.is_some_and(|t| regex.is_match(t)),
+        }
+    }
+}
+
+impl Condition {
+    /// Whether the condition holds for `lead`; `evidence` collects the attributes it
+    /// looked at (present or not), in order, once each.
+    pub fn evaluate(&self, lead: &Lead, evidence: &mut Vec<String>) -> bool {
+        match self {
+            Condition::Attribute { attribute, tests } => {
+                if !evidence.contains(attribute) {
+                    evidence.push(attribute.clone());
+                }
+                let value = lead.get(attribute);
+                tests.iter().all(|test| test.holds(value))
+            }
+            Condition::All(conditions) => conditions.iter().all(|c| c.evaluate(lead, evidence)),
+            Condition::Any(conditions) => conditions.iter().any(|c| c.evaluate(lead, evidence)),
+            Condition::Not(condition) => !condition.evaluate(lead, evidence),
+        }
+    }
+}
+
+/// A compiled event matcher: every given part must match.
+#[derive(Debug, Clone, Default)]
+pub struct EventMatcher {
+    pub types: Option<Vec<EventType>>,
+    pub name: Option<GlobSet>,
+    pub path: Option<GlobSet>,
+    pub referrer: Option<GlobSet>,
+    pub properties: Vec<(String, GlobSet)>,
+    /// utm_source, utm_medium, utm_campaign, utm_term, utm_content.
+    pub utm: [Option<GlobSet>; 5],
+}
+
+fn glob_matches(set: &Option<GlobSet>, value: Option<&str>) -> bool {
+    match set {
+        None => true,
+        Some(set) => value.is_some_and(|v| set.is_match(v)),
+    }
+}
+
+impl EventMatcher {
+    pub fn matches(&self, event: &Event) -> bool {
+        if let Some(types) = &self.types {
+            if !types.contains(&event.kind) {
+                return false;
+            }
+        }
+        let campaign = &event.campaign;
+        let utm = [&campaign.source, &campaign.medium, &campaign.name, &campaign.term, &campaign.content];
+        glob_matches(&self.name, event.name.as_deref())
+            && glob_matches(&self.path, event.path.as_deref())
+            && glob_matches(&self.referrer, event.referrer.as_deref())
+            && self.utm.iter().zip(utm).all(|(set, value)| glob_matches(set, value.as_deref()))
+            && self.properties.iter().all(|(key, set)| {
+                event.property_text(key).is_some_and(|text| set.is_match(&text))
+            })
+    }
+}
+
+/// Built-in user-agent fragments of bots, crawlers, mail link scanners and HTTP libraries.
+pub const BUILTIN_BOT_USER_AGENTS: &[&str] = &[
+    "bot", "crawler", "spider", "slurp", "headlesschrome", "phantomjs", "lighthouse",
+    "python-requests", "python-urllib", "curl/", "wget/", "go-http-client", "java/",
+    "okhttp", "libwww-perl", "httpclient", "barracuda", "proofpoint", "mimecast",
+    "safelinks", "trendmicro", "symantec", "forcepoint", "scanner", "preview",
+];
+
+/// Event and lead filters.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    /// Lower-cased user-agent fragments.
+    pub bot_user_agents: Vec<String>,
+    pub internal_networks: Vec<Network>,
+    pub internal_email_domains: Vec<String>,
+}
+
+/// Why an event was dropped before scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    Bot,
+    InternalNetwork,
+}
+
+impl Filters {
+    pub fn drops(&self, event: &Event) -> Option<Dropped> {
+        if let Some(agent) = &event.user_agent {
+            let agent = agent.to_lowercase();
+            if self.bot_user_agents.iter().any(|b| agent.contains(b.as_str())) {
+                return Some(Dropped::Bot);
+            }
+        }
+        if let Some(ip) = event.ip {
+            if self.internal_networks.iter().any(|n| n.contains(ip)) {
+                return Some(Dropped::InternalNetwork);
+            }
+        }
+        None
+    }
+
+    pub fn is_internal_email(&self, email_domain: &str) -> bool {
+        AttributeTest::DomainIn(self.internal_email_domains.clone())
+            .holds(Some(&AttributeValue { raw: String::new(), value: email_domain.into(), number: None }))
+    }
+}
+
+/// An IP network (`10.0.0.0/8`, `2001:db8::/32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    pub address: IpAddr,
+    pub prefix: u8,
+}
+
+impl Network {
+    pub fn parse(text: &str) -> Option<Network> {
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (text.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Network { address, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |a: IpAddr| -> (u128, u32) {
+            match a {
+                IpAddr::V4(v4) => (u32::from(v4) as u128, 32),
+                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                    Some(v4) if self.address.is_ipv4() => (u32::from(v4) as u128, 32),
+                    _ => (u128::from(v6), 128),
+                },
+            }
+        };
+        let (net, width) = bits(self.address);
+        let (candidate, candidate_width) = bits(ip);
+        if width != candidate_width {
+            return false;
+        }
+        let shift = width - u32::from(self.prefix);
+        if shift >= 128 {
+            return true;
+        }
+        (net >> shift) == (candidate >> shift)
+    }
+}
+
+impl RuleSet {
+    /// Reads and validates a rules file. `file` names the file in error messages.
+    pub fn from_toml(file: &str, source: &str) -> Result<RuleSet, RulesError> {
+        compile::compile(file, source)
+    }
+
+    pub fn group(&self, index: usize) -> &Group {
+        &self.groups[index]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_contain_their_addresses() {
+        let net = Network::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let one = Network::parse("203.0.113.9").unwrap();
+        assert!(one.contains("203.0.113.9".parse().unwrap()));
+        assert!(!one.contains("203.0.113.10".parse().unwrap()));
+        let v6 = Network::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!(Network::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert_eq!(Network::parse("10.0.0.0/33"), None);
+        assert_eq!(Network::parse("nope"), None);
+    }
+
+    #[test]
+    fn bands_have_hysteresis() {
+        let bands = Bands {
+            hot: Points::whole(80),
+            hot_exit: Points::whole(70),
+            warm: Points::whole(40),
+            warm_exit: Points::whole(30),
+        };
+        assert_eq!(bands.band_for(Points::whole(80), None), Band::Hot);
+        assert_eq!(bands.band_for(Points::whole(75), None), Band::Warm);
+        assert_eq!(bands.band_for(Points::whole(75), Some(Band::Hot)), Band::Hot);
+        assert_eq!(bands.band_for(Points::from_f64(69.99), Some(Band::Hot)), Band::Warm);
+        assert_eq!(bands.band_for(Points::whole(35), Some(Band::Hot)), Band::Warm);
+        assert_eq!(bands.band_for(Points::whole(35), Some(Band::Cold)), Band::Cold);
+        assert_eq!(bands.band_for(Points::whole(29), Some(Band::Warm)), Band::Cold);
+    }
+
+    #[test]
+    fn grades_combine_fit_letter_and_engagement_digit() {
+        let grade = Grade {
+            fit: vec![Points::whole(60), Points::whole(40), Points::whole(20)],
+            engagement: vec![Points::whole(60), Points::whole(30), Points::whole(10)],
+        };
+        assert_eq!(grade.grade_for(Points::whole(60), Points::whole(60)), "A1");
+        assert_eq!(grade.grade_for(Points::whole(45), Points::whole(10)), "B3");
+        assert_eq!(grade.grade_for(Points::whole(-5), Points::ZERO), "D4");
+    }
+
+    #[test]
+    fn half_life_decay_spares_penalties() {
+        let decay = Decay::HalfLife { days: 30.0 };
+        assert!((decay.factor(Points::whole(10), Duration::days(30)) - 0.5).abs() < 1e-12);
+        assert_eq!(decay.factor(Points::whole(-10), Duration::days(30)), 1.0);
+        let expiry = Decay::Expires { days: 7.0 };
+        assert_eq!(expiry.factor(Points::whole(-10), Duration::days(8)), 0.0);
+        assert_eq!(expiry.factor(Points::whole(10), Duration::days(7)), 1.0);
+    }
+}

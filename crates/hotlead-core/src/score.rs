@@ -1,0 +1,458 @@
+//! The scoring function: rules + a lead + its events + "now" -> an explained score.
+//!
+//! Pure and deterministic: the same arguments give the same score and the same
+//! explanation, whatever the order of the events.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::event::Event;
+use crate::lead::Lead;
+use crate::points::Points;
+use crate::rules::{
+    Axis, Band, Behaviour, Count, Decay, Dropped, Rule, RuleKind, RuleSet,
+};
+
+/// How many message ids an event contribution lists (the most recent ones).
+pub const MAX_EVIDENCE_EVENTS: usize = 20;
+
+/// Which rules made a score.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RulesVersion {
+    pub name: String,
+    pub version: u32,
+}
+
+/// An explained score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Score {
+    pub lead_id: String,
+    pub rules: RulesVersion,
+    /// The "now" the score was computed for.
+    pub at: DateTime<Utc>,
+    /// Total: exactly the sum of `contributions`.
+    pub score: Points,
+    pub band: Band,
+    /// Fit letter and engagement digit, e.g. `A1`.
+    pub grade: String,
+    /// Per-group subtotals, after the group caps.
+    pub groups: Vec<GroupTotal>,
+    /// Why: every matched rule's points with its evidence, largest first, then any
+    /// group-cap adjustments.
+    pub contributions: Vec<Contribution>,
+    /// A rule that held the band above or below what the points alone give.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band_limit: Option<BandLimit>,
+    /// Instant alerts raised by recent high-intent actions.
+    pub alerts: Vec<AlertTrigger>,
+    /// What happened to the events given.
+    pub events: EventCounts,
+    /// Why the lead scores nothing at all, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<String>,
+}
+
+/// A group's subtotal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupTotal {
+    pub group: String,
+    pub label: String,
+    pub axis: Axis,
+    pub points: Points,
+    /// The sum before the group's cap or floor, when that changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncapped: Option<Points>,
+}
+
+/// One line of the explanation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contribution {
+    /// The rule id, or `cap:<group>` for a group-cap adjustment.
+    pub rule: String,
+    pub label: String,
+    pub group: String,
+    pub points: Points,
+    /// Decay or caps that changed the points, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub evidence: Evidence,
+}
+
+/// What a contribution rests on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evidence {
+    /// The attribute values the rule looked at (`raw`/`value` absent when missing).
+    Attributes { attributes: Vec<AttributeEvidence> },
+    /// The events that matched: how many, when, and the most recent message ids.
+    Events {
+        count: usize,
+        first: DateTime<Utc>,
+        last: DateTime<Utc>,
+        message_ids: Vec<String>,
+    },
+    /// A group's cap or floor.
+    GroupCap { uncapped: Points, limit: Points },
+}
+
+/// One attribute value in the evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttributeEvidence {
+    pub attribute: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// A rule that capped or raised the band.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BandLimit {
+    pub rule: String,
+    pub label: String,
+    /// The band the points alone would give.
+    pub from: Band,
+    pub to: Band,
+}
+
+/// An instant alert raised by one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertTrigger {
+    pub alert: String,
+    pub label: String,
+    pub message_id: String,
+    pub timestamp: DateTime<Utc>,
+}
+
+/// Counts of the events given to the scorer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EventCounts {
+    pub received: usize,
+    /// Used by the rules: all the others were dropped for one of the reasons below.
+    pub scored: usize,
+    /// Repeats of a message id already seen.
+    pub duplicates: usize,
+    pub bots: usize,
+    pub internal_network: usize,
+    /// Later than the scoring time.
+    pub future: usize,
+}
+
+/// Scores `lead` with `rules` at time `now`, given its `events` and the band it had
+/// before (for hysteresis; `None` for a lead never scored).
+pub fn score(
+    rules: &RuleSet,
+    lead: &Lead,
+    events: &[Event],
+    now: DateTime<Utc>,
+    previous_band: Option<Band>,
+) -> Score {
+    let (events, counts) = prepare(rules, events, now);
+    let mut result = Score {
+        lead_id: lead.id.clone(),
+        rules: RulesVersion { name: rules.name.clone(), version: rules.version },
+        at: now,
+        score: Points::ZERO,
+        band: Band::Cold,
+        grade: rules.grade.grade_for(Points::ZERO, Points::ZERO),
+        groups: Vec::new(),
+        contributions: Vec::new(),
+        band_limit: None,
+        alerts: Vec::new(),
+        events: counts,
+        excluded: None,
+    };
+    if let Some(domain) = lead.get("email_domain") {
+        if rules.filters.is_internal_email(&domain.value) {
+            result.excluded = Some(format!("internal e-mail domain {}", domain.value));
+            result.grade = rules.grade.grade_for(Points::from_hundredths(i64::MIN / 4), Points::from_hundredths(i64::MIN / 4));
+            return result;
+        }
+    }
+
+    // Rule contributions, keyed by rule index for a stable order.
+    let mut matched: Vec<(usize, Contribution)> = Vec::new();
+    for (index, rule) in rules.rules.iter().enumerate() {
+        let contribution = match &rule.kind {
+            RuleKind::Attribute(condition) => {
+                let mut looked_at = Vec::new();
+                condition.evaluate(lead, &mut looked_at).then(|| Contribution {
+                    rule: rule.id.clone(),
+                    label: rule.label.clone(),
+                    group: rules.group(rule.group).id.clone(),
+                    points: rule.points,
+                    note: None,
+                    evidence: Evidence::Attributes {
+                        attributes: looked_at
+                            .into_iter()
+                            .map(|name| {
+                                let value = lead.get(&name);
+                                AttributeEvidence {
+                                    raw: value.map(|v| v.raw.clone()),
+                                    value: value.map(|v| v.value.clone()),
+                                    attribute: name,
+                                }
+                            })
+                            .collect(),
+                    },
+                })
+            }
+            RuleKind::Behaviour(behaviour) => behaviour_points(rules, rule, behaviour, &events, now),
+        };
+        if let Some(contribution) = contribution {
+            matched.push((index, contribution));
+        }
+    }
+
+    // Group subtotals with caps and floors; an adjustment line keeps the total equal to
+    // the sum of the contributions.
+    let mut adjustments = Vec::new();
+    for group in &rules.groups {
+        let uncapped: Points = matched.iter().filter(|(_, c)| c.group == group.id).map(|(_, c)| c.points).sum();
+        let mut points = uncapped;
+        if let Some(max) = group.max {
+            points = points.min(max);
+        }
+        if let Some(min) = group.min {
+            points = points.max(min);
+        }
+        if points != uncapped {
+            let limit = if points < uncapped { group.max } else { group.min }.unwrap_or(points);
+            adjustments.push(Contribution {
+                rule: format!("cap:{}", group.id),
+                label: format!("{} limited to {limit}", group.label),
+                group: group.id.clone(),
+                points: points - uncapped,
+                note: None,
+                evidence: Evidence::GroupCap { uncapped, limit },
+            });
+        }
+        result.groups.push(GroupTotal {
+            group: group.id.clone(),
+            label: group.label.clone(),
+            axis: group.axis,
+            points,
+            uncapped: (points != uncapped).then_some(uncapped),
+        });
+    }
+    let axis_total = |axis: Axis| -> Points {
+        result.groups.iter().filter(|g| g.axis == axis).map(|g| g.points).sum()
+    };
+    result.grade = rules.grade.grade_for(axis_total(Axis::Fit), axis_total(Axis::Engagement));
+    result.score = result.groups.iter().map(|g| g.points).sum();
+
+    // Band, then the rules that hold it: min_band raises, max_band ("keeps it cold") wins.
+    let by_points = rules.bands.band_for(result.score, previous_band);
+    let mut band = by_points;
+    let mut limit: Option<&Rule> = None;
+    let matched_rules = || matched.iter().map(|(i, _)| &rules.rules[*i]);
+    if let Some(rule) = matched_rules().filter(|r| r.min_band.is_some_and(|b| b > band)).max_by_key(|r| r.min_band) {
+        band = rule.min_band.unwrap_or(band);
+        limit = Some(rule);
+    }
+    if let Some(rule) = matched_rules().filter(|r| r.max_band.is_some_and(|b| b < band)).min_by_key(|r| r.max_band) {
+        band = rule.max_band.unwrap_or(band);
+        limit = Some(rule);
+    }
+    result.band = band;
+    result.band_limit = limit.filter(|_| band != by_points).map(|rule| BandLimit {
+        rule: rule.id.clone(),
+        label: rule.label.clone(),
+        from: by_points,
+        to: band,
+    });
+
+    matched.sort_by_key(|(index, c)| (Reverse(c.points.hundredths().abs()), *index));
+    result.contributions = matched.into_iter().map(|(_, c)| c).chain(adjustments).collect();
+    result.alerts = alerts(rules, lead, &events, now);
+    result
+}
+
+/// Drops future events, repeats of a message id, bots and internal traffic; returns the
+/// rest in time order. Among events sharing a message id, the same one is kept whatever
+/// their order.
+fn prepare<'e>(rules: &RuleSet, events: &'e [Event], now: DateTime<Utc>) -> (Vec<&'e Event>, EventCounts) {
+    let mut counts = EventCounts { received: events.len(), ..EventCounts::default() };
+    let mut by_id: HashMap<&str, &Event> = HashMap::with_capacity(events.len());
+    for event in events {
+        match by_id.get_mut(event.message_id.as_str()) {
+            None => {
+                by_id.insert(&event.message_id, event);
+            }
+            Some(kept) => {
+                counts.duplicates += 1;
+                if canonical_key(event) < canonical_key(kept) {
+                    *kept = event;
+                }
+            }
+        }
+    }
+    let mut kept: Vec<&Event> = Vec::with_capacity(by_id.len());
+    for event in by_id.into_values() {
+        if event.timestamp > now {
+            counts.future += 1;
+            continue;
+        }
+        match rules.filters.drops(event) {
+            Some(Dropped::Bot) => counts.bots += 1,
+            Some(Dropped::InternalNetwork) => counts.internal_network += 1,
+            None => kept.push(event),
+        }
+    }
+    kept.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+    counts.scored = kept.len();
+    (kept, counts)
+}
+
+/// A total order on events, used only to pick one among events sharing a message id.
+fn canonical_key(event: &Event) -> (DateTime<Utc>, String) {
+    (event.timestamp, serde_json::to_string(event).unwrap_or_default())
+}
+
+fn behaviour_points(
+    rules: &RuleSet,
+    rule: &Rule,
+    behaviour: &Behaviour,
+    events: &[&Event],
+    now: DateTime<Utc>,
+) -> Option<Contribution> {
+    let matching: Vec<&Event> = events
+        .iter()
+        .copied()
+        .filter(|e| behaviour.within.is_none_or(|w| now - e.timestamp <= w))
+        .filter(|e| match behaviour.decay {
+            Decay::Expires { .. } => behaviour.decay.factor(rule.points, now - e.timestamp) > 0.0,
+            _ => true,
+        })
+        .filter(|e| behaviour.matcher.matches(e))
+        .collect();
+    let (first, last) = (matching.first()?, matching.last()?);
+    let mut notes = Vec::new();
+    let points = match behaviour.count {
+        Count::Once { at_least } => {
+            if matching.len() < at_least as usize {
+                return None;
+            }
+            let factor = behaviour.decay.factor(rule.points, now - last.timestamp);
+            let points = rule.points.scaled(factor);
+            if points != rule.points {
+                notes.push(format!("{} decayed from {}, last {}", decay_words(behaviour.decay), rule.points, age_words(now - last.timestamp)));
+            }
+            points
+        }
+        Count::Every => {
+            let mut total = Points::ZERO;
+            let mut undecayed = Points::ZERO;
+            let mut day: Option<(NaiveDate, Points)> = None;
+            let mut daily_capped = false;
+            for event in &matching {
+                let mut award = rule.points;
+                if let Some(cap) = behaviour.daily_cap {
+                    let date = event.timestamp.with_timezone(&rules.utc_offset).date_naive();
+                    let so_far = match day {
+                        Some((d, sum)) if d == date => sum,
+                        _ => Points::ZERO,
+                    };
+                    let room = cap - Points::from_hundredths(so_far.hundredths().abs());
+                    if Points::from_hundredths(award.hundredths().abs()) > room {
+                        daily_capped = true;
+                        let magnitude = room.max(Points::ZERO).hundredths();
+                        award = Points::from_hundredths(magnitude * award.hundredths().signum());
+                    }
+                    day = Some((date, so_far + Points::from_hundredths(award.hundredths().abs())));
+                }
+                undecayed += award;
+                total += award.scaled(behaviour.decay.factor(award, now - event.timestamp));
+            }
+            if daily_capped {
+                notes.push(format!("at most {} a day", behaviour.daily_cap.unwrap_or_default()));
+            }
+            if total != undecayed {
+                notes.push(format!("{} decayed from {undecayed}", decay_words(behaviour.decay)));
+            }
+            if let Some(cap) = behaviour.cap {
+                if total.hundredths().abs() > cap.hundredths() {
+                    notes.push(format!("capped at {cap} from {total}"));
+                    total = Points::from_hundredths(cap.hundredths() * total.hundredths().signum());
+                }
+            }
+            total
+        }
+    };
+    let recent: Vec<String> = matching.iter().rev().take(MAX_EVIDENCE_EVENTS).map(|e| e.message_id.clone()).collect();
+    Some(Contribution {
+        rule: rule.id.clone(),
+        label: rule.label.clone(),
+        group: rules.group(rule.group).id.clone(),
+        points,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+        evidence: Evidence::Events {
+            count: matching.len(),
+            first: first.timestamp,
+            last: last.timestamp,
+            message_ids: recent,
+        },
+    })
+}
+
+fn decay_words(decay: Decay) -> String {
+    match decay {
+        Decay::HalfLife { days } => format!("half-life {days} days:"),
+        Decay::Expires { days } => format!("expiry {days} days:"),
+        Decay::None => String::new(),
+    }
+}
+
+fn age_words(age: chrono::Duration) -> String {
+    match age.num_days() {
+        0 => "today".to_string(),
+        1 => "1 day ago".to_string(),
+        n => format!("{n} days ago"),
+    }
+}
+
+fn alerts(rules: &RuleSet, lead: &Lead, events: &[&Event], now: DateTime<Utc>) -> Vec<AlertTrigger> {
+    let mut triggers = Vec::new();
+    for alert in &rules.alerts {
+        if let Some(when) = &alert.when {
+            if !when.evaluate(lead, &mut Vec::new()) {
+                continue;
+            }
+        }
+        for event in events.iter().filter(|e| now - e.timestamp <= alert.within && alert.matcher.matches(e)) {
+            triggers.push(AlertTrigger {
+                alert: alert.id.clone(),
+                label: alert.label.clone(),
+                message_id: event.message_id.clone(),
+                timestamp: event.timestamp,
+            });
+        }
+    }
+    triggers.sort_by(|a, b| (a.timestamp, &a.message_id, &a.alert).cmp(&(b.timestamp, &b.message_id, &b.alert)));
+    triggers
+}
+
+impl Contribution {
+    /// One line a rep can read: `+30  従業員1,000名以上  (employees: １，０００名)`. Dates
+    /// are shown at `offset` (the rules' `utc_offset`).
+    pub fn describe(&self, offset: FixedOffset) -> String {
+        let sign = if self.points.is_negative() { "" } else { "+" };
+        let detail = match &self.evidence {
+            Evidence::Attributes { attributes } => attributes
+                .iter()
+                .map(|a| format!("{}: {}", a.attribute, a.raw.as_deref().unwrap_or("(missing)")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Evidence::Events { count, last, .. } => {
+                let times = if *count == 1 { "1 event".to_string() } else { format!("{count} events") };
+                format!("{times}, last {}", last.with_timezone(&offset).format("%Y-%m-%d"))
+            }
+            Evidence::GroupCap { uncapped, .. } => format!("{uncapped} before the cap"),
+        };
+        let note = self.note.as_deref().map(|n| format!("; {n}")).unwrap_or_default();
+        format!("{sign}{}  {}  ({detail}{note})", self.points, self.label)
+    }
+}

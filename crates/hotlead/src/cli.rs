@@ -1,0 +1,167 @@
+//! Command definitions and dispatch.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hotlead_core::{RuleSet, rules::json_schema, score};
+
+use crate::input;
+use crate::output::{self, Format};
+
+/// hotlead: lead scoring that says why a lead is hot.
+#[derive(Debug, Parser)]
+#[command(name = "hotlead", version, about, long_about = None)]
+#[command(after_help = "Examples:\n  hotlead rules check examples/rules/seed.toml\n  hotlead score --rules examples/rules/seed.toml --leads examples/data/leads.csv --events examples/data/events.jsonl --at 2026-11-20T09:00:00+09:00 --format text")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check and inspect rules files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Score leads with a rules file and print each lead's score, band, grade and reasons.
+    #[command(after_help = "Leads: CSV with a header row of attribute names and a `lead_id` column, or JSON lines\n(.jsonl/.ndjson) with a `lead_id` field. Events: JSON lines in the Segment shape (type, event,\nmessageId, userId, timestamp, properties, context.page), joined to leads by userId = lead_id.\n\nExamples:\n  hotlead score --rules examples/rules/seed.toml --leads examples/data/leads.csv \\\n      --events examples/data/events.jsonl --at 2026-11-20T09:00:00+09:00\n  hotlead score --rules rules.toml --leads leads.jsonl --format csv > scores.csv")]
+    Score(ScoreArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate a rules file: prints a one-line summary, or every problem as
+    /// FILE:LINE:COLUMN: FIELD: MESSAGE and exits with status 1.
+    #[command(after_help = "Example:\n  hotlead rules check examples/rules/seed.toml")]
+    Check {
+        /// The rules file (TOML).
+        file: PathBuf,
+    },
+    /// Print the JSON Schema of the rules file, for editors that complete and validate TOML.
+    #[command(after_help = "Example:\n  hotlead rules schema > schemas/rules.schema.json")]
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// The rules file (TOML).
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// Leads: CSV with a `lead_id` column, or JSON lines.
+    #[arg(long)]
+    pub leads: PathBuf,
+    /// Events: Segment-shaped JSON lines, joined by userId = lead_id.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// Score as of this time (RFC 3339); events after it are ignored. Default: now.
+    #[arg(long, value_parser = parse_time)]
+    pub at: Option<DateTime<Utc>>,
+    /// Output: one JSON object per line, CSV, or readable text.
+    #[arg(long, value_enum, default_value_t = FormatArg::Json)]
+    pub format: FormatArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Json,
+    Csv,
+    Text,
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("expected an RFC 3339 date-time like 2026-11-20T09:00:00+09:00, got {text:?}"))
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(cli, &mut out, Utc::now()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = out.flush();
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs one command, writing its output to `out`. `now` is the default scoring time.
+pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Rules(RulesCommand::Check { file }) => {
+            let rules = load_rules(&file)?;
+            writeln!(out, "{}: ok: {}", file.display(), summary(&rules))?;
+        }
+        Command::Rules(RulesCommand::Schema) => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&json_schema())?)?;
+        }
+        Command::Score(args) => score_command(args, out, now)?,
+    }
+    Ok(())
+}
+
+/// Reads and validates a rules file; the error lists every problem with its location.
+pub fn load_rules(path: &Path) -> anyhow::Result<RuleSet> {
+    let source = input::read_text(path)?;
+    Ok(RuleSet::from_toml(&path.display().to_string(), &source)?)
+}
+
+fn summary(rules: &RuleSet) -> String {
+    let behaviour = rules
+        .rules
+        .iter()
+        .filter(|r| matches!(r.kind, hotlead_core::rules::RuleKind::Behaviour(_)))
+        .count();
+    format!(
+        "rules {:?} version {}: {} rules ({} attribute, {} behaviour) in {} groups, {} instant alerts; hot at {} (stays hot down to {}), warm at {}",
+        rules.name,
+        rules.version,
+        rules.rules.len(),
+        rules.rules.len() - behaviour,
+        behaviour,
+        rules.groups.len(),
+        rules.alerts.len(),
+        rules.bands.hot,
+        rules.bands.hot_exit,
+        rules.bands.warm,
+    )
+}
+
+fn score_command(args: ScoreArgs, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let rules = load_rules(&args.rules)?;
+    let leads = input::read_leads(&args.leads)?;
+    let mut events = match &args.events {
+        Some(path) => input::read_events(path)?,
+        None => input::Events::default(),
+    };
+    let at = args.at.unwrap_or(now);
+    let format = match args.format {
+        FormatArg::Json => Format::Json,
+        FormatArg::Csv => Format::Csv,
+        FormatArg::Text => Format::Text,
+    };
+    let mut writer = output::ScoreWriter::new(format, &rules, out)?;
+    for lead in &leads {
+        let lead_events = events.by_user.remove(&lead.id).unwrap_or_default();
+        let result = score(&rules, lead, &lead_events, at, None);
+        writer.write(lead, &result).context("cannot write the output")?;
+    }
+    writer.finish()?;
+    let unjoined: usize = events.by_user.values().map(Vec::len).sum();
+    if unjoined + events.anonymous > 0 {
+        eprintln!(
+            "note: {} events were not scored: {} have a userId matching no lead, {} have no userId",
+            unjoined + events.anonymous,
+            unjoined,
+            events.anonymous
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The `hotlead` command line. `main.rs` only calls [`cli::main`]; the commands live
+//! here so that tests can run them in-process.
+
+pub mod cli;
+pub mod input;
+pub mod output;
