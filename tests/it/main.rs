@@ -1,1 +1,6 @@
+//! The integration tests of the hotlead workspace, one binary.
 
+mod cli;
+mod examples;
+mod properties;
+mod schema;

@@ -88,7 +88,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<RuleSet, RulesError> {
             return Ok(rules);
         }
     }
-    let diagnostics = checker
+    let mut diagnostics: Vec<Diagnostic> = checker
         .problems
         .into_iter()
         .map(|(path, message)| {
@@ -96,6 +96,7 @@ pub(super) fn compile(file: &str, source: &str) -> Result<RuleSet, RulesError> {
             Diagnostic { line, column, field: path.to_string(), message }
         })
         .collect();
+    diagnostics.sort_by_key(|d| (d.line, d.column));
     Err(RulesError { file: file.to_string(), diagnostics })
 }
 

@@ -1,0 +1,257 @@
+//! The `hotlead` command line, as a user runs it.
+
+use std::io::Write as _;
+
+use hotlead::cli::{Cli, run};
+use hotlead_tests::{hotlead, repo_file, time};
+use serde_json::Value;
+
+use clap::Parser as _;
+
+fn run_in_process(args: &[&str]) -> anyhow::Result<String> {
+    let cli = Cli::try_parse_from(std::iter::once("hotlead").chain(args.iter().copied()))?;
+    let mut out = Vec::new();
+    run(cli, &mut out, time("2026-11-20T00:00:00Z"))?;
+    Ok(String::from_utf8(out)?)
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn temp_file(name: &str, content: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join(name);
+    std::fs::File::create(&path).and_then(|mut f| f.write_all(content.as_bytes())).expect("write temp file");
+    (dir, path)
+}
+
+const SEED: &str = "examples/rules/seed.toml";
+
+#[test]
+fn rules_check_prints_a_one_line_summary_and_exits_zero() {
+    for file in [SEED, "examples/rules/saas.toml"] {
+        let output = hotlead(&["rules", "check", file]);
+        assert!(output.status.success(), "{file}: {}", stderr(&output));
+        let text = stdout(&output);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("ok") && text.contains("version"), "{text}");
+    }
+}
+
+#[test]
+fn rules_check_names_file_line_column_and_field_of_each_problem() {
+    let source = "name = \"t\"\nversion = 1\n[bands]\nhot = 80\nwarm = 40\n[groups.fit]\naxis = \"fit\"\n\n[[rules]]\nid = \"big\"\ngroup = \"fit\"\npoints = 10\nwhen = { attribute = \"employees\", gte = \"many\" }\n";
+    let (_dir, path) = temp_file("bad.toml", source);
+    let output = hotlead(&["rules", "check", path.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    let expected = format!("{}:13:", path.display());
+    assert!(message.contains(&expected), "{message}");
+    assert!(message.contains("rules[0].when.gte"), "{message}");
+    assert!(message.contains("expected f64") || message.contains("expected"), "{message}");
+}
+
+#[test]
+fn rules_check_reports_every_semantic_problem_at_its_place() {
+    let source = r#"name = "t"
+version = 1
+[bands]
+hot = 80
+warm = 40
+hot_exit = 90
+[groups.fit]
+axis = "fit"
+[[rules]]
+id = "a"
+group = "nope"
+points = 10
+when = { attribute = "title", contains_list = "missing" }
+[[rules]]
+id = "a"
+group = "fit"
+points = 5
+event = { type = "page", path = "/x" }
+count = "every"
+at_least = 3
+"#;
+    let error = hotlead_core::RuleSet::from_toml("r.toml", source).expect_err("invalid");
+    let found: Vec<(usize, &str)> = error.diagnostics.iter().map(|d| (d.line, d.field.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            (6, "bands.hot_exit"),
+            (11, "rules[0].group"),
+            (13, "rules[0].when.contains_list"),
+            (15, "rules[1].id"),
+            (20, "rules[1].at_least"),
+        ]
+    );
+    assert!(error.to_string().starts_with("r.toml:6:12: bands.hot_exit: expected hot_exit between"), "{error}");
+}
+
+#[test]
+fn rules_check_of_a_missing_file_names_it() {
+    let output = hotlead(&["rules", "check", "no/such/rules.toml"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no/such/rules.toml"), "{}", stderr(&output));
+}
+
+#[test]
+fn score_prints_one_json_record_per_lead_with_its_reasons() {
+    let text = run_in_process(&[
+        "score", "--rules", repo_file(SEED).to_str().unwrap(),
+        "--leads", repo_file("examples/data/leads.csv").to_str().unwrap(),
+        "--events", repo_file("examples/data/events.jsonl").to_str().unwrap(),
+        "--at", "2026-11-20T09:00:00+09:00",
+    ])
+    .expect("scores");
+    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(records.len(), 7);
+    let first = &records[0];
+    assert_eq!(first["lead_id"], "L-1001");
+    assert_eq!(first["score"], 80);
+    assert_eq!(first["band"], "hot");
+    assert_eq!(first["grade"], "A1");
+    let contributions = first["contributions"].as_array().expect("contributions");
+    let total: f64 = contributions.iter().map(|c| c["points"].as_f64().unwrap()).sum();
+    assert_eq!(total, 80.0);
+    assert_eq!(first["alerts"][0]["alert"], "document-downloaded");
+    // the link scanners and the resent message of L-1005 count for nothing
+    let acme = &records[4];
+    assert_eq!(acme["events"]["bots"], 2);
+    assert_eq!(acme["events"]["duplicates"], 1);
+    assert_eq!(acme["band"], "warm");
+}
+
+#[test]
+fn score_is_the_same_for_the_same_inputs_and_time() {
+    let args = [
+        "score", "--rules", SEED, "--leads", "examples/data/leads.csv", "--events", "examples/data/events.jsonl",
+        "--at", "2026-11-20T09:00:00+09:00",
+    ];
+    let (a, b) = (hotlead(&args), hotlead(&args));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn score_writes_csv_with_a_column_per_group() {
+    let text = run_in_process(&[
+        "score", "--rules", repo_file(SEED).to_str().unwrap(),
+        "--leads", repo_file("examples/data/leads.csv").to_str().unwrap(),
+        "--events", repo_file("examples/data/events.jsonl").to_str().unwrap(),
+        "--at", "2026-11-20T09:00:00+09:00", "--format", "csv",
+    ])
+    .expect("scores");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("lead_id,score,band,grade,engagement,fit,alerts,contributions"));
+    let first = lines.next().expect("a record");
+    assert!(first.starts_with("L-1001,80,hot,A1,30,50,document-downloaded,"), "{first}");
+    assert!(first.contains("employees-1000-plus:30"), "{first}");
+}
+
+#[test]
+fn score_reads_json_lines_leads_and_uses_the_time_given() {
+    let (_dir, leads) = temp_file(
+        "leads.jsonl",
+        "{\"lead_id\": \"a\", \"employees\": 5000, \"capital\": \"600億円\"}\n\n{\"lead_id\": \"b\", \"employees\": null}\n",
+    );
+    let (_dir2, events) = temp_file(
+        "events.jsonl",
+        &["2026-01-01", "2026-01-02", "2026-01-03"]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| format!("{{\"type\":\"page\",\"messageId\":\"m{i}\",\"userId\":\"a\",\"timestamp\":\"{d}T00:00:00Z\",\"context\":{{\"page\":{{\"path\":\"/pricing\"}}}}}}\n"))
+            .collect::<String>(),
+    );
+    let score_at = |at: &str| -> Vec<Value> {
+        run_in_process(&[
+            "score", "--rules", repo_file(SEED).to_str().unwrap(), "--leads", leads.to_str().unwrap(),
+            "--events", events.to_str().unwrap(), "--at", at,
+        ])
+        .expect("scores")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect()
+    };
+    let in_january = score_at("2026-01-10T00:00:00Z");
+    assert_eq!(in_january[0]["band"], "hot");
+    assert_eq!(in_january[1]["score"], 0);
+    let in_june = score_at("2026-06-01T00:00:00Z");
+    assert_eq!(in_june[0]["score"], 50, "pricing views older than 90 days no longer count");
+    let before = score_at("2026-01-02T12:00:00Z");
+    assert_eq!(before[0]["events"]["future"], 1);
+}
+
+#[test]
+fn bad_leads_files_are_reported_with_file_line_and_field() {
+    let cases = [
+        ("leads.csv", "email,company\nx@y.jp,A\n", ":1: field `lead_id`: the header row has no `lead_id` column"),
+        ("leads.csv", "lead_id,email\na,x@y.jp\n ,z@y.jp\n", ":3: field `lead_id`: is empty"),
+        ("leads.csv", "lead_id,email\na,x@y.jp\na,z@y.jp\n", ":3: field `lead_id`: duplicate lead id \"a\""),
+        ("leads.csv", "lead_id,email\na,x@y.jp,extra\n", ":2: not valid CSV: 3 fields where the header has 2"),
+        ("leads.jsonl", "{\"lead_id\": \"a\"}\n{\"lead_id\": \"b\", \"tags\": [1]}\n", ":2: field `tags`: expected a string"),
+        ("leads.jsonl", "{\"lead_id\": \"a\"}\nnot json\n", ":2: not valid JSON"),
+        ("leads.jsonl", "{\"email\": \"a@b.jp\"}\n", ":1: field `lead_id`: expected a non-empty string"),
+    ];
+    for (name, content, expected) in cases {
+        let (_dir, path) = temp_file(name, content);
+        let output = hotlead(&["score", "--rules", SEED, "--leads", path.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1), "{content}");
+        let message = stderr(&output);
+        assert!(message.contains(&format!("{}{expected}", path.display())), "{content:?}: {message}");
+        assert!(output.stdout.is_empty(), "nothing is printed for a bad input");
+    }
+}
+
+#[test]
+fn bad_events_files_are_reported_with_file_line_and_field() {
+    let (_dir, path) = temp_file(
+        "events.jsonl",
+        "{\"type\":\"page\",\"messageId\":\"m1\",\"userId\":\"a\",\"timestamp\":\"2026-01-01T00:00:00Z\"}\n{\"type\":\"page\",\"messageId\":\"m2\",\"userId\":\"a\",\"timestamp\":\"last tuesday\"}\n",
+    );
+    let output = hotlead(&["score", "--rules", SEED, "--leads", "examples/data/leads.csv", "--events", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains(&format!("{}:2: field `timestamp`: expected an RFC 3339", path.display())), "{message}");
+}
+
+#[test]
+fn a_non_utf8_file_is_named_not_garbled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sjis.csv");
+    std::fs::write(&path, b"lead_id,company\na,\x8a\x94\x8e\xae\x89\xef\x8e\xd0\n").unwrap();
+    let output = hotlead(&["score", "--rules", SEED, "--leads", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("not UTF-8"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_bad_time_is_a_usage_error() {
+    let output = hotlead(&["score", "--rules", SEED, "--leads", "examples/data/leads.csv", "--at", "tomorrow"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("RFC 3339"), "{}", stderr(&output));
+}
+
+#[test]
+fn every_command_explains_itself_with_an_example() {
+    for args in [vec!["--help"], vec!["rules", "--help"], vec!["rules", "check", "--help"], vec!["rules", "schema", "--help"], vec!["score", "--help"]] {
+        let output = hotlead(&args);
+        assert!(output.status.success(), "{args:?}");
+        let text = stdout(&output);
+        assert!(text.contains("Example") || args == ["rules", "--help"], "{args:?}: {text}");
+        assert!(text.contains("Usage"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn rules_schema_prints_the_json_schema() {
+    let text = run_in_process(&["rules", "schema"]).expect("prints");
+    let schema: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(schema["title"], "hotlead rules");
+}
