@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repository").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository")
+        .to_path_buf()
 }
 
 /// A file of the repository, e.g. `examples/rules/seed.toml`.
@@ -45,7 +48,10 @@ pub fn hotlead_bin() -> &'static Path {
         assert!(status.success(), "building the hotlead binary failed");
         // target/debug/deps/it-xxxx -> target/debug/hotlead
         let exe = std::env::current_exe().expect("test executable path");
-        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps");
         let bin = dir.join(format!("hotlead{}", std::env::consts::EXE_SUFFIX));
         assert!(bin.exists(), "no binary at {}", bin.display());
         bin
@@ -54,11 +60,17 @@ pub fn hotlead_bin() -> &'static Path {
 
 /// Runs the real `hotlead` binary with `args` in the repository root.
 pub fn hotlead(args: &[&str]) -> Output {
-    Command::new(hotlead_bin()).args(args).current_dir(repo_root()).output().expect("hotlead runs")
+    Command::new(hotlead_bin())
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("hotlead runs")
 }
 
 pub fn time(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).expect("valid test time").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .expect("valid test time")
+        .with_timezone(&Utc)
 }
 
 /// A Segment `page` call for `user` at `timestamp` on `path`.

@@ -26,7 +26,9 @@ fn stderr(output: &std::process::Output) -> String {
 fn temp_file(name: &str, content: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join(name);
-    std::fs::File::create(&path).and_then(|mut f| f.write_all(content.as_bytes())).expect("write temp file");
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(content.as_bytes()))
+        .expect("write temp file");
     (dir, path)
 }
 
@@ -53,7 +55,10 @@ fn rules_check_names_file_line_column_and_field_of_each_problem() {
     let expected = format!("{}:13:", path.display());
     assert!(message.contains(&expected), "{message}");
     assert!(message.contains("rules[0].when.gte"), "{message}");
-    assert!(message.contains("expected f64") || message.contains("expected"), "{message}");
+    assert!(
+        message.contains("expected f64") || message.contains("expected"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -80,7 +85,11 @@ count = "every"
 at_least = 3
 "#;
     let error = hotlead_core::RuleSet::from_toml("r.toml", source).expect_err("invalid");
-    let found: Vec<(usize, &str)> = error.diagnostics.iter().map(|d| (d.line, d.field.as_str())).collect();
+    let found: Vec<(usize, &str)> = error
+        .diagnostics
+        .iter()
+        .map(|d| (d.line, d.field.as_str()))
+        .collect();
     assert_eq!(
         found,
         [
@@ -91,26 +100,43 @@ at_least = 3
             (20, "rules[1].at_least"),
         ]
     );
-    assert!(error.to_string().starts_with("r.toml:6:12: bands.hot_exit: expected hot_exit between"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("r.toml:6:12: bands.hot_exit: expected hot_exit between"),
+        "{error}"
+    );
 }
 
 #[test]
 fn rules_check_of_a_missing_file_names_it() {
     let output = hotlead(&["rules", "check", "no/such/rules.toml"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("no/such/rules.toml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no/such/rules.toml"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn score_prints_one_json_record_per_lead_with_its_reasons() {
     let text = run_in_process(&[
-        "score", "--rules", repo_file(SEED).to_str().unwrap(),
-        "--leads", repo_file("examples/data/leads.csv").to_str().unwrap(),
-        "--events", repo_file("examples/data/events.jsonl").to_str().unwrap(),
-        "--at", "2026-11-20T09:00:00+09:00",
+        "score",
+        "--rules",
+        repo_file(SEED).to_str().unwrap(),
+        "--leads",
+        repo_file("examples/data/leads.csv").to_str().unwrap(),
+        "--events",
+        repo_file("examples/data/events.jsonl").to_str().unwrap(),
+        "--at",
+        "2026-11-20T09:00:00+09:00",
     ])
     .expect("scores");
-    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert_eq!(records.len(), 7);
     let first = &records[0];
     assert_eq!(first["lead_id"], "L-1001");
@@ -118,7 +144,10 @@ fn score_prints_one_json_record_per_lead_with_its_reasons() {
     assert_eq!(first["band"], "hot");
     assert_eq!(first["grade"], "A1");
     let contributions = first["contributions"].as_array().expect("contributions");
-    let total: f64 = contributions.iter().map(|c| c["points"].as_f64().unwrap()).sum();
+    let total: f64 = contributions
+        .iter()
+        .map(|c| c["points"].as_f64().unwrap())
+        .sum();
     assert_eq!(total, 80.0);
     assert_eq!(first["alerts"][0]["alert"], "document-downloaded");
     // the link scanners and the resent message of L-1005 count for nothing
@@ -131,8 +160,15 @@ fn score_prints_one_json_record_per_lead_with_its_reasons() {
 #[test]
 fn score_is_the_same_for_the_same_inputs_and_time() {
     let args = [
-        "score", "--rules", SEED, "--leads", "examples/data/leads.csv", "--events", "examples/data/events.jsonl",
-        "--at", "2026-11-20T09:00:00+09:00",
+        "score",
+        "--rules",
+        SEED,
+        "--leads",
+        "examples/data/leads.csv",
+        "--events",
+        "examples/data/events.jsonl",
+        "--at",
+        "2026-11-20T09:00:00+09:00",
     ];
     let (a, b) = (hotlead(&args), hotlead(&args));
     assert!(a.status.success(), "{}", stderr(&a));
@@ -142,16 +178,29 @@ fn score_is_the_same_for_the_same_inputs_and_time() {
 #[test]
 fn score_writes_csv_with_a_column_per_group() {
     let text = run_in_process(&[
-        "score", "--rules", repo_file(SEED).to_str().unwrap(),
-        "--leads", repo_file("examples/data/leads.csv").to_str().unwrap(),
-        "--events", repo_file("examples/data/events.jsonl").to_str().unwrap(),
-        "--at", "2026-11-20T09:00:00+09:00", "--format", "csv",
+        "score",
+        "--rules",
+        repo_file(SEED).to_str().unwrap(),
+        "--leads",
+        repo_file("examples/data/leads.csv").to_str().unwrap(),
+        "--events",
+        repo_file("examples/data/events.jsonl").to_str().unwrap(),
+        "--at",
+        "2026-11-20T09:00:00+09:00",
+        "--format",
+        "csv",
     ])
     .expect("scores");
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("lead_id,score,band,grade,engagement,fit,alerts,contributions"));
+    assert_eq!(
+        lines.next(),
+        Some("lead_id,score,band,grade,engagement,fit,alerts,contributions")
+    );
     let first = lines.next().expect("a record");
-    assert!(first.starts_with("L-1001,80,hot,A1,30,50,document-downloaded,"), "{first}");
+    assert!(
+        first.starts_with("L-1001,80,hot,A1,30,50,document-downloaded,"),
+        "{first}"
+    );
     assert!(first.contains("employees-1000-plus:30"), "{first}");
 }
 
@@ -171,8 +220,15 @@ fn score_reads_json_lines_leads_and_uses_the_time_given() {
     );
     let score_at = |at: &str| -> Vec<Value> {
         run_in_process(&[
-            "score", "--rules", repo_file(SEED).to_str().unwrap(), "--leads", leads.to_str().unwrap(),
-            "--events", events.to_str().unwrap(), "--at", at,
+            "score",
+            "--rules",
+            repo_file(SEED).to_str().unwrap(),
+            "--leads",
+            leads.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--at",
+            at,
         ])
         .expect("scores")
         .lines()
@@ -183,7 +239,10 @@ fn score_reads_json_lines_leads_and_uses_the_time_given() {
     assert_eq!(in_january[0]["band"], "hot");
     assert_eq!(in_january[1]["score"], 0);
     let in_june = score_at("2026-06-01T00:00:00Z");
-    assert_eq!(in_june[0]["score"], 50, "pricing views older than 90 days no longer count");
+    assert_eq!(
+        in_june[0]["score"], 50,
+        "pricing views older than 90 days no longer count"
+    );
     let before = score_at("2026-01-02T12:00:00Z");
     assert_eq!(before[0]["events"]["future"], 1);
 }
@@ -191,21 +250,55 @@ fn score_reads_json_lines_leads_and_uses_the_time_given() {
 #[test]
 fn bad_leads_files_are_reported_with_file_line_and_field() {
     let cases = [
-        ("leads.csv", "email,company\nx@y.jp,A\n", ":1: field `lead_id`: the header row has no `lead_id` column"),
-        ("leads.csv", "lead_id,email\na,x@y.jp\n ,z@y.jp\n", ":3: field `lead_id`: is empty"),
-        ("leads.csv", "lead_id,email\na,x@y.jp\na,z@y.jp\n", ":3: field `lead_id`: duplicate lead id \"a\""),
-        ("leads.csv", "lead_id,email\na,x@y.jp,extra\n", ":2: not valid CSV: 3 fields where the header has 2"),
-        ("leads.jsonl", "{\"lead_id\": \"a\"}\n{\"lead_id\": \"b\", \"tags\": [1]}\n", ":2: field `tags`: expected a string"),
-        ("leads.jsonl", "{\"lead_id\": \"a\"}\nnot json\n", ":2: not valid JSON"),
-        ("leads.jsonl", "{\"email\": \"a@b.jp\"}\n", ":1: field `lead_id`: expected a non-empty string"),
+        (
+            "leads.csv",
+            "email,company\nx@y.jp,A\n",
+            ":1: field `lead_id`: the header row has no `lead_id` column",
+        ),
+        (
+            "leads.csv",
+            "lead_id,email\na,x@y.jp\n ,z@y.jp\n",
+            ":3: field `lead_id`: is empty",
+        ),
+        (
+            "leads.csv",
+            "lead_id,email\na,x@y.jp\na,z@y.jp\n",
+            ":3: field `lead_id`: duplicate lead id \"a\"",
+        ),
+        (
+            "leads.csv",
+            "lead_id,email\na,x@y.jp,extra\n",
+            ":2: not valid CSV: 3 fields where the header has 2",
+        ),
+        (
+            "leads.jsonl",
+            "{\"lead_id\": \"a\"}\n{\"lead_id\": \"b\", \"tags\": [1]}\n",
+            ":2: field `tags`: expected a string",
+        ),
+        (
+            "leads.jsonl",
+            "{\"lead_id\": \"a\"}\nnot json\n",
+            ":2: not valid JSON",
+        ),
+        (
+            "leads.jsonl",
+            "{\"email\": \"a@b.jp\"}\n",
+            ":1: field `lead_id`: expected a non-empty string",
+        ),
     ];
     for (name, content, expected) in cases {
         let (_dir, path) = temp_file(name, content);
         let output = hotlead(&["score", "--rules", SEED, "--leads", path.to_str().unwrap()]);
         assert_eq!(output.status.code(), Some(1), "{content}");
         let message = stderr(&output);
-        assert!(message.contains(&format!("{}{expected}", path.display())), "{content:?}: {message}");
-        assert!(output.stdout.is_empty(), "nothing is printed for a bad input");
+        assert!(
+            message.contains(&format!("{}{expected}", path.display())),
+            "{content:?}: {message}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "nothing is printed for a bad input"
+        );
     }
 }
 
@@ -215,17 +308,35 @@ fn bad_events_files_are_reported_with_file_line_and_field() {
         "events.jsonl",
         "{\"type\":\"page\",\"messageId\":\"m1\",\"userId\":\"a\",\"timestamp\":\"2026-01-01T00:00:00Z\"}\n{\"type\":\"page\",\"messageId\":\"m2\",\"userId\":\"a\",\"timestamp\":\"last tuesday\"}\n",
     );
-    let output = hotlead(&["score", "--rules", SEED, "--leads", "examples/data/leads.csv", "--events", path.to_str().unwrap()]);
+    let output = hotlead(&[
+        "score",
+        "--rules",
+        SEED,
+        "--leads",
+        "examples/data/leads.csv",
+        "--events",
+        path.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(message.contains(&format!("{}:2: field `timestamp`: expected an RFC 3339", path.display())), "{message}");
+    assert!(
+        message.contains(&format!(
+            "{}:2: field `timestamp`: expected an RFC 3339",
+            path.display()
+        )),
+        "{message}"
+    );
 }
 
 #[test]
 fn a_non_utf8_file_is_named_not_garbled() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sjis.csv");
-    std::fs::write(&path, b"lead_id,company\na,\x8a\x94\x8e\xae\x89\xef\x8e\xd0\n").unwrap();
+    std::fs::write(
+        &path,
+        b"lead_id,company\na,\x8a\x94\x8e\xae\x89\xef\x8e\xd0\n",
+    )
+    .unwrap();
     let output = hotlead(&["score", "--rules", SEED, "--leads", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("not UTF-8"), "{}", stderr(&output));
@@ -233,18 +344,35 @@ fn a_non_utf8_file_is_named_not_garbled() {
 
 #[test]
 fn a_bad_time_is_a_usage_error() {
-    let output = hotlead(&["score", "--rules", SEED, "--leads", "examples/data/leads.csv", "--at", "tomorrow"]);
+    let output = hotlead(&[
+        "score",
+        "--rules",
+        SEED,
+        "--leads",
+        "examples/data/leads.csv",
+        "--at",
+        "tomorrow",
+    ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("RFC 3339"), "{}", stderr(&output));
 }
 
 #[test]
 fn every_command_explains_itself_with_an_example() {
-    for args in [vec!["--help"], vec!["rules", "--help"], vec!["rules", "check", "--help"], vec!["rules", "schema", "--help"], vec!["score", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["rules", "--help"],
+        vec!["rules", "check", "--help"],
+        vec!["rules", "schema", "--help"],
+        vec!["score", "--help"],
+    ] {
         let output = hotlead(&args);
         assert!(output.status.success(), "{args:?}");
         let text = stdout(&output);
-        assert!(text.contains("Example") || args == ["rules", "--help"], "{args:?}: {text}");
+        assert!(
+            text.contains("Example") || args == ["rules", "--help"],
+            "{args:?}: {text}"
+        );
         assert!(text.contains("Usage"), "{args:?}: {text}");
     }
 }

@@ -15,8 +15,19 @@ const MATCHERS: &[&str] = &[
     r#"{ type = "track", name = ["Document Downloaded", "Webinar*"] }"#,
     r#"{ utm_medium = "cpc" }"#,
 ];
-const PATHS: &[&str] = &["/pricing", "/pricing/enterprise", "/docs/api/intro", "/blog/post", "/careers"];
-const NAMES: &[&str] = &["Demo Requested", "Document Downloaded", "Webinar Attended", "Signed Up"];
+const PATHS: &[&str] = &[
+    "/pricing",
+    "/pricing/enterprise",
+    "/docs/api/intro",
+    "/blog/post",
+    "/careers",
+];
+const NAMES: &[&str] = &[
+    "Demo Requested",
+    "Document Downloaded",
+    "Webinar Attended",
+    "Signed Up",
+];
 
 /// One generated behaviour rule, as TOML.
 #[derive(Debug, Clone)]
@@ -86,9 +97,33 @@ fn behaviour_rule() -> impl Strategy<Value = BehaviourRule> {
         1u32..=90,
         prop_oneof![Just("engagement"), Just("custom")],
     )
-        .prop_map(|(matcher, points, every, at_least, within_days, cap, daily_cap, decay, decay_days, group)| {
-            BehaviourRule { matcher, points, every, at_least, within_days, cap, daily_cap, decay, decay_days, group }
-        })
+        .prop_map(
+            |(
+                matcher,
+                points,
+                every,
+                at_least,
+                within_days,
+                cap,
+                daily_cap,
+                decay,
+                decay_days,
+                group,
+            )| {
+                BehaviourRule {
+                    matcher,
+                    points,
+                    every,
+                    at_least,
+                    within_days,
+                    cap,
+                    daily_cap,
+                    decay,
+                    decay_days,
+                    group,
+                }
+            },
+        )
 }
 
 #[derive(Debug, Clone)]
@@ -106,26 +141,36 @@ fn groups() -> impl Strategy<Value = Groups> {
         proptest::option::of(0u32..=30),
         proptest::option::of(0u32..=40),
     )
-        .prop_map(|(engagement_max, engagement_min, custom_max, fit_max)| Groups {
-            engagement_max,
-            engagement_min,
-            custom_max,
-            fit_max,
-        })
+        .prop_map(
+            |(engagement_max, engagement_min, custom_max, fit_max)| Groups {
+                engagement_max,
+                engagement_min,
+                custom_max,
+                fit_max,
+            },
+        )
 }
 
 fn rule_set(groups: &Groups, behaviour: &[BehaviourRule]) -> RuleSet {
-    let opt = |key: &str, value: Option<String>| value.map(|v| format!("{key} = {v}\n")).unwrap_or_default();
+    let opt = |key: &str, value: Option<String>| {
+        value.map(|v| format!("{key} = {v}\n")).unwrap_or_default()
+    };
     let mut text = String::from(
         "name = \"generated\"\nversion = 1\nutc_offset = \"+09:00\"\n[bands]\nhot = 60\nhot_exit = 50\nwarm = 30\n",
     );
-    text += &format!("[groups.fit]\naxis = \"fit\"\n{}", opt("max", groups.fit_max.map(|v| v.to_string())));
+    text += &format!(
+        "[groups.fit]\naxis = \"fit\"\n{}",
+        opt("max", groups.fit_max.map(|v| v.to_string()))
+    );
     text += &format!(
         "[groups.engagement]\naxis = \"engagement\"\n{}{}",
         opt("max", groups.engagement_max.map(|v| v.to_string())),
         opt("min", groups.engagement_min.map(|v| v.to_string()))
     );
-    text += &format!("[groups.custom]\naxis = \"none\"\n{}", opt("max", groups.custom_max.map(|v| v.to_string())));
+    text += &format!(
+        "[groups.custom]\naxis = \"none\"\n{}",
+        opt("max", groups.custom_max.map(|v| v.to_string()))
+    );
     text += "[[rules]]\nid = \"big\"\ngroup = \"fit\"\npoints = 25\nwhen = { attribute = \"employees\", gte = 1000 }\n";
     text += "[[rules]]\nid = \"free-mail\"\ngroup = \"fit\"\npoints = -10\nwhen = { attribute = \"email_domain\", one_of = [\"gmail.com\"] }\n";
     for (i, rule) in behaviour.iter().enumerate() {
@@ -139,31 +184,58 @@ const BASE: &str = "2026-06-01T00:00:00Z";
 
 /// Events: (page or track, which path/name, minutes after BASE, message id, cpc?).
 fn events(max: usize) -> impl Strategy<Value = Vec<Event>> {
-    proptest::collection::vec((any::<bool>(), 0usize..5, 0i64..(200 * 24 * 60), any::<bool>()), 0..max).prop_map(|raw| {
+    proptest::collection::vec(
+        (
+            any::<bool>(),
+            0usize..5,
+            0i64..(200 * 24 * 60),
+            any::<bool>(),
+        ),
+        0..max,
+    )
+    .prop_map(|raw| {
         raw.into_iter()
             .enumerate()
-            .map(|(i, (is_page, which, minutes, cpc))| event(&format!("m{i}"), is_page, which, minutes, cpc))
+            .map(|(i, (is_page, which, minutes, cpc))| {
+                event(&format!("m{i}"), is_page, which, minutes, cpc)
+            })
             .collect()
     })
 }
 
 fn event(message_id: &str, is_page: bool, which: usize, minutes: i64, cpc: bool) -> Event {
     let at = (time(BASE) + Duration::minutes(minutes)).to_rfc3339();
-    let campaign = if cpc { json!({"medium": "cpc"}) } else { json!({}) };
-    if is_page {
-        segment(json!({"type": "page", "messageId": message_id, "userId": "L", "timestamp": at,
-            "context": {"page": {"path": PATHS[which]}, "campaign": campaign}}))
+    let campaign = if cpc {
+        json!({"medium": "cpc"})
     } else {
-        segment(json!({"type": "track", "messageId": message_id, "userId": "L", "timestamp": at,
-            "event": NAMES[which % NAMES.len()], "context": {"campaign": campaign}}))
+        json!({})
+    };
+    if is_page {
+        segment(
+            json!({"type": "page", "messageId": message_id, "userId": "L", "timestamp": at,
+            "context": {"page": {"path": PATHS[which]}, "campaign": campaign}}),
+        )
+    } else {
+        segment(
+            json!({"type": "track", "messageId": message_id, "userId": "L", "timestamp": at,
+            "event": NAMES[which % NAMES.len()], "context": {"campaign": campaign}}),
+        )
     }
 }
 
 fn lead() -> impl Strategy<Value = Lead> {
-    (prop_oneof![Just("50"), Just("1,000名"), Just("100〜4,999名")], any::<bool>()).prop_map(|(employees, free)| {
-        let email = if free { "a@gmail.com" } else { "a@corp.example" };
-        Lead::from_raw("L", [("employees", employees), ("email", email)])
-    })
+    (
+        prop_oneof![Just("50"), Just("1,000名"), Just("100〜4,999名")],
+        any::<bool>(),
+    )
+        .prop_map(|(employees, free)| {
+            let email = if free {
+                "a@gmail.com"
+            } else {
+                "a@corp.example"
+            };
+            Lead::from_raw("L", [("employees", employees), ("email", email)])
+        })
 }
 
 /// When "now" is: somewhere in or after the events' span.

@@ -4,7 +4,9 @@ use hotlead_tests::repo_file;
 
 #[test]
 fn the_committed_rules_schema_matches_the_rules_types() {
-    let generated = serde_json::to_string_pretty(&hotlead_core::rules::json_schema()).expect("schema serialises") + "\n";
+    let generated = serde_json::to_string_pretty(&hotlead_core::rules::json_schema())
+        .expect("schema serialises")
+        + "\n";
     let path = repo_file("schemas/rules.schema.json");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
@@ -18,9 +20,20 @@ fn the_committed_rules_schema_matches_the_rules_types() {
 fn the_schema_describes_every_top_level_section() {
     let schema = hotlead_core::rules::json_schema();
     let properties = schema["properties"].as_object().expect("an object schema");
-    for key in ["name", "version", "bands", "grade", "groups", "lists", "filters", "rules", "alerts"] {
+    for key in [
+        "name", "version", "bands", "grade", "groups", "lists", "filters", "rules", "alerts",
+    ] {
         assert!(properties.contains_key(key), "schema lacks {key}");
     }
-    let required: Vec<&str> = schema["required"].as_array().expect("required list").iter().filter_map(|v| v.as_str()).collect();
-    assert!(required.contains(&"bands") && required.contains(&"groups") && required.contains(&"version"));
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .expect("required list")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        required.contains(&"bands")
+            && required.contains(&"groups")
+            && required.contains(&"version")
+    );
 }

@@ -106,7 +106,10 @@ pub struct EventError {
 
 impl EventError {
     fn new(field: &str, message: impl Into<String>) -> Self {
-        EventError { field: field.to_string(), message: message.into() }
+        EventError {
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -114,7 +117,9 @@ fn str_at<'a>(object: &'a Map<String, Value>, path: &str) -> Result<Option<&'a s
     let mut current = object;
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
-        let Some(value) = current.get(part) else { return Ok(None) };
+        let Some(value) = current.get(part) else {
+            return Ok(None);
+        };
         if parts.peek().is_none() {
             return match value {
                 Value::Null => Ok(None),
@@ -155,7 +160,10 @@ fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, EventError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
-            EventError::new(field, format!("expected an RFC 3339 date-time, got {text:?}"))
+            EventError::new(
+                field,
+                format!("expected an RFC 3339 date-time, got {text:?}"),
+            )
         })
 }
 
@@ -166,7 +174,9 @@ fn path_and_query(url: &str) -> (Option<String>, Option<&str>) {
         Some((before, query)) => (before, Some(query)),
         None => (without_fragment, None),
     };
-    let after_scheme = before_query.split_once("://").map_or(before_query, |(_, rest)| rest);
+    let after_scheme = before_query
+        .split_once("://")
+        .map_or(before_query, |(_, rest)| rest);
     let path = if before_query.contains("://") {
         after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
     } else {
@@ -249,7 +259,10 @@ impl Event {
         let user_id = id_at(object, "userId")?;
         let anonymous_id = id_at(object, "anonymousId")?;
         if user_id.is_none() && anonymous_id.is_none() && kind != EventType::Alias {
-            return Err(EventError::new("userId", "either `userId` or `anonymousId` is required"));
+            return Err(EventError::new(
+                "userId",
+                "either `userId` or `anonymousId` is required",
+            ));
         }
         let name = match kind {
             EventType::Track => Some(
@@ -305,7 +318,10 @@ impl Event {
 
         let ip = match str_at(object, "context.ip")? {
             Some(text) => Some(text.trim().parse::<IpAddr>().map_err(|_| {
-                EventError::new("context.ip", format!("expected an IP address, got {text:?}"))
+                EventError::new(
+                    "context.ip",
+                    format!("expected an IP address, got {text:?}"),
+                )
             })?),
             None => None,
         };
@@ -376,7 +392,10 @@ mod tests {
         .unwrap();
         assert_eq!(event.message_id, "42");
         assert_eq!(event.name.as_deref(), Some("Document Downloaded"));
-        assert_eq!(event.property_text("document").as_deref(), Some("whitepaper"));
+        assert_eq!(
+            event.property_text("document").as_deref(),
+            Some("whitepaper")
+        );
         assert_eq!(event.property_text("pages").as_deref(), Some("12"));
         assert_eq!(event.campaign.medium.as_deref(), Some("email"));
         assert_eq!(event.path, None);
@@ -386,16 +405,46 @@ mod tests {
     fn errors_name_the_field() {
         let cases = [
             (json!([]), "(root)"),
-            (json!({"messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z"}), "type"),
-            (json!({"type": "click", "messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z"}), "type"),
-            (json!({"type": "page", "userId": "u", "timestamp": "2026-10-01T00:00:00Z"}), "messageId"),
-            (json!({"type": "page", "messageId": "m", "userId": "u"}), "timestamp"),
-            (json!({"type": "page", "messageId": "m", "userId": "u", "timestamp": "yesterday"}), "timestamp"),
-            (json!({"type": "page", "messageId": "m", "timestamp": "2026-10-01T00:00:00Z"}), "userId"),
-            (json!({"type": "track", "messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z"}), "event"),
-            (json!({"type": "page", "messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z", "context": {"ip": "nope"}}), "context.ip"),
-            (json!({"type": "page", "messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z", "properties": "x"}), "properties"),
-            (json!({"type": "page", "messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z", "context": {"page": {"path": 3}}}), "context.page.path"),
+            (
+                json!({"messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z"}),
+                "type",
+            ),
+            (
+                json!({"type": "click", "messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z"}),
+                "type",
+            ),
+            (
+                json!({"type": "page", "userId": "u", "timestamp": "2026-10-01T00:00:00Z"}),
+                "messageId",
+            ),
+            (
+                json!({"type": "page", "messageId": "m", "userId": "u"}),
+                "timestamp",
+            ),
+            (
+                json!({"type": "page", "messageId": "m", "userId": "u", "timestamp": "yesterday"}),
+                "timestamp",
+            ),
+            (
+                json!({"type": "page", "messageId": "m", "timestamp": "2026-10-01T00:00:00Z"}),
+                "userId",
+            ),
+            (
+                json!({"type": "track", "messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z"}),
+                "event",
+            ),
+            (
+                json!({"type": "page", "messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z", "context": {"ip": "nope"}}),
+                "context.ip",
+            ),
+            (
+                json!({"type": "page", "messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z", "properties": "x"}),
+                "properties",
+            ),
+            (
+                json!({"type": "page", "messageId": "m", "userId": "u", "timestamp": "2026-10-01T00:00:00Z", "context": {"page": {"path": 3}}}),
+                "context.page.path",
+            ),
         ];
         for (value, field) in cases {
             let err = Event::from_segment(&value).unwrap_err();
@@ -405,9 +454,18 @@ mod tests {
 
     #[test]
     fn path_comes_from_path_or_url() {
-        assert_eq!(path_and_query("https://a.example/x/y?q=1#f"), (Some("/x/y".into()), Some("q=1")));
-        assert_eq!(path_and_query("https://a.example"), (Some("/".into()), None));
-        assert_eq!(path_and_query("/pricing?x"), (Some("/pricing".into()), Some("x")));
+        assert_eq!(
+            path_and_query("https://a.example/x/y?q=1#f"),
+            (Some("/x/y".into()), Some("q=1"))
+        );
+        assert_eq!(
+            path_and_query("https://a.example"),
+            (Some("/".into()), None)
+        );
+        assert_eq!(
+            path_and_query("/pricing?x"),
+            (Some("/pricing".into()), Some("x"))
+        );
         assert_eq!(percent_decode("a%20b+c%zz%"), "a b c%zz%");
     }
 }

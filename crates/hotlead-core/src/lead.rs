@@ -55,7 +55,11 @@ impl AttributeValue {
             ValueKind::Text => normalize::quantity(raw),
             _ => None,
         };
-        AttributeValue { raw: raw.to_string(), value, number }
+        AttributeValue {
+            raw: raw.to_string(),
+            value,
+            number,
+        }
     }
 }
 
@@ -75,7 +79,10 @@ pub struct Lead {
 
 impl Lead {
     pub fn new(id: impl Into<String>) -> Self {
-        Lead { id: id.into(), attributes: BTreeMap::new() }
+        Lead {
+            id: id.into(),
+            attributes: BTreeMap::new(),
+        }
     }
 
     /// Builds a lead from raw name/value pairs.
@@ -100,7 +107,8 @@ impl Lead {
         if raw.trim().is_empty() {
             self.attributes.remove(&name);
         } else {
-            self.attributes.insert(name.clone(), AttributeValue::parse(&name, raw));
+            self.attributes
+                .insert(name.clone(), AttributeValue::parse(&name, raw));
         }
         if name == "email" {
             self.derive_email_domain();
@@ -113,7 +121,9 @@ impl Lead {
 
     /// The normalised e-mail address, when the lead has a valid one.
     pub fn email(&self) -> Option<&str> {
-        self.get("email_domain").and(self.get("email")).map(|v| v.value.as_str())
+        self.get("email_domain")
+            .and(self.get("email"))
+            .map(|v| v.value.as_str())
     }
 
     fn derive_email_domain(&mut self) {
@@ -126,7 +136,11 @@ impl Lead {
             Some(domain) => {
                 self.attributes.insert(
                     "email_domain".into(),
-                    AttributeValue { raw: domain.clone(), value: domain, number: None },
+                    AttributeValue {
+                        raw: domain.clone(),
+                        value: domain,
+                        number: None,
+                    },
                 );
             }
             None => {
@@ -144,13 +158,20 @@ mod tests {
     fn keeps_the_raw_value_beside_the_normalised_one() {
         let lead = Lead::from_raw(
             "L1",
-            [("Email", "ＴＥＳＴ＠ＥＸＡＭＰＬＥ．ＣＯＭ"), ("従業員数", "１，０００名"), ("company", "株式会社サンプル")],
+            [
+                ("Email", "ＴＥＳＴ＠ＥＸＡＭＰＬＥ．ＣＯＭ"),
+                ("従業員数", "１，０００名"),
+                ("company", "株式会社サンプル"),
+            ],
         );
         let email = lead.get("email").unwrap();
         assert_eq!(email.raw, "ＴＥＳＴ＠ＥＸＡＭＰＬＥ．ＣＯＭ");
         assert_eq!(email.value, "test@example.com");
         assert_eq!(lead.get("email_domain").unwrap().value, "example.com");
-        assert_eq!(lead.get("従業員数").unwrap().number, Some(Interval::exact(1000.0)));
+        assert_eq!(
+            lead.get("従業員数").unwrap().number,
+            Some(Interval::exact(1000.0))
+        );
         assert_eq!(lead.get("company").unwrap().value, "サンプル");
         assert_eq!(lead.email(), Some("test@example.com"));
     }

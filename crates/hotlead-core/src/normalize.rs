@@ -26,8 +26,14 @@ pub struct Bound {
 
 impl Interval {
     pub fn exact(value: f64) -> Self {
-        let bound = Some(Bound { value, inclusive: true });
-        Interval { low: bound, high: bound }
+        let bound = Some(Bound {
+            value,
+            inclusive: true,
+        });
+        Interval {
+            low: bound,
+            high: bound,
+        }
     }
 
     /// The single number this interval stands for, when it is one.
@@ -188,10 +194,10 @@ pub fn company(raw: &str) -> String {
     loop {
         let before = name.len();
         for suffix in COMPANY_LATIN_SUFFIXES {
-            if let Some(stripped) = name.strip_suffix(suffix) {
-                if stripped.is_empty() || stripped.ends_with([' ', ',']) {
-                    name = stripped.trim_end_matches([' ', ',']).to_string();
-                }
+            if let Some(stripped) = name.strip_suffix(suffix)
+                && (stripped.is_empty() || stripped.ends_with([' ', ',']))
+            {
+                name = stripped.trim_end_matches([' ', ',']).to_string();
             }
         }
         if name.len() == before {
@@ -234,7 +240,13 @@ pub fn quantity(raw: &str) -> Option<Interval> {
     }
     if let Some(rest) = s.strip_prefix('~') {
         let value = amount(rest, None)?;
-        return Some(Interval { low: None, high: Some(Bound { value, inclusive: true }) });
+        return Some(Interval {
+            low: None,
+            high: Some(Bound {
+                value,
+                inclusive: true,
+            }),
+        });
     }
 
     // A range `a~b` (also `a-b`, `aからb`); a leading minus is a sign, not a range mark.
@@ -253,8 +265,14 @@ pub fn quantity(raw: &str) -> Option<Interval> {
             return None;
         }
         return Some(Interval {
-            low: Some(Bound { value: low, inclusive: true }),
-            high: Some(Bound { value: high, inclusive: true }),
+            low: Some(Bound {
+                value: low,
+                inclusive: true,
+            }),
+            high: Some(Bound {
+                value: high,
+                inclusive: true,
+            }),
         });
     }
     amount(&s, None).map(Interval::exact)
@@ -262,16 +280,63 @@ pub fn quantity(raw: &str) -> Option<Interval> {
 
 type OpenEnd = fn(f64) -> Interval;
 const OPEN_SUFFIXES: &[(&str, OpenEnd)] = &[
-    ("以上", |v| Interval { low: Some(Bound { value: v, inclusive: true }), high: None }),
-    ("超", |v| Interval { low: Some(Bound { value: v, inclusive: false }), high: None }),
-    ("+", |v| Interval { low: Some(Bound { value: v, inclusive: true }), high: None }),
-    ("~", |v| Interval { low: Some(Bound { value: v, inclusive: true }), high: None }),
-    ("以下", |v| Interval { low: None, high: Some(Bound { value: v, inclusive: true }) }),
-    ("未満", |v| Interval { low: None, high: Some(Bound { value: v, inclusive: false }) }),
+    ("以上", |v| Interval {
+        low: Some(Bound {
+            value: v,
+            inclusive: true,
+        }),
+        high: None,
+    }),
+    ("超", |v| Interval {
+        low: Some(Bound {
+            value: v,
+            inclusive: false,
+        }),
+        high: None,
+    }),
+    ("+", |v| Interval {
+        low: Some(Bound {
+            value: v,
+            inclusive: true,
+        }),
+        high: None,
+    }),
+    ("~", |v| Interval {
+        low: Some(Bound {
+            value: v,
+            inclusive: true,
+        }),
+        high: None,
+    }),
+    ("以下", |v| Interval {
+        low: None,
+        high: Some(Bound {
+            value: v,
+            inclusive: true,
+        }),
+    }),
+    ("未満", |v| Interval {
+        low: None,
+        high: Some(Bound {
+            value: v,
+            inclusive: false,
+        }),
+    }),
 ];
 
 const UNIT_WORDS: &[&str] = &[
-    "円", "名", "人", "社", "件", "回", "yen", "jpy", "¥", "people", "persons", "employees",
+    "円",
+    "名",
+    "人",
+    "社",
+    "件",
+    "回",
+    "yen",
+    "jpy",
+    "¥",
+    "people",
+    "persons",
+    "employees",
 ];
 
 fn scale_of(c: char) -> Option<f64> {
@@ -360,10 +425,8 @@ fn amount(s: &str, default_scale: Option<f64>) -> Option<f64> {
         any_scale |= scaled;
         total += number * scale;
     }
-    if !any_scale {
-        if let Some(scale) = default_scale {
-            total *= scale;
-        }
+    if !any_scale && let Some(scale) = default_scale {
+        total *= scale;
     }
     total.is_finite().then_some(total)
 }
@@ -388,8 +451,14 @@ mod tests {
 
     fn range(low: Option<f64>, high: Option<f64>) -> Interval {
         Interval {
-            low: low.map(|value| Bound { value, inclusive: true }),
-            high: high.map(|value| Bound { value, inclusive: true }),
+            low: low.map(|value| Bound {
+                value,
+                inclusive: true,
+            }),
+            high: high.map(|value| Bound {
+                value,
+                inclusive: true,
+            }),
         }
     }
 
@@ -402,7 +471,10 @@ mod tests {
             ("100〜499名", Some(range(Some(100.0), Some(499.0)))),
             ("100～499名", Some(range(Some(100.0), Some(499.0)))),
             ("1,000-4,999名", Some(range(Some(1000.0), Some(4999.0)))),
-            ("１００名から４９９名", Some(range(Some(100.0), Some(499.0)))),
+            (
+                "１００名から４９９名",
+                Some(range(Some(100.0), Some(499.0))),
+            ),
             ("500億円", Some(Interval::exact(5e10))),
             ("3,000万円", Some(Interval::exact(3e7))),
             ("1億5,000万円", Some(Interval::exact(1.5e8))),
@@ -418,11 +490,23 @@ mod tests {
             ("〜99名", Some(range(None, Some(99.0)))),
             (
                 "100名未満",
-                Some(Interval { low: None, high: Some(Bound { value: 100.0, inclusive: false }) }),
+                Some(Interval {
+                    low: None,
+                    high: Some(Bound {
+                        value: 100.0,
+                        inclusive: false,
+                    }),
+                }),
             ),
             (
                 "1000名超",
-                Some(Interval { low: Some(Bound { value: 1000.0, inclusive: false }), high: None }),
+                Some(Interval {
+                    low: Some(Bound {
+                        value: 1000.0,
+                        inclusive: false,
+                    }),
+                    high: None,
+                }),
             ),
             ("未定", None),
             ("", None),
@@ -441,7 +525,10 @@ mod tests {
     fn emails_fold_full_width_forms_and_case() {
         let cases = [
             ("ＴＥＳＴ＠ＥＸＡＭＰＬＥ．ＣＯＭ", Some("test@example.com")),
-            ("  Taro.Yamada@Example.co.jp ", Some("taro.yamada@example.co.jp")),
+            (
+                "  Taro.Yamada@Example.co.jp ",
+                Some("taro.yamada@example.co.jp"),
+            ),
             ("mailto:a@b.jp", Some("a@b.jp")),
             ("no-at-sign.example.com", None),
             ("a@@b.com", None),

@@ -142,13 +142,19 @@ mod tests {
     #[test]
     fn scaling_never_grows_the_magnitude() {
         assert_eq!(Points::whole(30).scaled(0.5), Points::whole(15));
-        assert_eq!(Points::from_hundredths(-999).scaled(0.999), Points::from_hundredths(-998));
+        assert_eq!(
+            Points::from_hundredths(-999).scaled(0.999),
+            Points::from_hundredths(-998)
+        );
         assert_eq!(Points::whole(10).scaled(1.5), Points::whole(10));
     }
 
     #[test]
     fn serialises_whole_points_as_integers() {
         assert_eq!(serde_json::to_string(&Points::whole(80)).unwrap(), "80");
-        assert_eq!(serde_json::to_string(&Points::from_f64(7.5)).unwrap(), "7.5");
+        assert_eq!(
+            serde_json::to_string(&Points::from_f64(7.5)).unwrap(),
+            "7.5"
+        );
     }
 }

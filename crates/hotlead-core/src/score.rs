@@ -12,9 +12,7 @@ use serde::Serialize;
 use crate::event::Event;
 use crate::lead::Lead;
 use crate::points::Points;
-use crate::rules::{
-    Axis, Band, Behaviour, Count, Decay, Dropped, Rule, RuleKind, RuleSet,
-};
+use crate::rules::{Axis, Band, Behaviour, Count, Decay, Dropped, Rule, RuleKind, RuleSet};
 
 /// How many message ids an event contribution lists (the most recent ones).
 pub const MAX_EVIDENCE_EVENTS: usize = 20;
@@ -153,7 +151,10 @@ pub fn score(
     let (events, counts) = prepare(rules, events, now);
     let mut result = Score {
         lead_id: lead.id.clone(),
-        rules: RulesVersion { name: rules.name.clone(), version: rules.version },
+        rules: RulesVersion {
+            name: rules.name.clone(),
+            version: rules.version,
+        },
         at: now,
         score: Points::ZERO,
         band: Band::Cold,
@@ -165,12 +166,12 @@ pub fn score(
         events: counts,
         excluded: None,
     };
-    if let Some(domain) = lead.get("email_domain") {
-        if rules.filters.is_internal_email(&domain.value) {
-            result.excluded = Some(format!("internal e-mail domain {}", domain.value));
-            result.grade = rules.grade.grade_for(Points::from_hundredths(i64::MIN / 4), Points::from_hundredths(i64::MIN / 4));
-            return result;
-        }
+    if let Some(domain) = lead.get("email_domain")
+        && rules.filters.is_internal_email(&domain.value)
+    {
+        result.excluded = Some(format!("internal e-mail domain {}", domain.value));
+        result.grade = rules.grade.lowest();
+        return result;
     }
 
     // Rule contributions, keyed by rule index for a stable order.
@@ -179,28 +180,30 @@ pub fn score(
         let contribution = match &rule.kind {
             RuleKind::Attribute(condition) => {
                 let mut looked_at = Vec::new();
-                condition.evaluate(lead, &mut looked_at).then(|| Contribution {
-                    rule: rule.id.clone(),
-                    label: rule.label.clone(),
-                    group: rules.group(rule.group).id.clone(),
-                    points: rule.points,
-                    note: None,
-                    evidence: Evidence::Attributes {
-                        attributes: looked_at
-                            .into_iter()
-                            .map(|name| {
-                                let value = lead.get(&name);
-                                AttributeEvidence {
-                                    raw: value.map(|v| v.raw.clone()),
-                                    value: value.map(|v| v.value.clone()),
-                                    attribute: name,
-                                }
-                            })
-                            .collect(),
-                    },
-                })
+                condition
+                    .evaluate(lead, &mut looked_at)
+                    .then(|| Contribution {
+                        rule: rule.id.clone(),
+                        label: rule.label.clone(),
+                        group: rules.group(rule.group).id.clone(),
+                        points: rule.points,
+                        note: None,
+                        evidence: Evidence::Attributes {
+                            attributes: looked_at
+                                .into_iter()
+                                .map(|name| {
+                                    let value = lead.get(&name);
+                                    AttributeEvidence {
+                                        raw: value.map(|v| v.raw.clone()),
+                                        value: value.map(|v| v.value.clone()),
+                                        attribute: name,
+                                    }
+                                })
+                                .collect(),
+                        },
+                    })
             }
-            RuleKind::Behaviour(behaviour) => behaviour_points(rules, rule, behaviour, &events, now),
+            RuleKind::Behaviour(behaviour) => behaviour_points(rules, rule, behaviour, &events),
         };
         if let Some(contribution) = contribution {
             matched.push((index, contribution));
@@ -211,7 +214,11 @@ pub fn score(
     // the sum of the contributions.
     let mut adjustments = Vec::new();
     for group in &rules.groups {
-        let uncapped: Points = matched.iter().filter(|(_, c)| c.group == group.id).map(|(_, c)| c.points).sum();
+        let uncapped: Points = matched
+            .iter()
+            .filter(|(_, c)| c.group == group.id)
+            .map(|(_, c)| c.points)
+            .sum();
         let mut points = uncapped;
         if let Some(max) = group.max {
             points = points.min(max);
@@ -220,7 +227,12 @@ pub fn score(
             points = points.max(min);
         }
         if points != uncapped {
-            let limit = if points < uncapped { group.max } else { group.min }.unwrap_or(points);
+            let limit = if points < uncapped {
+                group.max
+            } else {
+                group.min
+            }
+            .unwrap_or(points);
             adjustments.push(Contribution {
                 rule: format!("cap:{}", group.id),
                 label: format!("{} limited to {limit}", group.label),
@@ -239,9 +251,16 @@ pub fn score(
         });
     }
     let axis_total = |axis: Axis| -> Points {
-        result.groups.iter().filter(|g| g.axis == axis).map(|g| g.points).sum()
+        result
+            .groups
+            .iter()
+            .filter(|g| g.axis == axis)
+            .map(|g| g.points)
+            .sum()
     };
-    result.grade = rules.grade.grade_for(axis_total(Axis::Fit), axis_total(Axis::Engagement));
+    result.grade = rules
+        .grade
+        .grade_for(axis_total(Axis::Fit), axis_total(Axis::Engagement));
     result.score = result.groups.iter().map(|g| g.points).sum();
 
     // Band, then the rules that hold it: min_band raises, max_band ("keeps it cold") wins.
@@ -249,11 +268,17 @@ pub fn score(
     let mut band = by_points;
     let mut limit: Option<&Rule> = None;
     let matched_rules = || matched.iter().map(|(i, _)| &rules.rules[*i]);
-    if let Some(rule) = matched_rules().filter(|r| r.min_band.is_some_and(|b| b > band)).max_by_key(|r| r.min_band) {
+    if let Some(rule) = matched_rules()
+        .filter(|r| r.min_band.is_some_and(|b| b > band))
+        .max_by_key(|r| r.min_band)
+    {
         band = rule.min_band.unwrap_or(band);
         limit = Some(rule);
     }
-    if let Some(rule) = matched_rules().filter(|r| r.max_band.is_some_and(|b| b < band)).min_by_key(|r| r.max_band) {
+    if let Some(rule) = matched_rules()
+        .filter(|r| r.max_band.is_some_and(|b| b < band))
+        .min_by_key(|r| r.max_band)
+    {
         band = rule.max_band.unwrap_or(band);
         limit = Some(rule);
     }
@@ -266,16 +291,34 @@ pub fn score(
     });
 
     matched.sort_by_key(|(index, c)| (Reverse(c.points.hundredths().abs()), *index));
-    result.contributions = matched.into_iter().map(|(_, c)| c).chain(adjustments).collect();
-    result.alerts = alerts(rules, lead, &events, now);
+    result.contributions = matched
+        .into_iter()
+        .map(|(_, c)| c)
+        .chain(adjustments)
+        .collect();
+    result.alerts = alerts(rules, lead, &events);
     result
+}
+
+/// An event that passed the filters, with its age at the scoring time.
+#[derive(Debug, Clone, Copy)]
+struct Seen<'e> {
+    event: &'e Event,
+    age: chrono::Duration,
 }
 
 /// Drops future events, repeats of a message id, bots and internal traffic; returns the
 /// rest in time order. Among events sharing a message id, the same one is kept whatever
 /// their order.
-fn prepare<'e>(rules: &RuleSet, events: &'e [Event], now: DateTime<Utc>) -> (Vec<&'e Event>, EventCounts) {
-    let mut counts = EventCounts { received: events.len(), ..EventCounts::default() };
+fn prepare<'e>(
+    rules: &RuleSet,
+    events: &'e [Event],
+    now: DateTime<Utc>,
+) -> (Vec<Seen<'e>>, EventCounts) {
+    let mut counts = EventCounts {
+        received: events.len(),
+        ..EventCounts::default()
+    };
     let mut by_id: HashMap<&str, &Event> = HashMap::with_capacity(events.len());
     for event in events {
         match by_id.get_mut(event.message_id.as_str()) {
@@ -304,30 +347,39 @@ fn prepare<'e>(rules: &RuleSet, events: &'e [Event], now: DateTime<Utc>) -> (Vec
     }
     kept.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
     counts.scored = kept.len();
-    (kept, counts)
+    let seen = kept
+        .into_iter()
+        .map(|event| Seen {
+            event,
+            age: now - event.timestamp,
+        })
+        .collect();
+    (seen, counts)
 }
 
 /// A total order on events, used only to pick one among events sharing a message id.
 fn canonical_key(event: &Event) -> (DateTime<Utc>, String) {
-    (event.timestamp, serde_json::to_string(event).unwrap_or_default())
+    (
+        event.timestamp,
+        serde_json::to_string(event).unwrap_or_default(),
+    )
 }
 
 fn behaviour_points(
     rules: &RuleSet,
     rule: &Rule,
     behaviour: &Behaviour,
-    events: &[&Event],
-    now: DateTime<Utc>,
+    events: &[Seen<'_>],
 ) -> Option<Contribution> {
-    let matching: Vec<&Event> = events
+    let matching: Vec<Seen<'_>> = events
         .iter()
         .copied()
-        .filter(|e| behaviour.within.is_none_or(|w| now - e.timestamp <= w))
+        .filter(|e| behaviour.within.is_none_or(|w| e.age <= w))
         .filter(|e| match behaviour.decay {
-            Decay::Expires { .. } => behaviour.decay.factor(rule.points, now - e.timestamp) > 0.0,
+            Decay::Expires { .. } => behaviour.decay.factor(rule.points, e.age) > 0.0,
             _ => true,
         })
-        .filter(|e| behaviour.matcher.matches(e))
+        .filter(|e| behaviour.matcher.matches(e.event))
         .collect();
     let (first, last) = (matching.first()?, matching.last()?);
     let mut notes = Vec::new();
@@ -336,10 +388,15 @@ fn behaviour_points(
             if matching.len() < at_least as usize {
                 return None;
             }
-            let factor = behaviour.decay.factor(rule.points, now - last.timestamp);
+            let factor = behaviour.decay.factor(rule.points, last.age);
             let points = rule.points.scaled(factor);
             if points != rule.points {
-                notes.push(format!("{} decayed from {}, last {}", decay_words(behaviour.decay), rule.points, age_words(now - last.timestamp)));
+                notes.push(format!(
+                    "{} decayed from {}, last {}",
+                    decay_words(behaviour.decay),
+                    rule.points,
+                    age_words(last.age)
+                ));
             }
             points
         }
@@ -351,7 +408,11 @@ fn behaviour_points(
             for event in &matching {
                 let mut award = rule.points;
                 if let Some(cap) = behaviour.daily_cap {
-                    let date = event.timestamp.with_timezone(&rules.utc_offset).date_naive();
+                    let date = event
+                        .event
+                        .timestamp
+                        .with_timezone(&rules.utc_offset)
+                        .date_naive();
                     let so_far = match day {
                         Some((d, sum)) if d == date => sum,
                         _ => Points::ZERO,
@@ -362,27 +423,41 @@ fn behaviour_points(
                         let magnitude = room.max(Points::ZERO).hundredths();
                         award = Points::from_hundredths(magnitude * award.hundredths().signum());
                     }
-                    day = Some((date, so_far + Points::from_hundredths(award.hundredths().abs())));
+                    day = Some((
+                        date,
+                        so_far + Points::from_hundredths(award.hundredths().abs()),
+                    ));
                 }
                 undecayed += award;
-                total += award.scaled(behaviour.decay.factor(award, now - event.timestamp));
+                total += award.scaled(behaviour.decay.factor(award, event.age));
             }
             if daily_capped {
-                notes.push(format!("at most {} a day", behaviour.daily_cap.unwrap_or_default()));
+                notes.push(format!(
+                    "at most {} a day",
+                    behaviour.daily_cap.unwrap_or_default()
+                ));
             }
             if total != undecayed {
-                notes.push(format!("{} decayed from {undecayed}", decay_words(behaviour.decay)));
+                notes.push(format!(
+                    "{} decayed from {undecayed}",
+                    decay_words(behaviour.decay)
+                ));
             }
-            if let Some(cap) = behaviour.cap {
-                if total.hundredths().abs() > cap.hundredths() {
-                    notes.push(format!("capped at {cap} from {total}"));
-                    total = Points::from_hundredths(cap.hundredths() * total.hundredths().signum());
-                }
+            if let Some(cap) = behaviour.cap
+                && total.hundredths().abs() > cap.hundredths()
+            {
+                notes.push(format!("capped at {cap} from {total}"));
+                total = Points::from_hundredths(cap.hundredths() * total.hundredths().signum());
             }
             total
         }
     };
-    let recent: Vec<String> = matching.iter().rev().take(MAX_EVIDENCE_EVENTS).map(|e| e.message_id.clone()).collect();
+    let recent: Vec<String> = matching
+        .iter()
+        .rev()
+        .take(MAX_EVIDENCE_EVENTS)
+        .map(|e| e.event.message_id.clone())
+        .collect();
     Some(Contribution {
         rule: rule.id.clone(),
         label: rule.label.clone(),
@@ -391,8 +466,8 @@ fn behaviour_points(
         note: (!notes.is_empty()).then(|| notes.join("; ")),
         evidence: Evidence::Events {
             count: matching.len(),
-            first: first.timestamp,
-            last: last.timestamp,
+            first: first.event.timestamp,
+            last: last.event.timestamp,
             message_ids: recent,
         },
     })
@@ -414,24 +489,29 @@ fn age_words(age: chrono::Duration) -> String {
     }
 }
 
-fn alerts(rules: &RuleSet, lead: &Lead, events: &[&Event], now: DateTime<Utc>) -> Vec<AlertTrigger> {
+fn alerts(rules: &RuleSet, lead: &Lead, events: &[Seen<'_>]) -> Vec<AlertTrigger> {
     let mut triggers = Vec::new();
     for alert in &rules.alerts {
-        if let Some(when) = &alert.when {
-            if !when.evaluate(lead, &mut Vec::new()) {
-                continue;
-            }
+        if let Some(when) = &alert.when
+            && !when.evaluate(lead, &mut Vec::new())
+        {
+            continue;
         }
-        for event in events.iter().filter(|e| now - e.timestamp <= alert.within && alert.matcher.matches(e)) {
+        for event in events
+            .iter()
+            .filter(|e| e.age <= alert.within && alert.matcher.matches(e.event))
+        {
             triggers.push(AlertTrigger {
                 alert: alert.id.clone(),
                 label: alert.label.clone(),
-                message_id: event.message_id.clone(),
-                timestamp: event.timestamp,
+                message_id: event.event.message_id.clone(),
+                timestamp: event.event.timestamp,
             });
         }
     }
-    triggers.sort_by(|a, b| (a.timestamp, &a.message_id, &a.alert).cmp(&(b.timestamp, &b.message_id, &b.alert)));
+    triggers.sort_by(|a, b| {
+        (a.timestamp, &a.message_id, &a.alert).cmp(&(b.timestamp, &b.message_id, &b.alert))
+    });
     triggers
 }
 
@@ -443,16 +523,268 @@ impl Contribution {
         let detail = match &self.evidence {
             Evidence::Attributes { attributes } => attributes
                 .iter()
-                .map(|a| format!("{}: {}", a.attribute, a.raw.as_deref().unwrap_or("(missing)")))
+                .map(|a| {
+                    format!(
+                        "{}: {}",
+                        a.attribute,
+                        a.raw.as_deref().unwrap_or("(missing)")
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             Evidence::Events { count, last, .. } => {
-                let times = if *count == 1 { "1 event".to_string() } else { format!("{count} events") };
-                format!("{times}, last {}", last.with_timezone(&offset).format("%Y-%m-%d"))
+                let times = if *count == 1 {
+                    "1 event".to_string()
+                } else {
+                    format!("{count} events")
+                };
+                format!(
+                    "{times}, last {}",
+                    last.with_timezone(&offset).format("%Y-%m-%d")
+                )
             }
             Evidence::GroupCap { uncapped, .. } => format!("{uncapped} before the cap"),
         };
-        let note = self.note.as_deref().map(|n| format!("; {n}")).unwrap_or_default();
+        let note = self
+            .note
+            .as_deref()
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default();
         format!("{sign}{}  {}  ({detail}{note})", self.points, self.label)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rules(body: &str) -> RuleSet {
+        let source = format!(
+            "name = \"t\"\nversion = 7\nutc_offset = \"+09:00\"\n[bands]\nhot = 50\nhot_exit = 40\nwarm = 20\n\
+             [groups.fit]\naxis = \"fit\"\n[groups.engagement]\naxis = \"engagement\"\n{body}"
+        );
+        RuleSet::from_toml("t.toml", &source).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn page(id: &str, when: &str, path: &str) -> Event {
+        Event::from_segment(
+            &json!({"type": "page", "messageId": id, "userId": "L", "timestamp": when,
+            "context": {"page": {"path": path}, "userAgent": "Mozilla/5.0"}}),
+        )
+        .unwrap()
+    }
+
+    fn lead() -> Lead {
+        Lead::new("L")
+    }
+
+    #[test]
+    fn every_rules_respect_the_daily_cap_in_the_rules_time_zone() {
+        let rules = rules(
+            "[[rules]]\nid = \"p\"\ngroup = \"engagement\"\npoints = 4\nevent = { path = \"/p\" }\ncount = \"every\"\ndaily_cap = 10\n",
+        );
+        // 23:30 and 23:50 UTC on the 1st are already the 2nd in Tokyo.
+        let events = [
+            page("a", "2026-01-01T01:00:00Z", "/p"),
+            page("b", "2026-01-01T02:00:00Z", "/p"),
+            page("c", "2026-01-01T03:00:00Z", "/p"),
+            page("d", "2026-01-01T23:30:00Z", "/p"),
+            page("e", "2026-01-01T23:50:00Z", "/p"),
+        ];
+        let result = score(&rules, &lead(), &events, at("2026-01-03T00:00:00Z"), None);
+        assert_eq!(result.score, Points::whole(10 + 8));
+        assert_eq!(
+            result.contributions[0].note.as_deref(),
+            Some("at most 10 a day")
+        );
+    }
+
+    #[test]
+    fn half_life_halves_points_and_says_so() {
+        let rules = rules(
+            "[[rules]]\nid = \"p\"\ngroup = \"engagement\"\npoints = 30\nevent = { path = \"/pricing\" }\ndecay = { half_life_days = 10 }\n",
+        );
+        let events = [page("a", "2026-01-01T00:00:00Z", "/pricing")];
+        let result = score(&rules, &lead(), &events, at("2026-01-11T00:00:00Z"), None);
+        assert_eq!(result.score, Points::whole(15));
+        let note = result.contributions[0].note.clone().unwrap();
+        assert!(
+            note.contains("half-life 10 days")
+                && note.contains("decayed from 30")
+                && note.contains("10 days ago"),
+            "{note}"
+        );
+        let later = score(&rules, &lead(), &events, at("2026-01-21T00:00:00Z"), None);
+        assert_eq!(later.score, Points::from_f64(7.5));
+    }
+
+    #[test]
+    fn expired_events_no_longer_count() {
+        let rules = rules(
+            "[[rules]]\nid = \"w\"\ngroup = \"engagement\"\npoints = 20\nevent = { path = \"/webinar\" }\nat_least = 2\ndecay = { expires_after_days = 30 }\n",
+        );
+        let events = [
+            page("a", "2026-01-01T00:00:00Z", "/webinar"),
+            page("b", "2026-01-20T00:00:00Z", "/webinar"),
+        ];
+        assert_eq!(
+            score(&rules, &lead(), &events, at("2026-01-30T00:00:00Z"), None).score,
+            Points::whole(20)
+        );
+        assert_eq!(
+            score(&rules, &lead(), &events, at("2026-02-01T00:00:00Z"), None).score,
+            Points::ZERO
+        );
+    }
+
+    #[test]
+    fn a_group_cap_is_an_explained_adjustment() {
+        let rules = rules(
+            "[groups.extra]\naxis = \"none\"\nmax = 25\n\
+             [[rules]]\nid = \"a\"\ngroup = \"extra\"\npoints = 20\nevent = { path = \"/a\" }\n\
+             [[rules]]\nid = \"b\"\ngroup = \"extra\"\npoints = 15\nevent = { path = \"/b\" }\n",
+        );
+        let events = [
+            page("1", "2026-01-01T00:00:00Z", "/a"),
+            page("2", "2026-01-01T00:00:00Z", "/b"),
+        ];
+        let result = score(&rules, &lead(), &events, at("2026-01-02T00:00:00Z"), None);
+        assert_eq!(result.score, Points::whole(25));
+        let cap = result.contributions.last().unwrap();
+        assert_eq!(cap.rule, "cap:extra");
+        assert_eq!(cap.points, Points::whole(-10));
+        assert_eq!(
+            cap.evidence,
+            Evidence::GroupCap {
+                uncapped: Points::whole(35),
+                limit: Points::whole(25)
+            }
+        );
+        let extra = result.groups.iter().find(|g| g.group == "extra").unwrap();
+        assert_eq!(extra.uncapped, Some(Points::whole(35)));
+    }
+
+    #[test]
+    fn a_hot_lead_stays_hot_down_to_the_exit_threshold() {
+        let rules = rules(
+            "[[rules]]\nid = \"p\"\ngroup = \"engagement\"\npoints = 45\nevent = { path = \"/p\" }\n",
+        );
+        let events = [page("a", "2026-01-01T00:00:00Z", "/p")];
+        let now = at("2026-01-02T00:00:00Z");
+        assert_eq!(score(&rules, &lead(), &events, now, None).band, Band::Warm);
+        assert_eq!(
+            score(&rules, &lead(), &events, now, Some(Band::Hot)).band,
+            Band::Hot
+        );
+    }
+
+    #[test]
+    fn min_band_raises_and_max_band_wins() {
+        let rules = rules(
+            "[[rules]]\nid = \"demo\"\ngroup = \"engagement\"\npoints = 5\nmin_band = \"hot\"\nevent = { path = \"/demo\" }\n\
+             [[rules]]\nid = \"student\"\ngroup = \"fit\"\npoints = 0\nmax_band = \"warm\"\nwhen = { attribute = \"title\", contains = [\"学生\"] }\n",
+        );
+        let events = [page("a", "2026-01-01T00:00:00Z", "/demo")];
+        let now = at("2026-01-02T00:00:00Z");
+        let raised = score(&rules, &lead(), &events, now, None);
+        assert_eq!(raised.band, Band::Hot);
+        assert_eq!(
+            raised
+                .band_limit
+                .as_ref()
+                .map(|l| (l.rule.as_str(), l.from)),
+            Some(("demo", Band::Cold))
+        );
+        let student = Lead::from_raw("L", [("title", "大学生")]);
+        let held = score(&rules, &student, &events, now, None);
+        assert_eq!(held.band, Band::Warm);
+        assert_eq!(held.band_limit.map(|l| l.rule), Some("student".to_string()));
+    }
+
+    #[test]
+    fn campaign_and_property_matchers_read_the_event() {
+        let rules = rules(
+            "[[rules]]\nid = \"cpc\"\ngroup = \"engagement\"\npoints = 5\nevent = { utm_medium = \"cpc\", utm_campaign = \"spring*\" }\n\
+             [[rules]]\nid = \"wp\"\ngroup = \"engagement\"\npoints = 7\nevent = { type = \"track\", properties = { category = \"white*\" } }\n",
+        );
+        let events = [
+            Event::from_segment(&json!({"type": "page", "messageId": "1", "userId": "L", "timestamp": "2026-01-01T00:00:00Z",
+                "context": {"page": {"url": "https://x.example/?utm_medium=CPC&utm_campaign=Spring-Sale"}}})).unwrap(),
+            Event::from_segment(&json!({"type": "track", "messageId": "2", "userId": "L", "timestamp": "2026-01-01T00:00:00Z",
+                "event": "Document Downloaded", "properties": {"category": "Whitepaper"}})).unwrap(),
+            Event::from_segment(&json!({"type": "track", "messageId": "3", "userId": "L", "timestamp": "2026-01-01T00:00:00Z",
+                "event": "Document Downloaded", "properties": {"category": "case study"}})).unwrap(),
+        ];
+        let result = score(&rules, &lead(), &events, at("2026-01-02T00:00:00Z"), None);
+        assert_eq!(result.score, Points::whole(12));
+    }
+
+    #[test]
+    fn alerts_look_back_only_as_far_as_their_window() {
+        let rules = rules(
+            "[[alerts]]\nid = \"pricing\"\nevent = { path = \"/pricing\" }\nwithin_days = 1\n",
+        );
+        let events = [
+            page("old", "2026-01-01T00:00:00Z", "/pricing"),
+            page("new", "2026-01-05T00:00:00Z", "/pricing"),
+        ];
+        let result = score(&rules, &lead(), &events, at("2026-01-05T12:00:00Z"), None);
+        let ids: Vec<&str> = result
+            .alerts
+            .iter()
+            .map(|a| a.message_id.as_str())
+            .collect();
+        assert_eq!(ids, ["new"]);
+    }
+
+    #[test]
+    fn a_score_names_the_rules_version_and_time() {
+        let rules = rules("");
+        let now = at("2026-01-05T12:00:00Z");
+        let result = score(&rules, &lead(), &[], now, None);
+        assert_eq!(
+            result.rules,
+            RulesVersion {
+                name: "t".into(),
+                version: 7
+            }
+        );
+        assert_eq!(result.at, now);
+        assert_eq!(result.grade, "D4");
+    }
+
+    #[test]
+    fn evidence_lists_the_most_recent_events_first_and_at_most_twenty() {
+        let rules = rules(
+            "[[rules]]\nid = \"p\"\ngroup = \"engagement\"\npoints = 1\nevent = { path = \"/p\" }\ncount = \"every\"\n",
+        );
+        let events: Vec<Event> = (0..30)
+            .map(|i| {
+                page(
+                    &format!("m{i:02}"),
+                    &format!("2026-01-01T00:{i:02}:00Z"),
+                    "/p",
+                )
+            })
+            .collect();
+        let result = score(&rules, &lead(), &events, at("2026-01-02T00:00:00Z"), None);
+        let Evidence::Events {
+            count, message_ids, ..
+        } = &result.contributions[0].evidence
+        else {
+            panic!()
+        };
+        assert_eq!(*count, 30);
+        assert_eq!(message_ids.len(), MAX_EVIDENCE_EVENTS);
+        assert_eq!(message_ids[0], "m29");
+        assert_eq!(result.score, Points::whole(30));
     }
 }

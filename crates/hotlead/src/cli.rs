@@ -15,7 +15,9 @@ use crate::output::{self, Format};
 /// hotlead: lead scoring that says why a lead is hot.
 #[derive(Debug, Parser)]
 #[command(name = "hotlead", version, about, long_about = None)]
-#[command(after_help = "Examples:\n  hotlead rules check examples/rules/seed.toml\n  hotlead score --rules examples/rules/seed.toml --leads examples/data/leads.csv --events examples/data/events.jsonl --at 2026-11-20T09:00:00+09:00 --format text")]
+#[command(
+    after_help = "Examples:\n  hotlead rules check examples/rules/seed.toml\n  hotlead score --rules examples/rules/seed.toml --leads examples/data/leads.csv --events examples/data/events.jsonl --at 2026-11-20T09:00:00+09:00 --format text"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -27,7 +29,9 @@ pub enum Command {
     #[command(subcommand)]
     Rules(RulesCommand),
     /// Score leads with a rules file and print each lead's score, band, grade and reasons.
-    #[command(after_help = "Leads: CSV with a header row of attribute names and a `lead_id` column, or JSON lines\n(.jsonl/.ndjson) with a `lead_id` field. Events: JSON lines in the Segment shape (type, event,\nmessageId, userId, timestamp, properties, context.page), joined to leads by userId = lead_id.\n\nExamples:\n  hotlead score --rules examples/rules/seed.toml --leads examples/data/leads.csv \\\n      --events examples/data/events.jsonl --at 2026-11-20T09:00:00+09:00\n  hotlead score --rules rules.toml --leads leads.jsonl --format csv > scores.csv")]
+    #[command(
+        after_help = "Leads: CSV with a header row of attribute names and a `lead_id` column, or JSON lines\n(.jsonl/.ndjson) with a `lead_id` field. Events: JSON lines in the Segment shape (type, event,\nmessageId, userId, timestamp, properties, context.page), joined to leads by userId = lead_id.\n\nExamples:\n  hotlead score --rules examples/rules/seed.toml --leads examples/data/leads.csv \\\n      --events examples/data/events.jsonl --at 2026-11-20T09:00:00+09:00\n  hotlead score --rules rules.toml --leads leads.jsonl --format csv > scores.csv"
+    )]
     Score(ScoreArgs),
 }
 
@@ -74,7 +78,9 @@ pub enum FormatArg {
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("expected an RFC 3339 date-time like 2026-11-20T09:00:00+09:00, got {text:?}"))
+        .map_err(|_| {
+            format!("expected an RFC 3339 date-time like 2026-11-20T09:00:00+09:00, got {text:?}")
+        })
 }
 
 /// Entry point of the binary.
@@ -151,7 +157,9 @@ fn score_command(args: ScoreArgs, out: &mut dyn Write, now: DateTime<Utc>) -> an
     for lead in &leads {
         let lead_events = events.by_user.remove(&lead.id).unwrap_or_default();
         let result = score(&rules, lead, &lead_events, at, None);
-        writer.write(lead, &result).context("cannot write the output")?;
+        writer
+            .write(lead, &result)
+            .context("cannot write the output")?;
     }
     writer.finish()?;
     let unjoined: usize = events.by_user.values().map(Vec::len).sum();

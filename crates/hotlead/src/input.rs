@@ -32,7 +32,12 @@ impl fmt::Display for InputError {
 impl std::error::Error for InputError {}
 
 impl InputError {
-    fn new(file: &Path, line: Option<u64>, field: Option<&str>, message: impl Into<String>) -> Self {
+    fn new(
+        file: &Path,
+        line: Option<u64>,
+        field: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
         InputError {
             file: file.to_path_buf(),
             line,
@@ -44,17 +49,33 @@ impl InputError {
 
 /// Reads a whole UTF-8 text file, without a byte-order mark.
 pub fn read_text(path: &Path) -> Result<String, InputError> {
-    let bytes = std::fs::read(path).map_err(|e| InputError::new(path, None, None, format!("cannot read: {e}")))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| InputError::new(path, None, None, format!("cannot read: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        let line = e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|b| **b == b'\n').count() as u64 + 1;
-        InputError::new(path, Some(line), None, "not UTF-8 text (a Shift_JIS export? save it as UTF-8)")
+        let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64
+            + 1;
+        InputError::new(
+            path,
+            Some(line),
+            None,
+            "not UTF-8 text (a Shift_JIS export? save it as UTF-8)",
+        )
     })?;
-    Ok(text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text))
+    Ok(text
+        .strip_prefix('\u{feff}')
+        .map(str::to_string)
+        .unwrap_or(text))
 }
 
 fn is_json_lines(path: &Path) -> bool {
     matches!(
-        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("jsonl" | "ndjson" | "json")
     )
 }
@@ -67,7 +88,12 @@ pub fn read_leads(path: &Path) -> Result<Vec<Lead>, InputError> {
     let mut leads = Vec::new();
     let mut push = |lead: Lead, line: u64| {
         if !seen.insert(lead.id.clone()) {
-            return Err(InputError::new(path, Some(line), Some("lead_id"), format!("duplicate lead id {:?}", lead.id)));
+            return Err(InputError::new(
+                path,
+                Some(line),
+                Some("lead_id"),
+                format!("duplicate lead id {:?}", lead.id),
+            ));
         }
         leads.push(lead);
         Ok(())
@@ -78,30 +104,59 @@ pub fn read_leads(path: &Path) -> Result<Vec<Lead>, InputError> {
             if line.trim().is_empty() {
                 continue;
             }
-            let lead = lead_from_json(line).map_err(|(field, message)| InputError::new(path, Some(number), field.as_deref(), message))?;
+            let lead = lead_from_json(line).map_err(|(field, message)| {
+                InputError::new(path, Some(number), field.as_deref(), message)
+            })?;
             push(lead, number)?;
         }
         return Ok(leads);
     }
 
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(text.as_bytes());
     let headers = reader
         .headers()
-        .map_err(|e| InputError::new(path, Some(1), None, format!("cannot read the header row: {e}")))?
+        .map_err(|e| {
+            InputError::new(
+                path,
+                Some(1),
+                None,
+                format!("cannot read the header row: {e}"),
+            )
+        })?
         .clone();
-    let names: Vec<String> = headers.iter().map(hotlead_core::lead::attribute_name).collect();
+    let names: Vec<String> = headers
+        .iter()
+        .map(hotlead_core::lead::attribute_name)
+        .collect();
     let id_column = names.iter().position(|n| n == "lead_id").ok_or_else(|| {
-        InputError::new(path, Some(1), Some("lead_id"), "the header row has no `lead_id` column")
+        InputError::new(
+            path,
+            Some(1),
+            Some("lead_id"),
+            "the header row has no `lead_id` column",
+        )
     })?;
     for record in reader.records() {
         let record = record.map_err(|e| {
             let line = e.position().map(|p| p.line());
-            InputError::new(path, line, None, format!("not valid CSV: {}", csv_error_words(&e)))
+            InputError::new(
+                path,
+                line,
+                None,
+                format!("not valid CSV: {}", csv_error_words(&e)),
+            )
         })?;
         let line = record.position().map_or(0, |p| p.line());
         let id = record.get(id_column).unwrap_or_default().trim();
         if id.is_empty() {
-            return Err(InputError::new(path, Some(line), Some("lead_id"), "is empty; every lead needs an id"));
+            return Err(InputError::new(
+                path,
+                Some(line),
+                Some("lead_id"),
+                "is empty; every lead needs an id",
+            ));
         }
         let attributes = names
             .iter()
@@ -116,7 +171,9 @@ pub fn read_leads(path: &Path) -> Result<Vec<Lead>, InputError> {
 
 fn csv_error_words(error: &csv::Error) -> String {
     match error.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("{len} fields where the header has {expected_len}")
         }
         _ => error.to_string(),
@@ -124,7 +181,8 @@ fn csv_error_words(error: &csv::Error) -> String {
 }
 
 fn lead_from_json(line: &str) -> Result<Lead, (Option<String>, String)> {
-    let value: Value = serde_json::from_str(line).map_err(|e| (None, format!("not valid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| (None, format!("not valid JSON: {e}")))?;
     let Value::Object(object) = value else {
         return Err((None, "expected a JSON object".into()));
     };
@@ -143,7 +201,12 @@ fn lead_from_json(line: &str) -> Result<Lead, (Option<String>, String)> {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
-            _ => return Err((Some(name.clone()), "expected a string, a number or a boolean".into())),
+            _ => {
+                return Err((
+                    Some(name.clone()),
+                    "expected a string, a number or a boolean".into(),
+                ));
+            }
         };
         lead.set(name, &text);
     }
@@ -167,8 +230,9 @@ pub fn read_events(path: &Path) -> Result<Events, InputError> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(line)
-            .map_err(|e| InputError::new(path, Some(number), None, format!("not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(line).map_err(|e| {
+            InputError::new(path, Some(number), None, format!("not valid JSON: {e}"))
+        })?;
         let event = Event::from_segment(&value)
             .map_err(|e| InputError::new(path, Some(number), Some(&e.field), e.message))?;
         match &event.user_id {

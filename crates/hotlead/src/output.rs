@@ -24,7 +24,9 @@ pub struct ScoreWriter<'w> {
 
 impl std::fmt::Debug for ScoreWriter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScoreWriter").field("format", &self.format).finish()
+        f.debug_struct("ScoreWriter")
+            .field("format", &self.format)
+            .finish()
     }
 }
 
@@ -37,9 +39,21 @@ impl<'w> ScoreWriter<'w> {
             header.extend(groups.iter().map(String::as_str));
             header.extend(["alerts", "contributions"]);
             csv.write_record(&header)?;
-            return Ok(ScoreWriter { format, groups, offset: rules.utc_offset, csv: Some(csv), out: None });
+            return Ok(ScoreWriter {
+                format,
+                groups,
+                offset: rules.utc_offset,
+                csv: Some(csv),
+                out: None,
+            });
         }
-        Ok(ScoreWriter { format, groups, offset: rules.utc_offset, csv: None, out: Some(out) })
+        Ok(ScoreWriter {
+            format,
+            groups,
+            offset: rules.utc_offset,
+            csv: None,
+            out: Some(out),
+        })
     }
 
     pub fn write(&mut self, lead: &Lead, score: &Score) -> anyhow::Result<()> {
@@ -51,10 +65,22 @@ impl<'w> ScoreWriter<'w> {
                 score.grade.clone(),
             ];
             for group in &self.groups {
-                let points = score.groups.iter().find(|g| &g.group == group).map(|g| g.points).unwrap_or_default();
+                let points = score
+                    .groups
+                    .iter()
+                    .find(|g| &g.group == group)
+                    .map(|g| g.points)
+                    .unwrap_or_default();
                 record.push(points.to_string());
             }
-            record.push(score.alerts.iter().map(|a| a.alert.as_str()).collect::<Vec<_>>().join(" "));
+            record.push(
+                score
+                    .alerts
+                    .iter()
+                    .map(|a| a.alert.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
             record.push(
                 score
                     .contributions
@@ -66,7 +92,9 @@ impl<'w> ScoreWriter<'w> {
             csv.write_record(&record)?;
             return Ok(());
         }
-        let Some(out) = self.out.as_mut() else { return Ok(()) };
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
         match self.format {
             Format::Json => {
                 serde_json::to_writer(&mut *out, score)?;
@@ -90,7 +118,12 @@ impl<'w> ScoreWriter<'w> {
 }
 
 /// A readable block per lead: who, score, band, grade, then the reasons.
-fn write_text(out: &mut dyn Write, lead: &Lead, score: &Score, offset: FixedOffset) -> std::io::Result<()> {
+fn write_text(
+    out: &mut dyn Write,
+    lead: &Lead,
+    score: &Score,
+    offset: FixedOffset,
+) -> std::io::Result<()> {
     let who: Vec<&str> = ["company", "name", "title"]
         .iter()
         .filter_map(|a| lead.get(a).map(|v| v.raw.as_str()))
@@ -111,10 +144,22 @@ fn write_text(out: &mut dyn Write, lead: &Lead, score: &Score, offset: FixedOffs
         writeln!(out, "    {}", contribution.describe(offset))?;
     }
     if let Some(limit) = &score.band_limit {
-        writeln!(out, "    band {} -> {} by {}", limit.from, limit.to, limit.label)?;
+        writeln!(
+            out,
+            "    band {} -> {} by {}",
+            limit.from, limit.to, limit.label
+        )?;
     }
     for alert in &score.alerts {
-        writeln!(out, "    ALERT {} at {}", alert.label, alert.timestamp.with_timezone(&offset).format("%Y-%m-%d %H:%M %:z"))?;
+        writeln!(
+            out,
+            "    ALERT {} at {}",
+            alert.label,
+            alert
+                .timestamp
+                .with_timezone(&offset)
+                .format("%Y-%m-%d %H:%M %:z")
+        )?;
     }
     let dropped = score.events.received - score.events.scored;
     if dropped > 0 {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{Duration, FixedOffset};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobBuilder;
 use regex::RegexBuilder;
 
 use super::locate::{FieldPath, line_column, span_of};
@@ -14,8 +14,8 @@ use super::raw::{
     RawRule, RawRules, StringList,
 };
 use super::{
-    AlertRule, Axis, Band, Bands, Behaviour, BUILTIN_BOT_USER_AGENTS, Condition, Count, Decay,
-    EventMatcher, Filters, Grade, Group, Network, Rule, RuleKind, RuleSet, AttributeTest,
+    AlertRule, AttributeTest, Axis, BUILTIN_BOT_USER_AGENTS, Band, Bands, Behaviour, Condition,
+    Count, Decay, EventMatcher, Filters, Grade, Group, Network, Patterns, Rule, RuleKind, RuleSet,
 };
 use crate::event::EventType;
 use crate::lead::{AttributeValue, attribute_name};
@@ -46,7 +46,11 @@ impl fmt::Display for RulesError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}: {}", self.file, d.line, d.column, d.field, d.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file, d.line, d.column, d.field, d.message
+            )?;
         }
         Ok(())
     }
@@ -58,19 +62,35 @@ const MAX_REGEX_SIZE: usize = 1 << 20;
 pub(super) fn compile(file: &str, source: &str) -> Result<RuleSet, RulesError> {
     let error = |line, column, field: String, message: String| RulesError {
         file: file.to_string(),
-        diagnostics: vec![Diagnostic { line, column, field, message }],
+        diagnostics: vec![Diagnostic {
+            line,
+            column,
+            field,
+            message,
+        }],
     };
     let document = toml::de::DeTable::parse(source).map_err(|e| {
         let (line, column) = line_column(source, e.span().map_or(0, |s| s.start));
-        error(line, column, "(file)".into(), format!("not valid TOML: {}", e.message().trim()))
+        error(
+            line,
+            column,
+            "(file)".into(),
+            format!("not valid TOML: {}", e.message().trim()),
+        )
     })?;
     let whole = document.span();
     let document = document.into_inner();
-    let locate = |path: &FieldPath| line_column(source, span_of(&document, whole.clone(), path).start);
+    let locate =
+        |path: &FieldPath| line_column(source, span_of(&document, whole.clone(), path).start);
 
     let deserializer = toml::de::Deserializer::parse(source).map_err(|e| {
         let (line, column) = line_column(source, e.span().map_or(0, |s| s.start));
-        error(line, column, "(file)".into(), e.message().trim().to_string())
+        error(
+            line,
+            column,
+            "(file)".into(),
+            e.message().trim().to_string(),
+        )
     })?;
     let raw: RawRules = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = FieldPath::from_serde(e.path());
@@ -78,26 +98,41 @@ pub(super) fn compile(file: &str, source: &str) -> Result<RuleSet, RulesError> {
             Some(span) => line_column(source, span.start),
             None => locate(&path),
         };
-        error(line, column, path.to_string(), e.inner().message().trim().to_string())
+        error(
+            line,
+            column,
+            path.to_string(),
+            e.inner().message().trim().to_string(),
+        )
     })?;
 
-    let mut checker = Checker { problems: Vec::new() };
+    let mut checker = Checker {
+        problems: Vec::new(),
+    };
     let rules = checker.rule_set(raw);
-    if checker.problems.is_empty() {
-        if let Some(rules) = rules {
-            return Ok(rules);
-        }
+    if checker.problems.is_empty()
+        && let Some(rules) = rules
+    {
+        return Ok(rules);
     }
     let mut diagnostics: Vec<Diagnostic> = checker
         .problems
         .into_iter()
         .map(|(path, message)| {
             let (line, column) = locate(&path);
-            Diagnostic { line, column, field: path.to_string(), message }
+            Diagnostic {
+                line,
+                column,
+                field: path.to_string(),
+                message,
+            }
         })
         .collect();
     diagnostics.sort_by_key(|d| (d.line, d.column));
-    Err(RulesError { file: file.to_string(), diagnostics })
+    Err(RulesError {
+        file: file.to_string(),
+        diagnostics,
+    })
 }
 
 /// Collects problems with their field paths while building the rule set.
@@ -108,7 +143,9 @@ struct Checker {
 fn is_identifier(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn band(raw: RawBand) -> Band {
@@ -133,7 +170,10 @@ impl Checker {
 
     fn positive_days(&mut self, path: FieldPath, days: f64) -> Duration {
         if !days.is_finite() || days <= 0.0 || days > 36_500.0 {
-            self.problem(path, "expected a number of days greater than 0 (at most 36500)");
+            self.problem(
+                path,
+                "expected a number of days greater than 0 (at most 36500)",
+            );
             return Duration::zero();
         }
         Duration::milliseconds((days * 86_400_000.0).round() as i64)
@@ -150,7 +190,10 @@ impl Checker {
         let utc_offset = match raw.utc_offset.as_deref() {
             None => FixedOffset::east_opt(0),
             Some(text) => parse_offset(text).or_else(|| {
-                self.problem(root.key("utc_offset"), format!("expected an offset like \"+09:00\", got {text:?}"));
+                self.problem(
+                    root.key("utc_offset"),
+                    format!("expected an offset like \"+09:00\", got {text:?}"),
+                );
                 None
             }),
         };
@@ -162,7 +205,10 @@ impl Checker {
         for (id, group) in &raw.groups {
             let path = root.key("groups").key(id);
             if !is_identifier(id) {
-                self.problem(path.clone(), "expected a group id of letters, digits, '-', '_' or '.'");
+                self.problem(
+                    path.clone(),
+                    "expected a group id of letters, digits, '-', '_' or '.'",
+                );
             }
             let max = group.max.map(|m| self.finite(path.key("max"), m));
             if max.is_some_and(|m| m.is_negative()) {
@@ -190,16 +236,25 @@ impl Checker {
             });
         }
         if groups.is_empty() {
-            self.problem(root.key("groups"), "expected at least one group, e.g. [groups.fit] with axis = \"fit\"");
+            self.problem(
+                root.key("groups"),
+                "expected at least one group, e.g. [groups.fit] with axis = \"fit\"",
+            );
         }
 
-        let context = Context { raw: &raw, groups: &groups };
+        let context = Context {
+            raw: &raw,
+            groups: &groups,
+        };
         let mut seen = BTreeSet::new();
         let mut rules = Vec::new();
         for (i, rule) in raw.rules.iter().enumerate() {
             let path = root.key("rules").index(i);
             if !seen.insert(rule.id.as_str()) {
-                self.problem(path.key("id"), format!("duplicate rule id {:?}; ids must be unique", rule.id));
+                self.problem(
+                    path.key("id"),
+                    format!("duplicate rule id {:?}; ids must be unique", rule.id),
+                );
             }
             if let Some(rule) = self.rule(&path, rule, &context, &group_decays) {
                 rules.push(rule);
@@ -210,7 +265,10 @@ impl Checker {
         for (i, alert) in raw.alerts.iter().enumerate() {
             let path = root.key("alerts").index(i);
             if !seen.insert(alert.id.as_str()) {
-                self.problem(path.key("id"), format!("duplicate alert id {:?}; ids must be unique", alert.id));
+                self.problem(
+                    path.key("id"),
+                    format!("duplicate alert id {:?}; ids must be unique", alert.id),
+                );
             }
             if let Some(alert) = self.alert(&path, alert, &context) {
                 alerts.push(alert);
@@ -237,18 +295,36 @@ impl Checker {
         let b = &raw.bands;
         let hot = self.finite(path.key("hot"), b.hot);
         let warm = self.finite(path.key("warm"), b.warm);
-        let hot_exit = b.hot_exit.map_or(hot, |v| self.finite(path.key("hot_exit"), v));
-        let warm_exit = b.warm_exit.map_or(warm, |v| self.finite(path.key("warm_exit"), v));
+        let hot_exit = b
+            .hot_exit
+            .map_or(hot, |v| self.finite(path.key("hot_exit"), v));
+        let warm_exit = b
+            .warm_exit
+            .map_or(warm, |v| self.finite(path.key("warm_exit"), v));
         let before = self.problems.len();
         if warm >= hot {
-            self.problem(path.key("warm"), format!("expected warm below hot ({hot}), got {warm}"));
+            self.problem(
+                path.key("warm"),
+                format!("expected warm below hot ({hot}), got {warm}"),
+            );
         } else if hot_exit > hot || hot_exit < warm {
-            self.problem(path.key("hot_exit"), format!("expected hot_exit between warm ({warm}) and hot ({hot}), got {hot_exit}"));
+            self.problem(
+                path.key("hot_exit"),
+                format!("expected hot_exit between warm ({warm}) and hot ({hot}), got {hot_exit}"),
+            );
         }
         if warm_exit > warm {
-            self.problem(path.key("warm_exit"), format!("expected warm_exit at most warm ({warm}), got {warm_exit}"));
+            self.problem(
+                path.key("warm_exit"),
+                format!("expected warm_exit at most warm ({warm}), got {warm_exit}"),
+            );
         }
-        (self.problems.len() == before).then_some(Bands { hot, hot_exit, warm, warm_exit })
+        (self.problems.len() == before).then_some(Bands {
+            hot,
+            hot_exit,
+            warm,
+            warm_exit,
+        })
     }
 
     fn grade(&mut self, raw: &RawRules) -> Option<Grade> {
@@ -261,8 +337,14 @@ impl Checker {
         let path = FieldPath::root().key("grade");
         let before = self.problems.len();
         let mut ladder = |name: &str, values: &[f64], max_len: usize| -> Vec<Points> {
-            let points: Vec<Points> = values.iter().map(|v| self.finite(path.key(name), *v)).collect();
-            if points.is_empty() || points.len() > max_len || points.windows(2).any(|w| w[0] <= w[1]) {
+            let points: Vec<Points> = values
+                .iter()
+                .map(|v| self.finite(path.key(name), *v))
+                .collect();
+            if points.is_empty()
+                || points.len() > max_len
+                || points.windows(2).any(|w| w[0] <= w[1])
+            {
                 self.problem(
                     path.key(name),
                     format!("expected 1 to {max_len} thresholds, highest first, e.g. [60, 40, 20]"),
@@ -276,12 +358,19 @@ impl Checker {
     }
 
     fn decay(&mut self, path: FieldPath, raw: &RawDecay) -> Decay {
-        let given = [raw.half_life_days.is_some(), raw.expires_after_days.is_some(), raw.none.is_some()]
-            .into_iter()
-            .filter(|g| *g)
-            .count();
+        let given = [
+            raw.half_life_days.is_some(),
+            raw.expires_after_days.is_some(),
+            raw.none.is_some(),
+        ]
+        .into_iter()
+        .filter(|g| *g)
+        .count();
         if given != 1 {
-            self.problem(path, "expected exactly one of half_life_days, expires_after_days or none = true");
+            self.problem(
+                path,
+                "expected exactly one of half_life_days, expires_after_days or none = true",
+            );
             return Decay::None;
         }
         if let Some(days) = raw.half_life_days {
@@ -293,25 +382,50 @@ impl Checker {
             return Decay::Expires { days };
         }
         if raw.none == Some(false) {
-            self.problem(path.key("none"), "expected none = true (or leave decay out)");
+            self.problem(
+                path.key("none"),
+                "expected none = true (or leave decay out)",
+            );
         }
         Decay::None
     }
 
-    fn rule(&mut self, path: &FieldPath, raw: &RawRule, context: &Context<'_>, group_decays: &[Decay]) -> Option<Rule> {
+    fn rule(
+        &mut self,
+        path: &FieldPath,
+        raw: &RawRule,
+        context: &Context<'_>,
+        group_decays: &[Decay],
+    ) -> Option<Rule> {
         if !is_identifier(&raw.id) {
-            self.problem(path.key("id"), format!("expected an id of letters, digits, '-', '_' or '.', got {:?}", raw.id));
+            self.problem(
+                path.key("id"),
+                format!(
+                    "expected an id of letters, digits, '-', '_' or '.', got {:?}",
+                    raw.id
+                ),
+            );
         }
         let group = context.groups.iter().position(|g| g.id == raw.group);
         if group.is_none() {
             let known: Vec<&str> = context.groups.iter().map(|g| g.id.as_str()).collect();
-            self.problem(path.key("group"), format!("unknown group {:?}; expected one of: {}", raw.group, known.join(", ")));
+            self.problem(
+                path.key("group"),
+                format!(
+                    "unknown group {:?}; expected one of: {}",
+                    raw.group,
+                    known.join(", ")
+                ),
+            );
         }
         let points = self.finite(path.key("points"), raw.points);
-        if let (Some(max), Some(min)) = (raw.max_band, raw.min_band) {
-            if band(min) > band(max) {
-                self.problem(path.key("min_band"), "expected min_band at or below max_band");
-            }
+        if let (Some(max), Some(min)) = (raw.max_band, raw.min_band)
+            && band(min) > band(max)
+        {
+            self.problem(
+                path.key("min_band"),
+                "expected min_band at or below max_band",
+            );
         }
 
         let kind = match (&raw.when, &raw.event) {
@@ -338,7 +452,10 @@ impl Checker {
                         if at_least == 0 {
                             self.problem(path.key("at_least"), "expected at_least of 1 or more");
                         }
-                        for (field, given) in [("cap", raw.cap.is_some()), ("daily_cap", raw.daily_cap.is_some())] {
+                        for (field, given) in [
+                            ("cap", raw.cap.is_some()),
+                            ("daily_cap", raw.daily_cap.is_some()),
+                        ] {
                             if given {
                                 self.problem(path.key(field), format!("`{field}` applies to count = \"every\" rules; a \"once\" rule gives its points once"));
                             }
@@ -352,7 +469,9 @@ impl Checker {
                         Count::Every
                     }
                 };
-                let within = raw.within_days.map(|d| self.positive_days(path.key("within_days"), d));
+                let within = raw
+                    .within_days
+                    .map(|d| self.positive_days(path.key("within_days"), d));
                 let mut magnitude = |field: &str, value: Option<f64>| {
                     value.map(|v| {
                         let p = self.finite(path.key(field), v);
@@ -368,7 +487,14 @@ impl Checker {
                     Some(d) => self.decay(path.key("decay"), d),
                     None => group.map_or(Decay::None, |g| group_decays[g]),
                 };
-                RuleKind::Behaviour(Behaviour { matcher: matcher?, count, within, cap, daily_cap, decay })
+                RuleKind::Behaviour(Behaviour {
+                    matcher: matcher?,
+                    count,
+                    within,
+                    cap,
+                    daily_cap,
+                    decay,
+                })
             }
             _ => {
                 self.problem(path.clone(), "expected exactly one of `when` (an attribute rule) or `event` (a behaviour rule)");
@@ -387,16 +513,30 @@ impl Checker {
         })
     }
 
-    fn alert(&mut self, path: &FieldPath, raw: &RawAlert, context: &Context<'_>) -> Option<AlertRule> {
+    fn alert(
+        &mut self,
+        path: &FieldPath,
+        raw: &RawAlert,
+        context: &Context<'_>,
+    ) -> Option<AlertRule> {
         if !is_identifier(&raw.id) {
-            self.problem(path.key("id"), format!("expected an id of letters, digits, '-', '_' or '.', got {:?}", raw.id));
+            self.problem(
+                path.key("id"),
+                format!(
+                    "expected an id of letters, digits, '-', '_' or '.', got {:?}",
+                    raw.id
+                ),
+            );
         }
         let matcher = self.event_matcher(&path.key("event"), &raw.event);
         let when = match &raw.when {
             Some(when) => Some(self.condition(&path.key("when"), when, context)?),
             None => None,
         };
-        let within = self.positive_days(path.key("within_days"), raw.within_days.unwrap_or(DEFAULT_ALERT_WINDOW_DAYS));
+        let within = self.positive_days(
+            path.key("within_days"),
+            raw.within_days.unwrap_or(DEFAULT_ALERT_WINDOW_DAYS),
+        );
         Some(AlertRule {
             id: raw.id.clone(),
             label: raw.label.clone().unwrap_or_else(|| raw.id.clone()),
@@ -406,23 +546,37 @@ impl Checker {
         })
     }
 
-    fn condition(&mut self, path: &FieldPath, raw: &RawCondition, context: &Context<'_>) -> Option<Condition> {
-        let shapes = [raw.attribute.is_some(), raw.all.is_some(), raw.any.is_some(), raw.not.is_some()];
+    fn condition(
+        &mut self,
+        path: &FieldPath,
+        raw: &RawCondition,
+        context: &Context<'_>,
+    ) -> Option<Condition> {
+        let shapes = [
+            raw.attribute.is_some(),
+            raw.all.is_some(),
+            raw.any.is_some(),
+            raw.not.is_some(),
+        ];
         if shapes.iter().filter(|s| **s).count() != 1 {
-            self.problem(path.clone(), "expected exactly one of `attribute` (with tests), `all`, `any` or `not`");
+            self.problem(
+                path.clone(),
+                "expected exactly one of `attribute` (with tests), `all`, `any` or `not`",
+            );
             return None;
         }
-        let nested = |field: &str, list: &[RawCondition], this: &mut Self| -> Option<Vec<Condition>> {
-            if list.is_empty() {
-                this.problem(path.key(field), "expected at least one condition");
-            }
-            let compiled: Vec<Option<Condition>> = list
-                .iter()
-                .enumerate()
-                .map(|(i, c)| this.condition(&path.key(field).index(i), c, context))
-                .collect();
-            compiled.into_iter().collect()
-        };
+        let nested =
+            |field: &str, list: &[RawCondition], this: &mut Self| -> Option<Vec<Condition>> {
+                if list.is_empty() {
+                    this.problem(path.key(field), "expected at least one condition");
+                }
+                let compiled: Vec<Option<Condition>> = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| this.condition(&path.key(field).index(i), c, context))
+                    .collect();
+                compiled.into_iter().collect()
+            };
         if let Some(all) = &raw.all {
             return nested("all", all, self).map(Condition::All);
         }
@@ -430,7 +584,9 @@ impl Checker {
             return nested("any", any, self).map(Condition::Any);
         }
         if let Some(not) = &raw.not {
-            return self.condition(&path.key("not"), not, context).map(|c| Condition::Not(Box::new(c)));
+            return self
+                .condition(&path.key("not"), not, context)
+                .map(|c| Condition::Not(Box::new(c)));
         }
         let attribute = attribute_name(raw.attribute.as_deref().unwrap_or_default());
         if attribute.is_empty() {
@@ -444,21 +600,27 @@ impl Checker {
                 AttributeValue::parse(&attribute, value).value
             }
         };
-        let texts = |values: &[String]| -> Vec<String> { values.iter().map(|v| normalise(v)).collect() };
+        let texts =
+            |values: &[String]| -> Vec<String> { values.iter().map(|v| normalise(v)).collect() };
         let one_of = |values: Vec<String>| {
-            if is_domain { AttributeTest::DomainIn(values) } else { AttributeTest::OneOf(values) }
+            if is_domain {
+                AttributeTest::DomainIn(values)
+            } else {
+                AttributeTest::OneOf(values)
+            }
         };
 
         let before = self.problems.len();
         let mut tests = Vec::new();
-        let mut number = |field: &str, value: Option<f64>, make: fn(f64) -> AttributeTest, this: &mut Self| {
-            if let Some(v) = value {
-                if !v.is_finite() {
-                    this.problem(path.key(field), "expected a finite number");
+        let mut number =
+            |field: &str, value: Option<f64>, make: fn(f64) -> AttributeTest, this: &mut Self| {
+                if let Some(v) = value {
+                    if !v.is_finite() {
+                        this.problem(path.key(field), "expected a finite number");
+                    }
+                    tests.push(make(v));
                 }
-                tests.push(make(v));
-            }
-        };
+            };
         number("gte", raw.gte, AttributeTest::AtLeast, self);
         number("gt", raw.gt, AttributeTest::Above, self);
         number("lte", raw.lte, AttributeTest::AtMost, self);
@@ -479,31 +641,52 @@ impl Checker {
             }
             tests.push(one_of(texts(values)));
         }
-        if let Some(name) = &raw.in_list {
-            if let Some(values) = self.list(path.key("in_list"), name, context) {
-                tests.push(one_of(texts(values)));
-            }
+        if let Some(name) = &raw.in_list
+            && let Some(values) = self.list(path.key("in_list"), name, context)
+        {
+            tests.push(one_of(texts(values)));
         }
-        let keywords = |values: &[String]| -> Vec<String> { values.iter().map(|v| normalize::text(v)).filter(|v| !v.is_empty()).collect() };
+        let keywords = |values: &[String]| -> Vec<String> {
+            values
+                .iter()
+                .map(|v| normalize::text(v))
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
         if let Some(values) = &raw.contains {
             if keywords(values).is_empty() {
-                self.problem(path.key("contains"), "expected at least one non-empty keyword");
+                self.problem(
+                    path.key("contains"),
+                    "expected at least one non-empty keyword",
+                );
             }
             tests.push(AttributeTest::Contains(keywords(values)));
         }
-        if let Some(name) = &raw.contains_list {
-            if let Some(values) = self.list(path.key("contains_list"), name, context) {
-                tests.push(AttributeTest::Contains(keywords(values)));
-            }
+        if let Some(name) = &raw.contains_list
+            && let Some(values) = self.list(path.key("contains_list"), name, context)
+        {
+            tests.push(AttributeTest::Contains(keywords(values)));
         }
         if let Some(pattern) = &raw.matches {
-            match RegexBuilder::new(pattern).case_insensitive(true).size_limit(MAX_REGEX_SIZE).build() {
+            match RegexBuilder::new(pattern)
+                .case_insensitive(true)
+                .size_limit(MAX_REGEX_SIZE)
+                .build()
+            {
                 Ok(regex) => tests.push(AttributeTest::Matches(regex)),
                 Err(e) => {
                     // The message's last line says what is wrong; the lines above draw a caret.
                     let text = e.to_string();
-                    let reason = text.lines().last().unwrap_or_default().trim_start_matches("error: ").to_string();
-                    self.problem(path.key("matches"), format!("not a valid regular expression: {reason}"));
+                    let reason = text
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    self.problem(
+                        path.key("matches"),
+                        format!("not a valid regular expression: {reason}"),
+                    );
                 }
             }
         }
@@ -525,35 +708,63 @@ impl Checker {
         Some(Condition::Attribute { attribute, tests })
     }
 
-    fn list<'c>(&mut self, path: FieldPath, name: &str, context: &'c Context<'_>) -> Option<&'c [String]> {
+    fn list<'c>(
+        &mut self,
+        path: FieldPath,
+        name: &str,
+        context: &'c Context<'_>,
+    ) -> Option<&'c [String]> {
         match context.raw.lists.get(name) {
             Some(values) => Some(values.as_slice()),
             None => {
                 let known: Vec<&str> = context.raw.lists.keys().map(String::as_str).collect();
-                self.problem(path, format!("unknown list {name:?}; expected one of [lists]: {}", known.join(", ")));
+                self.problem(
+                    path,
+                    format!(
+                        "unknown list {name:?}; expected one of [lists]: {}",
+                        known.join(", ")
+                    ),
+                );
                 None
             }
         }
     }
 
-    fn globs(&mut self, path: FieldPath, patterns: &StringList) -> Option<GlobSet> {
+    fn globs(&mut self, path: FieldPath, patterns: &StringList) -> Option<Patterns> {
         if patterns.0.is_empty() {
             self.problem(path, "expected at least one pattern");
             return None;
         }
-        let mut builder = GlobSetBuilder::new();
+        // globset translates each glob; one regex over all of them matches a string
+        // without globset's per-call path handling.
+        let mut alternatives = Vec::new();
         for pattern in &patterns.0 {
-            match GlobBuilder::new(pattern.trim()).case_insensitive(true).literal_separator(false).build() {
-                Ok(glob) => {
-                    builder.add(glob);
-                }
+            match GlobBuilder::new(pattern.trim())
+                .case_insensitive(true)
+                .literal_separator(false)
+                .build()
+            {
+                Ok(glob) => alternatives.push(format!("(?:{})", glob.regex())),
                 Err(e) => {
-                    self.problem(path.clone(), format!("not a valid pattern {pattern:?}: {}", e.kind()));
+                    self.problem(
+                        path.clone(),
+                        format!("not a valid pattern {pattern:?}: {}", e.kind()),
+                    );
                     return None;
                 }
             }
         }
-        builder.build().ok()
+        match regex::bytes::RegexBuilder::new(&alternatives.join("|"))
+            .dot_matches_new_line(true)
+            .size_limit(MAX_REGEX_SIZE)
+            .build()
+        {
+            Ok(regex) => Some(Patterns(regex)),
+            Err(e) => {
+                self.problem(path, format!("patterns too complex: {e}"));
+                None
+            }
+        }
     }
 
     fn event_matcher(&mut self, path: &FieldPath, raw: &RawEventMatch) -> Option<EventMatcher> {
@@ -600,7 +811,12 @@ impl Checker {
     }
 
     fn filters(&mut self, path: FieldPath, raw: &RawFilters) -> Filters {
-        let mut bot_user_agents: Vec<String> = raw.bot_user_agents.iter().map(|b| b.trim().to_lowercase()).filter(|b| !b.is_empty()).collect();
+        let mut bot_user_agents: Vec<String> = raw
+            .bot_user_agents
+            .iter()
+            .map(|b| b.trim().to_lowercase())
+            .filter(|b| !b.is_empty())
+            .collect();
         if raw.builtin_bots.unwrap_or(true) {
             bot_user_agents.extend(BUILTIN_BOT_USER_AGENTS.iter().map(|s| s.to_string()));
         }
@@ -617,7 +833,28 @@ impl Checker {
             .map(|d| normalize::text(d).trim_start_matches('@').to_string())
             .filter(|d| !d.is_empty())
             .collect();
-        Filters { bot_user_agents, internal_networks, internal_email_domains }
+        let alternatives: Vec<String> = bot_user_agents.iter().map(|b| regex::escape(b)).collect();
+        let bot_matcher = (!alternatives.is_empty())
+            .then(|| {
+                RegexBuilder::new(&alternatives.join("|"))
+                    .case_insensitive(true)
+                    .size_limit(MAX_REGEX_SIZE)
+                    .build()
+            })
+            .transpose()
+            .unwrap_or_else(|e| {
+                self.problem(
+                    path.key("bot_user_agents"),
+                    format!("too many patterns: {e}"),
+                );
+                None
+            });
+        Filters {
+            bot_user_agents,
+            bot_matcher,
+            internal_networks,
+            internal_email_domains,
+        }
     }
 }
 

@@ -79,13 +79,17 @@ pub fn span_of(document: &DeTable<'_>, whole: Range<usize>, path: &FieldPath) ->
                 .map(|(k, v)| (k.span(), v)),
             (Segment::Index(i), _, Some(a)) => {
                 let items: &toml::de::DeArray<'_> = a;
-                items.iter().nth(*i).map(|v| (v.span(), v))
+                items.get(*i).map(|v| (v.span(), v))
             }
             _ => None,
         };
         let Some((key_span, value)) = next else { break };
         // An `[[rules]]` table's own span can be empty; fall back to its key.
-        span = if value.span().is_empty() { key_span } else { value.span() };
+        span = if value.span().is_empty() {
+            key_span
+        } else {
+            value.span()
+        };
         (table, array) = match value.get_ref() {
             DeValue::Table(t) => (Some(t), None),
             DeValue::Array(a) => (None, Some(a)),
@@ -111,7 +115,11 @@ mod tests {
 
     #[test]
     fn paths_print_like_the_file_reads() {
-        let path = FieldPath::root().key("rules").index(2).key("when").key("gte");
+        let path = FieldPath::root()
+            .key("rules")
+            .index(2)
+            .key("when")
+            .key("gte");
         assert_eq!(path.to_string(), "rules[2].when.gte");
         assert_eq!(FieldPath::root().to_string(), "(file)");
     }
@@ -122,7 +130,11 @@ mod tests {
         let document = DeTable::parse(source).unwrap();
         let whole = document.span();
         let document = document.into_inner();
-        let path = FieldPath::root().key("rules").index(1).key("when").key("gte");
+        let path = FieldPath::root()
+            .key("rules")
+            .index(1)
+            .key("when")
+            .key("gte");
         let span = span_of(&document, whole.clone(), &path);
         assert_eq!(&source[span.clone()], "10");
         assert_eq!(line_column(source, span.start), (6, 41));
