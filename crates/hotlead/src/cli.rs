@@ -27,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Check and inspect rules files.
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  hotlead rules check examples/rules/seed.toml\n  hotlead rules schema > schemas/rules.schema.json"
+    )]
     Rules(RulesCommand),
     /// Score leads with a rules file and print each lead's score, band, grade and reasons.
     #[command(
