@@ -34,6 +34,30 @@ fn temp_file(name: &str, content: &str) -> (tempfile::TempDir, std::path::PathBu
 
 const SEED: &str = "examples/rules/seed.toml";
 
+/// Scores the bundled sample leads and events with the seed rules, as of the README's time.
+fn score_the_sample(extra: &[&str]) -> anyhow::Result<String> {
+    let (rules, leads, events) = (
+        repo_file(SEED),
+        repo_file("examples/data/leads.csv"),
+        repo_file("examples/data/events.jsonl"),
+    );
+    let mut args = vec![
+        "score",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--leads",
+        leads.to_str().unwrap(),
+    ];
+    args.extend([
+        "--events",
+        events.to_str().unwrap(),
+        "--at",
+        "2026-11-20T09:00:00+09:00",
+    ]);
+    args.extend(extra);
+    run_in_process(&args)
+}
+
 #[test]
 fn rules_check_prints_a_one_line_summary_and_exits_zero() {
     for file in [SEED, "examples/rules/saas.toml"] {
@@ -121,18 +145,7 @@ fn rules_check_of_a_missing_file_names_it() {
 
 #[test]
 fn score_prints_one_json_record_per_lead_with_its_reasons() {
-    let text = run_in_process(&[
-        "score",
-        "--rules",
-        repo_file(SEED).to_str().unwrap(),
-        "--leads",
-        repo_file("examples/data/leads.csv").to_str().unwrap(),
-        "--events",
-        repo_file("examples/data/events.jsonl").to_str().unwrap(),
-        "--at",
-        "2026-11-20T09:00:00+09:00",
-    ])
-    .expect("scores");
+    let text = score_the_sample(&[]).expect("scores");
     let records: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
@@ -177,20 +190,7 @@ fn score_is_the_same_for_the_same_inputs_and_time() {
 
 #[test]
 fn score_writes_csv_with_a_column_per_group() {
-    let text = run_in_process(&[
-        "score",
-        "--rules",
-        repo_file(SEED).to_str().unwrap(),
-        "--leads",
-        repo_file("examples/data/leads.csv").to_str().unwrap(),
-        "--events",
-        repo_file("examples/data/events.jsonl").to_str().unwrap(),
-        "--at",
-        "2026-11-20T09:00:00+09:00",
-        "--format",
-        "csv",
-    ])
-    .expect("scores");
+    let text = score_the_sample(&["--format", "csv"]).expect("scores");
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),

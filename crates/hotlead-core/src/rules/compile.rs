@@ -161,6 +161,21 @@ impl Checker {
         self.problems.push((path, message.into()));
     }
 
+    /// An id must be well-formed and unique among its kind (`what`: rule, alert).
+    fn id<'r>(&mut self, path: FieldPath, id: &'r str, seen: &mut BTreeSet<&'r str>, what: &str) {
+        if !is_identifier(id) {
+            self.problem(
+                path,
+                format!("expected an id of letters, digits, '-', '_' or '.', got {id:?}"),
+            );
+        } else if !seen.insert(id) {
+            self.problem(
+                path,
+                format!("duplicate {what} id {id:?}; ids must be unique"),
+            );
+        }
+    }
+
     fn finite(&mut self, path: FieldPath, value: f64) -> Points {
         if !value.is_finite() || value.abs() > 1e12 {
             self.problem(path, "expected a finite number of points");
@@ -250,12 +265,7 @@ impl Checker {
         let mut rules = Vec::new();
         for (i, rule) in raw.rules.iter().enumerate() {
             let path = root.key("rules").index(i);
-            if !seen.insert(rule.id.as_str()) {
-                self.problem(
-                    path.key("id"),
-                    format!("duplicate rule id {:?}; ids must be unique", rule.id),
-                );
-            }
+            self.id(path.key("id"), &rule.id, &mut seen, "rule");
             if let Some(rule) = self.rule(&path, rule, &context, &group_decays) {
                 rules.push(rule);
             }
@@ -264,12 +274,7 @@ impl Checker {
         let mut alerts = Vec::new();
         for (i, alert) in raw.alerts.iter().enumerate() {
             let path = root.key("alerts").index(i);
-            if !seen.insert(alert.id.as_str()) {
-                self.problem(
-                    path.key("id"),
-                    format!("duplicate alert id {:?}; ids must be unique", alert.id),
-                );
-            }
+            self.id(path.key("id"), &alert.id, &mut seen, "alert");
             if let Some(alert) = self.alert(&path, alert, &context) {
                 alerts.push(alert);
             }
@@ -397,15 +402,6 @@ impl Checker {
         context: &Context<'_>,
         group_decays: &[Decay],
     ) -> Option<Rule> {
-        if !is_identifier(&raw.id) {
-            self.problem(
-                path.key("id"),
-                format!(
-                    "expected an id of letters, digits, '-', '_' or '.', got {:?}",
-                    raw.id
-                ),
-            );
-        }
         let group = context.groups.iter().position(|g| g.id == raw.group);
         if group.is_none() {
             let known: Vec<&str> = context.groups.iter().map(|g| g.id.as_str()).collect();
@@ -519,15 +515,6 @@ impl Checker {
         raw: &RawAlert,
         context: &Context<'_>,
     ) -> Option<AlertRule> {
-        if !is_identifier(&raw.id) {
-            self.problem(
-                path.key("id"),
-                format!(
-                    "expected an id of letters, digits, '-', '_' or '.', got {:?}",
-                    raw.id
-                ),
-            );
-        }
         let matcher = self.event_matcher(&path.key("event"), &raw.event);
         let when = match &raw.when {
             Some(when) => Some(self.condition(&path.key("when"), when, context)?),
