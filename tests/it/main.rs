@@ -1,5 +1,8 @@
 //! The integration tests of the hotlead workspace, one binary.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod examples;
 mod properties;
