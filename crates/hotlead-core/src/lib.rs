@@ -6,7 +6,9 @@
 //! it does no I/O and cannot fail for reasons outside its arguments. Time comes in as an
 //! argument.
 
+pub mod alert;
 pub mod event;
+pub mod identity;
 pub mod lead;
 pub mod normalize;
 pub mod points;

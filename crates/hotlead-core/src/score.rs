@@ -7,7 +7,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::lead::Lead;
@@ -18,14 +18,14 @@ use crate::rules::{Axis, Band, Behaviour, Count, Decay, Dropped, Rule, RuleKind,
 pub const MAX_EVIDENCE_EVENTS: usize = 20;
 
 /// Which rules made a score.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RulesVersion {
     pub name: String,
     pub version: u32,
 }
 
 /// An explained score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Score {
     pub lead_id: String,
     pub rules: RulesVersion,
@@ -42,31 +42,31 @@ pub struct Score {
     /// group-cap adjustments.
     pub contributions: Vec<Contribution>,
     /// A rule that held the band above or below what the points alone give.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub band_limit: Option<BandLimit>,
     /// Instant alerts raised by recent high-intent actions.
     pub alerts: Vec<AlertTrigger>,
     /// What happened to the events given.
     pub events: EventCounts,
     /// Why the lead scores nothing at all, when it does not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excluded: Option<String>,
 }
 
 /// A group's subtotal.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupTotal {
     pub group: String,
     pub label: String,
     pub axis: Axis,
     pub points: Points,
     /// The sum before the group's cap or floor, when that changed it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncapped: Option<Points>,
 }
 
 /// One line of the explanation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contribution {
     /// The rule id, or `cap:<group>` for a group-cap adjustment.
     pub rule: String,
@@ -74,13 +74,13 @@ pub struct Contribution {
     pub group: String,
     pub points: Points,
     /// Decay or caps that changed the points, in words.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub evidence: Evidence,
 }
 
 /// What a contribution rests on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Evidence {
     /// The attribute values the rule looked at (`raw`/`value` absent when missing).
@@ -97,17 +97,17 @@ pub enum Evidence {
 }
 
 /// One attribute value in the evidence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributeEvidence {
     pub attribute: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
 
 /// A rule that capped or raised the band.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BandLimit {
     pub rule: String,
     pub label: String,
@@ -117,7 +117,7 @@ pub struct BandLimit {
 }
 
 /// An instant alert raised by one event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertTrigger {
     pub alert: String,
     pub label: String,
@@ -126,7 +126,7 @@ pub struct AlertTrigger {
 }
 
 /// Counts of the events given to the scorer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventCounts {
     pub received: usize,
     /// Used by the rules: all the others were dropped for one of the reasons below.

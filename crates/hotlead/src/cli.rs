@@ -36,6 +36,48 @@ pub enum Command {
         after_help = "Leads: CSV with a header row of attribute names and a `lead_id` column, or JSON lines\n(.jsonl/.ndjson) with a `lead_id` field. Events: JSON lines in the Segment shape (type, event,\nmessageId, userId, timestamp, properties, context.page), joined to leads by userId = lead_id.\n\nExamples:\n  hotlead score --rules examples/rules/seed.toml --leads examples/data/leads.csv \\\n      --events examples/data/events.jsonl --at 2026-11-20T09:00:00+09:00\n  hotlead score --rules rules.toml --leads leads.jsonl --format csv > scores.csv"
     )]
     Score(ScoreArgs),
+    /// Run the whole product on this machine: the HTTP API (forms, Segment-style events,
+    /// lead lookup and ranking, the tracking script) on a SQLite file, rescoring in the
+    /// background, alerts appended to an outbox file.
+    #[command(after_help = "Examples:\n  hotlead serve\n  hotlead serve --port 8080 --db data/hotlead.db --rules rules.toml --config hotlead.toml --write-key $KEY --admin-token $TOKEN\n\nThen, e.g.:\n  curl -X POST localhost:8080/v1/forms/contact -d email=taro@example.co.jp -d employees=1200\n  curl localhost:8080/v1/leads?band=hot")]
+    Serve(ServeArgs),
+    /// Replay a bundled sample (three dozen leads, Japanese and English, forms and web
+    /// events over six weeks, some anonymous first) from nothing, and show the hot leads
+    /// ranked with their reasons and the alerts that went out.
+    #[command(after_help = "Example:\n  hotlead demo\n  hotlead demo --dir /tmp/hotlead-demo")]
+    Demo {
+        /// Where to keep the demo's database and alert outbox (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The SQLite database file (created if missing).
+    #[arg(long, default_value = "hotlead-data/hotlead.db")]
+    pub db: PathBuf,
+    /// The rules file (default: the bundled seed rules).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Where delivered alerts are appended as JSON lines (default: alerts.jsonl beside the database).
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+    /// Server configuration: forms, alert language and routing, CORS origins.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Write key required on event calls (Basic auth user name).
+    #[arg(long, env = "HOTLEAD_WRITE_KEY", hide_env_values = true)]
+    pub write_key: Option<String>,
+    /// Bearer token required on the lead routes.
+    #[arg(long, env = "HOTLEAD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +133,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    if matches!(cli.command, Command::Demo { .. }) {
+        init_logging("warn");
+    }
     match run(cli, &mut out, Utc::now()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -112,7 +157,58 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<
             writeln!(out, "{}", serde_json::to_string_pretty(&json_schema())?)?;
         }
         Command::Score(args) => score_command(args, out, now)?,
+        Command::Serve(args) => runtime()?.block_on(serve_command(args, out))?,
+        Command::Demo { dir } => {
+            let dir = dir.unwrap_or_else(crate::demo::fresh_dir);
+            runtime()?.block_on(crate::demo::run(&dir, out))?;
+        }
     }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOTLEAD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    init_logging("info");
+    let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let options = crate::serve::ServeOptions {
+        host: args.host,
+        port: args.port,
+        db: args.db.clone(),
+        rules: args.rules,
+        outbox: args.outbox,
+        config: args.config,
+        auth: hotlead_api::Auth { write_key: nonempty(args.write_key), admin_token: nonempty(args.admin_token) },
+        tick: std::time::Duration::from_secs(5),
+    };
+    let auth = options.auth.clone();
+    let running = crate::serve::start(options).await?;
+    writeln!(out, "hotlead listening on {}", running.url())?;
+    writeln!(
+        out,
+        "  database {}, rules {:?} version {}, alerts appended to {}",
+        args.db.display(),
+        running.rules.name,
+        running.rules.version,
+        running.outbox.display()
+    )?;
+    writeln!(
+        out,
+        "  write key {}, admin token {}; tracking script {}/hotlead.js",
+        if auth.write_key.is_some() { "required" } else { "not set (events are open)" },
+        if auth.admin_token.is_some() { "required" } else { "not set (lead routes are open)" },
+        running.url()
+    )?;
+    out.flush()?;
+    tokio::signal::ctrl_c().await?;
+    running.stop();
     Ok(())
 }
 

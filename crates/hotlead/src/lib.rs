@@ -2,5 +2,7 @@
 //! here so that tests can run them in-process.
 
 pub mod cli;
+pub mod demo;
 pub mod input;
 pub mod output;
+pub mod serve;

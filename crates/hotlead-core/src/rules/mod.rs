@@ -47,7 +47,7 @@ impl fmt::Display for Band {
 }
 
 /// Which side of the grade a group counts towards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Axis {
     Fit,

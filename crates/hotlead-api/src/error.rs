@@ -1,0 +1,90 @@
+//! Every error the API answers with: a stable `error` code, a human message, and for
+//! invalid fields the field's name. Internal details never reach the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hotlead_app::{IngestError, StoreError};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the body is not what the content type says.
+    Malformed(String),
+    /// 401: credentials are needed and none were given.
+    Unauthorized(&'static str),
+    /// 403: the credentials given are wrong.
+    Forbidden(&'static str),
+    /// 404
+    NotFound(String),
+    /// 413
+    TooLarge(String),
+    /// 415
+    UnsupportedMediaType(String),
+    /// 422: a field is invalid.
+    Invalid { field: String, message: String },
+    /// 503: the store is unavailable or busy; the client may retry.
+    Unavailable,
+    /// 500: a fault of ours; logged, not explained.
+    Internal,
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(_) | StoreError::Unavailable(_) => {
+                tracing::warn!(%error, "store unavailable");
+                ApiError::Unavailable
+            }
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Invalid { field, message } => ApiError::Invalid { field, message },
+            IngestError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, field) = match self {
+            ApiError::Malformed(m) => (StatusCode::BAD_REQUEST, "malformed", m, None),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string(), None),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.to_string(), None),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m, None),
+            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", m, None),
+            ApiError::Invalid { field, message } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("field `{field}`: {message}"), Some(field))
+            }
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the service is busy; nothing was stored, please retry".to_string(),
+                None,
+            ),
+            ApiError::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred".to_string(), None)
+            }
+        };
+        let mut body = json!({"error": code, "message": message});
+        if let Some(field) = field {
+            body["field"] = json!(field);
+        }
+        (status, Json(body)).into_response()
+    }
+}

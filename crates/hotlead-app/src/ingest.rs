@@ -1,0 +1,326 @@
+//! Ingestion: web forms and Segment calls become stored events, leads and identity links.
+//! Validation happens here, once, before anything is stored: a rejected call changes
+//! nothing.
+
+use std::sync::Arc;
+
+use hotlead_core::event::{Event, EventType};
+use hotlead_core::identity::IdentityKey;
+use hotlead_core::lead::attribute_name;
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::ports::{Clock, IdSource, Record, Recorded, Store, StoreError};
+
+/// Longest accepted form value, in characters.
+pub const MAX_FIELD_CHARS: usize = 2_000;
+/// Most fields accepted in one form submission.
+pub const MAX_FIELDS: usize = 200;
+
+/// Why a call was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The client sent something unusable; `field` names it.
+    #[error("field `{field}`: {message}")]
+    Invalid { field: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        IngestError::Invalid { field: field.into(), message: message.into() }
+    }
+
+    fn within(self, prefix: &str) -> Self {
+        match self {
+            IngestError::Invalid { field, message } => IngestError::Invalid { field: format!("{prefix}.{field}"), message },
+            other => other,
+        }
+    }
+}
+
+/// A web form submission as received.
+#[derive(Debug, Clone, Default)]
+pub struct FormSubmission {
+    pub form_id: String,
+    /// Field name and value pairs, in order.
+    pub fields: Vec<(String, String)>,
+    /// The anonymous id from the tracking cookie, when the browser sent one.
+    pub cookie_anonymous_id: Option<String>,
+    /// An idempotency key from the client (`Idempotency-Key` header).
+    pub idempotency_key: Option<String>,
+    /// The client asked to be sent to the thank-you page (a plain HTML form).
+    pub wants_redirect: bool,
+}
+
+/// What happened to a form submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormOutcome {
+    Stored { lead_id: String, duplicate: bool, redirect: Option<String> },
+    /// The honeypot was filled in: a bot. Nothing was stored; it is told nothing.
+    Ignored { redirect: Option<String> },
+}
+
+/// The ingestion service.
+#[derive(Clone)]
+pub struct Ingest {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdSource>,
+    config: Arc<Config>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").finish_non_exhaustive()
+    }
+}
+
+const ANONYMOUS_ID_FIELDS: &[&str] = &["anonymousId", "anonymous_id", "hl_anon"];
+const SUBMISSION_ID_FIELDS: &[&str] = &["_submission_id", "messageId"];
+
+/// FNV-1a, 64 bits: a stable digest (unlike `DefaultHasher`) for derived submission ids.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0u8]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+impl Ingest {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource>,
+        config: Arc<Config>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Ingest { store, clock, ids, config, wake }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Stores a form submission: the lead (by e-mail), its attributes, the anonymous id's
+    /// earlier behaviour, and a `Form Submitted` event.
+    pub async fn form(&self, submission: FormSubmission) -> Result<FormOutcome, IngestError> {
+        let form_id = submission.form_id.trim();
+        let redirect = if submission.wants_redirect {
+            self.config.thank_you_url(form_id).map(str::to_string)
+        } else {
+            None
+        };
+        if form_id.is_empty() || form_id.len() > 100 {
+            return Err(IngestError::invalid("form_id", "expected a form id of 1 to 100 characters"));
+        }
+        if submission.fields.len() > MAX_FIELDS {
+            return Err(IngestError::invalid("(form)", format!("at most {MAX_FIELDS} fields are accepted")));
+        }
+        let honeypot = self.config.honeypot(form_id);
+        if submission.fields.iter().any(|(name, value)| name == honeypot && !value.trim().is_empty()) {
+            return Ok(FormOutcome::Ignored { redirect });
+        }
+
+        let mut anonymous_id = None;
+        let mut submission_id = submission.idempotency_key.clone();
+        let mut attributes: Vec<(String, String)> = Vec::new();
+        let mut email_field = None;
+        for (name, value) in &submission.fields {
+            if value.chars().count() > MAX_FIELD_CHARS {
+                return Err(IngestError::invalid(name, format!("longer than {MAX_FIELD_CHARS} characters")));
+            }
+            let value = value.trim();
+            if ANONYMOUS_ID_FIELDS.contains(&name.as_str()) {
+                anonymous_id = (!value.is_empty()).then(|| value.to_string());
+                continue;
+            }
+            if SUBMISSION_ID_FIELDS.contains(&name.as_str()) {
+                submission_id = (!value.is_empty()).then(|| value.to_string()).or(submission_id);
+                continue;
+            }
+            if name.starts_with('_') || name == honeypot || value.is_empty() {
+                continue;
+            }
+            let attribute = self.config.attribute_for(form_id, name);
+            if attribute.is_empty() {
+                continue;
+            }
+            if attribute == "email" {
+                email_field = Some((name.clone(), value.to_string()));
+            }
+            attributes.retain(|(a, _)| a != &attribute);
+            attributes.push((attribute, value.to_string()));
+        }
+        let anonymous_id = anonymous_id.or(submission.cookie_anonymous_id.clone());
+        let Some((email_name, email_value)) = email_field else {
+            return Err(IngestError::invalid("email", "is required: a form submission must carry an e-mail address"));
+        };
+        let email = IdentityKey::email(&email_value)
+            .ok_or_else(|| IngestError::invalid(email_name, "expected an e-mail address like name@example.co.jp"))?;
+
+        let submission_id = submission_id.unwrap_or_else(|| {
+            let mut parts: Vec<String> = submission.fields.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            parts.sort();
+            let mut refs: Vec<&str> = vec![form_id, anonymous_id.as_deref().unwrap_or("")];
+            refs.extend(parts.iter().map(String::as_str));
+            format!("form-{:016x}", fnv1a(&refs))
+        });
+        let now = self.clock.now();
+        let event = Event {
+            message_id: submission_id,
+            kind: EventType::Track,
+            name: Some("Form Submitted".to_string()),
+            timestamp: now,
+            user_id: None,
+            anonymous_id: anonymous_id.clone(),
+            path: None,
+            url: None,
+            referrer: None,
+            campaign: Default::default(),
+            properties: Map::from_iter([("form_id".to_string(), json!(form_id))]),
+            traits: Map::new(),
+            ip: None,
+            user_agent: None,
+        };
+        let mut keys = vec![email];
+        keys.extend(anonymous_id.map(IdentityKey::Anonymous));
+        let recorded = self.save(event, keys, attributes).await?;
+        let lead_id = recorded.lead_id.unwrap_or_default();
+        Ok(FormOutcome::Stored { lead_id, duplicate: recorded.duplicate, redirect })
+    }
+
+    /// Stores one Segment call. `route` is the call type of the endpoint it came to
+    /// (`/v1/page` -> page); a body without `type` takes it.
+    pub async fn call(&self, value: &Value, route: Option<EventType>) -> Result<Recorded, IngestError> {
+        let (event, keys, attributes) = self.parse_call(value, route)?;
+        self.save(event, keys, attributes).await
+    }
+
+    /// Stores a Segment batch: every call is checked first; one invalid call rejects the
+    /// batch and nothing is stored.
+    pub async fn batch(&self, calls: &[Value]) -> Result<Vec<Recorded>, IngestError> {
+        let parsed = calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| self.parse_call(call, None).map_err(|e| e.within(&format!("batch[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut results = Vec::with_capacity(parsed.len());
+        for (event, keys, attributes) in parsed {
+            results.push(self.save(event, keys, attributes).await?);
+        }
+        Ok(results)
+    }
+
+    async fn save(&self, event: Event, keys: Vec<IdentityKey>, attributes: Vec<(String, String)>) -> Result<Recorded, IngestError> {
+        let record = Record { event, keys, attributes, received_at: self.clock.now(), new_lead_id: self.ids.new_lead_id() };
+        let recorded = self.store.record(record).await?;
+        if !recorded.duplicate && recorded.lead_id.is_some() {
+            self.wake.notify_one();
+        }
+        Ok(recorded)
+    }
+
+    fn parse_call(&self, value: &Value, route: Option<EventType>) -> Result<(Event, Vec<IdentityKey>, Vec<(String, String)>), IngestError> {
+        let Value::Object(object) = value else {
+            return Err(IngestError::invalid("(body)", "expected a JSON object"));
+        };
+        let mut object = object.clone();
+        if let Some(route) = route {
+            match object.get("type").and_then(Value::as_str) {
+                None => {
+                    object.insert("type".into(), json!(route.as_str()));
+                }
+                Some(kind) if kind == route.as_str() => {}
+                Some(kind) => {
+                    return Err(IngestError::invalid("type", format!("this endpoint takes `{}` calls, not {kind:?}", route.as_str())));
+                }
+            }
+        }
+        let value = Value::Object(object);
+        let event = Event::from_segment(&value).map_err(|e| IngestError::invalid(e.field, e.message))?;
+        let mut keys = Vec::new();
+        keys.extend(event.user_id.clone().map(IdentityKey::User));
+        keys.extend(event.anonymous_id.clone().map(IdentityKey::Anonymous));
+        let mut attributes = Vec::new();
+        match event.kind {
+            EventType::Identify => {
+                attributes = traits_to_attributes(&event.traits);
+                if let Some(raw) = event.traits.get("email") {
+                    let text = raw.as_str().unwrap_or_default();
+                    let email = IdentityKey::email(text)
+                        .ok_or_else(|| IngestError::invalid("traits.email", "expected an e-mail address"))?;
+                    keys.push(email);
+                }
+            }
+            EventType::Alias => {
+                let previous = value.get("previousId").and_then(|v| match v {
+                    Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                });
+                let previous = previous.ok_or_else(|| IngestError::invalid("previousId", "is required for an alias call"))?;
+                if event.user_id.is_none() {
+                    return Err(IngestError::invalid("userId", "is required for an alias call"));
+                }
+                keys.push(IdentityKey::Anonymous(previous.clone()));
+                keys.push(IdentityKey::User(previous));
+            }
+            _ => {}
+        }
+        Ok((event, keys, attributes))
+    }
+}
+
+/// Segment traits as attributes: scalar traits by their canonical names, plus the common
+/// nested ones (`company.name`, `company.employee_count`, `address.state`).
+fn traits_to_attributes(traits: &Map<String, Value>) -> Vec<(String, String)> {
+    let text = |v: &Value| match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let mut attributes = Vec::new();
+    for (name, value) in traits {
+        let attribute = match attribute_name(name).as_str() {
+            "firstname" | "first_name" | "lastname" | "last_name" => continue,
+            "employee_count" | "employees" => "employees".to_string(),
+            "company_name" => "company".to_string(),
+            "job_title" => "title".to_string(),
+            other => other.to_string(),
+        };
+        if let Some(text) = text(value) {
+            attributes.push((attribute, text));
+        }
+    }
+    if let Some(Value::Object(company)) = traits.get("company") {
+        attributes.extend(company.get("name").and_then(text).map(|n| ("company".to_string(), n)));
+        attributes.extend(company.get("employee_count").and_then(text).map(|n| ("employees".to_string(), n)));
+        attributes.extend(company.get("industry").and_then(text).map(|n| ("industry".to_string(), n)));
+    }
+    if let Some(Value::Object(address)) = traits.get("address") {
+        attributes.extend(address.get("state").and_then(text).map(|n| ("prefecture".to_string(), n)));
+        attributes.extend(address.get("country").and_then(text).map(|n| ("country".to_string(), n)));
+    }
+    if !traits.contains_key("name") {
+        let first = traits.get("firstName").or(traits.get("first_name")).and_then(text);
+        let last = traits.get("lastName").or(traits.get("last_name")).and_then(text);
+        let name = [last, first].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        if !name.is_empty() {
+            attributes.push(("name".to_string(), name));
+        }
+    }
+    attributes
+}

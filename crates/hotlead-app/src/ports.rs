@@ -1,0 +1,202 @@
+//! The narrow traits through which the services reach storage, delivery, the clock and id
+//! generation. Each has an embedded adapter and an AWS adapter; the contract tests in
+//! `tests/it/contract.rs` run against every store.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hotlead_core::alert::AlertMessage;
+use hotlead_core::identity::IdentityKey;
+use hotlead_core::{Band, Event, Lead, Score};
+use serde::{Deserialize, Serialize};
+
+/// Why a store operation failed. Every adapter maps its own errors into these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another writer changed the item first; the operation may be retried.
+    #[error("conflicting update: {0}")]
+    Conflict(String),
+    /// The store could not be reached or refused the request; retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// One accepted call to store: the event, the identity keys it carries, and attribute
+/// updates (raw values under canonical names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub event: Event,
+    pub keys: Vec<IdentityKey>,
+    pub attributes: Vec<(String, String)>,
+    pub received_at: DateTime<Utc>,
+    /// The id a new lead gets if this call creates one.
+    pub new_lead_id: String,
+}
+
+/// What [`Store::record`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The message id was stored before: nothing changed.
+    pub duplicate: bool,
+    /// The lead the event belongs to; `None` while the visitor is anonymous.
+    pub lead_id: Option<String>,
+    /// Leads merged into `lead_id` by this call.
+    pub merged: Vec<String>,
+}
+
+/// A lead as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredLead {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Raw attribute values by canonical name.
+    pub attributes: BTreeMap<String, String>,
+    /// Identity keys pointing at this lead (`email:..`, `user:..`, `anon:..`).
+    pub identities: Vec<String>,
+    /// The last saved score, with its explanation.
+    pub score: Option<Score>,
+    /// How many times the lead has entered the hot band.
+    pub hot_crossings: u32,
+}
+
+impl StoredLead {
+    /// The lead as the scorer sees it: attributes normalised.
+    pub fn to_lead(&self) -> Lead {
+        Lead::from_raw(self.id.clone(), self.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    pub fn band(&self) -> Option<Band> {
+        self.score.as_ref().map(|s| s.band)
+    }
+}
+
+/// A lead waiting to be rescored: `seq` counts the changes seen so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    pub lead_id: String,
+    pub seq: i64,
+}
+
+/// An alert waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// One alert per key: `hot:<lead>:<crossing>` or `instant:<lead>:<alert>:<message>`.
+    pub key: String,
+    pub created_at: DateTime<Utc>,
+    pub message: AlertMessage,
+}
+
+/// A pending alert and how often its delivery failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub entry: OutboxEntry,
+    pub attempts: u32,
+}
+
+/// A new score to save, with the alerts it raises, written together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreUpdate {
+    pub lead_id: String,
+    /// The change count the score was computed from (see [`Dirty::seq`]).
+    pub seen_seq: i64,
+    pub score: Score,
+    pub hot_crossings: u32,
+    pub alerts: Vec<OutboxEntry>,
+}
+
+/// What [`Store::save_score`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// Saved, and the lead is clean.
+    Saved,
+    /// Saved, but events arrived meanwhile: the lead stays marked for rescoring.
+    SavedStillDirty,
+}
+
+/// A page of the ranking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankingPage {
+    pub leads: Vec<StoredLead>,
+    /// Pass back to get the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
+/// Storage of leads, events, identity links, scores and the alert outbox.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores one call atomically: ignores a message id seen before; resolves the identity
+    /// keys (creating a lead, or merging leads into the oldest, which takes their events,
+    /// keys and attributes); links the keys; attaches earlier anonymous events of the
+    /// anonymous ids; updates attributes; marks the lead for rescoring.
+    async fn record(&self, record: Record) -> Result<Recorded, StoreError>;
+
+    /// A lead by id; a merged lead's id leads to the lead it merged into.
+    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError>;
+
+    /// All events of a lead, oldest first.
+    async fn events(&self, lead_id: &str) -> Result<Vec<Event>, StoreError>;
+
+    /// Leads by score, highest first (ties by id), optionally of one band.
+    async fn ranking(&self, band: Option<Band>, limit: usize, cursor: Option<&str>) -> Result<RankingPage, StoreError>;
+
+    /// Leads marked for rescoring, oldest mark first.
+    async fn dirty(&self, limit: usize) -> Result<Vec<Dirty>, StoreError>;
+
+    /// Saves a score and its alerts atomically; alerts whose key exists are ignored.
+    async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError>;
+
+    /// Alerts not yet delivered whose next attempt is due at `now`.
+    async fn pending_alerts(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Pending>, StoreError>;
+
+    async fn alert_delivered(&self, key: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Records a failed attempt; the alert stays pending until `retry_at`.
+    async fn alert_failed(&self, key: &str, error: &str, retry_at: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+/// Why a delivery failed: the alert stays pending and is retried.
+#[derive(Debug, thiserror::Error)]
+#[error("delivery failed: {0}")]
+pub struct NotifyError(pub String);
+
+/// Delivers alerts to reps.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn deliver(&self, alert: &AlertMessage) -> Result<(), NotifyError>;
+}
+
+/// The time.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// New lead ids.
+pub trait IdSource: Send + Sync {
+    fn new_lead_id(&self) -> String;
+}
+
+/// Random lead ids: `L-` and a UUID v4.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UuidIds;
+
+impl IdSource for UuidIds {
+    fn new_lead_id(&self) -> String {
+        format!("L-{}", uuid::Uuid::new_v4().simple())
+    }
+}

@@ -1,0 +1,476 @@
+//! The embedded store: one SQLite file (WAL), schema migrations, and the [`Store`] port
+//! implemented on it. Every operation is one transaction on one connection, so calls are
+//! serialised and concurrent first submissions of one e-mail make one lead.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use hotlead_app::ports::{
+    Dirty, OutboxEntry, Pending, RankingPage, Record, Recorded, SaveOutcome, ScoreUpdate, Store, StoreError, StoredLead,
+};
+use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
+use hotlead_core::{Band, Event};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: leads, identity links, events, the alert outbox.
+    "CREATE TABLE leads (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        merged_into TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        score_json TEXT,
+        score_hundredths INTEGER,
+        band TEXT,
+        scored_at TEXT,
+        hot_crossings INTEGER NOT NULL DEFAULT 0,
+        dirty_seq INTEGER NOT NULL DEFAULT 0,
+        scored_seq INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX leads_ranking ON leads (score_hundredths DESC, id) WHERE merged_into IS NULL;
+     CREATE INDEX leads_band_ranking ON leads (band, score_hundredths DESC, id) WHERE merged_into IS NULL;
+     CREATE INDEX leads_dirty ON leads (updated_at) WHERE dirty_seq > scored_seq;
+     CREATE TABLE identities (
+        key TEXT PRIMARY KEY,
+        lead_id TEXT NOT NULL,
+        linked_at TEXT NOT NULL
+     );
+     CREATE INDEX identities_lead ON identities (lead_id);
+     CREATE TABLE events (
+        message_id TEXT PRIMARY KEY,
+        lead_id TEXT,
+        anonymous_id TEXT,
+        timestamp TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        body TEXT NOT NULL
+     );
+     CREATE INDEX events_lead ON events (lead_id, timestamp);
+     CREATE INDEX events_anonymous ON events (anonymous_id) WHERE lead_id IS NULL;
+     CREATE TABLE outbox (
+        key TEXT PRIMARY KEY,
+        lead_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        message TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        delivered_at TEXT,
+        last_error TEXT
+     );
+     CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL;",
+];
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("time {text:?}: {e}")))
+}
+
+fn sql(error: rusqlite::Error) -> StoreError {
+    match error {
+        rusqlite::Error::SqliteFailure(e, _)
+            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+        {
+            StoreError::Conflict(error.to_string())
+        }
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::Corrupt(error.to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Unavailable(format!("{}: {e}", parent.display())))?;
+        }
+        let connection = Connection::open(path).map_err(sql)?;
+        Self::prepare(connection)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        Self::prepare(Connection::open_in_memory().map_err(sql)?)
+    }
+
+    fn prepare(mut connection: Connection) -> Result<SqliteStore, StoreError> {
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .map_err(sql)?;
+        let applied: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
+        if applied as usize > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "the database has schema version {applied}, newer than this program knows ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            let tx = connection.transaction().map_err(sql)?;
+            tx.execute_batch(migration).map_err(sql)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1)).map_err(sql)?;
+            tx.commit().map_err(sql)?;
+        }
+        Ok(SqliteStore { connection: Arc::new(Mutex::new(connection)) })
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let connection = self.connection.lock().map_err(|_| StoreError::Unavailable("connection poisoned".into()))?;
+        connection.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)
+    }
+
+    /// Runs `work` in one immediate transaction on the blocking pool.
+    async fn transaction<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection.lock().map_err(|_| StoreError::Unavailable("connection poisoned".into()))?;
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+            let result = work(&tx)?;
+            tx.commit().map_err(sql)?;
+            Ok(result)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+/// The id a possibly merged lead id now stands for.
+fn current_id(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreError> {
+    let mut id = id.to_string();
+    for _ in 0..32 {
+        let merged: Option<Option<String>> = tx
+            .query_row("SELECT merged_into FROM leads WHERE id = ?1", [&id], |r| r.get(0))
+            .optional()
+            .map_err(sql)?;
+        match merged {
+            None => return Ok(None),
+            Some(None) => return Ok(Some(id)),
+            Some(Some(next)) => id = next,
+        }
+    }
+    Err(StoreError::Corrupt(format!("merge chain of {id} too long")))
+}
+
+fn attributes_of(tx: &Transaction<'_>, id: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    let text: String = tx.query_row("SELECT attributes FROM leads WHERE id = ?1", [id], |r| r.get(0)).map_err(sql)?;
+    json(&text)
+}
+
+fn email_of(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreError> {
+    let key: Option<String> = tx
+        .query_row("SELECT key FROM identities WHERE lead_id = ?1 AND key LIKE 'email:%' ORDER BY linked_at LIMIT 1", [id], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
+    Ok(key.map(|k| k.trim_start_matches("email:").to_string()))
+}
+
+fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreError> {
+    let seen: Option<Option<String>> = tx
+        .query_row("SELECT lead_id FROM events WHERE message_id = ?1", [&record.event.message_id], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
+    if let Some(lead_id) = seen {
+        let lead_id = match lead_id {
+            Some(id) => current_id(tx, &id)?,
+            None => None,
+        };
+        return Ok(Recorded { duplicate: true, lead_id, merged: Vec::new() });
+    }
+
+    let mut known = Vec::new();
+    for key in &record.keys {
+        let linked: Option<String> = tx
+            .query_row("SELECT lead_id FROM identities WHERE key = ?1", [key.storage_key()], |r| r.get(0))
+            .optional()
+            .map_err(sql)?;
+        let Some(linked) = linked else { continue };
+        let Some(lead_id) = current_id(tx, &linked)? else { continue };
+        let created: String = tx.query_row("SELECT created_at FROM leads WHERE id = ?1", [&lead_id], |r| r.get(0)).map_err(sql)?;
+        known.push(KnownLead { email: email_of(tx, &lead_id)?, created_at: parse_time(&created)?, lead_id, via: key.clone() });
+    }
+    let now = time(record.received_at);
+    let (lead_id, merged) = match identity::resolve(&record.keys, &known) {
+        Resolution::Anonymous => (None, Vec::new()),
+        Resolution::Create => {
+            tx.execute("INSERT INTO leads (id, created_at, updated_at) VALUES (?1, ?2, ?2)", params![record.new_lead_id, now])
+                .map_err(sql)?;
+            (Some(record.new_lead_id.clone()), Vec::new())
+        }
+        Resolution::Use { survivor, merged } => {
+            for from in &merged {
+                merge(tx, from, &survivor, &now)?;
+            }
+            (Some(survivor), merged)
+        }
+    };
+
+    tx.execute(
+        "INSERT INTO events (message_id, lead_id, anonymous_id, timestamp, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            record.event.message_id,
+            lead_id,
+            record.event.anonymous_id,
+            time(record.event.timestamp),
+            now,
+            to_json(&record.event)?
+        ],
+    )
+    .map_err(sql)?;
+
+    let Some(lead_id) = lead_id else {
+        return Ok(Recorded { duplicate: false, lead_id: None, merged });
+    };
+    for key in &record.keys {
+        tx.execute(
+            "INSERT INTO identities (key, lead_id, linked_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET lead_id = excluded.lead_id, linked_at = excluded.linked_at
+             WHERE identities.lead_id <> excluded.lead_id",
+            params![key.storage_key(), lead_id, now],
+        )
+        .map_err(sql)?;
+        if let IdentityKey::Anonymous(anonymous_id) = key {
+            tx.execute(
+                "UPDATE events SET lead_id = ?1 WHERE lead_id IS NULL AND anonymous_id = ?2",
+                params![lead_id, anonymous_id],
+            )
+            .map_err(sql)?;
+        }
+    }
+    let mut attributes = attributes_of(tx, &lead_id)?;
+    for (name, value) in &record.attributes {
+        attributes.insert(name.clone(), value.clone());
+    }
+    tx.execute(
+        "UPDATE leads SET attributes = ?2, updated_at = ?3, dirty_seq = dirty_seq + 1 WHERE id = ?1",
+        params![lead_id, to_json(&attributes)?, now],
+    )
+    .map_err(sql)?;
+    Ok(Recorded { duplicate: false, lead_id: Some(lead_id), merged })
+}
+
+/// Moves everything of lead `from` to `into`; `from` then redirects to `into`.
+fn merge(tx: &Transaction<'_>, from: &str, into: &str, now: &str) -> Result<(), StoreError> {
+    tx.execute("UPDATE events SET lead_id = ?2 WHERE lead_id = ?1", params![from, into]).map_err(sql)?;
+    tx.execute("UPDATE identities SET lead_id = ?2 WHERE lead_id = ?1", params![from, into]).map_err(sql)?;
+    let mut attributes = attributes_of(tx, into)?;
+    for (name, value) in attributes_of(tx, from)? {
+        attributes.entry(name).or_insert(value);
+    }
+    tx.execute(
+        "UPDATE leads SET attributes = ?2, updated_at = ?3,
+            hot_crossings = MAX(hot_crossings, (SELECT hot_crossings FROM leads WHERE id = ?4)),
+            dirty_seq = dirty_seq + 1
+         WHERE id = ?1",
+        params![into, to_json(&attributes)?, now, from],
+    )
+    .map_err(sql)?;
+    tx.execute("UPDATE leads SET merged_into = ?2, updated_at = ?3 WHERE id = ?1", params![from, into, now]).map_err(sql)?;
+    Ok(())
+}
+
+fn load_lead(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredLead>, StoreError> {
+    let Some(id) = current_id(tx, id)? else { return Ok(None) };
+    let row = tx
+        .query_row(
+            "SELECT created_at, updated_at, attributes, score_json, hot_crossings FROM leads WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, u32>(4)?)),
+        )
+        .map_err(sql)?;
+    let mut statement = tx.prepare_cached("SELECT key FROM identities WHERE lead_id = ?1 ORDER BY key").map_err(sql)?;
+    let identities = statement.query_map([&id], |r| r.get(0)).map_err(sql)?.collect::<Result<Vec<String>, _>>().map_err(sql)?;
+    Ok(Some(StoredLead {
+        id,
+        created_at: parse_time(&row.0)?,
+        updated_at: parse_time(&row.1)?,
+        attributes: json(&row.2)?,
+        identities,
+        score: row.3.as_deref().map(json).transpose()?,
+        hot_crossings: row.4,
+    }))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn record(&self, record: Record) -> Result<Recorded, StoreError> {
+        self.transaction(move |tx| record_in(tx, record)).await
+    }
+
+    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
+        let id = id.to_string();
+        self.transaction(move |tx| load_lead(tx, &id)).await
+    }
+
+    async fn events(&self, lead_id: &str) -> Result<Vec<Event>, StoreError> {
+        let lead_id = lead_id.to_string();
+        self.transaction(move |tx| {
+            let Some(id) = current_id(tx, &lead_id)? else { return Ok(Vec::new()) };
+            let mut statement =
+                tx.prepare_cached("SELECT body FROM events WHERE lead_id = ?1 ORDER BY timestamp, message_id").map_err(sql)?;
+            let bodies = statement.query_map([&id], |r| r.get::<_, String>(0)).map_err(sql)?;
+            bodies.map(|b| b.map_err(sql).and_then(|b| json(&b))).collect()
+        })
+        .await
+    }
+
+    async fn ranking(&self, band: Option<Band>, limit: usize, cursor: Option<&str>) -> Result<RankingPage, StoreError> {
+        let after = match cursor {
+            None => None,
+            Some(text) => {
+                let (score, id) = text.split_once(':').ok_or_else(|| StoreError::Corrupt(format!("cursor {text:?}")))?;
+                let score: i64 = score.parse().map_err(|_| StoreError::Corrupt(format!("cursor {text:?}")))?;
+                Some((score, id.to_string()))
+            }
+        };
+        let band = band.map(|b| b.as_str().to_string());
+        self.transaction(move |tx| {
+            let (score, id) = after.unwrap_or((i64::MAX, String::new()));
+            let mut statement = tx
+                .prepare_cached(
+                    "SELECT id, score_hundredths FROM leads
+                     WHERE merged_into IS NULL AND score_hundredths IS NOT NULL AND (?1 IS NULL OR band = ?1)
+                       AND (score_hundredths < ?2 OR (score_hundredths = ?2 AND id > ?3))
+                     ORDER BY score_hundredths DESC, id LIMIT ?4",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map(params![band, score, id, limit as i64 + 1], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(sql)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql)?;
+            let next = (rows.len() > limit).then(|| rows[limit - 1].clone()).map(|(id, score)| format!("{score}:{id}"));
+            let mut leads = Vec::new();
+            for (id, _) in rows.into_iter().take(limit) {
+                leads.extend(load_lead(tx, &id)?);
+            }
+            Ok(RankingPage { leads, next: if limit == 0 { None } else { next } })
+        })
+        .await
+    }
+
+    async fn dirty(&self, limit: usize) -> Result<Vec<Dirty>, StoreError> {
+        self.transaction(move |tx| {
+            let mut statement = tx
+                .prepare_cached(
+                    "SELECT id, dirty_seq FROM leads WHERE dirty_seq > scored_seq AND merged_into IS NULL ORDER BY updated_at, id LIMIT ?1",
+                )
+                .map_err(sql)?;
+            let rows = statement.query_map([limit as i64], |r| Ok(Dirty { lead_id: r.get(0)?, seq: r.get(1)? })).map_err(sql)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+        })
+        .await
+    }
+
+    async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError> {
+        self.transaction(move |tx| {
+            let score_json = to_json(&update.score)?;
+            let changed = tx
+                .execute(
+                    "UPDATE leads SET score_json = ?2, score_hundredths = ?3, band = ?4, scored_at = ?5, hot_crossings = ?6,
+                        scored_seq = ?7
+                     WHERE id = ?1 AND merged_into IS NULL AND scored_seq <= ?7",
+                    params![
+                        update.lead_id,
+                        score_json,
+                        update.score.score.hundredths(),
+                        update.score.band.as_str(),
+                        time(update.score.at),
+                        update.hot_crossings,
+                        update.seen_seq
+                    ],
+                )
+                .map_err(sql)?;
+            if changed == 0 {
+                return Err(StoreError::Conflict(format!("lead {} was rescored or merged meanwhile", update.lead_id)));
+            }
+            for alert in &update.alerts {
+                tx.execute(
+                    "INSERT INTO outbox (key, lead_id, created_at, message, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?3)
+                     ON CONFLICT (key) DO NOTHING",
+                    params![alert.key, update.lead_id, time(alert.created_at), to_json(&alert.message)?],
+                )
+                .map_err(sql)?;
+            }
+            let still_dirty: bool = tx
+                .query_row("SELECT dirty_seq > scored_seq FROM leads WHERE id = ?1", [&update.lead_id], |r| r.get(0))
+                .map_err(sql)?;
+            Ok(if still_dirty { SaveOutcome::SavedStillDirty } else { SaveOutcome::Saved })
+        })
+        .await
+    }
+
+    async fn pending_alerts(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        self.transaction(move |tx| {
+            let mut statement = tx
+                .prepare_cached(
+                    "SELECT key, created_at, message, attempts FROM outbox
+                     WHERE delivered_at IS NULL AND next_attempt_at <= ?1 ORDER BY created_at, key LIMIT ?2",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map(params![time(now), limit as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?))
+                })
+                .map_err(sql)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql)?;
+            rows.into_iter()
+                .map(|(key, created, message, attempts)| {
+                    Ok(Pending { entry: OutboxEntry { key, created_at: parse_time(&created)?, message: json(&message)? }, attempts })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn alert_delivered(&self, key: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.transaction(move |tx| {
+            tx.execute("UPDATE outbox SET delivered_at = ?2 WHERE key = ?1 AND delivered_at IS NULL", params![key, time(at)])
+                .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn alert_failed(&self, key: &str, error: &str, retry_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let (key, error) = (key.to_string(), error.to_string());
+        self.transaction(move |tx| {
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE key = ?1 AND delivered_at IS NULL",
+                params![key, error, time(retry_at)],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+}
