@@ -91,3 +91,126 @@ pub fn track(message_id: &str, user: &str, timestamp: &str, name: &str) -> Event
 pub fn segment(value: Value) -> Event {
     Event::from_segment(&value).unwrap_or_else(|e| panic!("test event {value}: {e}"))
 }
+
+/// A server started on port 0 with its own database and outbox in a temp directory.
+pub struct TestApp {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub outbox: PathBuf,
+    pub client: reqwest::Client,
+    running: hotlead::serve::Running,
+}
+
+impl std::fmt::Debug for TestApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestApp").field("url", &self.url).finish()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.running.stop();
+    }
+}
+
+/// What a test server differs in.
+#[derive(Debug, Default, Clone)]
+pub struct AppSettings {
+    /// Rules TOML (default: the seed rules).
+    pub rules: Option<String>,
+    /// Server config TOML.
+    pub config: Option<String>,
+    pub write_key: Option<String>,
+    pub admin_token: Option<String>,
+}
+
+/// Starts a server for one test.
+pub async fn spawn_app(settings: AppSettings) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &Option<String>| {
+        text.as_ref().map(|t| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, t).expect("write test file");
+            path
+        })
+    };
+    let options = hotlead::serve::ServeOptions {
+        host: "127.0.0.1".into(),
+        port: 0,
+        db: dir.path().join("hotlead.db"),
+        rules: write("rules.toml", &settings.rules),
+        outbox: None,
+        config: write("hotlead.toml", &settings.config),
+        auth: hotlead_api::Auth {
+            write_key: settings.write_key,
+            admin_token: settings.admin_token,
+        },
+        tick: std::time::Duration::from_millis(50),
+    };
+    let running = hotlead::serve::start(options)
+        .await
+        .expect("the server starts");
+    TestApp {
+        url: running.url(),
+        outbox: running.outbox.clone(),
+        dir,
+        client: reqwest::Client::new(),
+        running,
+    }
+}
+
+impl TestApp {
+    /// Alerts delivered so far, one JSON object each.
+    pub fn alerts(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.outbox)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("outbox lines are JSON"))
+            .collect()
+    }
+
+    /// The lead as the API shows it.
+    pub async fn lead(&self, id: &str) -> Value {
+        self.client
+            .get(format!("{}/v1/leads/{id}", self.url))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// Waits (up to 10 s) until `check` holds for the lead.
+    pub async fn wait_for_lead(&self, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let lead = self.lead(id).await;
+            if check(&lead) {
+                return lead;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lead never reached the expected state: {lead:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until `count` alerts were delivered, then a little longer to
+    /// catch any extra one.
+    pub async fn wait_for_alerts(&self, count: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.alerts().len() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} alerts: {:#?}",
+                self.alerts().len(),
+                self.alerts()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        self.alerts()
+    }
+}

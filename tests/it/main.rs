@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod contract;
 mod examples;
+mod http;
 mod properties;
 mod schema;

@@ -31,7 +31,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::Invalid { field: field.into(), message: message.into() }
+        ApiError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -63,23 +66,39 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, field) = match self {
             ApiError::Malformed(m) => (StatusCode::BAD_REQUEST, "malformed", m, None),
-            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.to_string(), None),
+            ApiError::Unauthorized(m) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                m.to_string(),
+                None,
+            ),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.to_string(), None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m, None),
-            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", m, None),
-            ApiError::Invalid { field, message } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("field `{field}`: {message}"), Some(field))
-            }
+            ApiError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m,
+                None,
+            ),
+            ApiError::Invalid { field, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("field `{field}`: {message}"),
+                Some(field),
+            ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the service is busy; nothing was stored, please retry".to_string(),
                 None,
             ),
-            ApiError::Internal => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred".to_string(), None)
-            }
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred".to_string(),
+                None,
+            ),
         };
         let mut body = json!({"error": code, "message": message});
         if let Some(field) = field {

@@ -54,22 +54,56 @@ struct AppState {
 /// The whole API.
 pub fn router(ingest: Ingest, auth: Auth) -> Router {
     let store = ingest.store().clone();
-    let origins: Vec<HeaderValue> =
-        ingest.config().cors_origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()).collect();
+    let origins: Vec<HeaderValue> = ingest
+        .config()
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, "idempotency-key".parse().expect("valid header name")])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            "idempotency-key".parse().expect("valid header name"),
+        ])
         .max_age(std::time::Duration::from_secs(3600));
-    let state = AppState { ingest, store, auth: Arc::new(auth) };
+    let state = AppState {
+        ingest,
+        store,
+        auth: Arc::new(auth),
+    };
     let public = Router::new()
         .route("/v1/forms/{form_id}", post(form))
-        .route("/v1/page", post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Page))))
-        .route("/v1/screen", post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Screen))))
-        .route("/v1/track", post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Track))))
-        .route("/v1/identify", post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Identify))))
-        .route("/v1/group", post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Group))))
-        .route("/v1/alias", post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Alias))))
+        .route(
+            "/v1/page",
+            post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Page))),
+        )
+        .route(
+            "/v1/screen",
+            post(|s: State<AppState>, h: HeaderMap, b: Body| {
+                call(s, h, b, Some(EventType::Screen))
+            }),
+        )
+        .route(
+            "/v1/track",
+            post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Track))),
+        )
+        .route(
+            "/v1/identify",
+            post(|s: State<AppState>, h: HeaderMap, b: Body| {
+                call(s, h, b, Some(EventType::Identify))
+            }),
+        )
+        .route(
+            "/v1/group",
+            post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Group))),
+        )
+        .route(
+            "/v1/alias",
+            post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Alias))),
+        )
         .route("/v1/batch", post(batch))
         .layer(cors);
     Router::new()
@@ -83,14 +117,25 @@ pub fn router(ingest: Ingest, auth: Auth) -> Router {
 }
 
 /// Reads a body up to `limit` bytes; more is 413, whatever the client claimed.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize, what: &str) -> Result<Bytes, ApiError> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::TooLarge(format!("{what} is larger than {} KB", limit / 1024));
-    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         if length > limit {
             return Err(too_large());
         }
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
 }
 
 fn media_type(headers: &HeaderMap) -> String {
@@ -103,28 +148,48 @@ fn media_type(headers: &HeaderMap) -> String {
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| {
-        let (key, value) = pair.trim().split_once('=')?;
-        (key == name && !value.is_empty()).then(|| value.to_string())
-    })
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name && !value.is_empty()).then(|| value.to_string())
+        })
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
-async fn form(State(state): State<AppState>, Path(form_id): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn form(
+    State(state): State<AppState>,
+    Path(form_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, MAX_FORM_BYTES, "a form submission").await?;
     let media = media_type(&headers);
     let (fields, plain_form) = match media.as_str() {
-        "application/x-www-form-urlencoded" => {
-            (form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect::<Vec<_>>(), true)
-        }
+        "application/x-www-form-urlencoded" => (
+            form_urlencoded::parse(&bytes)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect::<Vec<_>>(),
+            true,
+        ),
         "application/json" => {
-            let value: Value =
-                serde_json::from_slice(&bytes).map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))?;
+            let value: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))?;
             let Value::Object(object) = value else {
-                return Err(ApiError::Malformed("expected a JSON object of field names and values".into()));
+                return Err(ApiError::Malformed(
+                    "expected a JSON object of field names and values".into(),
+                ));
             };
             let mut fields = Vec::new();
             for (name, value) in object {
@@ -133,13 +198,22 @@ async fn form(State(state): State<AppState>, Path(form_id): Path<String>, header
                     Value::String(s) => s,
                     Value::Number(n) => n.to_string(),
                     Value::Bool(b) => b.to_string(),
-                    _ => return Err(ApiError::invalid(name, "expected a string, a number or a boolean")),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            name,
+                            "expected a string, a number or a boolean",
+                        ));
+                    }
                 };
                 fields.push((name, text));
             }
             (fields, false)
         }
-        "" => return Err(ApiError::UnsupportedMediaType("send application/x-www-form-urlencoded or application/json".into())),
+        "" => {
+            return Err(ApiError::UnsupportedMediaType(
+                "send application/x-www-form-urlencoded or application/json".into(),
+            ));
+        }
         other => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "{other} is not accepted; send application/x-www-form-urlencoded or application/json"
@@ -147,7 +221,9 @@ async fn form(State(state): State<AppState>, Path(form_id): Path<String>, header
         }
     };
     let accepts_html = header_text(&headers, "accept").is_some_and(|a| a.contains("text/html"));
-    let wants_redirect = fields.iter().any(|(n, v)| n == "_redirect" && !matches!(v.as_str(), "" | "0" | "false"))
+    let wants_redirect = fields
+        .iter()
+        .any(|(n, v)| n == "_redirect" && !matches!(v.as_str(), "" | "0" | "false"))
         || (plain_form && accepts_html);
     let submission = FormSubmission {
         form_id,
@@ -157,30 +233,55 @@ async fn form(State(state): State<AppState>, Path(form_id): Path<String>, header
         wants_redirect,
     };
     match state.ingest.form(submission).await? {
-        FormOutcome::Stored { redirect: Some(url), .. } | FormOutcome::Ignored { redirect: Some(url) } => {
-            Ok(Redirect::to(&url).into_response())
+        FormOutcome::Stored {
+            redirect: Some(url),
+            ..
         }
-        FormOutcome::Stored { lead_id, duplicate, redirect: None } => {
-            Ok(Json(json!({"status": "stored", "lead_id": lead_id, "duplicate": duplicate})).into_response())
+        | FormOutcome::Ignored {
+            redirect: Some(url),
+        } => Ok(Redirect::to(&url).into_response()),
+        FormOutcome::Stored {
+            lead_id,
+            duplicate,
+            redirect: None,
+        } => Ok(
+            Json(json!({"status": "stored", "lead_id": lead_id, "duplicate": duplicate}))
+                .into_response(),
+        ),
+        FormOutcome::Ignored { redirect: None } => {
+            Ok(Json(json!({"status": "stored"})).into_response())
         }
-        FormOutcome::Ignored { redirect: None } => Ok(Json(json!({"status": "stored"})).into_response()),
     }
 }
 
 /// Checks the write key: Basic auth user name, or `writeKey` in the body (beacons).
-fn check_write_key(auth: &Auth, headers: &HeaderMap, body_key: Option<&str>) -> Result<(), ApiError> {
-    let Some(expected) = &auth.write_key else { return Ok(()) };
+fn check_write_key(
+    auth: &Auth,
+    headers: &HeaderMap,
+    body_key: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(expected) = &auth.write_key else {
+        return Ok(());
+    };
     let given = match header_text(headers, "authorization") {
         Some(value) => {
-            let encoded = value.strip_prefix("Basic ").ok_or(ApiError::Unauthorized("use Basic auth with the write key as user name"))?;
+            let encoded = value.strip_prefix("Basic ").ok_or(ApiError::Unauthorized(
+                "use Basic auth with the write key as user name",
+            ))?;
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
                 .ok()
                 .and_then(|d| String::from_utf8(d).ok())
-                .ok_or(ApiError::Unauthorized("the Authorization header is not valid Basic auth"))?;
-            decoded.split_once(':').map_or(decoded.clone(), |(user, _)| user.to_string())
+                .ok_or(ApiError::Unauthorized(
+                    "the Authorization header is not valid Basic auth",
+                ))?;
+            decoded
+                .split_once(':')
+                .map_or(decoded.clone(), |(user, _)| user.to_string())
         }
-        None => body_key.map(str::to_string).ok_or(ApiError::Unauthorized("a write key is required"))?,
+        None => body_key
+            .map(str::to_string)
+            .ok_or(ApiError::Unauthorized("a write key is required"))?,
     };
     if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         Ok(())
@@ -194,9 +295,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn check_admin(auth: &Auth, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &auth.admin_token else { return Ok(()) };
-    let given = header_text(headers, "authorization").ok_or(ApiError::Unauthorized("an admin token is required (Authorization: Bearer ...)"))?;
-    let token = given.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized("use Authorization: Bearer <admin token>"))?;
+    let Some(expected) = &auth.admin_token else {
+        return Ok(());
+    };
+    let given = header_text(headers, "authorization").ok_or(ApiError::Unauthorized(
+        "an admin token is required (Authorization: Bearer ...)",
+    ))?;
+    let token = given.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized(
+        "use Authorization: Bearer <admin token>",
+    ))?;
     if constant_time_eq(token.trim().as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
@@ -209,19 +316,31 @@ fn check_admin(auth: &Auth, headers: &HeaderMap) -> Result<(), ApiError> {
 fn segment_json(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
     match media_type(headers).as_str() {
         "application/json" | "text/plain" => {}
-        "" => return Err(ApiError::UnsupportedMediaType("send application/json".into())),
-        other => return Err(ApiError::UnsupportedMediaType(format!("{other} is not accepted; send application/json"))),
+        "" => {
+            return Err(ApiError::UnsupportedMediaType(
+                "send application/json".into(),
+            ));
+        }
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "{other} is not accepted; send application/json"
+            )));
+        }
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))
 }
 
 /// Fills `context.ip` and `context.userAgent` from the request when the call has none.
 fn with_request_context(mut call: Value, headers: &HeaderMap) -> Value {
-    let ip = header_text(headers, "x-forwarded-for").and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
+    let ip = header_text(headers, "x-forwarded-for")
+        .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
     let agent = header_text(headers, "user-agent");
     if let Value::Object(object) = &mut call {
         object.remove("writeKey");
-        let context = object.entry("context").or_insert_with(|| Value::Object(Map::new()));
+        let context = object
+            .entry("context")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(context) = context {
             if let Some(ip) = ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
                 context.entry("ip").or_insert(json!(ip));
@@ -238,28 +357,53 @@ fn recorded_json(recorded: &Recorded) -> Value {
     json!({"duplicate": recorded.duplicate, "lead_id": recorded.lead_id})
 }
 
-async fn call(State(state): State<AppState>, headers: HeaderMap, body: Body, route: Option<EventType>) -> Result<Response, ApiError> {
+async fn call(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+    route: Option<EventType>,
+) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, MAX_EVENT_BYTES, "an event").await?;
     let value = segment_json(&headers, &bytes)?;
-    check_write_key(&state.auth, &headers, value.get("writeKey").and_then(Value::as_str))?;
-    let recorded = state.ingest.call(&with_request_context(value, &headers), route).await?;
+    check_write_key(
+        &state.auth,
+        &headers,
+        value.get("writeKey").and_then(Value::as_str),
+    )?;
+    let recorded = state
+        .ingest
+        .call(&with_request_context(value, &headers), route)
+        .await?;
     let mut body = recorded_json(&recorded);
     body["success"] = json!(true);
     Ok(Json(body).into_response())
 }
 
-async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, MAX_BATCH_BYTES, "a batch").await?;
     let value = segment_json(&headers, &bytes)?;
-    check_write_key(&state.auth, &headers, value.get("writeKey").and_then(Value::as_str))?;
+    check_write_key(
+        &state.auth,
+        &headers,
+        value.get("writeKey").and_then(Value::as_str),
+    )?;
     let Some(calls) = value.get("batch").and_then(Value::as_array) else {
         return Err(ApiError::invalid("batch", "expected an array of calls"));
     };
     let mut prepared = Vec::with_capacity(calls.len());
     for (i, call) in calls.iter().enumerate() {
-        let size = serde_json::to_vec(call).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(call)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_EVENT_BYTES {
-            return Err(ApiError::TooLarge(format!("batch[{i}] is larger than {} KB", MAX_EVENT_BYTES / 1024)));
+            return Err(ApiError::TooLarge(format!(
+                "batch[{i}] is larger than {} KB",
+                MAX_EVENT_BYTES / 1024
+            )));
         }
         let mut call = call.clone();
         if let (Value::Object(call), Some(context)) = (&mut call, value.get("context")) {
@@ -268,7 +412,10 @@ async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body) ->
         prepared.push(with_request_context(call, &headers));
     }
     let results = state.ingest.batch(&prepared).await?;
-    Ok(Json(json!({"success": true, "results": results.iter().map(recorded_json).collect::<Vec<_>>()})).into_response())
+    Ok(Json(
+        json!({"success": true, "results": results.iter().map(recorded_json).collect::<Vec<_>>()}),
+    )
+    .into_response())
 }
 
 fn lead_summary(stored: &StoredLead) -> Value {
@@ -294,31 +441,53 @@ struct RankingQuery {
     cursor: Option<String>,
 }
 
-async fn ranking(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<RankingQuery>) -> Result<Response, ApiError> {
+async fn ranking(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<RankingQuery>,
+) -> Result<Response, ApiError> {
     check_admin(&state.auth, &headers)?;
     let band = match query.band.as_deref() {
         None | Some("") => None,
         Some("hot") => Some(Band::Hot),
         Some("warm") => Some(Band::Warm),
         Some("cold") => Some(Band::Cold),
-        Some(other) => return Err(ApiError::invalid("band", format!("expected hot, warm or cold, got {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "band",
+                format!("expected hot, warm or cold, got {other:?}"),
+            ));
+        }
     };
     let limit = match query.limit.as_deref() {
         None => 50,
-        Some(text) => text.parse::<usize>().ok().filter(|l| (1..=500).contains(l)).ok_or_else(|| ApiError::invalid("limit", "expected a number from 1 to 500"))?,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=500).contains(l))
+            .ok_or_else(|| ApiError::invalid("limit", "expected a number from 1 to 500"))?,
     };
     let cursor = query.cursor.filter(|c| !c.is_empty());
     if let Some(cursor) = &cursor {
-        let valid = cursor.split_once(':').is_some_and(|(score, _)| score.parse::<i64>().is_ok());
+        let valid = cursor
+            .split_once(':')
+            .is_some_and(|(score, _)| score.parse::<i64>().is_ok());
         if !valid {
-            return Err(ApiError::invalid("cursor", "expected the `next` value of a previous page"));
+            return Err(ApiError::invalid(
+                "cursor",
+                "expected the `next` value of a previous page",
+            ));
         }
     }
     let page = state.store.ranking(band, limit, cursor.as_deref()).await?;
     Ok(Json(json!({"leads": page.leads.iter().map(lead_summary).collect::<Vec<_>>(), "next": page.next})).into_response())
 }
 
-async fn lead(State(state): State<AppState>, headers: HeaderMap, Path(lead_id): Path<String>) -> Result<Response, ApiError> {
+async fn lead(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(lead_id): Path<String>,
+) -> Result<Response, ApiError> {
     check_admin(&state.auth, &headers)?;
     let Some(stored) = state.store.lead(&lead_id).await? else {
         return Err(ApiError::NotFound(format!("no lead {lead_id:?}")));
@@ -344,14 +513,26 @@ async fn lead(State(state): State<AppState>, headers: HeaderMap, Path(lead_id): 
         }),
         None => Value::Null,
     };
-    body["timeline"] = json!(events.iter().rev().take(TIMELINE_EVENTS).collect::<Vec<_>>());
+    body["timeline"] = json!(
+        events
+            .iter()
+            .rev()
+            .take(TIMELINE_EVENTS)
+            .collect::<Vec<_>>()
+    );
     Ok(Json(body).into_response())
 }
 
 async fn tracking_script() -> impl IntoResponse {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")],
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
         TRACKING_SCRIPT,
     )
 }

@@ -97,7 +97,10 @@ impl Config {
                     format!("{line}:{column}: ")
                 })
                 .unwrap_or_default();
-            ConfigError { file: file.to_string(), message: format!("{location}{}", e.message().trim()) }
+            ConfigError {
+                file: file.to_string(),
+                message: format!("{location}{}", e.message().trim()),
+            }
         })
     }
 
@@ -105,29 +108,46 @@ impl Config {
     pub fn attribute_for(&self, form_id: &str, field: &str) -> String {
         self.forms
             .get(form_id)
-            .and_then(|form| form.fields.get(field).or_else(|| form.fields.get(field.trim())))
+            .and_then(|form| {
+                form.fields
+                    .get(field)
+                    .or_else(|| form.fields.get(field.trim()))
+            })
             .map(|a| attribute_name(a))
             .unwrap_or_else(|| attribute_name(field))
     }
 
     pub fn honeypot(&self, form_id: &str) -> &str {
-        self.forms.get(form_id).and_then(|f| f.honeypot.as_deref()).unwrap_or(DEFAULT_HONEYPOT)
+        self.forms
+            .get(form_id)
+            .and_then(|f| f.honeypot.as_deref())
+            .unwrap_or(DEFAULT_HONEYPOT)
     }
 
     pub fn thank_you_url(&self, form_id: &str) -> Option<&str> {
-        self.forms.get(form_id).and_then(|f| f.thank_you_url.as_deref())
+        self.forms
+            .get(form_id)
+            .and_then(|f| f.thank_you_url.as_deref())
     }
 
     /// The link to a lead in alerts.
     pub fn lead_url(&self, lead_id: &str) -> String {
-        let base = self.public_url.as_deref().unwrap_or("http://127.0.0.1:8080").trim_end_matches('/');
+        let base = self
+            .public_url
+            .as_deref()
+            .unwrap_or("http://127.0.0.1:8080")
+            .trim_end_matches('/');
         format!("{base}/v1/leads/{lead_id}")
     }
 
     /// Territory, owner and product of a lead: its own `territory` / `owner` attributes
     /// first, then the configured mappings.
     pub fn routing_for(&self, lead: &Lead) -> Routing {
-        let own = |name: &str| lead.get(name).map(|v| v.raw.trim().to_string()).filter(|v| !v.is_empty());
+        let own = |name: &str| {
+            lead.get(name)
+                .map(|v| v.raw.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let territory = own("territory")
             .or_else(|| {
                 let prefecture = lead.get("prefecture")?;
@@ -139,7 +159,11 @@ impl Config {
             })
             .unwrap_or_else(|| self.routing.default_territory.clone());
         let owner = own("owner").or_else(|| self.routing.owners.get(&territory).cloned());
-        Routing { territory, owner, product: self.routing.product.clone() }
+        Routing {
+            territory,
+            owner,
+            product: self.routing.product.clone(),
+        }
     }
 }
 
@@ -169,7 +193,10 @@ owners = { east = "rep-east@example.com" }
         assert_eq!(config.attribute_for("other", "employees"), "employees");
         assert_eq!(config.honeypot("contact"), "website");
         assert_eq!(config.honeypot("other"), DEFAULT_HONEYPOT);
-        assert_eq!(config.lead_url("L-1"), "https://leads.example.com/v1/leads/L-1");
+        assert_eq!(
+            config.lead_url("L-1"),
+            "https://leads.example.com/v1/leads/L-1"
+        );
     }
 
     #[test]
@@ -178,9 +205,20 @@ owners = { east = "rep-east@example.com" }
         let by_prefecture = Lead::from_raw("L", [("prefecture", "東京都")]);
         assert_eq!(
             config.routing_for(&by_prefecture),
-            Routing { territory: "east".into(), owner: Some("rep-east@example.com".into()), product: Some("crm".into()) }
+            Routing {
+                territory: "east".into(),
+                owner: Some("rep-east@example.com".into()),
+                product: Some("crm".into())
+            }
         );
-        let own = Lead::from_raw("L", [("prefecture", "東京都"), ("territory", "west"), ("owner", "sato")]);
+        let own = Lead::from_raw(
+            "L",
+            [
+                ("prefecture", "東京都"),
+                ("territory", "west"),
+                ("owner", "sato"),
+            ],
+        );
         assert_eq!(config.routing_for(&own).territory, "west");
         assert_eq!(config.routing_for(&own).owner.as_deref(), Some("sato"));
         assert_eq!(config.routing_for(&Lead::new("L")).territory, "unassigned");
@@ -189,6 +227,11 @@ owners = { east = "rep-east@example.com" }
     #[test]
     fn unknown_settings_are_named_with_their_place() {
         let error = Config::from_toml("c.toml", "langauge = \"en\"\n").unwrap_err();
-        assert!(error.to_string().starts_with("c.toml:1:1: unknown field `langauge`"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("c.toml:1:1: unknown field `langauge`"),
+            "{error}"
+        );
     }
 }

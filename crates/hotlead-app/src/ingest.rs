@@ -30,12 +30,18 @@ pub enum IngestError {
 
 impl IngestError {
     fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        IngestError::Invalid { field: field.into(), message: message.into() }
+        IngestError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     fn within(self, prefix: &str) -> Self {
         match self {
-            IngestError::Invalid { field, message } => IngestError::Invalid { field: format!("{prefix}.{field}"), message },
+            IngestError::Invalid { field, message } => IngestError::Invalid {
+                field: format!("{prefix}.{field}"),
+                message,
+            },
             other => other,
         }
     }
@@ -58,7 +64,11 @@ pub struct FormSubmission {
 /// What happened to a form submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormOutcome {
-    Stored { lead_id: String, duplicate: bool, redirect: Option<String> },
+    Stored {
+        lead_id: String,
+        duplicate: bool,
+        redirect: Option<String>,
+    },
     /// The honeypot was filled in: a bot. Nothing was stored; it is told nothing.
     Ignored { redirect: Option<String> },
 }
@@ -102,7 +112,13 @@ impl Ingest {
         config: Arc<Config>,
         wake: Arc<Notify>,
     ) -> Self {
-        Ingest { store, clock, ids, config, wake }
+        Ingest {
+            store,
+            clock,
+            ids,
+            config,
+            wake,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -123,13 +139,23 @@ impl Ingest {
             None
         };
         if form_id.is_empty() || form_id.len() > 100 {
-            return Err(IngestError::invalid("form_id", "expected a form id of 1 to 100 characters"));
+            return Err(IngestError::invalid(
+                "form_id",
+                "expected a form id of 1 to 100 characters",
+            ));
         }
         if submission.fields.len() > MAX_FIELDS {
-            return Err(IngestError::invalid("(form)", format!("at most {MAX_FIELDS} fields are accepted")));
+            return Err(IngestError::invalid(
+                "(form)",
+                format!("at most {MAX_FIELDS} fields are accepted"),
+            ));
         }
         let honeypot = self.config.honeypot(form_id);
-        if submission.fields.iter().any(|(name, value)| name == honeypot && !value.trim().is_empty()) {
+        if submission
+            .fields
+            .iter()
+            .any(|(name, value)| name == honeypot && !value.trim().is_empty())
+        {
             return Ok(FormOutcome::Ignored { redirect });
         }
 
@@ -139,7 +165,10 @@ impl Ingest {
         let mut email_field = None;
         for (name, value) in &submission.fields {
             if value.chars().count() > MAX_FIELD_CHARS {
-                return Err(IngestError::invalid(name, format!("longer than {MAX_FIELD_CHARS} characters")));
+                return Err(IngestError::invalid(
+                    name,
+                    format!("longer than {MAX_FIELD_CHARS} characters"),
+                ));
             }
             let value = value.trim();
             if ANONYMOUS_ID_FIELDS.contains(&name.as_str()) {
@@ -147,7 +176,9 @@ impl Ingest {
                 continue;
             }
             if SUBMISSION_ID_FIELDS.contains(&name.as_str()) {
-                submission_id = (!value.is_empty()).then(|| value.to_string()).or(submission_id);
+                submission_id = (!value.is_empty())
+                    .then(|| value.to_string())
+                    .or(submission_id);
                 continue;
             }
             if name.starts_with('_') || name == honeypot || value.is_empty() {
@@ -165,13 +196,24 @@ impl Ingest {
         }
         let anonymous_id = anonymous_id.or(submission.cookie_anonymous_id.clone());
         let Some((email_name, email_value)) = email_field else {
-            return Err(IngestError::invalid("email", "is required: a form submission must carry an e-mail address"));
+            return Err(IngestError::invalid(
+                "email",
+                "is required: a form submission must carry an e-mail address",
+            ));
         };
-        let email = IdentityKey::email(&email_value)
-            .ok_or_else(|| IngestError::invalid(email_name, "expected an e-mail address like name@example.co.jp"))?;
+        let email = IdentityKey::email(&email_value).ok_or_else(|| {
+            IngestError::invalid(
+                email_name,
+                "expected an e-mail address like name@example.co.jp",
+            )
+        })?;
 
         let submission_id = submission_id.unwrap_or_else(|| {
-            let mut parts: Vec<String> = submission.fields.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            let mut parts: Vec<String> = submission
+                .fields
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
             parts.sort();
             let mut refs: Vec<&str> = vec![form_id, anonymous_id.as_deref().unwrap_or("")];
             refs.extend(parts.iter().map(String::as_str));
@@ -198,12 +240,20 @@ impl Ingest {
         keys.extend(anonymous_id.map(IdentityKey::Anonymous));
         let recorded = self.save(event, keys, attributes).await?;
         let lead_id = recorded.lead_id.unwrap_or_default();
-        Ok(FormOutcome::Stored { lead_id, duplicate: recorded.duplicate, redirect })
+        Ok(FormOutcome::Stored {
+            lead_id,
+            duplicate: recorded.duplicate,
+            redirect,
+        })
     }
 
     /// Stores one Segment call. `route` is the call type of the endpoint it came to
     /// (`/v1/page` -> page); a body without `type` takes it.
-    pub async fn call(&self, value: &Value, route: Option<EventType>) -> Result<Recorded, IngestError> {
+    pub async fn call(
+        &self,
+        value: &Value,
+        route: Option<EventType>,
+    ) -> Result<Recorded, IngestError> {
         let (event, keys, attributes) = self.parse_call(value, route)?;
         self.save(event, keys, attributes).await
     }
@@ -214,7 +264,10 @@ impl Ingest {
         let parsed = calls
             .iter()
             .enumerate()
-            .map(|(i, call)| self.parse_call(call, None).map_err(|e| e.within(&format!("batch[{i}]"))))
+            .map(|(i, call)| {
+                self.parse_call(call, None)
+                    .map_err(|e| e.within(&format!("batch[{i}]")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut results = Vec::with_capacity(parsed.len());
         for (event, keys, attributes) in parsed {
@@ -223,8 +276,19 @@ impl Ingest {
         Ok(results)
     }
 
-    async fn save(&self, event: Event, keys: Vec<IdentityKey>, attributes: Vec<(String, String)>) -> Result<Recorded, IngestError> {
-        let record = Record { event, keys, attributes, received_at: self.clock.now(), new_lead_id: self.ids.new_lead_id() };
+    async fn save(
+        &self,
+        event: Event,
+        keys: Vec<IdentityKey>,
+        attributes: Vec<(String, String)>,
+    ) -> Result<Recorded, IngestError> {
+        let record = Record {
+            event,
+            keys,
+            attributes,
+            received_at: self.clock.now(),
+            new_lead_id: self.ids.new_lead_id(),
+        };
         let recorded = self.store.record(record).await?;
         if !recorded.duplicate && recorded.lead_id.is_some() {
             self.wake.notify_one();
@@ -232,7 +296,11 @@ impl Ingest {
         Ok(recorded)
     }
 
-    fn parse_call(&self, value: &Value, route: Option<EventType>) -> Result<(Event, Vec<IdentityKey>, Vec<(String, String)>), IngestError> {
+    fn parse_call(
+        &self,
+        value: &Value,
+        route: Option<EventType>,
+    ) -> Result<(Event, Vec<IdentityKey>, Vec<(String, String)>), IngestError> {
         let Value::Object(object) = value else {
             return Err(IngestError::invalid("(body)", "expected a JSON object"));
         };
@@ -244,12 +312,19 @@ impl Ingest {
                 }
                 Some(kind) if kind == route.as_str() => {}
                 Some(kind) => {
-                    return Err(IngestError::invalid("type", format!("this endpoint takes `{}` calls, not {kind:?}", route.as_str())));
+                    return Err(IngestError::invalid(
+                        "type",
+                        format!(
+                            "this endpoint takes `{}` calls, not {kind:?}",
+                            route.as_str()
+                        ),
+                    ));
                 }
             }
         }
         let value = Value::Object(object);
-        let event = Event::from_segment(&value).map_err(|e| IngestError::invalid(e.field, e.message))?;
+        let event =
+            Event::from_segment(&value).map_err(|e| IngestError::invalid(e.field, e.message))?;
         let mut keys = Vec::new();
         keys.extend(event.user_id.clone().map(IdentityKey::User));
         keys.extend(event.anonymous_id.clone().map(IdentityKey::Anonymous));
@@ -259,8 +334,9 @@ impl Ingest {
                 attributes = traits_to_attributes(&event.traits);
                 if let Some(raw) = event.traits.get("email") {
                     let text = raw.as_str().unwrap_or_default();
-                    let email = IdentityKey::email(text)
-                        .ok_or_else(|| IngestError::invalid("traits.email", "expected an e-mail address"))?;
+                    let email = IdentityKey::email(text).ok_or_else(|| {
+                        IngestError::invalid("traits.email", "expected an e-mail address")
+                    })?;
                     keys.push(email);
                 }
             }
@@ -270,9 +346,14 @@ impl Ingest {
                     Value::Number(n) => Some(n.to_string()),
                     _ => None,
                 });
-                let previous = previous.ok_or_else(|| IngestError::invalid("previousId", "is required for an alias call"))?;
+                let previous = previous.ok_or_else(|| {
+                    IngestError::invalid("previousId", "is required for an alias call")
+                })?;
                 if event.user_id.is_none() {
-                    return Err(IngestError::invalid("userId", "is required for an alias call"));
+                    return Err(IngestError::invalid(
+                        "userId",
+                        "is required for an alias call",
+                    ));
                 }
                 keys.push(IdentityKey::Anonymous(previous.clone()));
                 keys.push(IdentityKey::User(previous));
@@ -306,18 +387,53 @@ fn traits_to_attributes(traits: &Map<String, Value>) -> Vec<(String, String)> {
         }
     }
     if let Some(Value::Object(company)) = traits.get("company") {
-        attributes.extend(company.get("name").and_then(text).map(|n| ("company".to_string(), n)));
-        attributes.extend(company.get("employee_count").and_then(text).map(|n| ("employees".to_string(), n)));
-        attributes.extend(company.get("industry").and_then(text).map(|n| ("industry".to_string(), n)));
+        attributes.extend(
+            company
+                .get("name")
+                .and_then(text)
+                .map(|n| ("company".to_string(), n)),
+        );
+        attributes.extend(
+            company
+                .get("employee_count")
+                .and_then(text)
+                .map(|n| ("employees".to_string(), n)),
+        );
+        attributes.extend(
+            company
+                .get("industry")
+                .and_then(text)
+                .map(|n| ("industry".to_string(), n)),
+        );
     }
     if let Some(Value::Object(address)) = traits.get("address") {
-        attributes.extend(address.get("state").and_then(text).map(|n| ("prefecture".to_string(), n)));
-        attributes.extend(address.get("country").and_then(text).map(|n| ("country".to_string(), n)));
+        attributes.extend(
+            address
+                .get("state")
+                .and_then(text)
+                .map(|n| ("prefecture".to_string(), n)),
+        );
+        attributes.extend(
+            address
+                .get("country")
+                .and_then(text)
+                .map(|n| ("country".to_string(), n)),
+        );
     }
     if !traits.contains_key("name") {
-        let first = traits.get("firstName").or(traits.get("first_name")).and_then(text);
-        let last = traits.get("lastName").or(traits.get("last_name")).and_then(text);
-        let name = [last, first].into_iter().flatten().collect::<Vec<_>>().join(" ");
+        let first = traits
+            .get("firstName")
+            .or(traits.get("first_name"))
+            .and_then(text);
+        let last = traits
+            .get("lastName")
+            .or(traits.get("last_name"))
+            .and_then(text);
+        let name = [last, first]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
         if !name.is_empty() {
             attributes.push(("name".to_string(), name));
         }

@@ -68,7 +68,12 @@ pub struct StoredLead {
 impl StoredLead {
     /// The lead as the scorer sees it: attributes normalised.
     pub fn to_lead(&self) -> Lead {
-        Lead::from_raw(self.id.clone(), self.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        Lead::from_raw(
+            self.id.clone(),
+            self.attributes
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
 
     pub fn band(&self) -> Option<Band> {
@@ -143,7 +148,12 @@ pub trait Store: Send + Sync {
     async fn events(&self, lead_id: &str) -> Result<Vec<Event>, StoreError>;
 
     /// Leads by score, highest first (ties by id), optionally of one band.
-    async fn ranking(&self, band: Option<Band>, limit: usize, cursor: Option<&str>) -> Result<RankingPage, StoreError>;
+    async fn ranking(
+        &self,
+        band: Option<Band>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<RankingPage, StoreError>;
 
     /// Leads marked for rescoring, oldest mark first.
     async fn dirty(&self, limit: usize) -> Result<Vec<Dirty>, StoreError>;
@@ -152,12 +162,21 @@ pub trait Store: Send + Sync {
     async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError>;
 
     /// Alerts not yet delivered whose next attempt is due at `now`.
-    async fn pending_alerts(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Pending>, StoreError>;
+    async fn pending_alerts(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Pending>, StoreError>;
 
     async fn alert_delivered(&self, key: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Records a failed attempt; the alert stays pending until `retry_at`.
-    async fn alert_failed(&self, key: &str, error: &str, retry_at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn alert_failed(
+        &self,
+        key: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Why a delivery failed: the alert stays pending and is retried.

@@ -51,7 +51,13 @@ impl Scorer {
         rules: Arc<RuleSet>,
         config: Arc<Config>,
     ) -> Self {
-        Scorer { store, notifier, clock, rules: Arc::new(RwLock::new(rules)), config }
+        Scorer {
+            store,
+            notifier,
+            clock,
+            rules: Arc::new(RwLock::new(rules)),
+            config,
+        }
     }
 
     /// The rules in use.
@@ -105,7 +111,9 @@ impl Scorer {
         let mut hot_crossings = stored.hot_crossings;
         if result.band == Band::Hot && previous != Some(Band::Hot) {
             hot_crossings += 1;
-            reasons.push(AlertReason::BecameHot { crossing: hot_crossings });
+            reasons.push(AlertReason::BecameHot {
+                crossing: hot_crossings,
+            });
         }
         if result.excluded.is_none() {
             reasons.extend(result.alerts.iter().cloned().map(AlertReason::Instant));
@@ -117,17 +125,34 @@ impl Scorer {
         };
         let routing = self.config.routing_for(&lead);
         // What a rep reads as recent activity: what the rules saw, not bots or our office.
-        let seen: Vec<_> = events.iter().filter(|e| rules.filters.drops(e).is_none() && e.timestamp <= now).cloned().collect();
+        let seen: Vec<_> = events
+            .iter()
+            .filter(|e| rules.filters.drops(e).is_none() && e.timestamp <= now)
+            .cloned()
+            .collect();
         let alerts = reasons
             .iter()
             .map(|reason| OutboxEntry {
                 key: reason.dedupe_key(&stored.id),
                 created_at: now,
-                message: alert::compose(&lead, &result, reason, &seen, routing.clone(), &presentation),
+                message: alert::compose(
+                    &lead,
+                    &result,
+                    reason,
+                    &seen,
+                    routing.clone(),
+                    &presentation,
+                ),
             })
             .collect();
         self.store
-            .save_score(ScoreUpdate { lead_id: stored.id.clone(), seen_seq, score: result, hot_crossings, alerts })
+            .save_score(ScoreUpdate {
+                lead_id: stored.id.clone(),
+                seen_seq,
+                score: result,
+                hot_crossings,
+                alerts,
+            })
             .await
     }
 
@@ -138,14 +163,18 @@ impl Scorer {
         for pending in self.store.pending_alerts(now, BATCH).await? {
             match self.notifier.deliver(&pending.entry.message).await {
                 Ok(()) => {
-                    self.store.alert_delivered(&pending.entry.key, self.clock.now()).await?;
+                    self.store
+                        .alert_delivered(&pending.entry.key, self.clock.now())
+                        .await?;
                     tracing::info!(key = %pending.entry.key, reason = %pending.entry.message.reason,
                         territory = %pending.entry.message.routing.territory, "alert delivered");
                     report.delivered += 1;
                 }
                 Err(error) => {
                     let delay = retry_delay(pending.attempts + 1);
-                    self.store.alert_failed(&pending.entry.key, &error.to_string(), now + delay).await?;
+                    self.store
+                        .alert_failed(&pending.entry.key, &error.to_string(), now + delay)
+                        .await?;
                     tracing::warn!(key = %pending.entry.key, attempts = pending.attempts + 1, %error, "alert delivery failed; will retry");
                     report.failed += 1;
                 }
@@ -198,7 +227,11 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        self.0.read().ok().and_then(|t| *t).unwrap_or(DateTime::<Utc>::MIN_UTC)
+        self.0
+            .read()
+            .ok()
+            .and_then(|t| *t)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 }
 
@@ -212,7 +245,6 @@ impl crate::ports::IdSource for SequentialIds {
         format!("L-{n:04}")
     }
 }
-
 
 #[cfg(test)]
 mod tests {

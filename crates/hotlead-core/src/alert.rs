@@ -90,10 +90,19 @@ fn action_words(event: &Event, language: Language) -> String {
         (_, _) => event.kind.as_str(),
     };
     let detail = match event.kind {
-        EventType::Page | EventType::Screen => event.path.clone().or(event.name.clone()).unwrap_or_default(),
+        EventType::Page | EventType::Screen => event
+            .path
+            .clone()
+            .or(event.name.clone())
+            .unwrap_or_default(),
         _ => event.name.clone().unwrap_or_default(),
     };
-    [what, detail.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ")
+    [what, detail.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// How an alert is written: language, time zone of its dates, and the link to the lead.
@@ -113,7 +122,11 @@ pub fn compose(
     routing: Routing,
     presentation: &Presentation,
 ) -> AlertMessage {
-    let Presentation { language, offset, lead_url } = presentation;
+    let Presentation {
+        language,
+        offset,
+        lead_url,
+    } = presentation;
     let (language, offset, lead_url) = (*language, *offset, lead_url.as_str());
     let company = attribute(lead, "company").unwrap_or("");
     let name = attribute(lead, "name").unwrap_or("");
@@ -129,8 +142,12 @@ pub fn compose(
     };
     let band = score.band.as_str().to_uppercase();
     let subject = match (reason, language) {
-        (AlertReason::BecameHot { .. }, Language::Ja) => format!("[ホットリード] {who} (スコア {})", score.score),
-        (AlertReason::BecameHot { .. }, Language::En) => format!("[Hot lead] {who} (score {})", score.score),
+        (AlertReason::BecameHot { .. }, Language::Ja) => {
+            format!("[ホットリード] {who} (スコア {})", score.score)
+        }
+        (AlertReason::BecameHot { .. }, Language::En) => {
+            format!("[Hot lead] {who} (score {})", score.score)
+        }
         (AlertReason::Instant(t), Language::Ja) => format!("[即時アラート] {}: {who}", t.label),
         (AlertReason::Instant(t), Language::En) => format!("[Instant alert] {}: {who}", t.label),
     };
@@ -141,25 +158,67 @@ pub fn compose(
         body.push('\n');
     };
     match (reason, language) {
-        (AlertReason::BecameHot { .. }, Language::Ja) => line(&mut body, format!("{who} がホットリードになりました。")),
-        (AlertReason::BecameHot { .. }, Language::En) => line(&mut body, format!("{who} is now a hot lead.")),
+        (AlertReason::BecameHot { .. }, Language::Ja) => {
+            line(&mut body, format!("{who} がホットリードになりました。"))
+        }
+        (AlertReason::BecameHot { .. }, Language::En) => {
+            line(&mut body, format!("{who} is now a hot lead."))
+        }
         (AlertReason::Instant(t), Language::Ja) => line(
             &mut body,
-            format!("{who}: {} ({})", t.label, t.timestamp.with_timezone(&offset).format("%Y-%m-%d %H:%M")),
+            format!(
+                "{who}: {} ({})",
+                t.label,
+                t.timestamp.with_timezone(&offset).format("%Y-%m-%d %H:%M")
+            ),
         ),
         (AlertReason::Instant(t), Language::En) => line(
             &mut body,
-            format!("{who}: {} ({})", t.label, t.timestamp.with_timezone(&offset).format("%Y-%m-%d %H:%M")),
+            format!(
+                "{who}: {} ({})",
+                t.label,
+                t.timestamp.with_timezone(&offset).format("%Y-%m-%d %H:%M")
+            ),
         ),
     }
     if let Some(title) = title {
-        line(&mut body, format!("{}: {title}", if language == Language::Ja { "役職" } else { "Title" }));
+        line(
+            &mut body,
+            format!(
+                "{}: {title}",
+                if language == Language::Ja {
+                    "役職"
+                } else {
+                    "Title"
+                }
+            ),
+        );
     }
     if let Some(email) = lead.email() {
-        line(&mut body, format!("{}: {email}", if language == Language::Ja { "メール" } else { "E-mail" }));
+        line(
+            &mut body,
+            format!(
+                "{}: {email}",
+                if language == Language::Ja {
+                    "メール"
+                } else {
+                    "E-mail"
+                }
+            ),
+        );
     }
     if let Some(phone) = attribute(lead, "phone") {
-        line(&mut body, format!("{}: {phone}", if language == Language::Ja { "電話" } else { "Phone" }));
+        line(
+            &mut body,
+            format!(
+                "{}: {phone}",
+                if language == Language::Ja {
+                    "電話"
+                } else {
+                    "Phone"
+                }
+            ),
+        );
     }
     line(
         &mut body,
@@ -169,8 +228,20 @@ pub fn compose(
         },
     );
     body.push('\n');
-    line(&mut body, (if language == Language::Ja { "理由:" } else { "Why:" }).to_string());
-    let mut reasons: Vec<_> = score.contributions.iter().filter(|c| !c.rule.starts_with("cap:")).collect();
+    line(
+        &mut body,
+        (if language == Language::Ja {
+            "理由:"
+        } else {
+            "Why:"
+        })
+        .to_string(),
+    );
+    let mut reasons: Vec<_> = score
+        .contributions
+        .iter()
+        .filter(|c| !c.rule.starts_with("cap:"))
+        .collect();
     reasons.sort_by_key(|c| std::cmp::Reverse(c.points));
     for contribution in reasons.iter().take(TOP_REASONS) {
         line(&mut body, format!("  {}", contribution.describe(offset)));
@@ -179,16 +250,41 @@ pub fn compose(
     events.sort_by(|a, b| (b.timestamp, &b.message_id).cmp(&(a.timestamp, &a.message_id)));
     if !events.is_empty() {
         body.push('\n');
-        line(&mut body, (if language == Language::Ja { "最近の行動:" } else { "Recent activity:" }).to_string());
+        line(
+            &mut body,
+            (if language == Language::Ja {
+                "最近の行動:"
+            } else {
+                "Recent activity:"
+            })
+            .to_string(),
+        );
         for event in events.iter().take(RECENT_ACTIONS) {
             line(
                 &mut body,
-                format!("  {}  {}", event.timestamp.with_timezone(&offset).format("%Y-%m-%d %H:%M"), action_words(event, language)),
+                format!(
+                    "  {}  {}",
+                    event
+                        .timestamp
+                        .with_timezone(&offset)
+                        .format("%Y-%m-%d %H:%M"),
+                    action_words(event, language)
+                ),
             );
         }
     }
     body.push('\n');
-    line(&mut body, format!("{}: {lead_url}", if language == Language::Ja { "リード詳細" } else { "Lead" }));
+    line(
+        &mut body,
+        format!(
+            "{}: {lead_url}",
+            if language == Language::Ja {
+                "リード詳細"
+            } else {
+                "Lead"
+            }
+        ),
+    );
 
     AlertMessage {
         lead_id: score.lead_id.clone(),

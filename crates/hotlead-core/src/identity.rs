@@ -79,7 +79,10 @@ pub enum Resolution {
     Create,
     /// Use this lead; every other lead listed merges into it (history, keys and
     /// attributes move; the merged ids redirect to the survivor).
-    Use { survivor: String, merged: Vec<String> },
+    Use {
+        survivor: String,
+        merged: Vec<String>,
+    },
 }
 
 /// Decides which lead a call belongs to.
@@ -99,8 +102,15 @@ pub fn resolve(keys: &[IdentityKey], known: &[KnownLead]) -> Resolution {
         IdentityKey::Email(e) => Some(e.clone()),
         _ => None,
     });
-    let Some(primary) = known.iter().min_by_key(|k| (strength(&k.via), k.created_at, k.lead_id.clone())) else {
-        return if keys.iter().any(IdentityKey::identifies) { Resolution::Create } else { Resolution::Anonymous };
+    let Some(primary) = known
+        .iter()
+        .min_by_key(|k| (strength(&k.via), k.created_at, k.lead_id.clone()))
+    else {
+        return if keys.iter().any(IdentityKey::identifies) {
+            Resolution::Create
+        } else {
+            Resolution::Anonymous
+        };
     };
     let person_email = call_email.or_else(|| primary.email.clone());
     if primary.email.is_some() && primary.email != person_email {
@@ -115,8 +125,11 @@ pub fn resolve(keys: &[IdentityKey], known: &[KnownLead]) -> Resolution {
         .iter()
         .min_by(|a, b| (a.created_at, &a.lead_id).cmp(&(b.created_at, &b.lead_id)))
         .map_or_else(|| primary.lead_id.clone(), |k| k.lead_id.clone());
-    let mut merged: Vec<String> =
-        same_person.iter().filter(|k| k.lead_id != survivor).map(|k| k.lead_id.clone()).collect();
+    let mut merged: Vec<String> = same_person
+        .iter()
+        .filter(|k| k.lead_id != survivor)
+        .map(|k| k.lead_id.clone())
+        .collect();
     merged.sort();
     merged.dedup();
     Resolution::Use { survivor, merged }
@@ -129,7 +142,9 @@ mod tests {
     fn known(id: &str, day: u32, via: IdentityKey, email: Option<&str>) -> KnownLead {
         KnownLead {
             lead_id: id.into(),
-            created_at: DateTime::parse_from_rfc3339(&format!("2026-01-{day:02}T00:00:00Z")).unwrap().with_timezone(&Utc),
+            created_at: DateTime::parse_from_rfc3339(&format!("2026-01-{day:02}T00:00:00Z"))
+                .unwrap()
+                .with_timezone(&Utc),
             via,
             email: email.map(str::to_string),
         }
@@ -146,8 +161,14 @@ mod tests {
     #[test]
     fn anonymous_ids_alone_create_nothing() {
         assert_eq!(resolve(&[anon("a")], &[]), Resolution::Anonymous);
-        assert_eq!(resolve(&[anon("a"), IdentityKey::email("Ａ＠Ｂ.jp").unwrap()], &[]), Resolution::Create);
-        assert_eq!(resolve(&[IdentityKey::User("42".into())], &[]), Resolution::Create);
+        assert_eq!(
+            resolve(&[anon("a"), IdentityKey::email("Ａ＠Ｂ.jp").unwrap()], &[]),
+            Resolution::Create
+        );
+        assert_eq!(
+            resolve(&[IdentityKey::User("42".into())], &[]),
+            Resolution::Create
+        );
     }
 
     #[test]
@@ -155,9 +176,18 @@ mod tests {
         let keys = [email("a@b.jp"), IdentityKey::User("u1".into())];
         let resolution = resolve(
             &keys,
-            &[known("L-new", 5, email("a@b.jp"), Some("a@b.jp")), known("L-old", 1, IdentityKey::User("u1".into()), None)],
+            &[
+                known("L-new", 5, email("a@b.jp"), Some("a@b.jp")),
+                known("L-old", 1, IdentityKey::User("u1".into()), None),
+            ],
         );
-        assert_eq!(resolution, Resolution::Use { survivor: "L-old".into(), merged: vec!["L-new".into()] });
+        assert_eq!(
+            resolution,
+            Resolution::Use {
+                survivor: "L-old".into(),
+                merged: vec!["L-new".into()]
+            }
+        );
     }
 
     #[test]
@@ -166,13 +196,29 @@ mod tests {
         let keys = [email("b@b.jp"), anon("x")];
         let resolution = resolve(&keys, &[known("L-a", 1, anon("x"), Some("a@b.jp"))]);
         assert_eq!(resolution, Resolution::Create);
-        let both = resolve(&keys, &[known("L-a", 1, anon("x"), Some("a@b.jp")), known("L-b", 3, email("b@b.jp"), Some("b@b.jp"))]);
-        assert_eq!(both, Resolution::Use { survivor: "L-b".into(), merged: vec![] });
+        let both = resolve(
+            &keys,
+            &[
+                known("L-a", 1, anon("x"), Some("a@b.jp")),
+                known("L-b", 3, email("b@b.jp"), Some("b@b.jp")),
+            ],
+        );
+        assert_eq!(
+            both,
+            Resolution::Use {
+                survivor: "L-b".into(),
+                merged: vec![]
+            }
+        );
     }
 
     #[test]
     fn storage_keys_round_trip() {
-        for key in [IdentityKey::Email("a@b.jp".into()), IdentityKey::User("42".into()), IdentityKey::Anonymous("x:y".into())] {
+        for key in [
+            IdentityKey::Email("a@b.jp".into()),
+            IdentityKey::User("42".into()),
+            IdentityKey::Anonymous("x:y".into()),
+        ] {
             assert_eq!(IdentityKey::parse(&key.storage_key()), Some(key));
         }
     }

@@ -19,7 +19,10 @@ pub struct FileOutbox {
 
 impl FileOutbox {
     pub fn new(path: &Path) -> Self {
-        FileOutbox { path: path.to_path_buf(), lock: Arc::new(Mutex::new(())) }
+        FileOutbox {
+            path: path.to_path_buf(),
+            lock: Arc::new(Mutex::new(())),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -46,9 +49,12 @@ impl Notifier for FileOutbox {
         .to_string();
         let (path, lock) = (self.path.clone(), self.lock.clone());
         tokio::task::spawn_blocking(move || {
-            let _guard = lock.lock().map_err(|_| NotifyError("outbox lock poisoned".into()))?;
+            let _guard = lock
+                .lock()
+                .map_err(|_| NotifyError("outbox lock poisoned".into()))?;
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| NotifyError(format!("{}: {e}", parent.display())))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| NotifyError(format!("{}: {e}", parent.display())))?;
             }
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
@@ -56,7 +62,8 @@ impl Notifier for FileOutbox {
                 .open(&path)
                 .map_err(|e| NotifyError(format!("{}: {e}", path.display())))?;
             // One write of the whole line, so concurrent readers never see half a line.
-            file.write_all(format!("{line}\n").as_bytes()).map_err(|e| NotifyError(format!("{}: {e}", path.display())))
+            file.write_all(format!("{line}\n").as_bytes())
+                .map_err(|e| NotifyError(format!("{}: {e}", path.display())))
         })
         .await
         .map_err(|e| NotifyError(format!("outbox task failed: {e}")))?

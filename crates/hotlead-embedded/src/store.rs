@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    Dirty, OutboxEntry, Pending, RankingPage, Record, Recorded, SaveOutcome, ScoreUpdate, Store, StoreError, StoredLead,
+    Dirty, OutboxEntry, Pending, RankingPage, Record, Recorded, SaveOutcome, ScoreUpdate, Store,
+    StoreError, StoredLead,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
 use hotlead_core::{Band, Event};
@@ -77,7 +78,10 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
 fn sql(error: rusqlite::Error) -> StoreError {
     match error {
         rusqlite::Error::SqliteFailure(e, _)
-            if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
         {
             StoreError::Conflict(error.to_string())
         }
@@ -106,7 +110,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Unavailable(format!("{}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", parent.display())))?;
         }
         let connection = Connection::open(path).map_err(sql)?;
         Self::prepare(connection)
@@ -121,7 +126,9 @@ impl SqliteStore {
         connection
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
             .map_err(sql)?;
-        let applied: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
+        let applied: i64 = connection
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
         if applied as usize > MIGRATIONS.len() {
             return Err(StoreError::Corrupt(format!(
                 "the database has schema version {applied}, newer than this program knows ({})",
@@ -131,16 +138,24 @@ impl SqliteStore {
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let tx = connection.transaction().map_err(sql)?;
             tx.execute_batch(migration).map_err(sql)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1)).map_err(sql)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))
+                .map_err(sql)?;
             tx.commit().map_err(sql)?;
         }
-        Ok(SqliteStore { connection: Arc::new(Mutex::new(connection)) })
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+        })
     }
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        let connection = self.connection.lock().map_err(|_| StoreError::Unavailable("connection poisoned".into()))?;
-        connection.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)
+        let connection = self
+            .connection
+            .lock()
+            .map_err(|_| StoreError::Unavailable("connection poisoned".into()))?;
+        connection
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)
     }
 
     /// Runs `work` in one immediate transaction on the blocking pool.
@@ -151,8 +166,12 @@ impl SqliteStore {
     {
         let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().map_err(|_| StoreError::Unavailable("connection poisoned".into()))?;
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+            let mut connection = connection
+                .lock()
+                .map_err(|_| StoreError::Unavailable("connection poisoned".into()))?;
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
             let result = work(&tx)?;
             tx.commit().map_err(sql)?;
             Ok(result)
@@ -167,7 +186,9 @@ fn current_id(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreErr
     let mut id = id.to_string();
     for _ in 0..32 {
         let merged: Option<Option<String>> = tx
-            .query_row("SELECT merged_into FROM leads WHERE id = ?1", [&id], |r| r.get(0))
+            .query_row("SELECT merged_into FROM leads WHERE id = ?1", [&id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(sql)?;
         match merged {
@@ -180,7 +201,11 @@ fn current_id(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreErr
 }
 
 fn attributes_of(tx: &Transaction<'_>, id: &str) -> Result<BTreeMap<String, String>, StoreError> {
-    let text: String = tx.query_row("SELECT attributes FROM leads WHERE id = ?1", [id], |r| r.get(0)).map_err(sql)?;
+    let text: String = tx
+        .query_row("SELECT attributes FROM leads WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?;
     json(&text)
 }
 
@@ -194,7 +219,11 @@ fn email_of(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreError
 
 fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreError> {
     let seen: Option<Option<String>> = tx
-        .query_row("SELECT lead_id FROM events WHERE message_id = ?1", [&record.event.message_id], |r| r.get(0))
+        .query_row(
+            "SELECT lead_id FROM events WHERE message_id = ?1",
+            [&record.event.message_id],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(sql)?;
     if let Some(lead_id) = seen {
@@ -202,26 +231,50 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
             Some(id) => current_id(tx, &id)?,
             None => None,
         };
-        return Ok(Recorded { duplicate: true, lead_id, merged: Vec::new() });
+        return Ok(Recorded {
+            duplicate: true,
+            lead_id,
+            merged: Vec::new(),
+        });
     }
 
     let mut known = Vec::new();
     for key in &record.keys {
         let linked: Option<String> = tx
-            .query_row("SELECT lead_id FROM identities WHERE key = ?1", [key.storage_key()], |r| r.get(0))
+            .query_row(
+                "SELECT lead_id FROM identities WHERE key = ?1",
+                [key.storage_key()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(sql)?;
         let Some(linked) = linked else { continue };
-        let Some(lead_id) = current_id(tx, &linked)? else { continue };
-        let created: String = tx.query_row("SELECT created_at FROM leads WHERE id = ?1", [&lead_id], |r| r.get(0)).map_err(sql)?;
-        known.push(KnownLead { email: email_of(tx, &lead_id)?, created_at: parse_time(&created)?, lead_id, via: key.clone() });
+        let Some(lead_id) = current_id(tx, &linked)? else {
+            continue;
+        };
+        let created: String = tx
+            .query_row(
+                "SELECT created_at FROM leads WHERE id = ?1",
+                [&lead_id],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        known.push(KnownLead {
+            email: email_of(tx, &lead_id)?,
+            created_at: parse_time(&created)?,
+            lead_id,
+            via: key.clone(),
+        });
     }
     let now = time(record.received_at);
     let (lead_id, merged) = match identity::resolve(&record.keys, &known) {
         Resolution::Anonymous => (None, Vec::new()),
         Resolution::Create => {
-            tx.execute("INSERT INTO leads (id, created_at, updated_at) VALUES (?1, ?2, ?2)", params![record.new_lead_id, now])
-                .map_err(sql)?;
+            tx.execute(
+                "INSERT INTO leads (id, created_at, updated_at) VALUES (?1, ?2, ?2)",
+                params![record.new_lead_id, now],
+            )
+            .map_err(sql)?;
             (Some(record.new_lead_id.clone()), Vec::new())
         }
         Resolution::Use { survivor, merged } => {
@@ -246,7 +299,11 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
     .map_err(sql)?;
 
     let Some(lead_id) = lead_id else {
-        return Ok(Recorded { duplicate: false, lead_id: None, merged });
+        return Ok(Recorded {
+            duplicate: false,
+            lead_id: None,
+            merged,
+        });
     };
     for key in &record.keys {
         tx.execute(
@@ -273,13 +330,25 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
         params![lead_id, to_json(&attributes)?, now],
     )
     .map_err(sql)?;
-    Ok(Recorded { duplicate: false, lead_id: Some(lead_id), merged })
+    Ok(Recorded {
+        duplicate: false,
+        lead_id: Some(lead_id),
+        merged,
+    })
 }
 
 /// Moves everything of lead `from` to `into`; `from` then redirects to `into`.
 fn merge(tx: &Transaction<'_>, from: &str, into: &str, now: &str) -> Result<(), StoreError> {
-    tx.execute("UPDATE events SET lead_id = ?2 WHERE lead_id = ?1", params![from, into]).map_err(sql)?;
-    tx.execute("UPDATE identities SET lead_id = ?2 WHERE lead_id = ?1", params![from, into]).map_err(sql)?;
+    tx.execute(
+        "UPDATE events SET lead_id = ?2 WHERE lead_id = ?1",
+        params![from, into],
+    )
+    .map_err(sql)?;
+    tx.execute(
+        "UPDATE identities SET lead_id = ?2 WHERE lead_id = ?1",
+        params![from, into],
+    )
+    .map_err(sql)?;
     let mut attributes = attributes_of(tx, into)?;
     for (name, value) in attributes_of(tx, from)? {
         attributes.entry(name).or_insert(value);
@@ -292,12 +361,18 @@ fn merge(tx: &Transaction<'_>, from: &str, into: &str, now: &str) -> Result<(), 
         params![into, to_json(&attributes)?, now, from],
     )
     .map_err(sql)?;
-    tx.execute("UPDATE leads SET merged_into = ?2, updated_at = ?3 WHERE id = ?1", params![from, into, now]).map_err(sql)?;
+    tx.execute(
+        "UPDATE leads SET merged_into = ?2, updated_at = ?3 WHERE id = ?1",
+        params![from, into, now],
+    )
+    .map_err(sql)?;
     Ok(())
 }
 
 fn load_lead(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredLead>, StoreError> {
-    let Some(id) = current_id(tx, id)? else { return Ok(None) };
+    let Some(id) = current_id(tx, id)? else {
+        return Ok(None);
+    };
     let row = tx
         .query_row(
             "SELECT created_at, updated_at, attributes, score_json, hot_crossings FROM leads WHERE id = ?1",
@@ -305,8 +380,14 @@ fn load_lead(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredLead>, Store
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, u32>(4)?)),
         )
         .map_err(sql)?;
-    let mut statement = tx.prepare_cached("SELECT key FROM identities WHERE lead_id = ?1 ORDER BY key").map_err(sql)?;
-    let identities = statement.query_map([&id], |r| r.get(0)).map_err(sql)?.collect::<Result<Vec<String>, _>>().map_err(sql)?;
+    let mut statement = tx
+        .prepare_cached("SELECT key FROM identities WHERE lead_id = ?1 ORDER BY key")
+        .map_err(sql)?;
+    let identities = statement
+        .query_map([&id], |r| r.get(0))
+        .map_err(sql)?
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(sql)?;
     Ok(Some(StoredLead {
         id,
         created_at: parse_time(&row.0)?,
@@ -332,21 +413,39 @@ impl Store for SqliteStore {
     async fn events(&self, lead_id: &str) -> Result<Vec<Event>, StoreError> {
         let lead_id = lead_id.to_string();
         self.transaction(move |tx| {
-            let Some(id) = current_id(tx, &lead_id)? else { return Ok(Vec::new()) };
-            let mut statement =
-                tx.prepare_cached("SELECT body FROM events WHERE lead_id = ?1 ORDER BY timestamp, message_id").map_err(sql)?;
-            let bodies = statement.query_map([&id], |r| r.get::<_, String>(0)).map_err(sql)?;
-            bodies.map(|b| b.map_err(sql).and_then(|b| json(&b))).collect()
+            let Some(id) = current_id(tx, &lead_id)? else {
+                return Ok(Vec::new());
+            };
+            let mut statement = tx
+                .prepare_cached(
+                    "SELECT body FROM events WHERE lead_id = ?1 ORDER BY timestamp, message_id",
+                )
+                .map_err(sql)?;
+            let bodies = statement
+                .query_map([&id], |r| r.get::<_, String>(0))
+                .map_err(sql)?;
+            bodies
+                .map(|b| b.map_err(sql).and_then(|b| json(&b)))
+                .collect()
         })
         .await
     }
 
-    async fn ranking(&self, band: Option<Band>, limit: usize, cursor: Option<&str>) -> Result<RankingPage, StoreError> {
+    async fn ranking(
+        &self,
+        band: Option<Band>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<RankingPage, StoreError> {
         let after = match cursor {
             None => None,
             Some(text) => {
-                let (score, id) = text.split_once(':').ok_or_else(|| StoreError::Corrupt(format!("cursor {text:?}")))?;
-                let score: i64 = score.parse().map_err(|_| StoreError::Corrupt(format!("cursor {text:?}")))?;
+                let (score, id) = text
+                    .split_once(':')
+                    .ok_or_else(|| StoreError::Corrupt(format!("cursor {text:?}")))?;
+                let score: i64 = score
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("cursor {text:?}")))?;
                 Some((score, id.to_string()))
             }
         };
@@ -427,7 +526,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn pending_alerts(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Pending>, StoreError> {
+    async fn pending_alerts(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Pending>, StoreError> {
         self.transaction(move |tx| {
             let mut statement = tx
                 .prepare_cached(
@@ -454,14 +557,22 @@ impl Store for SqliteStore {
     async fn alert_delivered(&self, key: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let key = key.to_string();
         self.transaction(move |tx| {
-            tx.execute("UPDATE outbox SET delivered_at = ?2 WHERE key = ?1 AND delivered_at IS NULL", params![key, time(at)])
-                .map_err(sql)?;
+            tx.execute(
+                "UPDATE outbox SET delivered_at = ?2 WHERE key = ?1 AND delivered_at IS NULL",
+                params![key, time(at)],
+            )
+            .map_err(sql)?;
             Ok(())
         })
         .await
     }
 
-    async fn alert_failed(&self, key: &str, error: &str, retry_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn alert_failed(
+        &self,
+        key: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let (key, error) = (key.to_string(), error.to_string());
         self.transaction(move |tx| {
             tx.execute(

@@ -39,7 +39,9 @@ pub enum Command {
     /// Run the whole product on this machine: the HTTP API (forms, Segment-style events,
     /// lead lookup and ranking, the tracking script) on a SQLite file, rescoring in the
     /// background, alerts appended to an outbox file.
-    #[command(after_help = "Examples:\n  hotlead serve\n  hotlead serve --port 8080 --db data/hotlead.db --rules rules.toml --config hotlead.toml --write-key $KEY --admin-token $TOKEN\n\nThen, e.g.:\n  curl -X POST localhost:8080/v1/forms/contact -d email=taro@example.co.jp -d employees=1200\n  curl localhost:8080/v1/leads?band=hot")]
+    #[command(
+        after_help = "Examples:\n  hotlead serve\n  hotlead serve --port 8080 --db data/hotlead.db --rules rules.toml --config hotlead.toml --write-key $KEY --admin-token $TOKEN\n\nThen, e.g.:\n  curl -X POST localhost:8080/v1/forms/contact -d email=taro@example.co.jp -d employees=1200\n  curl localhost:8080/v1/leads?band=hot"
+    )]
     Serve(ServeArgs),
     /// Replay a bundled sample (three dozen leads, Japanese and English, forms and web
     /// events over six weeks, some anonymous first) from nothing, and show the hot leads
@@ -167,12 +169,18 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOTLEAD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOTLEAD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -185,7 +193,10 @@ async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<(
         rules: args.rules,
         outbox: args.outbox,
         config: args.config,
-        auth: hotlead_api::Auth { write_key: nonempty(args.write_key), admin_token: nonempty(args.admin_token) },
+        auth: hotlead_api::Auth {
+            write_key: nonempty(args.write_key),
+            admin_token: nonempty(args.admin_token),
+        },
         tick: std::time::Duration::from_secs(5),
     };
     let auth = options.auth.clone();
@@ -202,8 +213,16 @@ async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<(
     writeln!(
         out,
         "  write key {}, admin token {}; tracking script {}/hotlead.js",
-        if auth.write_key.is_some() { "required" } else { "not set (events are open)" },
-        if auth.admin_token.is_some() { "required" } else { "not set (lead routes are open)" },
+        if auth.write_key.is_some() {
+            "required"
+        } else {
+            "not set (events are open)"
+        },
+        if auth.admin_token.is_some() {
+            "required"
+        } else {
+            "not set (lead routes are open)"
+        },
         running.url()
     )?;
     out.flush()?;

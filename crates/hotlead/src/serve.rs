@@ -70,7 +70,10 @@ pub fn load_rules_or_seed(path: Option<&Path>) -> anyhow::Result<RuleSet> {
 
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
-        Some(path) => Ok(Config::from_toml(&path.display().to_string(), &input::read_text(path)?)?),
+        Some(path) => Ok(Config::from_toml(
+            &path.display().to_string(),
+            &input::read_text(path)?,
+        )?),
         None => Ok(Config::default()),
     }
 }
@@ -87,14 +90,26 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         config.public_url = Some(format!("http://{addr}"));
     }
     let config = Arc::new(config);
-    let store = Arc::new(SqliteStore::open(&options.db).with_context(|| format!("cannot open the database {}", options.db.display()))?);
-    let outbox_path = options.outbox.clone().unwrap_or_else(|| default_outbox(&options.db));
+    let store = Arc::new(
+        SqliteStore::open(&options.db)
+            .with_context(|| format!("cannot open the database {}", options.db.display()))?,
+    );
+    let outbox_path = options
+        .outbox
+        .clone()
+        .unwrap_or_else(|| default_outbox(&options.db));
     let notifier = Arc::new(FileOutbox::new(&outbox_path));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
     let wake = Arc::new(Notify::new());
 
-    let scorer = Scorer::new(store.clone(), notifier, clock.clone(), rules.clone(), config.clone());
+    let scorer = Scorer::new(
+        store.clone(),
+        notifier,
+        clock.clone(),
+        rules.clone(),
+        config.clone(),
+    );
     let scorer_task = tokio::spawn(scorer.run(wake.clone(), options.tick));
     let ingest = Ingest::new(store, clock, ids, config, wake);
     let app = router(ingest, options.auth.clone());
@@ -103,5 +118,11 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             tracing::error!(%error, "server stopped");
         }
     });
-    Ok(Running { addr, outbox: outbox_path, rules, server, scorer: scorer_task })
+    Ok(Running {
+        addr,
+        outbox: outbox_path,
+        rules,
+        server,
+        scorer: scorer_task,
+    })
 }

@@ -1,0 +1,569 @@
+//! The store contract: every `Store` adapter must pass these. Each test function takes a
+//! fresh, empty store; `sqlite` runs them on the embedded adapter (the DynamoDB adapter
+//! runs the very same functions).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use hotlead_app::ports::{Dirty, OutboxEntry, Record, SaveOutcome, ScoreUpdate, Store, StoreError};
+use hotlead_core::alert::{AlertMessage, Routing};
+use hotlead_core::identity::IdentityKey;
+use hotlead_core::{Band, Lead, score};
+use hotlead_tests::{rules, segment, time};
+use serde_json::json;
+
+const T0: &str = "2026-11-01T00:00:00Z";
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    time(T0) + Duration::minutes(minutes)
+}
+
+fn email(e: &str) -> IdentityKey {
+    IdentityKey::Email(e.into())
+}
+
+fn anon(a: &str) -> IdentityKey {
+    IdentityKey::Anonymous(a.into())
+}
+
+fn page_record(
+    message_id: &str,
+    minutes: i64,
+    anonymous: Option<&str>,
+    keys: Vec<IdentityKey>,
+    new_id: &str,
+) -> Record {
+    let mut call = json!({"type": "page", "messageId": message_id, "timestamp": at(minutes).to_rfc3339(),
+        "context": {"page": {"path": "/pricing"}}});
+    call["anonymousId"] = json!(anonymous.unwrap_or("someone"));
+    Record {
+        event: segment(call),
+        keys,
+        attributes: vec![],
+        received_at: at(minutes),
+        new_lead_id: new_id.into(),
+    }
+}
+
+fn form_record(
+    message_id: &str,
+    minutes: i64,
+    address: &str,
+    anonymous: Option<&str>,
+    attributes: &[(&str, &str)],
+    new_id: &str,
+) -> Record {
+    let mut keys = vec![email(address)];
+    keys.extend(anonymous.map(anon));
+    let mut record = page_record(message_id, minutes, anonymous, keys, new_id);
+    record.attributes = attributes
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    record
+}
+
+fn alert(key: &str, lead: &str) -> OutboxEntry {
+    OutboxEntry {
+        key: key.into(),
+        created_at: at(0),
+        message: AlertMessage {
+            lead_id: lead.into(),
+            reason: "hot".into(),
+            subject: "s".into(),
+            body: "b".into(),
+            score: 80.0,
+            band: "hot".into(),
+            grade: "A1".into(),
+            routing: Routing {
+                territory: "east".into(),
+                owner: None,
+                product: None,
+            },
+            lead_url: "http://x/v1/leads/L".into(),
+        },
+    }
+}
+
+fn a_score(lead_id: &str, points: i64) -> hotlead_core::Score {
+    let rules = rules(&format!(
+        "name = \"c\"\nversion = 1\n[bands]\nhot = 80\nwarm = 40\n[groups.fit]\naxis = \"fit\"\n\
+         [[rules]]\nid = \"p\"\ngroup = \"fit\"\npoints = {points}\nwhen = {{ attribute = \"email\", present = true }}\n"
+    ));
+    score(
+        &rules,
+        &Lead::from_raw(lead_id, [("email", "a@b.jp")]),
+        &[],
+        at(0),
+        None,
+    )
+}
+
+pub async fn a_message_id_is_stored_once(store: &dyn Store) {
+    let first = store
+        .record(form_record("m1", 0, "a@b.jp", None, &[], "L-1"))
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(first.lead_id.as_deref(), Some("L-1"));
+    let again = store
+        .record(form_record(
+            "m1",
+            5,
+            "other@b.jp",
+            None,
+            &[("name", "changed")],
+            "L-2",
+        ))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.lead_id.as_deref(), Some("L-1"));
+    assert!(
+        store.lead("L-2").await.unwrap().is_none(),
+        "a duplicate creates nothing"
+    );
+    assert_eq!(store.events("L-1").await.unwrap().len(), 1);
+    assert!(
+        store
+            .lead("L-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .attributes
+            .get("name")
+            .is_none(),
+        "a duplicate changes nothing"
+    );
+}
+
+pub async fn an_email_identifies_one_lead_and_attributes_update(store: &dyn Store) {
+    store
+        .record(form_record(
+            "m1",
+            0,
+            "a@b.jp",
+            None,
+            &[("company", "株式会社A"), ("title", "課長")],
+            "L-1",
+        ))
+        .await
+        .unwrap();
+    let second = store
+        .record(form_record(
+            "m2",
+            10,
+            "a@b.jp",
+            None,
+            &[("title", "部長")],
+            "L-2",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(second.lead_id.as_deref(), Some("L-1"));
+    let lead = store.lead("L-1").await.unwrap().unwrap();
+    assert_eq!(lead.attributes["company"], "株式会社A");
+    assert_eq!(lead.attributes["title"], "部長");
+    assert_eq!(lead.identities, vec!["email:a@b.jp".to_string()]);
+    assert_eq!(lead.created_at, at(0));
+    assert_eq!(store.events("L-1").await.unwrap().len(), 2);
+}
+
+pub async fn anonymous_behaviour_joins_the_lead_it_becomes(store: &dyn Store) {
+    for i in 0..3 {
+        let recorded = store
+            .record(page_record(
+                &format!("p{i}"),
+                i,
+                Some("x"),
+                vec![anon("x")],
+                &format!("L-p{i}"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            recorded.lead_id, None,
+            "an anonymous visitor is no lead yet"
+        );
+    }
+    assert!(store.dirty(10).await.unwrap().is_empty());
+    let form = store
+        .record(form_record("f", 10, "a@b.jp", Some("x"), &[], "L-1"))
+        .await
+        .unwrap();
+    assert_eq!(form.lead_id.as_deref(), Some("L-1"));
+    let events = store.events("L-1").await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.message_id.as_str())
+            .collect::<Vec<_>>(),
+        ["p0", "p1", "p2", "f"]
+    );
+    let later = store
+        .record(page_record("p9", 20, Some("x"), vec![anon("x")], "L-9"))
+        .await
+        .unwrap();
+    assert_eq!(
+        later.lead_id.as_deref(),
+        Some("L-1"),
+        "the anonymous id now points at the lead"
+    );
+}
+
+pub async fn merges_keep_the_oldest_lead_and_move_its_whole_history(store: &dyn Store) {
+    let user = IdentityKey::User("u-42".into());
+    store
+        .record(page_record(
+            "u1",
+            0,
+            Some("y"),
+            vec![user.clone(), anon("y")],
+            "L-old",
+        ))
+        .await
+        .unwrap();
+    store
+        .record(form_record(
+            "f1",
+            5,
+            "a@b.jp",
+            None,
+            &[("company", "A社")],
+            "L-new",
+        ))
+        .await
+        .unwrap();
+    let mut both = page_record("u2", 10, Some("y"), vec![user, email("a@b.jp")], "L-x");
+    both.attributes = vec![("name".into(), "山田".into())];
+    let merged = store.record(both).await.unwrap();
+    assert_eq!(merged.lead_id.as_deref(), Some("L-old"));
+    assert_eq!(merged.merged, vec!["L-new".to_string()]);
+    let lead = store
+        .lead("L-new")
+        .await
+        .unwrap()
+        .expect("a merged id still finds its lead");
+    assert_eq!(lead.id, "L-old");
+    assert_eq!(lead.attributes["company"], "A社");
+    assert_eq!(lead.attributes["name"], "山田");
+    assert!(
+        lead.identities.contains(&"email:a@b.jp".to_string())
+            && lead.identities.contains(&"user:u-42".to_string())
+    );
+    assert_eq!(store.events("L-old").await.unwrap().len(), 3);
+    assert_eq!(
+        store.events("L-new").await.unwrap().len(),
+        3,
+        "the merged id reads the survivor's history"
+    );
+    let ranked = store.ranking(None, 10, None).await.unwrap();
+    assert!(ranked.leads.iter().all(|l| l.id != "L-new"));
+    let dirty: Vec<String> = store
+        .dirty(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.lead_id)
+        .collect();
+    assert_eq!(dirty, ["L-old"], "only the survivor is rescored");
+}
+
+pub async fn two_addresses_on_one_browser_stay_two_leads(store: &dyn Store) {
+    store
+        .record(form_record("f1", 0, "a@b.jp", Some("shared"), &[], "L-a"))
+        .await
+        .unwrap();
+    let other = store
+        .record(form_record("f2", 5, "b@b.jp", Some("shared"), &[], "L-b"))
+        .await
+        .unwrap();
+    assert_eq!(other.lead_id.as_deref(), Some("L-b"));
+    assert!(other.merged.is_empty());
+    assert_eq!(store.events("L-a").await.unwrap().len(), 1);
+    assert!(store.lead("L-a").await.unwrap().is_some());
+}
+
+pub async fn concurrent_first_submissions_of_one_email_make_one_lead(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .record(form_record(
+                    &format!("c{i}"),
+                    i,
+                    "same@b.jp",
+                    None,
+                    &[],
+                    &format!("L-{i}"),
+                ))
+                .await
+        }));
+    }
+    let mut leads = std::collections::BTreeSet::new();
+    for task in tasks {
+        leads.insert(task.await.unwrap().unwrap().lead_id.unwrap());
+    }
+    assert_eq!(leads.len(), 1, "{leads:?}");
+    let lead = leads.into_iter().next().unwrap();
+    assert_eq!(store.events(&lead).await.unwrap().len(), 16);
+}
+
+pub async fn a_score_saves_with_its_alerts_once_per_key(store: &dyn Store) {
+    store
+        .record(form_record("m1", 0, "a@b.jp", None, &[], "L-1"))
+        .await
+        .unwrap();
+    let dirty = store.dirty(10).await.unwrap();
+    assert_eq!(
+        dirty,
+        vec![Dirty {
+            lead_id: "L-1".into(),
+            seq: 1
+        }]
+    );
+    let update = ScoreUpdate {
+        lead_id: "L-1".into(),
+        seen_seq: 1,
+        score: a_score("L-1", 90),
+        hot_crossings: 1,
+        alerts: vec![alert("hot:L-1:1", "L-1")],
+    };
+    assert_eq!(
+        store.save_score(update.clone()).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    assert!(store.dirty(10).await.unwrap().is_empty());
+    let lead = store.lead("L-1").await.unwrap().unwrap();
+    assert_eq!(lead.band(), Some(Band::Hot));
+    assert_eq!(lead.hot_crossings, 1);
+    assert_eq!(
+        lead.score.as_ref().unwrap().contributions.len(),
+        1,
+        "the explanation is stored with the score"
+    );
+    // the same alert key again (a replay) adds nothing
+    store
+        .record(page_record("m2", 1, None, vec![email("a@b.jp")], "L-x"))
+        .await
+        .unwrap();
+    let again = ScoreUpdate {
+        seen_seq: 2,
+        ..update
+    };
+    store.save_score(again).await.unwrap();
+    assert_eq!(store.pending_alerts(at(60), 10).await.unwrap().len(), 1);
+}
+
+pub async fn events_arriving_while_scoring_keep_the_lead_marked(store: &dyn Store) {
+    store
+        .record(form_record("m1", 0, "a@b.jp", None, &[], "L-1"))
+        .await
+        .unwrap();
+    let seen = store.dirty(10).await.unwrap()[0].seq;
+    store
+        .record(page_record("m2", 1, None, vec![email("a@b.jp")], "L-x"))
+        .await
+        .unwrap();
+    let update = ScoreUpdate {
+        lead_id: "L-1".into(),
+        seen_seq: seen,
+        score: a_score("L-1", 10),
+        hot_crossings: 0,
+        alerts: vec![],
+    };
+    assert_eq!(
+        store.save_score(update.clone()).await.unwrap(),
+        SaveOutcome::SavedStillDirty
+    );
+    let newer = store.dirty(10).await.unwrap()[0].seq;
+    assert!(newer > seen);
+    store
+        .save_score(ScoreUpdate {
+            seen_seq: newer,
+            ..update.clone()
+        })
+        .await
+        .unwrap();
+    let stale = store
+        .save_score(ScoreUpdate {
+            seen_seq: seen,
+            ..update
+        })
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict(_))),
+        "an older score never overwrites a newer one: {stale:?}"
+    );
+}
+
+pub async fn failed_deliveries_stay_pending_until_retried_and_delivered_once(store: &dyn Store) {
+    store
+        .record(form_record("m1", 0, "a@b.jp", None, &[], "L-1"))
+        .await
+        .unwrap();
+    let update = ScoreUpdate {
+        lead_id: "L-1".into(),
+        seen_seq: 1,
+        score: a_score("L-1", 90),
+        hot_crossings: 1,
+        alerts: vec![alert("k1", "L-1"), alert("k2", "L-1")],
+    };
+    store.save_score(update).await.unwrap();
+    let pending = store.pending_alerts(at(1), 10).await.unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|p| p.entry.key.as_str())
+            .collect::<Vec<_>>(),
+        ["k1", "k2"]
+    );
+    store.alert_failed("k1", "smtp down", at(10)).await.unwrap();
+    store.alert_delivered("k2", at(1)).await.unwrap();
+    assert!(
+        store.pending_alerts(at(5), 10).await.unwrap().is_empty(),
+        "not before its retry time"
+    );
+    let retry = store.pending_alerts(at(10), 10).await.unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!((retry[0].entry.key.as_str(), retry[0].attempts), ("k1", 1));
+    assert_eq!(retry[0].entry.message, alert("k1", "L-1").message);
+    store.alert_delivered("k1", at(11)).await.unwrap();
+    store.alert_delivered("k1", at(12)).await.unwrap();
+    assert!(store.pending_alerts(at(100), 10).await.unwrap().is_empty());
+}
+
+pub async fn the_ranking_pages_through_leads_by_score(store: &dyn Store) {
+    for (i, points) in [10, 90, 50, 90, 85].iter().enumerate() {
+        let id = format!("L-{i}");
+        store
+            .record(form_record(
+                &format!("m{i}"),
+                i as i64,
+                &format!("p{i}@b.jp"),
+                None,
+                &[],
+                &id,
+            ))
+            .await
+            .unwrap();
+        let update = ScoreUpdate {
+            lead_id: id.clone(),
+            seen_seq: 1,
+            score: a_score(&id, *points),
+            hot_crossings: 0,
+            alerts: vec![],
+        };
+        store.save_score(update).await.unwrap();
+    }
+    let first = store.ranking(None, 2, None).await.unwrap();
+    assert_eq!(
+        first
+            .leads
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>(),
+        ["L-1", "L-3"]
+    );
+    let second = store.ranking(None, 2, first.next.as_deref()).await.unwrap();
+    assert_eq!(
+        second
+            .leads
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>(),
+        ["L-4", "L-2"]
+    );
+    let third = store
+        .ranking(None, 2, second.next.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        third
+            .leads
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>(),
+        ["L-0"]
+    );
+    assert_eq!(third.next, None);
+    let hot = store.ranking(Some(Band::Hot), 10, None).await.unwrap();
+    assert_eq!(
+        hot.leads.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        ["L-1", "L-3", "L-4"]
+    );
+}
+
+/// Runs every contract function, each on a fresh store from `fresh`.
+macro_rules! store_contract {
+    ($module:ident, $fresh:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test]
+            async fn a_message_id_is_stored_once() {
+                super::a_message_id_is_stored_once(&$fresh).await;
+            }
+            #[tokio::test]
+            async fn an_email_identifies_one_lead_and_attributes_update() {
+                super::an_email_identifies_one_lead_and_attributes_update(&$fresh).await;
+            }
+            #[tokio::test]
+            async fn anonymous_behaviour_joins_the_lead_it_becomes() {
+                super::anonymous_behaviour_joins_the_lead_it_becomes(&$fresh).await;
+            }
+            #[tokio::test]
+            async fn merges_keep_the_oldest_lead_and_move_its_whole_history() {
+                super::merges_keep_the_oldest_lead_and_move_its_whole_history(&$fresh).await;
+            }
+            #[tokio::test]
+            async fn two_addresses_on_one_browser_stay_two_leads() {
+                super::two_addresses_on_one_browser_stay_two_leads(&$fresh).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_first_submissions_of_one_email_make_one_lead() {
+                super::concurrent_first_submissions_of_one_email_make_one_lead(Arc::new($fresh))
+                    .await;
+            }
+            #[tokio::test]
+            async fn a_score_saves_with_its_alerts_once_per_key() {
+                super::a_score_saves_with_its_alerts_once_per_key(&$fresh).await;
+            }
+            #[tokio::test]
+            async fn events_arriving_while_scoring_keep_the_lead_marked() {
+                super::events_arriving_while_scoring_keep_the_lead_marked(&$fresh).await;
+            }
+            #[tokio::test]
+            async fn failed_deliveries_stay_pending_until_retried_and_delivered_once() {
+                super::failed_deliveries_stay_pending_until_retried_and_delivered_once(&$fresh)
+                    .await;
+            }
+            #[tokio::test]
+            async fn the_ranking_pages_through_leads_by_score() {
+                super::the_ranking_pages_through_leads_by_score(&$fresh).await;
+            }
+        }
+    };
+}
+
+store_contract!(
+    sqlite,
+    hotlead_embedded::SqliteStore::in_memory().expect("in-memory SQLite")
+);
+
+#[tokio::test]
+async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/hotlead.db");
+    {
+        let store = hotlead_embedded::SqliteStore::open(&path).unwrap();
+        store
+            .record(form_record("m1", 0, "a@b.jp", None, &[], "L-1"))
+            .await
+            .unwrap();
+    }
+    let reopened = hotlead_embedded::SqliteStore::open(&path).unwrap();
+    assert_eq!(reopened.schema_version().unwrap(), 1);
+    assert!(reopened.lead("L-1").await.unwrap().is_some());
+}
