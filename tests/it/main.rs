@@ -3,9 +3,11 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod cli;
 mod contract;
 mod examples;
 mod http;
 mod properties;
 mod schema;
+mod service;

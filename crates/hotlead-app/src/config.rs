@@ -77,11 +77,13 @@ impl Default for RoutingConfig {
     }
 }
 
-/// A configuration file that cannot be used.
+/// A configuration file that cannot be used: where, and what is wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
+#[error("{file}:{location} {message}")]
 pub struct ConfigError {
     pub file: String,
+    /// `line:column:`, or empty when unknown.
+    pub location: String,
     pub message: String,
 }
 
@@ -94,12 +96,13 @@ impl Config {
                     let before = &source[..span.start.min(source.len())];
                     let line = before.matches('\n').count() + 1;
                     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                    format!("{line}:{column}: ")
+                    format!("{line}:{column}:")
                 })
                 .unwrap_or_default();
             ConfigError {
                 file: file.to_string(),
-                message: format!("{location}{}", e.message().trim()),
+                location,
+                message: e.message().trim().to_string(),
             }
         })
     }

@@ -73,6 +73,14 @@ pub enum FormOutcome {
     Ignored { redirect: Option<String> },
 }
 
+/// A checked call, ready to store.
+#[derive(Debug)]
+struct Accepted {
+    event: Event,
+    keys: Vec<IdentityKey>,
+    attributes: Vec<(String, String)>,
+}
+
 /// The ingestion service.
 #[derive(Clone)]
 pub struct Ingest {
@@ -238,7 +246,13 @@ impl Ingest {
         };
         let mut keys = vec![email];
         keys.extend(anonymous_id.map(IdentityKey::Anonymous));
-        let recorded = self.save(event, keys, attributes).await?;
+        let recorded = self
+            .save(Accepted {
+                event,
+                keys,
+                attributes,
+            })
+            .await?;
         let lead_id = recorded.lead_id.unwrap_or_default();
         Ok(FormOutcome::Stored {
             lead_id,
@@ -254,8 +268,8 @@ impl Ingest {
         value: &Value,
         route: Option<EventType>,
     ) -> Result<Recorded, IngestError> {
-        let (event, keys, attributes) = self.parse_call(value, route)?;
-        self.save(event, keys, attributes).await
+        let accepted = self.parse_call(value, route)?;
+        self.save(accepted).await
     }
 
     /// Stores a Segment batch: every call is checked first; one invalid call rejects the
@@ -270,18 +284,18 @@ impl Ingest {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut results = Vec::with_capacity(parsed.len());
-        for (event, keys, attributes) in parsed {
-            results.push(self.save(event, keys, attributes).await?);
+        for accepted in parsed {
+            results.push(self.save(accepted).await?);
         }
         Ok(results)
     }
 
-    async fn save(
-        &self,
-        event: Event,
-        keys: Vec<IdentityKey>,
-        attributes: Vec<(String, String)>,
-    ) -> Result<Recorded, IngestError> {
+    async fn save(&self, accepted: Accepted) -> Result<Recorded, IngestError> {
+        let Accepted {
+            event,
+            keys,
+            attributes,
+        } = accepted;
         let record = Record {
             event,
             keys,
@@ -296,11 +310,7 @@ impl Ingest {
         Ok(recorded)
     }
 
-    fn parse_call(
-        &self,
-        value: &Value,
-        route: Option<EventType>,
-    ) -> Result<(Event, Vec<IdentityKey>, Vec<(String, String)>), IngestError> {
+    fn parse_call(&self, value: &Value, route: Option<EventType>) -> Result<Accepted, IngestError> {
         let Value::Object(object) = value else {
             return Err(IngestError::invalid("(body)", "expected a JSON object"));
         };
@@ -360,7 +370,11 @@ impl Ingest {
             }
             _ => {}
         }
-        Ok((event, keys, attributes))
+        Ok(Accepted {
+            event,
+            keys,
+            attributes,
+        })
     }
 }
 

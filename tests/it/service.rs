@@ -1,0 +1,236 @@
+//! The scorer and notifier services with an injected clock: alerts per crossing, retries,
+//! and the demo.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::Duration;
+use hotlead_app::ingest::FormSubmission;
+use hotlead_app::scorer::{ManualClock, SequentialIds};
+use hotlead_app::{Config, Ingest, Notifier, NotifyError, Scorer};
+use hotlead_core::alert::AlertMessage;
+use hotlead_embedded::SqliteStore;
+use hotlead_tests::{rules, time};
+use serde_json::json;
+use tokio::sync::Notify;
+
+/// Fails its first `failures` deliveries, then records what it delivers.
+#[derive(Default)]
+struct FlakyNotifier {
+    failures: AtomicUsize,
+    delivered: Mutex<Vec<AlertMessage>>,
+}
+
+#[async_trait]
+impl Notifier for FlakyNotifier {
+    async fn deliver(&self, alert: &AlertMessage) -> Result<(), NotifyError> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(NotifyError("mail server unavailable".into()));
+        }
+        self.delivered.lock().unwrap().push(alert.clone());
+        Ok(())
+    }
+}
+
+const RULES: &str = r#"
+name = "t"
+version = 1
+[bands]
+hot = 50
+hot_exit = 40
+warm = 20
+[groups.engagement]
+axis = "engagement"
+[[rules]]
+id = "pricing"
+label = "Pricing views"
+group = "engagement"
+points = 25
+event = { type = "page", path = "/pricing" }
+count = "every"
+decay = { expires_after_days = 10 }
+[[alerts]]
+id = "demo"
+label = "Demo requested"
+event = { type = "track", name = "Demo Requested" }
+"#;
+
+struct World {
+    clock: Arc<ManualClock>,
+    notifier: Arc<FlakyNotifier>,
+    ingest: Ingest,
+    scorer: Scorer,
+}
+
+fn world(failures: usize, config: Config) -> World {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let clock = Arc::new(ManualClock::at(time("2026-11-01T00:00:00Z")));
+    let notifier = Arc::new(FlakyNotifier {
+        failures: AtomicUsize::new(failures),
+        ..FlakyNotifier::default()
+    });
+    let config = Arc::new(config);
+    let scorer = Scorer::new(
+        store.clone(),
+        notifier.clone(),
+        clock.clone(),
+        Arc::new(rules(RULES)),
+        config.clone(),
+    );
+    let ingest = Ingest::new(
+        store,
+        clock.clone(),
+        Arc::new(SequentialIds::default()),
+        config,
+        Arc::new(Notify::new()),
+    );
+    World {
+        clock,
+        notifier,
+        ingest,
+        scorer,
+    }
+}
+
+impl World {
+    async fn form(&self) {
+        let fields = vec![
+            ("email".into(), "a@b.jp".into()),
+            ("anonymousId".into(), "x".into()),
+            ("name".into(), "Taro Yamada".into()),
+        ];
+        self.ingest
+            .form(FormSubmission {
+                form_id: "f".into(),
+                fields,
+                ..FormSubmission::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn page(&self, id: &str) {
+        let call = json!({"type": "page", "messageId": id, "anonymousId": "x", "timestamp": self.clock_now(), "context": {"page": {"path": "/pricing"}}});
+        self.ingest.call(&call, None).await.unwrap();
+    }
+
+    fn clock_now(&self) -> String {
+        use hotlead_app::Clock;
+        self.clock.now().to_rfc3339()
+    }
+
+    fn advance(&self, days: i64) {
+        use hotlead_app::Clock;
+        self.clock.set(self.clock.now() + Duration::days(days));
+    }
+
+    fn delivered(&self) -> Vec<String> {
+        self.notifier
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| a.reason.clone())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_lead_alerts_once_per_hot_crossing_not_once_ever_nor_every_event() {
+    let w = world(0, Config::default());
+    w.form().await;
+    w.page("p1").await;
+    w.page("p2").await;
+    w.scorer.run_once().await.unwrap();
+    assert_eq!(w.delivered(), ["hot"]);
+    w.page("p3").await;
+    w.scorer.run_once().await.unwrap();
+    assert_eq!(w.delivered(), ["hot"], "still hot: no new alert");
+    // The views expire: the lead cools down, then heats up again: a second crossing.
+    w.advance(11);
+    w.scorer.rescore_marked().await.unwrap();
+    w.page("p4").await;
+    w.scorer.run_once().await.unwrap();
+    w.page("p5").await;
+    w.scorer.run_once().await.unwrap();
+    assert_eq!(w.delivered(), ["hot", "hot"]);
+}
+
+#[tokio::test]
+async fn failed_deliveries_are_retried_later_and_sent_once() {
+    let w = world(2, Config::default());
+    w.form().await;
+    w.page("p1").await;
+    w.page("p2").await;
+    let first = w.scorer.run_once().await.unwrap();
+    assert_eq!((first.delivered, first.failed), (0, 1));
+    let too_soon = w.scorer.run_once().await.unwrap();
+    assert_eq!(
+        (too_soon.delivered, too_soon.failed),
+        (0, 0),
+        "not retried before its time"
+    );
+    w.advance(1);
+    let second = w.scorer.run_once().await.unwrap();
+    assert_eq!((second.delivered, second.failed), (0, 1));
+    w.advance(1);
+    let third = w.scorer.run_once().await.unwrap();
+    assert_eq!((third.delivered, third.failed), (1, 0));
+    w.advance(1);
+    w.scorer.run_once().await.unwrap();
+    assert_eq!(w.delivered(), ["hot"]);
+}
+
+#[tokio::test]
+async fn instant_alerts_go_out_once_per_action_whatever_the_score_in_english_too() {
+    let config = Config::from_toml(
+        "c",
+        "language = \"en\"\n[routing]\nowners = { unassigned = \"rep@example.com\" }\n",
+    )
+    .unwrap();
+    let w = world(0, config);
+    w.form().await;
+    let demo = json!({"type": "track", "event": "Demo Requested", "messageId": "d1", "anonymousId": "x", "timestamp": w.clock_now()});
+    w.ingest.call(&demo, None).await.unwrap();
+    w.scorer.run_once().await.unwrap();
+    w.page("p1").await;
+    w.scorer.run_once().await.unwrap();
+    assert_eq!(w.delivered(), ["instant:demo"]);
+    let alert = w.notifier.delivered.lock().unwrap()[0].clone();
+    assert!(
+        alert.subject.starts_with("[Instant alert] Demo requested"),
+        "{}",
+        alert.subject
+    );
+    assert!(
+        alert.body.contains("Taro Yamada")
+            && alert.body.contains("Why:")
+            && alert.body.contains("Recent activity:"),
+        "{}",
+        alert.body
+    );
+    assert_eq!(alert.routing.owner.as_deref(), Some("rep@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_replays_the_sample_and_shows_hot_leads_and_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = Vec::new();
+    hotlead::demo::run(&dir.path().join("demo"), &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("Hot leads, highest score first:"), "{text}");
+    assert!(text.contains("  1. 80  A1  L-"), "{text}");
+    assert!(
+        text.contains("[ホットリード]") && text.contains("[即時アラート]"),
+        "{text}"
+    );
+    assert!(text.contains("1 repeated, 1 bot form ignored"), "{text}");
+    let outbox = std::fs::read_to_string(dir.path().join("demo/alerts.jsonl")).unwrap();
+    assert!(outbox.lines().count() >= 5);
+    let again = hotlead::demo::run(&dir.path().join("demo"), &mut Vec::new()).await;
+    assert!(again.is_err(), "the demo never reuses a database");
+}
