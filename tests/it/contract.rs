@@ -494,6 +494,54 @@ pub async fn the_ranking_pages_through_leads_by_score(store: &dyn Store) {
     );
 }
 
+pub async fn aged_scores_are_found_oldest_first(store: &dyn Store) {
+    for (i, minutes) in [30, 10, 20].iter().enumerate() {
+        let id = format!("L-{i}");
+        store
+            .record(form_record(
+                &format!("m{i}"),
+                0,
+                &format!("p{i}@b.jp"),
+                None,
+                &[],
+                &id,
+            ))
+            .await
+            .unwrap();
+        let mut score = a_score(&id, 10);
+        score.at = at(*minutes);
+        store
+            .save_score(ScoreUpdate {
+                lead_id: id,
+                seen_seq: 1,
+                score,
+                hot_crossings: 0,
+                alerts: vec![],
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .record(form_record("m9", 0, "never@b.jp", None, &[], "L-9"))
+        .await
+        .unwrap();
+    let aged = store.scored_before(at(25), 10).await.unwrap();
+    assert_eq!(
+        aged,
+        vec![
+            Dirty {
+                lead_id: "L-1".into(),
+                seq: 1
+            },
+            Dirty {
+                lead_id: "L-2".into(),
+                seq: 1
+            }
+        ]
+    );
+    assert_eq!(store.scored_before(at(25), 1).await.unwrap().len(), 1);
+}
+
 /// Runs every contract function, each on a fresh store from `fresh`.
 macro_rules! store_contract {
     ($module:ident, $fresh:expr) => {
@@ -539,6 +587,10 @@ macro_rules! store_contract {
                     .await;
             }
             #[tokio::test]
+            async fn aged_scores_are_found_oldest_first() {
+                super::aged_scores_are_found_oldest_first(&$fresh).await;
+            }
+            #[tokio::test]
             async fn the_ranking_pages_through_leads_by_score() {
                 super::the_ranking_pages_through_leads_by_score(&$fresh).await;
             }
@@ -563,6 +615,6 @@ async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
             .unwrap();
     }
     let reopened = hotlead_embedded::SqliteStore::open(&path).unwrap();
-    assert_eq!(reopened.schema_version().unwrap(), 1);
+    assert_eq!(reopened.schema_version().unwrap(), 2);
     assert!(reopened.lead("L-1").await.unwrap().is_some());
 }

@@ -159,6 +159,36 @@ async fn a_lead_alerts_once_per_hot_crossing_not_once_ever_nor_every_event() {
 }
 
 #[tokio::test]
+async fn a_quiet_lead_cools_down_as_its_score_ages_without_new_events() {
+    let w = world(0, Config::default());
+    w.form().await;
+    w.page("p1").await;
+    w.page("p2").await;
+    w.scorer.run_once().await.unwrap();
+    assert_eq!(w.delivered(), ["hot"]);
+    assert_eq!(
+        w.scorer.rescore_aged(Duration::hours(1)).await.unwrap(),
+        0,
+        "fresh scores are left alone"
+    );
+    w.advance(11);
+    assert_eq!(w.scorer.rescore_aged(Duration::hours(1)).await.unwrap(), 1);
+    let lead = w
+        .ingest
+        .store()
+        .ranking(None, 10, None)
+        .await
+        .unwrap()
+        .leads
+        .remove(0);
+    assert_eq!(
+        lead.band(),
+        Some(hotlead_core::Band::Cold),
+        "the expired views no longer count"
+    );
+}
+
+#[tokio::test]
 async fn failed_deliveries_are_retried_later_and_sent_once() {
     let w = world(2, Config::default());
     w.form().await;

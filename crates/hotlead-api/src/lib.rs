@@ -19,7 +19,7 @@ use hotlead_app::{FormOutcome, Ingest};
 use hotlead_core::event::EventType;
 use hotlead_core::{Band, Lead};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
@@ -330,22 +330,23 @@ fn segment_json(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))
 }
 
-/// Fills `context.ip` and `context.userAgent` from the request when the call has none.
+/// Drops the body's write key, and fills `context.ip` from the request for calls of the
+/// tracking script (a browser cannot know its address). Server-side callers set their own
+/// context: their request address is their server, not the visitor.
 fn with_request_context(mut call: Value, headers: &HeaderMap) -> Value {
     let ip = header_text(headers, "x-forwarded-for")
-        .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
-    let agent = header_text(headers, "user-agent");
+        .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
+        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
     if let Value::Object(object) = &mut call {
         object.remove("writeKey");
-        let context = object
-            .entry("context")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(context) = context {
-            if let Some(ip) = ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
+        if let Some(Value::Object(context)) = object.get_mut("context") {
+            let from_script = context
+                .get("library")
+                .and_then(|l| l.get("name"))
+                .and_then(Value::as_str)
+                == Some("hotlead.js");
+            if let (true, Some(ip)) = (from_script, ip) {
                 context.entry("ip").or_insert(json!(ip));
-            }
-            if let Some(agent) = agent {
-                context.entry("userAgent").or_insert(json!(agent));
             }
         }
     }

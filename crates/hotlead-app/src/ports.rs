@@ -158,6 +158,14 @@ pub trait Store: Send + Sync {
     /// Leads marked for rescoring, oldest mark first.
     async fn dirty(&self, limit: usize) -> Result<Vec<Dirty>, StoreError>;
 
+    /// Leads whose last score was computed before `before`, oldest first: rescoring them
+    /// lets decay and windows take effect on leads that have gone quiet.
+    async fn scored_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Dirty>, StoreError>;
+
     /// Saves a score and its alerts atomically; alerts whose key exists are ignored.
     async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError>;
 

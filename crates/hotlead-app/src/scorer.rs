@@ -19,6 +19,8 @@ pub const BATCH: usize = 100;
 /// A failed delivery is retried after this, doubling per attempt up to [`MAX_RETRY`].
 pub const FIRST_RETRY: Duration = Duration::seconds(5);
 pub const MAX_RETRY: Duration = Duration::minutes(30);
+/// A score older than this is recomputed, so that decay shows without new events.
+pub const RESCORE_AFTER: Duration = Duration::hours(1);
 
 /// Counts of one delivery round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,6 +93,34 @@ impl Scorer {
             if !progress {
                 // Every lead got new events while being scored: let the next round take them.
                 return Ok(saved);
+            }
+        }
+    }
+
+    /// Rescores leads whose score is older than `age`, so that decay and windows lower
+    /// (or, for expiring penalties, raise) the scores of leads that have gone quiet, and
+    /// the ranking and bands stay true. Returns how many were rescored.
+    pub async fn rescore_aged(&self, age: Duration) -> Result<usize, StoreError> {
+        let mut rescored = 0;
+        loop {
+            let before = self.clock.now() - age;
+            let aged = self.store.scored_before(before, BATCH).await?;
+            if aged.is_empty() {
+                return Ok(rescored);
+            }
+            let mut progress = false;
+            for mark in aged {
+                match self.rescore(&mark.lead_id, mark.seq).await {
+                    Ok(_) => {
+                        rescored += 1;
+                        progress = true;
+                    }
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !progress {
+                return Ok(rescored);
             }
         }
     }
@@ -189,11 +219,17 @@ impl Scorer {
         self.deliver_pending().await
     }
 
-    /// The background loop: woken by new events, and every `tick` to retry deliveries.
+    /// The background loop: woken by new events, and every `tick` to retry deliveries
+    /// and to rescore leads whose score is older than [`RESCORE_AFTER`].
     pub async fn run(self, wake: Arc<Notify>, tick: StdDuration) {
         loop {
             if let Err(error) = self.run_once().await {
                 tracing::error!(%error, "scoring round failed; retrying");
+            }
+            match self.rescore_aged(RESCORE_AFTER).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "rescored leads whose scores had aged"),
+                Err(error) => tracing::error!(%error, "rescoring aged leads failed; retrying"),
             }
             tokio::select! {
                 () = wake.notified() => {}

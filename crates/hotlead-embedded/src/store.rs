@@ -63,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
         last_error TEXT
      );
      CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL;",
+    // 2: finding leads whose score has aged.
+    "CREATE INDEX leads_scored_at ON leads (scored_at) WHERE merged_into IS NULL;",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -483,6 +485,32 @@ impl Store for SqliteStore {
                 )
                 .map_err(sql)?;
             let rows = statement.query_map([limit as i64], |r| Ok(Dirty { lead_id: r.get(0)?, seq: r.get(1)? })).map_err(sql)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+        })
+        .await
+    }
+
+    async fn scored_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Dirty>, StoreError> {
+        self.transaction(move |tx| {
+            let mut statement = tx
+                .prepare_cached(
+                    "SELECT id, dirty_seq FROM leads
+                     WHERE merged_into IS NULL AND scored_at IS NOT NULL AND scored_at < ?1
+                     ORDER BY scored_at, id LIMIT ?2",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map(params![time(before), limit as i64], |r| {
+                    Ok(Dirty {
+                        lead_id: r.get(0)?,
+                        seq: r.get(1)?,
+                    })
+                })
+                .map_err(sql)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql)
         })
         .await
