@@ -76,34 +76,12 @@ pub fn router(ingest: Ingest, auth: Auth) -> Router {
     };
     let public = Router::new()
         .route("/v1/forms/{form_id}", post(form))
-        .route(
-            "/v1/page",
-            post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Page))),
-        )
-        .route(
-            "/v1/screen",
-            post(|s: State<AppState>, h: HeaderMap, b: Body| {
-                call(s, h, b, Some(EventType::Screen))
-            }),
-        )
-        .route(
-            "/v1/track",
-            post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Track))),
-        )
-        .route(
-            "/v1/identify",
-            post(|s: State<AppState>, h: HeaderMap, b: Body| {
-                call(s, h, b, Some(EventType::Identify))
-            }),
-        )
-        .route(
-            "/v1/group",
-            post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Group))),
-        )
-        .route(
-            "/v1/alias",
-            post(|s: State<AppState>, h: HeaderMap, b: Body| call(s, h, b, Some(EventType::Alias))),
-        )
+        .route("/v1/page", segment_route(EventType::Page))
+        .route("/v1/screen", segment_route(EventType::Screen))
+        .route("/v1/track", segment_route(EventType::Track))
+        .route("/v1/identify", segment_route(EventType::Identify))
+        .route("/v1/group", segment_route(EventType::Group))
+        .route("/v1/alias", segment_route(EventType::Alias))
         .route("/v1/batch", post(batch))
         .layer(cors);
     Router::new()
@@ -114,6 +92,15 @@ pub fn router(ingest: Ingest, auth: Auth) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
+}
+
+/// `POST /v1/<type>`: one Segment call of that type.
+fn segment_route(kind: EventType) -> axum::routing::MethodRouter<AppState> {
+    post(
+        move |state: State<AppState>, headers: HeaderMap, body: Body| {
+            call(state, headers, body, Some(kind))
+        },
+    )
 }
 
 /// Reads a body up to `limit` bytes; more is 413, whatever the client claimed.

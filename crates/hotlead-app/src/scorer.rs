@@ -72,18 +72,40 @@ impl Scorer {
 
     /// Rescores every marked lead; returns how many rescores were saved.
     pub async fn rescore_marked(&self) -> Result<usize, StoreError> {
+        self.rescore_all(None).await
+    }
+
+    /// Rescores leads whose score is older than `age`, so that decay and windows lower
+    /// (or, for expiring penalties, raise) the scores of leads that have gone quiet, and
+    /// the ranking and bands stay true. Returns how many were rescored.
+    pub async fn rescore_aged(&self, age: Duration) -> Result<usize, StoreError> {
+        self.rescore_all(Some(age)).await
+    }
+
+    /// Rescores marked leads (`aged_by` none) or leads scored longer ago than `aged_by`,
+    /// batch after batch, until none is left or a batch makes no progress.
+    async fn rescore_all(&self, aged_by: Option<Duration>) -> Result<usize, StoreError> {
         let mut saved = 0;
         loop {
-            let dirty = self.store.dirty(BATCH).await?;
-            if dirty.is_empty() {
+            let batch = match aged_by {
+                None => self.store.dirty(BATCH).await?,
+                Some(age) => {
+                    self.store
+                        .scored_before(self.clock.now() - age, BATCH)
+                        .await?
+                }
+            };
+            if batch.is_empty() {
                 return Ok(saved);
             }
             let mut progress = false;
-            for mark in dirty {
+            for mark in batch {
                 match self.rescore(&mark.lead_id, mark.seq).await {
                     Ok(outcome) => {
                         saved += 1;
-                        progress |= outcome == SaveOutcome::Saved;
+                        // A marked lead that got new events meanwhile comes back in the
+                        // next batch; that alone is no progress.
+                        progress |= aged_by.is_some() || outcome == SaveOutcome::Saved;
                     }
                     // Someone else saved first: the mark tells whether to go again.
                     Err(StoreError::Conflict(_)) => {}
@@ -91,36 +113,7 @@ impl Scorer {
                 }
             }
             if !progress {
-                // Every lead got new events while being scored: let the next round take them.
                 return Ok(saved);
-            }
-        }
-    }
-
-    /// Rescores leads whose score is older than `age`, so that decay and windows lower
-    /// (or, for expiring penalties, raise) the scores of leads that have gone quiet, and
-    /// the ranking and bands stay true. Returns how many were rescored.
-    pub async fn rescore_aged(&self, age: Duration) -> Result<usize, StoreError> {
-        let mut rescored = 0;
-        loop {
-            let before = self.clock.now() - age;
-            let aged = self.store.scored_before(before, BATCH).await?;
-            if aged.is_empty() {
-                return Ok(rescored);
-            }
-            let mut progress = false;
-            for mark in aged {
-                match self.rescore(&mark.lead_id, mark.seq).await {
-                    Ok(_) => {
-                        rescored += 1;
-                        progress = true;
-                    }
-                    Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if !progress {
-                return Ok(rescored);
             }
         }
     }
