@@ -214,3 +214,64 @@ impl TestApp {
         self.alerts()
     }
 }
+
+/// The AWS emulator (moto) the AWS tests run against.
+pub mod aws {
+    use aws_sdk_dynamodb::config::Credentials;
+
+    /// How to get an emulator, for failure messages.
+    pub const HOW_TO_START: &str = "these tests run against the moto AWS emulator: scripts/test installs and starts it; \
+        by hand: python3 -m venv .venv && .venv/bin/pip install 'moto[server]==5.2.5' && .venv/bin/moto_server -H 127.0.0.1 -p 5050, \
+        then export HOTLEAD_TEST_AWS_ENDPOINT=http://127.0.0.1:5050";
+
+    /// The emulator's endpoint, checked to answer. Only a loopback endpoint is accepted,
+    /// so the tests never touch a real account.
+    pub fn endpoint() -> String {
+        let endpoint = std::env::var("HOTLEAD_TEST_AWS_ENDPOINT")
+            .unwrap_or_else(|_| panic!("HOTLEAD_TEST_AWS_ENDPOINT is not set; {HOW_TO_START}"));
+        let host = endpoint
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            host.starts_with("127.0.0.1:") || host.starts_with("localhost:"),
+            "{endpoint} is not a local emulator"
+        );
+        std::net::TcpStream::connect(&host)
+            .unwrap_or_else(|e| panic!("nothing answers at {endpoint} ({e}); {HOW_TO_START}"));
+        endpoint
+    }
+
+    /// SDK configuration for the emulator, with dummy credentials.
+    pub async fn config() -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+            .load()
+            .await
+    }
+
+    /// A unique name for a test's own table or topic.
+    pub fn unique(prefix: &str) -> String {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+    }
+
+    /// A DynamoDB store on a new table of its own.
+    pub async fn fresh_table() -> hotlead_aws::DynamoStore {
+        let client = aws_sdk_dynamodb::Client::new(&config().await);
+        let table = unique("hotlead-test");
+        hotlead_aws::table::create_table(&client, &table)
+            .await
+            .expect("the table is created");
+        hotlead_aws::DynamoStore::new(client, table)
+    }
+}

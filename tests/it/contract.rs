@@ -544,64 +544,75 @@ pub async fn aged_scores_are_found_oldest_first(store: &dyn Store) {
 
 /// Runs every contract function, each on a fresh store from `fresh`.
 macro_rules! store_contract {
-    ($module:ident, $fresh:expr) => {
+    ($module:ident, $fresh:path) => {
         mod $module {
             use super::*;
 
             #[tokio::test]
             async fn a_message_id_is_stored_once() {
-                super::a_message_id_is_stored_once(&$fresh).await;
+                super::a_message_id_is_stored_once(&$fresh().await).await;
             }
             #[tokio::test]
             async fn an_email_identifies_one_lead_and_attributes_update() {
-                super::an_email_identifies_one_lead_and_attributes_update(&$fresh).await;
+                super::an_email_identifies_one_lead_and_attributes_update(&$fresh().await).await;
             }
             #[tokio::test]
             async fn anonymous_behaviour_joins_the_lead_it_becomes() {
-                super::anonymous_behaviour_joins_the_lead_it_becomes(&$fresh).await;
+                super::anonymous_behaviour_joins_the_lead_it_becomes(&$fresh().await).await;
             }
             #[tokio::test]
             async fn merges_keep_the_oldest_lead_and_move_its_whole_history() {
-                super::merges_keep_the_oldest_lead_and_move_its_whole_history(&$fresh).await;
+                super::merges_keep_the_oldest_lead_and_move_its_whole_history(&$fresh().await)
+                    .await;
             }
             #[tokio::test]
             async fn two_addresses_on_one_browser_stay_two_leads() {
-                super::two_addresses_on_one_browser_stay_two_leads(&$fresh).await;
+                super::two_addresses_on_one_browser_stay_two_leads(&$fresh().await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_first_submissions_of_one_email_make_one_lead() {
-                super::concurrent_first_submissions_of_one_email_make_one_lead(Arc::new($fresh))
-                    .await;
+                super::concurrent_first_submissions_of_one_email_make_one_lead(Arc::new(
+                    $fresh().await,
+                ))
+                .await;
             }
             #[tokio::test]
             async fn a_score_saves_with_its_alerts_once_per_key() {
-                super::a_score_saves_with_its_alerts_once_per_key(&$fresh).await;
+                super::a_score_saves_with_its_alerts_once_per_key(&$fresh().await).await;
             }
             #[tokio::test]
             async fn events_arriving_while_scoring_keep_the_lead_marked() {
-                super::events_arriving_while_scoring_keep_the_lead_marked(&$fresh).await;
+                super::events_arriving_while_scoring_keep_the_lead_marked(&$fresh().await).await;
             }
             #[tokio::test]
             async fn failed_deliveries_stay_pending_until_retried_and_delivered_once() {
-                super::failed_deliveries_stay_pending_until_retried_and_delivered_once(&$fresh)
-                    .await;
+                super::failed_deliveries_stay_pending_until_retried_and_delivered_once(
+                    &$fresh().await,
+                )
+                .await;
             }
             #[tokio::test]
             async fn aged_scores_are_found_oldest_first() {
-                super::aged_scores_are_found_oldest_first(&$fresh).await;
+                super::aged_scores_are_found_oldest_first(&$fresh().await).await;
             }
             #[tokio::test]
             async fn the_ranking_pages_through_leads_by_score() {
-                super::the_ranking_pages_through_leads_by_score(&$fresh).await;
+                super::the_ranking_pages_through_leads_by_score(&$fresh().await).await;
             }
         }
     };
 }
 
-store_contract!(
-    sqlite,
+async fn fresh_sqlite() -> hotlead_embedded::SqliteStore {
     hotlead_embedded::SqliteStore::in_memory().expect("in-memory SQLite")
-);
+}
+
+async fn fresh_dynamo() -> hotlead_aws::DynamoStore {
+    hotlead_tests::aws::fresh_table().await
+}
+
+store_contract!(sqlite, fresh_sqlite);
+store_contract!(dynamodb, fresh_dynamo);
 
 #[tokio::test]
 async fn a_sqlite_file_keeps_its_data_and_migrates_once() {

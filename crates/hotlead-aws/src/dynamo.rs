@@ -1,0 +1,907 @@
+//! The [`Store`] port on one DynamoDB table.
+//!
+//! Items (PK / SK):
+//! - `LEAD#<id>` / `LEAD`: the lead: attributes, identities, anonymous-history sources,
+//!   merged leads, score JSON, ranking keys, change counters (`dirty_seq` / `scored_seq`,
+//!   also the version for optimistic concurrency).
+//! - `ID#<key>` / `ID`: identity key -> lead.
+//! - `MSG#<message id>` / `MSG`: the dedupe key of a call.
+//! - `LEAD#<id>` or `ANON#<anonymous id>` / `EVENT#<time>#<message id>`: an event, in its
+//!   lead's partition, or its browser's while anonymous (read when the lead links it).
+//! - `ALERT#<key>` / `ALERT`: an outbox entry.
+//!
+//! Storing a web event is one `TransactWriteItems` request: the dedupe item, the event,
+//! and the lead's change counter.
+
+use std::collections::HashMap;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use chrono::{DateTime, SecondsFormat, Utc};
+use hotlead_app::ports::{
+    Dirty, OutboxEntry, Pending, RankingPage, Record, Recorded, SaveOutcome, ScoreUpdate, Store,
+    StoreError, StoredLead,
+};
+use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
+use hotlead_core::{Band, Event};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Attempts of a `record` whose transaction lost a race.
+const RECORD_ATTEMPTS: u32 = 8;
+/// Scores are offset so that an ascending sort key orders them highest first.
+const SCORE_OFFSET: i64 = 1_000_000_000_000_000;
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn key(pk: &str, sk: &str) -> Item {
+    HashMap::from([("PK".to_string(), s(pk)), ("SK".to_string(), s(sk))])
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_n(item: &Item, name: &str) -> i64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("item lacks {what}"))
+}
+
+fn json_of<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T, StoreError> {
+    let text = get_s(item, name).ok_or_else(|| corrupt(name))?;
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("{text:?}: {e}")))
+}
+
+/// Maps an SDK error: throttling and service trouble can be retried, the rest cannot.
+fn sdk<E, R>(error: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let code = error.code().unwrap_or_default().to_string();
+    let text = DisplayErrorContext(&error).to_string();
+    match code.as_str() {
+        "ConditionalCheckFailedException"
+        | "TransactionCanceledException"
+        | "TransactionConflictException" => StoreError::Conflict(text),
+        _ => StoreError::Unavailable(text),
+    }
+}
+
+/// A lead item as read.
+#[derive(Debug, Clone)]
+struct LeadItem {
+    id: String,
+    created_at: DateTime<Utc>,
+    seq: i64,
+    identities: Vec<String>,
+    anon_sources: Vec<String>,
+    merged_from: Vec<String>,
+    attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl LeadItem {
+    fn from_item(item: &Item) -> Result<LeadItem, StoreError> {
+        Ok(LeadItem {
+            id: get_s(item, "id").ok_or_else(|| corrupt("id"))?.to_string(),
+            created_at: parse_time(
+                get_s(item, "created_at").ok_or_else(|| corrupt("created_at"))?,
+            )?,
+            seq: get_n(item, "dirty_seq"),
+            identities: json_of(item, "identities")?,
+            anon_sources: json_of(item, "anon_sources")?,
+            merged_from: json_of(item, "merged_from")?,
+            attributes: json_of(item, "attributes")?,
+        })
+    }
+
+    fn email(&self) -> Option<String> {
+        self.identities
+            .iter()
+            .find_map(|k| k.strip_prefix("email:").map(str::to_string))
+    }
+}
+
+/// The DynamoDB store.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(out.item)
+    }
+
+    /// The lead item an id stands for, following merges.
+    async fn current_lead(&self, id: &str) -> Result<Option<Item>, StoreError> {
+        let mut id = id.to_string();
+        for _ in 0..32 {
+            let Some(item) = self.get(&format!("LEAD#{id}"), "LEAD").await? else {
+                return Ok(None);
+            };
+            match get_s(&item, "merged_into") {
+                Some(next) => id = next.to_string(),
+                None => return Ok(Some(item)),
+            }
+        }
+        Err(StoreError::Corrupt(format!("merge chain of {id} too long")))
+    }
+
+    /// The leads the keys point at now: `(key, lead item)`.
+    async fn known(
+        &self,
+        keys: &[IdentityKey],
+    ) -> Result<Vec<(IdentityKey, String, LeadItem)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut request = KeysAndAttributes::builder().consistent_read(true);
+        for k in keys {
+            request = request.keys(key(&format!("ID#{}", k.storage_key()), "ID"));
+        }
+        let request = request
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .send()
+            .await
+            .map_err(sdk)?;
+        let items = out
+            .responses
+            .and_then(|mut r| r.remove(&self.table))
+            .unwrap_or_default();
+        let mut known = Vec::new();
+        for k in keys {
+            let storage = format!("ID#{}", k.storage_key());
+            let Some(item) = items
+                .iter()
+                .find(|i| get_s(i, "PK") == Some(storage.as_str()))
+            else {
+                continue;
+            };
+            let Some(linked) = get_s(item, "lead_id") else {
+                continue;
+            };
+            if let Some(lead) = self.current_lead(linked).await? {
+                known.push((k.clone(), linked.to_string(), LeadItem::from_item(&lead)?));
+            }
+        }
+        Ok(known)
+    }
+
+    fn put(
+        &self,
+        item: Item,
+        condition: Option<&str>,
+        values: Option<Item>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_string))
+            .set_expression_attribute_values(values)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn update(
+        &self,
+        key: Item,
+        expression: &str,
+        condition: &str,
+        values: Item,
+        names: Option<HashMap<String, String>>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .set_expression_attribute_names(names)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// One attempt of `record`: `Ok(None)` when a race was lost and it should be retried.
+    async fn try_record(&self, record: &Record) -> Result<Option<Recorded>, StoreError> {
+        let known = self.known(&record.keys).await?;
+        let known_leads: Vec<KnownLead> = known
+            .iter()
+            .map(|(k, _, lead)| KnownLead {
+                lead_id: lead.id.clone(),
+                created_at: lead.created_at,
+                via: k.clone(),
+                email: lead.email(),
+            })
+            .collect();
+        let now = time(record.received_at);
+        let resolution = identity::resolve(&record.keys, &known_leads);
+        let survivor_id = match &resolution {
+            Resolution::Anonymous => None,
+            Resolution::Create => Some(record.new_lead_id.clone()),
+            Resolution::Use { survivor, .. } => Some(survivor.clone()),
+        };
+        let event = &record.event;
+        let owner = match (&survivor_id, &event.anonymous_id) {
+            (Some(id), _) => format!("LEAD#{id}"),
+            (None, Some(anonymous)) => format!("ANON#{anonymous}"),
+            (None, None) => "ANON#".to_string(),
+        };
+        let mut writes = Vec::new();
+        let mut message = key(&format!("MSG#{}", event.message_id), "MSG");
+        message.insert("owner".into(), s(&owner));
+        if let Some(id) = &survivor_id {
+            message.insert("lead_id".into(), s(id));
+        }
+        writes.push(self.put(message, Some("attribute_not_exists(PK)"), None)?);
+        let mut event_item = key(
+            &owner,
+            &format!("EVENT#{}#{}", time(event.timestamp), event.message_id),
+        );
+        event_item.insert("body".into(), s(to_json(event)?));
+        writes.push(self.put(event_item, Some("attribute_not_exists(PK)"), None)?);
+
+        if let Some(survivor_id) = &survivor_id {
+            let merged: Vec<String> = match &resolution {
+                Resolution::Use { merged, .. } => merged.clone(),
+                _ => Vec::new(),
+            };
+            let find = |id: &str| {
+                known
+                    .iter()
+                    .map(|(_, _, l)| l)
+                    .find(|l| l.id == id)
+                    .cloned()
+            };
+            let mut lead = match find(survivor_id) {
+                Some(lead) => lead,
+                None => LeadItem {
+                    id: survivor_id.clone(),
+                    created_at: record.received_at,
+                    seq: 0,
+                    identities: Vec::new(),
+                    anon_sources: Vec::new(),
+                    merged_from: Vec::new(),
+                    attributes: Default::default(),
+                },
+            };
+            let is_new = find(survivor_id).is_none();
+            let expected_seq = lead.seq;
+            // Merged leads: their history, keys and missing attributes move to the survivor.
+            for from_id in &merged {
+                let Some(from) = find(from_id) else { continue };
+                lead.merged_from.push(from.id.clone());
+                lead.merged_from.extend(from.merged_from.iter().cloned());
+                lead.anon_sources.extend(from.anon_sources.iter().cloned());
+                for (name, value) in &from.attributes {
+                    lead.attributes.entry(name.clone()).or_insert(value.clone());
+                }
+                for identity in &from.identities {
+                    if !lead.identities.contains(identity) {
+                        lead.identities.push(identity.clone());
+                    }
+                    let mut item = key(&format!("ID#{identity}"), "ID");
+                    item.insert("lead_id".into(), s(survivor_id));
+                    item.insert("linked_at".into(), s(&now));
+                    writes.push(self.put(
+                        item,
+                        Some("lead_id = :from"),
+                        Some(HashMap::from([(":from".into(), s(&from.id))])),
+                    )?);
+                }
+                writes.push(self.update(
+                    key(&format!("LEAD#{}", from.id), "LEAD"),
+                    "SET merged_into = :into, updated_at = :now REMOVE rank_pk, rank_sk, band_pk, dirty_pk, dirty_sk, scored_pk, scored_sk",
+                    "dirty_seq = :seq AND attribute_not_exists(merged_into)",
+                    HashMap::from([(":into".into(), s(survivor_id)), (":now".into(), s(&now)), (":seq".into(), n(from.seq))]),
+                    None,
+                )?);
+            }
+            // The call's keys: new ones are claimed, moved ones re-pointed.
+            for k in &record.keys {
+                let storage = k.storage_key();
+                let previously = known
+                    .iter()
+                    .find(|(kk, _, _)| kk == k)
+                    .map(|(_, linked, l)| (linked.clone(), l.id.clone()));
+                if previously
+                    .as_ref()
+                    .is_some_and(|(_, current)| current == survivor_id)
+                    && lead.identities.contains(&storage)
+                {
+                    continue;
+                }
+                let mut item = key(&format!("ID#{storage}"), "ID");
+                item.insert("lead_id".into(), s(survivor_id));
+                item.insert("linked_at".into(), s(&now));
+                match &previously {
+                    None => {
+                        if let IdentityKey::Anonymous(anonymous) = k {
+                            lead.anon_sources.push(anonymous.clone());
+                        }
+                        writes.push(self.put(item, Some("attribute_not_exists(PK)"), None)?);
+                    }
+                    Some((linked, _))
+                        if merged.is_empty() || !lead.identities.contains(&storage) =>
+                    {
+                        writes.push(self.put(
+                            item,
+                            Some("lead_id = :was"),
+                            Some(HashMap::from([(":was".into(), s(linked))])),
+                        )?);
+                    }
+                    Some(_) => {}
+                }
+                if !lead.identities.contains(&storage) {
+                    lead.identities.push(storage);
+                }
+            }
+            lead.identities.sort();
+            lead.identities.dedup();
+            lead.anon_sources.sort();
+            lead.anon_sources.dedup();
+            lead.merged_from.sort();
+            lead.merged_from.dedup();
+            for (name, value) in &record.attributes {
+                lead.attributes.insert(name.clone(), value.clone());
+            }
+            let values = HashMap::from([
+                (":attributes".into(), s(to_json(&lead.attributes)?)),
+                (":identities".into(), s(to_json(&lead.identities)?)),
+                (":anon".into(), s(to_json(&lead.anon_sources)?)),
+                (":merged".into(), s(to_json(&lead.merged_from)?)),
+                (":now".into(), s(&now)),
+                (":next".into(), n(expected_seq + 1)),
+                (":dirty".into(), s("DIRTY")),
+                (":dirty_sk".into(), s(format!("{now}#{survivor_id}"))),
+            ]);
+            if is_new {
+                let mut item = key(&format!("LEAD#{survivor_id}"), "LEAD");
+                item.insert("id".into(), s(survivor_id));
+                item.insert("created_at".into(), s(&now));
+                item.insert("hot_crossings".into(), n(0));
+                item.insert("scored_seq".into(), n(0));
+                for (name, value) in [
+                    ("attributes", ":attributes"),
+                    ("identities", ":identities"),
+                    ("anon_sources", ":anon"),
+                    ("merged_from", ":merged"),
+                    ("updated_at", ":now"),
+                    ("dirty_seq", ":next"),
+                    ("dirty_pk", ":dirty"),
+                    ("dirty_sk", ":dirty_sk"),
+                ] {
+                    item.insert(name.into(), values[value].clone());
+                }
+                writes.push(self.put(item, Some("attribute_not_exists(PK)"), None)?);
+            } else {
+                let mut values = values;
+                values.insert(":seq".into(), n(expected_seq));
+                writes.push(self.update(
+                    key(&format!("LEAD#{survivor_id}"), "LEAD"),
+                    "SET attributes = :attributes, identities = :identities, anon_sources = :anon, merged_from = :merged, \
+                     updated_at = :now, dirty_seq = :next, dirty_pk = :dirty, dirty_sk = :dirty_sk",
+                    "dirty_seq = :seq AND attribute_not_exists(merged_into)",
+                    values,
+                    None,
+                )?);
+            }
+        }
+
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                let merged = match resolution {
+                    Resolution::Use { merged, .. } => merged,
+                    _ => Vec::new(),
+                };
+                Ok(Some(Recorded {
+                    duplicate: false,
+                    lead_id: survivor_id,
+                    merged,
+                }))
+            }
+            Err(error) => {
+                let service = error.as_service_error();
+                let reasons: Vec<String> = service
+                    .and_then(|e| match e {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                            Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+                    // The message id was stored before.
+                    let message = self
+                        .get(&format!("MSG#{}", event.message_id), "MSG")
+                        .await?;
+                    let lead_id = match message.as_ref().and_then(|m| get_s(m, "lead_id")) {
+                        Some(id) => self
+                            .current_lead(id)
+                            .await?
+                            .and_then(|l| get_s(&l, "id").map(str::to_string)),
+                        None => None,
+                    };
+                    return Ok(Some(Recorded {
+                        duplicate: true,
+                        lead_id,
+                        merged: Vec::new(),
+                    }));
+                }
+                let conflict = !reasons.is_empty()
+                    || matches!(
+                        error.code(),
+                        Some(
+                            "TransactionConflictException"
+                                | "ThrottlingException"
+                                | "ProvisionedThroughputExceededException"
+                        )
+                    );
+                if conflict {
+                    return Ok(None);
+                }
+                Err(sdk(error))
+            }
+        }
+    }
+
+    async fn query_all(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":prefix", s(sk_prefix))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn query_index(
+        &self,
+        index: &str,
+        pk_name: &str,
+        pk: &str,
+        sk_condition: Option<(&str, AttributeValue)>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut expression = format!("{pk_name} = :pk");
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .expression_attribute_values(":pk", s(pk));
+        if let Some((condition, value)) = sk_condition {
+            expression.push_str(" AND ");
+            expression.push_str(condition);
+            request = request.expression_attribute_values(":sk", value);
+        }
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = request
+                .clone()
+                .key_condition_expression(&expression)
+                .limit((limit - items.len()).min(1000) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() && items.len() < limit => start = Some(next),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    fn stored_lead(item: &Item) -> Result<StoredLead, StoreError> {
+        let lead = LeadItem::from_item(item)?;
+        Ok(StoredLead {
+            id: lead.id,
+            created_at: lead.created_at,
+            updated_at: parse_time(
+                get_s(item, "updated_at").ok_or_else(|| corrupt("updated_at"))?,
+            )?,
+            attributes: lead.attributes,
+            identities: lead.identities,
+            score: match get_s(item, "score") {
+                Some(_) => Some(json_of(item, "score")?),
+                None => None,
+            },
+            hot_crossings: get_n(item, "hot_crossings") as u32,
+        })
+    }
+}
+
+fn rank_key(score_hundredths: i64, id: &str) -> String {
+    format!("{:019}#{id}", SCORE_OFFSET - score_hundredths)
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn record(&self, record: Record) -> Result<Recorded, StoreError> {
+        for attempt in 0..RECORD_ATTEMPTS {
+            if let Some(recorded) = self.try_record(&record).await? {
+                return Ok(recorded);
+            }
+            tokio::time::sleep(StdDuration::from_millis(10 * 2u64.pow(attempt))).await;
+        }
+        Err(StoreError::Conflict(format!(
+            "message {} kept losing races",
+            record.event.message_id
+        )))
+    }
+
+    async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
+        self.current_lead(id)
+            .await?
+            .as_ref()
+            .map(Self::stored_lead)
+            .transpose()
+    }
+
+    async fn events(&self, lead_id: &str) -> Result<Vec<Event>, StoreError> {
+        let Some(item) = self.current_lead(lead_id).await? else {
+            return Ok(Vec::new());
+        };
+        let lead = LeadItem::from_item(&item)?;
+        let mut partitions = vec![format!("LEAD#{}", lead.id)];
+        partitions.extend(lead.merged_from.iter().map(|m| format!("LEAD#{m}")));
+        partitions.extend(lead.anon_sources.iter().map(|a| format!("ANON#{a}")));
+        let mut events = Vec::new();
+        for partition in partitions {
+            for item in self.query_all(&partition, "EVENT#").await? {
+                events.push(json_of::<Event>(&item, "body")?);
+            }
+        }
+        events.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+        events.dedup_by(|a, b| a.message_id == b.message_id);
+        Ok(events)
+    }
+
+    async fn ranking(
+        &self,
+        band: Option<Band>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<RankingPage, StoreError> {
+        let after = match cursor {
+            None => None,
+            Some(text) => {
+                let (score, id) = text
+                    .split_once(':')
+                    .ok_or_else(|| StoreError::Corrupt(format!("cursor {text:?}")))?;
+                let score: i64 = score
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("cursor {text:?}")))?;
+                Some(rank_key(score, id))
+            }
+        };
+        let (index, pk_name, pk) = match band {
+            None => ("ranking", "rank_pk", "LEADS".to_string()),
+            Some(band) => ("band_ranking", "band_pk", format!("BAND#{}", band.as_str())),
+        };
+        let condition = after.map(|a| ("rank_sk > :sk", s(a)));
+        let items = self
+            .query_index(index, pk_name, &pk, condition, limit + 1)
+            .await?;
+        let mut leads = Vec::new();
+        for item in items.iter().take(limit) {
+            leads.push(Self::stored_lead(item)?);
+        }
+        let next = (items.len() > limit && limit > 0)
+            .then(|| {
+                leads.last().map(|l| {
+                    format!(
+                        "{}:{}",
+                        l.score.as_ref().map_or(0, |s| s.score.hundredths()),
+                        l.id
+                    )
+                })
+            })
+            .flatten();
+        Ok(RankingPage { leads, next })
+    }
+
+    async fn dirty(&self, limit: usize) -> Result<Vec<Dirty>, StoreError> {
+        let items = self
+            .query_index("dirty", "dirty_pk", "DIRTY", None, limit)
+            .await?;
+        Ok(items
+            .iter()
+            .filter(|i| get_s(i, "merged_into").is_none())
+            .filter_map(|i| {
+                Some(Dirty {
+                    lead_id: get_s(i, "id")?.to_string(),
+                    seq: get_n(i, "dirty_seq"),
+                })
+            })
+            .collect())
+    }
+
+    async fn scored_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Dirty>, StoreError> {
+        let items = self
+            .query_index(
+                "scored",
+                "scored_pk",
+                "SCORED",
+                Some(("scored_sk < :sk", s(time(before)))),
+                limit,
+            )
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| {
+                Some(Dirty {
+                    lead_id: get_s(i, "id")?.to_string(),
+                    seq: get_n(i, "dirty_seq"),
+                })
+            })
+            .collect())
+    }
+
+    async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError> {
+        // Alerts first: each is written once by its key, so a crash between the two
+        // writes re-proposes the same keys on the next rescore and sends nothing twice.
+        for alert in &update.alerts {
+            let mut item = key(&format!("ALERT#{}", alert.key), "ALERT");
+            item.insert("key".into(), s(&alert.key));
+            item.insert("lead_id".into(), s(&update.lead_id));
+            item.insert("created_at".into(), s(time(alert.created_at)));
+            item.insert("message".into(), s(to_json(&alert.message)?));
+            item.insert("attempts".into(), n(0));
+            item.insert("next_attempt_at".into(), s(time(alert.created_at)));
+            item.insert("pending_pk".into(), s("PENDING"));
+            item.insert(
+                "pending_sk".into(),
+                s(format!("{}#{}", time(alert.created_at), alert.key)),
+            );
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .send()
+                .await;
+            if let Err(error) = put
+                && error.code() != Some("ConditionalCheckFailedException")
+            {
+                return Err(sdk(error));
+            }
+        }
+        let score = &update.score;
+        let scored_at = time(score.at);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("LEAD#{}", update.lead_id), "LEAD")))
+            .update_expression(
+                "SET score = :score, score_h = :h, band = :band, scored_at = :at, hot_crossings = :crossings, scored_seq = :seen, \
+                 rank_pk = :rank_pk, rank_sk = :rank_sk, band_pk = :band_pk, scored_pk = :scored_pk, scored_sk = :scored_sk",
+            )
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(merged_into) AND scored_seq <= :seen")
+            .expression_attribute_values(":score", s(to_json(score)?))
+            .expression_attribute_values(":h", n(score.score.hundredths()))
+            .expression_attribute_values(":band", s(score.band.as_str()))
+            .expression_attribute_values(":at", s(&scored_at))
+            .expression_attribute_values(":crossings", n(update.hot_crossings))
+            .expression_attribute_values(":seen", n(update.seen_seq))
+            .expression_attribute_values(":rank_pk", s("LEADS"))
+            .expression_attribute_values(":rank_sk", s(rank_key(score.score.hundredths(), &update.lead_id)))
+            .expression_attribute_values(":band_pk", s(format!("BAND#{}", score.band.as_str())))
+            .expression_attribute_values(":scored_pk", s("SCORED"))
+            .expression_attribute_values(":scored_sk", s(format!("{scored_at}#{}", update.lead_id)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        let item = match out {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => {
+                return Err(StoreError::Conflict(format!(
+                    "lead {} was rescored or merged meanwhile",
+                    update.lead_id
+                )));
+            }
+            Err(error) => return Err(sdk(error)),
+        };
+        if get_n(&item, "dirty_seq") > update.seen_seq {
+            return Ok(SaveOutcome::SavedStillDirty);
+        }
+        let clean = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("LEAD#{}", update.lead_id), "LEAD")))
+            .update_expression("REMOVE dirty_pk, dirty_sk")
+            .condition_expression("dirty_seq = :seen")
+            .expression_attribute_values(":seen", n(update.seen_seq))
+            .send()
+            .await;
+        match clean {
+            Ok(_) => Ok(SaveOutcome::Saved),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => {
+                Ok(SaveOutcome::SavedStillDirty)
+            }
+            Err(error) => Err(sdk(error)),
+        }
+    }
+
+    async fn pending_alerts(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Pending>, StoreError> {
+        let upper = format!("{}#~", time(now));
+        let items = self
+            .query_index(
+                "pending",
+                "pending_pk",
+                "PENDING",
+                Some(("pending_sk <= :sk", s(upper))),
+                limit,
+            )
+            .await?;
+        let mut pending = Vec::new();
+        for item in items {
+            let Some(alert_key) = get_s(&item, "key") else {
+                continue;
+            };
+            // The index lags the table: confirm against the item itself.
+            let Some(current) = self.get(&format!("ALERT#{alert_key}"), "ALERT").await? else {
+                continue;
+            };
+            if current.contains_key("delivered_at") {
+                continue;
+            }
+            let next = parse_time(
+                get_s(&current, "next_attempt_at").ok_or_else(|| corrupt("next_attempt_at"))?,
+            )?;
+            if next > now {
+                continue;
+            }
+            pending.push(Pending {
+                entry: OutboxEntry {
+                    key: alert_key.to_string(),
+                    created_at: parse_time(
+                        get_s(&current, "created_at").ok_or_else(|| corrupt("created_at"))?,
+                    )?,
+                    message: json_of(&current, "message")?,
+                },
+                attempts: get_n(&current, "attempts") as u32,
+            });
+        }
+        pending.sort_by(|a, b| {
+            (a.entry.created_at, &a.entry.key).cmp(&(b.entry.created_at, &b.entry.key))
+        });
+        Ok(pending)
+    }
+
+    async fn alert_delivered(&self, alert_key: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("ALERT#{alert_key}"), "ALERT")))
+            .update_expression("SET delivered_at = :at REMOVE pending_pk, pending_sk")
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(delivered_at)")
+            .expression_attribute_values(":at", s(time(at)))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(error) => Err(sdk(error)),
+        }
+    }
+
+    async fn alert_failed(
+        &self,
+        alert_key: &str,
+        error_text: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("ALERT#{alert_key}"), "ALERT")))
+            .update_expression("SET attempts = attempts + :one, last_error = :error, next_attempt_at = :retry, pending_sk = :sk")
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(delivered_at)")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":error", s(error_text))
+            .expression_attribute_values(":retry", s(time(retry_at)))
+            .expression_attribute_values(":sk", s(format!("{}#{alert_key}", time(retry_at))))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(error) => Err(sdk(error)),
+        }
+    }
+}

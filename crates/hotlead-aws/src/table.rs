@@ -1,0 +1,103 @@
+//! The single-table design (see ARCHITECTURE.md) and creating the table.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+
+/// Global secondary indexes: name, partition attribute, sort attribute.
+pub const INDEXES: &[(&str, &str, &str)] = &[
+    ("ranking", "rank_pk", "rank_sk"),
+    ("band_ranking", "band_pk", "rank_sk"),
+    ("dirty", "dirty_pk", "dirty_sk"),
+    ("scored", "scored_pk", "scored_sk"),
+    ("pending", "pending_pk", "pending_sk"),
+];
+
+fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, String> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn string_attribute(name: &str) -> Result<AttributeDefinition, String> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Creates the table (on-demand, with a stream of new images) and waits until it is
+/// active. Returns the stream ARN.
+pub async fn create_table(client: &Client, table: &str) -> Result<Option<String>, String> {
+    let mut names: Vec<&str> = vec!["PK", "SK"];
+    for (_, pk, sk) in INDEXES {
+        for name in [*pk, *sk] {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut request = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("PK", KeyType::Hash)?)
+        .key_schema(key("SK", KeyType::Range)?)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    for name in names {
+        request = request.attribute_definitions(string_attribute(name)?);
+    }
+    for (index, pk, sk) in INDEXES {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(*index)
+                .key_schema(key(pk, KeyType::Hash)?)
+                .key_schema(key(sk, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let created = request.send().await.map_err(|e| {
+        format!(
+            "cannot create table {table}: {}",
+            aws_sdk_dynamodb::error::DisplayErrorContext(e)
+        )
+    })?;
+    let stream = created
+        .table_description()
+        .and_then(|d| d.latest_stream_arn())
+        .map(str::to_string);
+    for _ in 0..100 {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = described
+            .table()
+            .and_then(|t| t.table_status())
+            .map(|s| s.as_str().to_string());
+        if status.as_deref() == Some("ACTIVE") {
+            return Ok(stream);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Err(format!("table {table} did not become active"))
+}
