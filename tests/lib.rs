@@ -2,8 +2,6 @@
 //! binary, and small rules/leads/events builders.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use hotlead_core::{Event, RuleSet};
@@ -32,39 +30,6 @@ pub fn example_rules(relative: &str) -> RuleSet {
 /// Compiles rules from TOML text, panicking with the diagnostics when invalid.
 pub fn rules(source: &str) -> RuleSet {
     RuleSet::from_toml("test.toml", source).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The `hotlead` binary, built once per test run with the cargo that runs the tests, so
-/// it is never stale.
-pub fn hotlead_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "hotlead", "--bin", "hotlead"])
-            .current_dir(repo_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the hotlead binary failed");
-        // target/debug/deps/it-xxxx -> target/debug/hotlead
-        let exe = std::env::current_exe().expect("test executable path");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps");
-        let bin = dir.join(format!("hotlead{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "no binary at {}", bin.display());
-        bin
-    })
-}
-
-/// Runs the real `hotlead` binary with `args` in the repository root.
-pub fn hotlead(args: &[&str]) -> Output {
-    Command::new(hotlead_bin())
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .expect("hotlead runs")
 }
 
 pub fn time(text: &str) -> DateTime<Utc> {
@@ -137,9 +102,11 @@ pub async fn spawn_app(settings: AppSettings) -> TestApp {
     let options = hotlead::serve::ServeOptions {
         host: "127.0.0.1".into(),
         port: 0,
-        db: dir.path().join("hotlead.db"),
+        backend: hotlead::serve::Backend::Embedded {
+            db: dir.path().join("hotlead.db"),
+            outbox: None,
+        },
         rules: write("rules.toml", &settings.rules),
-        outbox: None,
         config: write("hotlead.toml", &settings.config),
         auth: hotlead_api::Auth {
             write_key: settings.write_key,
@@ -152,7 +119,7 @@ pub async fn spawn_app(settings: AppSettings) -> TestApp {
         .expect("the server starts");
     TestApp {
         url: running.url(),
-        outbox: running.outbox.clone(),
+        outbox: running.outbox.clone().unwrap_or_default(),
         dir,
         client: reqwest::Client::new(),
         running,

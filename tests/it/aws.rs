@@ -14,13 +14,34 @@ pub struct Routed {
 }
 
 pub async fn routed_topic(territories: &[&str]) -> Routed {
+    let sns = aws_sdk_sns::Client::new(&config().await);
+    let topic_arn = sns
+        .create_topic()
+        .name(unique("alerts"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    route(&topic_arn, territories).await
+}
+
+/// Subscribes one new queue per territory to `topic_arn`, filtered on `territory`.
+pub async fn route(topic_arn: &str, territories: &[&str]) -> Routed {
+    let topic_arn = topic_arn.to_string();
     let config = config().await;
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let topic_arn = sns.create_topic().name(unique("alerts")).send().await.unwrap().topic_arn.unwrap();
     let mut queues = Vec::new();
     for territory in territories {
-        let url = sqs.create_queue().queue_name(unique(territory)).send().await.unwrap().queue_url.unwrap();
+        let url = sqs
+            .create_queue()
+            .queue_name(unique(territory))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
         let arn = sqs
             .get_queue_attributes()
             .queue_url(&url)
@@ -35,14 +56,21 @@ pub async fn routed_topic(territories: &[&str]) -> Routed {
             .topic_arn(&topic_arn)
             .protocol("sqs")
             .endpoint(arn)
-            .attributes("FilterPolicy", json!({"territory": [territory]}).to_string())
+            .attributes(
+                "FilterPolicy",
+                json!({"territory": [territory]}).to_string(),
+            )
             .attributes("RawMessageDelivery", "true")
             .send()
             .await
             .unwrap();
         queues.push((territory.to_string(), url));
     }
-    Routed { topic_arn, queues, sqs }
+    Routed {
+        topic_arn,
+        queues,
+        sqs,
+    }
 }
 
 impl Routed {
@@ -51,7 +79,15 @@ impl Routed {
         let url = &self.queues.iter().find(|(t, _)| t == territory).unwrap().1;
         let mut messages = Vec::new();
         loop {
-            let out = self.sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(0).send().await.unwrap();
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
             let batch = out.messages.unwrap_or_default();
             if batch.is_empty() {
                 return messages;
@@ -59,7 +95,13 @@ impl Routed {
             for message in batch {
                 let body = message.body.unwrap_or_default();
                 messages.push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
-                self.sqs.delete_message().queue_url(url).receipt_handle(message.receipt_handle.unwrap()).send().await.unwrap();
+                self.sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(message.receipt_handle.unwrap())
+                    .send()
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -74,7 +116,11 @@ fn alert(lead: &str, territory: &str) -> AlertMessage {
         score: 80.0,
         band: "hot".into(),
         grade: "A1".into(),
-        routing: Routing { territory: territory.into(), owner: Some(format!("rep-{territory}@example.com")), product: None },
+        routing: Routing {
+            territory: territory.into(),
+            owner: Some(format!("rep-{territory}@example.com")),
+            product: None,
+        },
         lead_url: format!("http://x/v1/leads/{lead}"),
     }
 }
@@ -82,7 +128,8 @@ fn alert(lead: &str, territory: &str) -> AlertMessage {
 #[tokio::test]
 async fn sns_alerts_reach_only_the_queue_whose_filter_policy_matches_their_territory() {
     let routed = routed_topic(&["east", "west"]).await;
-    let notifier = hotlead_aws::SnsNotifier::new(aws_sdk_sns::Client::new(&config().await), &routed.topic_arn);
+    let notifier =
+        hotlead_aws::SnsNotifier::new(aws_sdk_sns::Client::new(&config().await), &routed.topic_arn);
     notifier.deliver(&alert("L-1", "east")).await.unwrap();
     notifier.deliver(&alert("L-2", "west")).await.unwrap();
     notifier.deliver(&alert("L-3", "north")).await.unwrap();
@@ -92,6 +139,129 @@ async fn sns_alerts_reach_only_the_queue_whose_filter_policy_matches_their_terri
     assert_eq!(west.len(), 1, "{west:#?}");
     assert_eq!(east[0]["lead_id"], "L-1");
     assert_eq!(east[0]["owner"], "rep-east@example.com");
-    assert!(east[0]["body"].as_str().unwrap().contains("1,000+ employees"));
+    assert!(
+        east[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("1,000+ employees")
+    );
     assert_eq!(west[0]["lead_id"], "L-2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_through_the_stream_and_sns()
+ {
+    let config = config().await;
+    let made = hotlead_aws::provision(
+        &config,
+        &unique("hotlead"),
+        &unique("alerts"),
+        &unique("analysts"),
+    )
+    .await
+    .unwrap();
+    let routed = route(&made.alerts_topic_arn, &["east", "west"]).await;
+    let backend = hotlead::serve::AwsBackend {
+        config: config.clone(),
+        table: made.table.clone(),
+        alerts_topic_arn: made.alerts_topic_arn.clone(),
+    };
+    let running = hotlead::serve::start(hotlead::serve::ServeOptions {
+        host: "127.0.0.1".into(),
+        port: 0,
+        backend: hotlead::serve::Backend::Aws(Box::new(backend)),
+        rules: None,
+        config: None,
+        auth: hotlead_api::Auth::default(),
+        tick: std::time::Duration::from_millis(100),
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let form = [
+        ("email", "yamada@sample.co.jp"),
+        ("company", "株式会社サンプル"),
+        ("employees", "１，２００名"),
+        ("capital", "600億円"),
+        ("territory", "east"),
+        ("anonymousId", "browser-1"),
+    ];
+    let stored: Value = client
+        .post(format!("{}/v1/forms/contact", running.url()))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lead_id = stored["lead_id"].as_str().unwrap().to_string();
+    for i in 0..3 {
+        let call = json!({"type": "page", "messageId": format!("p{i}"), "anonymousId": "browser-1",
+            "timestamp": chrono::Utc::now().to_rfc3339(), "context": {"page": {"path": "/pricing"}}});
+        let response = client
+            .post(format!("{}/v1/page", running.url()))
+            .json(&call)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut east = Vec::new();
+    while east.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no alert reached the east queue"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        east = routed.drain("east").await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    east.extend(routed.drain("east").await);
+    assert_eq!(east.len(), 1, "{east:#?}");
+    assert_eq!(east[0]["lead_id"], lead_id.as_str());
+    assert_eq!(east[0]["reason"], "hot");
+    let body = east[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("従業員1,000名以上") && body.contains("価格ページ"),
+        "{body}"
+    );
+    assert!(routed.drain("west").await.is_empty());
+
+    // Replaying the whole stream through the score handler's code sends nothing new.
+    running.stop();
+    let streams = aws_sdk_dynamodbstreams::Client::new(&config);
+    let records = hotlead_aws::stream::read_all(&streams, made.stream_arn.as_deref().unwrap())
+        .await
+        .unwrap();
+    let changes = hotlead_aws::stream::changes_of(&records);
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.lead_id == lead_id && c.needs_rescore())
+    );
+    let store = std::sync::Arc::new(hotlead_aws::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &made.table,
+    ));
+    let notifier = std::sync::Arc::new(hotlead_aws::SnsNotifier::new(
+        aws_sdk_sns::Client::new(&config),
+        &made.alerts_topic_arn,
+    ));
+    let scorer = hotlead_app::Scorer::new(
+        store,
+        notifier,
+        std::sync::Arc::new(hotlead_app::SystemClock),
+        std::sync::Arc::new(hotlead::serve::load_rules_or_seed(None).unwrap()),
+        std::sync::Arc::new(hotlead_app::Config::default()),
+    );
+    let failed = hotlead_aws::stream::rescore_changes(&scorer, &changes).await;
+    assert!(failed.is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        routed.drain("east").await.is_empty(),
+        "a replayed batch alerts nobody again"
+    );
+    assert!(routed.drain("west").await.is_empty());
 }

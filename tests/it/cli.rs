@@ -3,7 +3,7 @@
 use std::io::Write as _;
 
 use hotlead::cli::{Cli, run};
-use hotlead_tests::{hotlead, repo_file, time};
+use hotlead_tests::{repo_file, repo_root, time};
 use serde_json::Value;
 
 use clap::Parser as _;
@@ -13,6 +13,16 @@ fn run_in_process(args: &[&str]) -> anyhow::Result<String> {
     let mut out = Vec::new();
     run(cli, &mut out, time("2026-11-20T00:00:00Z"))?;
     Ok(String::from_utf8(out)?)
+}
+
+/// Runs the real `hotlead` command line (built by cargo with this test crate) in the
+/// repository root.
+fn hotlead(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hotlead-under-test"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("hotlead runs")
 }
 
 fn stdout(output: &std::process::Output) -> String {

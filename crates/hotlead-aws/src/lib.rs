@@ -5,6 +5,7 @@
 
 mod dynamo;
 mod sns;
+pub mod stream;
 pub mod table;
 
 pub use dynamo::DynamoStore;
@@ -13,4 +14,68 @@ pub use sns::SnsNotifier;
 /// The SDK configuration from the standard AWS environment.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// What `hotlead aws init` made.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Provisioned {
+    pub table: String,
+    pub stream_arn: Option<String>,
+    pub alerts_topic_arn: String,
+    pub analysts_topic_arn: String,
+}
+
+/// Creates the table (with its stream) and the two topics.
+pub async fn provision(
+    config: &aws_config::SdkConfig,
+    table: &str,
+    alerts_topic: &str,
+    analysts_topic: &str,
+) -> Result<Provisioned, String> {
+    let dynamo = aws_sdk_dynamodb::Client::new(config);
+    let stream_arn = table::create_table(&dynamo, table).await?;
+    let sns = aws_sdk_sns::Client::new(config);
+    let topic = |name: String| {
+        let sns = sns.clone();
+        async move {
+            sns.create_topic()
+                .name(&name)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot create topic {name}: {}",
+                        aws_sdk_sns::error::DisplayErrorContext(e)
+                    )
+                })?
+                .topic_arn
+                .ok_or_else(|| format!("topic {name} has no ARN"))
+        }
+    };
+    Ok(Provisioned {
+        table: table.to_string(),
+        stream_arn,
+        alerts_topic_arn: topic(alerts_topic.to_string()).await?,
+        analysts_topic_arn: topic(analysts_topic.to_string()).await?,
+    })
+}
+
+/// The stream ARN of an existing table.
+pub async fn stream_arn(config: &aws_config::SdkConfig, table: &str) -> Result<String, String> {
+    let described = aws_sdk_dynamodb::Client::new(config)
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot describe table {table}: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e)
+            )
+        })?;
+    described
+        .table()
+        .and_then(|t| t.latest_stream_arn())
+        .map(str::to_string)
+        .ok_or_else(|| format!("table {table} has no stream; create it with `hotlead aws init`"))
 }

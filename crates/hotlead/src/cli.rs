@@ -52,10 +52,40 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Set up the AWS side (the standard AWS environment applies: AWS_REGION, credentials,
+    /// AWS_ENDPOINT_URL for an emulator).
+    #[command(subcommand)]
+    #[command(
+        after_help = "Example:\n  hotlead aws init --table hotlead --alerts-topic hotlead-alerts --analysts-topic hotlead-analysts"
+    )]
+    Aws(AwsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AwsCommand {
+    /// Create the DynamoDB table (with its stream) and the reps' and analysts' SNS topics,
+    /// and print them as JSON (table, stream_arn, alerts_topic_arn, analysts_topic_arn).
+    #[command(
+        after_help = "Example:\n  AWS_ENDPOINT_URL=http://127.0.0.1:5050 hotlead aws init --table hotlead --alerts-topic hotlead-alerts --analysts-topic hotlead-analysts\n  export HOTLEAD_TABLE=hotlead HOTLEAD_ALERTS_TOPIC_ARN=... HOTLEAD_ANALYSTS_TOPIC_ARN=...\n  hotlead serve --backend aws"
+    )]
+    Init {
+        /// The DynamoDB table to create.
+        #[arg(long)]
+        table: String,
+        /// The reps' alert topic to create.
+        #[arg(long)]
+        alerts_topic: String,
+        /// The analysts' topic to create.
+        #[arg(long)]
+        analysts_topic: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Where the data lives: this machine (default) or AWS.
+    #[arg(long, value_enum, default_value_t = BackendArg::Embedded)]
+    pub backend: BackendArg,
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -80,6 +110,15 @@ pub struct ServeArgs {
     /// Bearer token required on the lead routes.
     #[arg(long, env = "HOTLEAD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+}
+
+/// Where `serve` keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// A SQLite file and an outbox file on this machine.
+    Embedded,
+    /// DynamoDB and SNS, from the standard AWS environment plus HOTLEAD_TABLE and HOTLEAD_ALERTS_TOPIC_ARN.
+    Aws,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +199,18 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<
         }
         Command::Score(args) => score_command(args, out, now)?,
         Command::Serve(args) => runtime()?.block_on(serve_command(args, out))?,
+        Command::Aws(AwsCommand::Init {
+            table,
+            alerts_topic,
+            analysts_topic,
+        }) => {
+            let made = runtime()?.block_on(async {
+                let config = hotlead_aws::sdk_config().await;
+                hotlead_aws::provision(&config, &table, &alerts_topic, &analysts_topic).await
+            });
+            let made = made.map_err(anyhow::Error::msg)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&made)?)?;
+        }
         Command::Demo { dir } => {
             let dir = dir.unwrap_or_else(crate::demo::fresh_dir);
             runtime()?.block_on(crate::demo::run(&dir, out))?;
@@ -186,12 +237,20 @@ fn init_logging(default: &str) {
 async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     init_logging("info");
     let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let backend = match args.backend {
+        BackendArg::Embedded => crate::serve::Backend::Embedded {
+            db: args.db.clone(),
+            outbox: args.outbox,
+        },
+        BackendArg::Aws => {
+            crate::serve::Backend::Aws(Box::new(crate::serve::AwsBackend::from_env().await?))
+        }
+    };
     let options = crate::serve::ServeOptions {
         host: args.host,
         port: args.port,
-        db: args.db.clone(),
+        backend,
         rules: args.rules,
-        outbox: args.outbox,
         config: args.config,
         auth: hotlead_api::Auth {
             write_key: nonempty(args.write_key),
@@ -204,11 +263,8 @@ async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<(
     writeln!(out, "hotlead listening on {}", running.url())?;
     writeln!(
         out,
-        "  database {}, rules {:?} version {}, alerts appended to {}",
-        args.db.display(),
-        running.rules.name,
-        running.rules.version,
-        running.outbox.display()
+        "  rules {:?} version {}; {}",
+        running.rules.name, running.rules.version, running.storage
     )?;
     writeln!(
         out,

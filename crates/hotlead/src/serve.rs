@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hotlead_api::{Auth, router};
-use hotlead_app::ports::{Clock, IdSource};
+use hotlead_app::ports::{Clock, IdSource, Store};
 use hotlead_app::{Config, Ingest, Scorer, SystemClock, UuidIds};
 use hotlead_core::RuleSet;
 use hotlead_embedded::{FileOutbox, SqliteStore};
@@ -21,14 +21,50 @@ use crate::input;
 /// The seed rules, used when no rules file is given.
 pub const SEED_RULES: &str = include_str!("../../../examples/rules/seed.toml");
 
+/// Where the data lives and how alerts go out.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A SQLite file, and alerts appended to an outbox file (default: beside it).
+    Embedded {
+        db: PathBuf,
+        outbox: Option<PathBuf>,
+    },
+    /// DynamoDB (a table made by `hotlead aws init`, read through its stream) and SNS.
+    Aws(Box<AwsBackend>),
+}
+
+/// The AWS side of `serve --backend aws`.
+#[derive(Debug, Clone)]
+pub struct AwsBackend {
+    pub config: aws_config::SdkConfig,
+    pub table: String,
+    pub alerts_topic_arn: String,
+}
+
+impl AwsBackend {
+    /// From the standard AWS environment plus `HOTLEAD_TABLE` and
+    /// `HOTLEAD_ALERTS_TOPIC_ARN`; fails fast naming what to set.
+    pub async fn from_env() -> anyhow::Result<AwsBackend> {
+        let required = |name: &str| {
+            std::env::var(name).ok().filter(|v| !v.trim().is_empty()).with_context(|| {
+                format!("{name} is not set; `hotlead aws init` creates the table and topics and prints their names")
+            })
+        };
+        Ok(AwsBackend {
+            table: required("HOTLEAD_TABLE")?,
+            alerts_topic_arn: required("HOTLEAD_ALERTS_TOPIC_ARN")?,
+            config: hotlead_aws::sdk_config().await,
+        })
+    }
+}
+
 /// What `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub host: String,
     pub port: u16,
-    pub db: PathBuf,
+    pub backend: Backend,
     pub rules: Option<PathBuf>,
-    pub outbox: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub auth: Auth,
     /// How often the scorer retries deliveries when nothing wakes it.
@@ -39,7 +75,10 @@ pub struct ServeOptions {
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
-    pub outbox: PathBuf,
+    /// Where the data is, in words.
+    pub storage: String,
+    /// The outbox file of the embedded backend.
+    pub outbox: Option<PathBuf>,
     pub rules: Arc<RuleSet>,
     pub server: JoinHandle<()>,
     pub scorer: JoinHandle<()>,
@@ -90,27 +129,70 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         config.public_url = Some(format!("http://{addr}"));
     }
     let config = Arc::new(config);
-    let store = Arc::new(
-        SqliteStore::open(&options.db)
-            .with_context(|| format!("cannot open the database {}", options.db.display()))?,
-    );
-    let outbox_path = options
-        .outbox
-        .clone()
-        .unwrap_or_else(|| default_outbox(&options.db));
-    let notifier = Arc::new(FileOutbox::new(&outbox_path));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
     let wake = Arc::new(Notify::new());
-
-    let scorer = Scorer::new(
-        store.clone(),
-        notifier,
-        clock.clone(),
-        rules.clone(),
-        config.clone(),
-    );
-    let scorer_task = tokio::spawn(scorer.run(wake.clone(), options.tick));
+    let (store, scorer_task, storage, outbox): (
+        Arc<dyn Store>,
+        JoinHandle<()>,
+        String,
+        Option<PathBuf>,
+    ) = match &options.backend {
+        Backend::Embedded { db, outbox } => {
+            let store = Arc::new(
+                SqliteStore::open(db)
+                    .with_context(|| format!("cannot open the database {}", db.display()))?,
+            );
+            let outbox_path = outbox.clone().unwrap_or_else(|| default_outbox(db));
+            let notifier = Arc::new(FileOutbox::new(&outbox_path));
+            let scorer = Scorer::new(
+                store.clone(),
+                notifier,
+                clock.clone(),
+                rules.clone(),
+                config.clone(),
+            );
+            let task = tokio::spawn(scorer.run(wake.clone(), options.tick));
+            let storage = format!(
+                "database {}, alerts appended to {}",
+                db.display(),
+                outbox_path.display()
+            );
+            (store, task, storage, Some(outbox_path))
+        }
+        Backend::Aws(aws) => {
+            let store = Arc::new(hotlead_aws::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&aws.config),
+                &aws.table,
+            ));
+            let notifier = Arc::new(hotlead_aws::SnsNotifier::new(
+                aws_sdk_sns::Client::new(&aws.config),
+                &aws.alerts_topic_arn,
+            ));
+            let stream_arn = hotlead_aws::stream_arn(&aws.config, &aws.table)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let scorer = Scorer::new(
+                store.clone(),
+                notifier,
+                clock.clone(),
+                rules.clone(),
+                config.clone(),
+            );
+            let streams = aws_sdk_dynamodbstreams::Client::new(&aws.config);
+            let task = tokio::spawn(hotlead_aws::stream::poll(
+                streams,
+                stream_arn,
+                scorer,
+                options.tick,
+            ));
+            let storage = format!(
+                "DynamoDB table {} (read through its stream), alerts to SNS {}",
+                aws.table, aws.alerts_topic_arn
+            );
+            (store, task, storage, None)
+        }
+    };
     let ingest = Ingest::new(store, clock, ids, config, wake);
     let app = router(ingest, options.auth.clone());
     let server = tokio::spawn(async move {
@@ -120,7 +202,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     });
     Ok(Running {
         addr,
-        outbox: outbox_path,
+        storage,
+        outbox,
         rules,
         server,
         scorer: scorer_task,
