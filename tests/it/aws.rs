@@ -265,3 +265,113 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
     );
     assert!(routed.drain("west").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_web_event_costs_one_write_request_and_every_operation_is_counted() {
+    use std::sync::Arc;
+
+    use hotlead_app::ingest::FormSubmission;
+    use hotlead_app::ports::Store;
+    use hotlead_aws::cost::RequestCounter;
+
+    let config = config().await;
+    let counter = RequestCounter::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let table = unique("hotlead-cost");
+    hotlead_aws::table::create_table(&client, &table)
+        .await
+        .unwrap();
+    let store = Arc::new(hotlead_aws::DynamoStore::new(client, &table));
+    let clock = Arc::new(hotlead_app::SystemClock);
+    let app_config = Arc::new(hotlead_app::Config::default());
+    let ingest = hotlead_app::Ingest::new(
+        store.clone(),
+        clock.clone(),
+        Arc::new(hotlead_app::UuidIds),
+        app_config.clone(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let outbox = tempfile::tempdir().unwrap();
+    let scorer = hotlead_app::Scorer::new(
+        store.clone(),
+        Arc::new(hotlead_embedded::FileOutbox::new(
+            &outbox.path().join("alerts.jsonl"),
+        )),
+        clock,
+        Arc::new(hotlead::serve::load_rules_or_seed(None).unwrap()),
+        app_config,
+    );
+    counter.take();
+    let mut rows: Vec<(&str, u64, u64)> = Vec::new();
+    let form = |email: &str, id: &str| FormSubmission {
+        form_id: "contact".into(),
+        fields: vec![
+            ("email".into(), email.into()),
+            ("employees".into(), "1,200名".into()),
+            ("anonymousId".into(), "b-1".into()),
+        ],
+        idempotency_key: Some(id.into()),
+        ..FormSubmission::default()
+    };
+    let page = |id: &str, anonymous: &str| json!({"type": "page", "messageId": id, "anonymousId": anonymous, "timestamp": chrono::Utc::now().to_rfc3339(), "context": {"page": {"path": "/pricing"}}});
+
+    let lead_id = match ingest.form(form("a@b.jp", "f1")).await.unwrap() {
+        hotlead_app::FormOutcome::Stored { lead_id, .. } => lead_id,
+        other => panic!("{other:?}"),
+    };
+    let (r, w) = counter.take();
+    rows.push(("form submission, new lead", r, w));
+    ingest.form(form("a@b.jp", "f2")).await.unwrap();
+    let (r, w) = counter.take();
+    rows.push(("form submission, known lead", r, w));
+    ingest.call(&page("p1", "b-1"), None).await.unwrap();
+    let (r, w) = counter.take();
+    rows.push(("web event of a known visitor", r, w));
+    assert_eq!(
+        w, 1,
+        "a web event costs one write request on the request path"
+    );
+    ingest
+        .call(&page("p2", "someone-else"), None)
+        .await
+        .unwrap();
+    let (r, w) = counter.take();
+    rows.push(("web event of an anonymous visitor", r, w));
+    assert_eq!(w, 1);
+    ingest.call(&page("p1", "b-1"), None).await.unwrap();
+    let (r, w) = counter.take();
+    rows.push(("repeated message id", r, w));
+    assert_eq!(w, 1);
+    let batch: Vec<Value> = (0..10).map(|i| page(&format!("bt{i}"), "b-1")).collect();
+    ingest.batch(&batch).await.unwrap();
+    let (r, w) = counter.take();
+    rows.push(("batch of 10 web events (total)", r, w));
+    assert_eq!(w, 10);
+    let dirty = store.dirty(10).await.unwrap();
+    counter.take();
+    scorer.rescore(&lead_id, dirty[0].seq).await.unwrap();
+    let (r, w) = counter.take();
+    rows.push(("rescore one lead (no alert)", r, w));
+    store.lead(&lead_id).await.unwrap();
+    store.events(&lead_id).await.unwrap();
+    let (r, w) = counter.take();
+    rows.push(("lead profile + timeline (GET /v1/leads/{id})", r, w));
+    store
+        .ranking(Some(hotlead_core::Band::Warm), 50, None)
+        .await
+        .unwrap();
+    let (r, w) = counter.take();
+    rows.push(("ranking page of 50 (GET /v1/leads?band=warm)", r, w));
+    scorer.deliver_pending().await.unwrap();
+    let (r, w) = counter.take();
+    rows.push(("outbox check, nothing pending", r, w));
+
+    println!("| operation | read requests | write requests |\n|---|---|---|");
+    for (label, r, w) in &rows {
+        println!("| {label} | {r} | {w} |");
+    }
+}

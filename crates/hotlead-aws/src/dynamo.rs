@@ -207,6 +207,7 @@ impl DynamoStore {
             .and_then(|mut r| r.remove(&self.table))
             .unwrap_or_default();
         let mut known = Vec::new();
+        let mut leads: HashMap<String, Option<LeadItem>> = HashMap::new();
         for k in keys {
             let storage = format!("ID#{}", k.storage_key());
             let Some(item) = items
@@ -218,8 +219,16 @@ impl DynamoStore {
             let Some(linked) = get_s(item, "lead_id") else {
                 continue;
             };
-            if let Some(lead) = self.current_lead(linked).await? {
-                known.push((k.clone(), linked.to_string(), LeadItem::from_item(&lead)?));
+            // Keys of one person usually point at one lead: read it once.
+            if !leads.contains_key(linked) {
+                let lead = self.current_lead(linked).await?;
+                leads.insert(
+                    linked.to_string(),
+                    lead.map(|l| LeadItem::from_item(&l)).transpose()?,
+                );
+            }
+            if let Some(Some(lead)) = leads.get(linked) {
+                known.push((k.clone(), linked.to_string(), lead.clone()));
             }
         }
         Ok(known)

@@ -3,6 +3,7 @@
 //! Endpoints and credentials come from the standard AWS environment
 //! (`AWS_ENDPOINT_URL` points them at an emulator).
 
+pub mod cost;
 mod dynamo;
 mod sns;
 pub mod stream;
