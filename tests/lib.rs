@@ -188,7 +188,7 @@ pub mod aws {
 
     /// How to get an emulator, for failure messages.
     pub const HOW_TO_START: &str = "these tests run against the moto AWS emulator: scripts/test installs and starts it; \
-        by hand: python3 -m venv .venv && .venv/bin/pip install 'moto[server]==5.2.5' && .venv/bin/moto_server -H 127.0.0.1 -p 5050, \
+        by hand: python3 -m venv .venv && .venv/bin/pip install 'moto[server]==5.2.5' && .venv/bin/python scripts/moto-server.py 127.0.0.1 5050, \
         then export HOTLEAD_TEST_AWS_ENDPOINT=http://127.0.0.1:5050";
 
     /// The emulator's endpoint, checked to answer. Only a loopback endpoint is accepted,

@@ -229,7 +229,7 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
     );
     assert!(routed.drain("west").await.is_empty());
 
-    // Replaying the whole stream through the score handler's code sends nothing new.
+    // Replaying the whole stream through the `score` function's handler sends nothing new.
     running.stop();
     let streams = aws_sdk_dynamodbstreams::Client::new(&config);
     let records = hotlead_aws::stream::read_all(&streams, made.stream_arn.as_deref().unwrap())
@@ -256,8 +256,8 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
         std::sync::Arc::new(hotlead::serve::load_rules_or_seed(None).unwrap()),
         std::sync::Arc::new(hotlead_app::Config::default()),
     );
-    let failed = hotlead_aws::stream::rescore_changes(&scorer, &changes).await;
-    assert!(failed.is_empty());
+    let response = score::handle(&scorer, &lambda_event(&records)).await;
+    assert!(response.batch_item_failures.is_empty());
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(
         routed.drain("east").await.is_empty(),
@@ -374,4 +374,31 @@ async fn a_web_event_costs_one_write_request_and_every_operation_is_counted() {
     for (label, r, w) in &rows {
         println!("| {label} | {r} | {w} |");
     }
+}
+
+/// Stream records read with the DynamoDB Streams API, in the shape Lambda delivers them.
+fn lambda_event(
+    records: &[aws_sdk_dynamodbstreams::types::Record],
+) -> aws_lambda_events::event::dynamodb::Event {
+    use aws_sdk_dynamodbstreams::types::AttributeValue;
+    let records: Vec<Value> = records
+        .iter()
+        .filter_map(|record| {
+            let change = record.dynamodb()?;
+            let mut image = serde_json::Map::new();
+            for (name, value) in change.new_image()? {
+                match value {
+                    AttributeValue::S(text) => image.insert(name.clone(), json!({"S": text})),
+                    AttributeValue::N(number) => image.insert(name.clone(), json!({"N": number})),
+                    _ => None,
+                };
+            }
+            Some(json!({
+                "eventID": record.event_id(), "eventName": "MODIFY", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {"NewImage": image, "SequenceNumber": change.sequence_number(), "SizeBytes": 1, "StreamViewType": "NEW_IMAGE"}
+            }))
+        })
+        .collect();
+    serde_json::from_value(json!({"Records": records})).expect("a Lambda DynamoDB Streams event")
 }

@@ -6,12 +6,12 @@ mod error;
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine;
 use hotlead_app::ingest::FormSubmission;
 use hotlead_app::ports::{Recorded, Store, StoredLead};
@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub use axum::Router;
 pub use error::ApiError;
 
 /// Largest accepted single Segment call.
@@ -46,14 +47,35 @@ pub struct Auth {
 
 #[derive(Clone)]
 struct AppState {
-    ingest: Ingest,
+    /// `None` on the admin-only router.
+    ingest: Option<Ingest>,
     store: Arc<dyn Store>,
     auth: Arc<Auth>,
 }
 
-/// The whole API.
+/// The whole API: the public routes and the admin routes.
 pub fn router(ingest: Ingest, auth: Auth) -> Router {
     let store = ingest.store().clone();
+    public_routes(ingest, auth.clone())
+        .merge(admin_routes(store, auth))
+        .fallback(not_found)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+/// The public routes (the `ingest` function): forms, Segment calls, the tracking script.
+pub fn public_router(ingest: Ingest, auth: Auth) -> Router {
+    public_routes(ingest, auth).fallback(not_found)
+}
+
+/// The admin routes (the `review` function, behind IAM on AWS): lead lookup and ranking.
+pub fn admin_router(store: Arc<dyn Store>, auth: Auth) -> Router {
+    admin_routes(store, auth).fallback(not_found)
+}
+
+fn public_routes(ingest: Ingest, auth: Auth) -> Router {
     let origins: Vec<HeaderValue> = ingest
         .config()
         .cors_origins
@@ -66,15 +88,15 @@ pub fn router(ingest: Ingest, auth: Auth) -> Router {
         .allow_headers([
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
-            "idempotency-key".parse().expect("valid header name"),
+            HeaderName::from_static("idempotency-key"),
         ])
         .max_age(std::time::Duration::from_secs(3600));
     let state = AppState {
-        ingest,
-        store,
+        store: ingest.store().clone(),
+        ingest: Some(ingest),
         auth: Arc::new(auth),
     };
-    let public = Router::new()
+    Router::new()
         .route("/v1/forms/{form_id}", post(form))
         .route("/v1/page", segment_route(EventType::Page))
         .route("/v1/screen", segment_route(EventType::Screen))
@@ -83,15 +105,30 @@ pub fn router(ingest: Ingest, auth: Auth) -> Router {
         .route("/v1/group", segment_route(EventType::Group))
         .route("/v1/alias", segment_route(EventType::Alias))
         .route("/v1/batch", post(batch))
-        .layer(cors);
-    Router::new()
-        .merge(public)
-        .route("/v1/leads", get(ranking))
-        .route("/v1/leads/{lead_id}", get(lead))
+        .layer(cors)
         .route("/hotlead.js", get(tracking_script))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
+}
+
+fn admin_routes(store: Arc<dyn Store>, auth: Auth) -> Router {
+    let state = AppState {
+        store,
+        ingest: None,
+        auth: Arc::new(auth),
+    };
+    Router::new()
+        .route("/v1/leads", get(ranking))
+        .route("/v1/leads/{lead_id}", get(lead))
+        .with_state(state)
+}
+
+impl AppState {
+    fn ingest(&self) -> Result<&Ingest, ApiError> {
+        self.ingest
+            .as_ref()
+            .ok_or_else(|| ApiError::NotFound("no such route".into()))
+    }
 }
 
 /// `POST /v1/<type>`: one Segment call of that type.
@@ -218,7 +255,7 @@ async fn form(
         idempotency_key: header_text(&headers, "idempotency-key"),
         wants_redirect,
     };
-    match state.ingest.form(submission).await? {
+    match state.ingest()?.form(submission).await? {
         FormOutcome::Stored {
             redirect: Some(url),
             ..
@@ -358,7 +395,7 @@ async fn call(
         value.get("writeKey").and_then(Value::as_str),
     )?;
     let recorded = state
-        .ingest
+        .ingest()?
         .call(&with_request_context(value, &headers), route)
         .await?;
     let mut body = recorded_json(&recorded);
@@ -398,7 +435,7 @@ async fn batch(
         }
         prepared.push(with_request_context(call, &headers));
     }
-    let results = state.ingest.batch(&prepared).await?;
+    let results = state.ingest()?.batch(&prepared).await?;
     Ok(Json(
         json!({"success": true, "results": results.iter().map(recorded_json).collect::<Vec<_>>()}),
     )

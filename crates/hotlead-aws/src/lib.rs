@@ -5,6 +5,7 @@
 
 pub mod cost;
 mod dynamo;
+pub mod runtime;
 mod sns;
 pub mod stream;
 pub mod table;

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use crate::input;
 
 /// The seed rules, used when no rules file is given.
-pub const SEED_RULES: &str = include_str!("../../../examples/rules/seed.toml");
+pub const SEED_RULES: &str = hotlead_core::rules::SEED;
 
 /// Where the data lives and how alerts go out.
 #[derive(Debug, Clone)]

@@ -19,6 +19,9 @@ use crate::event::{Event, EventType};
 use crate::lead::{AttributeValue, Lead};
 use crate::points::Points;
 
+/// The seed rules (`examples/rules/seed.toml`): the default when no rules file is given.
+pub const SEED: &str = include_str!("../../../../examples/rules/seed.toml");
+
 /// Cold, warm or hot.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,

@@ -1,0 +1,92 @@
+//! What every Lambda function's `main` shares: JSON logs, typed configuration from the
+//! environment that fails fast naming what to set, SDK clients built once.
+
+use hotlead_app::Config;
+use hotlead_core::RuleSet;
+
+/// JSON log lines for CloudWatch (`RUST_LOG` / `HOTLEAD_LOG` filter, default `info`).
+/// Nothing in the product logs personal data.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOTLEAD_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// A configuration problem: which variable, and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct EnvError {
+    pub variable: String,
+    pub message: String,
+}
+
+fn variable(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A required variable.
+pub fn required(name: &str) -> Result<String, EnvError> {
+    variable(name).ok_or_else(|| EnvError {
+        variable: name.into(),
+        message: "is not set; the deployment template sets it".into(),
+    })
+}
+
+/// The function configuration common to all functions.
+#[derive(Debug)]
+pub struct FunctionEnv {
+    /// `HOTLEAD_TABLE`.
+    pub table: String,
+    /// `HOTLEAD_RULES`: a rules file in the package (default: the seed rules).
+    pub rules: RuleSet,
+    /// `HOTLEAD_CONFIG`: a server configuration file in the package (default: none).
+    pub config: Config,
+}
+
+impl FunctionEnv {
+    pub fn from_env() -> Result<FunctionEnv, EnvError> {
+        let table = required("HOTLEAD_TABLE")?;
+        let rules = match variable("HOTLEAD_RULES") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| EnvError {
+                    variable: "HOTLEAD_RULES".into(),
+                    message: format!("{path}: {e}"),
+                })?;
+                RuleSet::from_toml(&path, &text).map_err(|e| EnvError {
+                    variable: "HOTLEAD_RULES".into(),
+                    message: e.to_string(),
+                })?
+            }
+            None => RuleSet::from_toml("(bundled seed rules)", hotlead_core::rules::SEED).map_err(
+                |e| EnvError {
+                    variable: "HOTLEAD_RULES".into(),
+                    message: e.to_string(),
+                },
+            )?,
+        };
+        let config = match variable("HOTLEAD_CONFIG") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| EnvError {
+                    variable: "HOTLEAD_CONFIG".into(),
+                    message: format!("{path}: {e}"),
+                })?;
+                Config::from_toml(&path, &text).map_err(|e| EnvError {
+                    variable: "HOTLEAD_CONFIG".into(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        Ok(FunctionEnv {
+            table,
+            rules,
+            config,
+        })
+    }
+}

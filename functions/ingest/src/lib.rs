@@ -1,0 +1,56 @@
+//! The `ingest` function: `hotlead-api`'s public router under `lambda_http`.
+
+use std::sync::Arc;
+
+use hotlead_api::{Auth, public_router};
+use hotlead_app::ports::Store;
+use hotlead_app::{Config, Ingest, SystemClock, UuidIds};
+use tokio::sync::Notify;
+
+/// The router on `store`. Scoring happens downstream, on the table's stream.
+pub fn app(store: Arc<dyn Store>, config: Config, auth: Auth) -> hotlead_api::Router {
+    let ingest = Ingest::new(
+        store,
+        Arc::new(SystemClock),
+        Arc::new(UuidIds),
+        Arc::new(config),
+        Arc::new(Notify::new()),
+    );
+    public_router(ingest, auth)
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn send(fixture: &str) -> (u16, serde_json::Value) {
+        let store = Arc::new(hotlead_embedded::SqliteStore::in_memory().unwrap());
+        let request =
+            lambda_http::request::from_str(fixture).expect("an API Gateway HTTP API v2 event");
+        let response = app(store, Config::default(), Auth::default())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_api_gateway_form_post_stores_a_lead() {
+        let (status, body) = send(include_str!("../fixtures/apigw-v2-form.json")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["lead_id"].as_str().unwrap().starts_with("L-"));
+    }
+
+    #[tokio::test]
+    async fn an_api_gateway_page_call_without_a_timestamp_is_422_naming_it() {
+        let (status, body) = send(include_str!("../fixtures/apigw-v2-page-invalid.json")).await;
+        assert_eq!(status, 422);
+        assert_eq!(body["field"], "timestamp");
+    }
+}

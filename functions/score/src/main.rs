@@ -1,0 +1,36 @@
+//! Wiring only: logs, configuration from the environment, clients, then the handler.
+
+use std::sync::Arc;
+
+use hotlead_app::{Scorer, SystemClock};
+use hotlead_aws::runtime::{FunctionEnv, init_tracing, required};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let env = FunctionEnv::from_env()?;
+    let topic = required("HOTLEAD_ALERTS_TOPIC_ARN")?;
+    let sdk = hotlead_aws::sdk_config().await;
+    let scorer = Scorer::new(
+        Arc::new(hotlead_aws::DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            env.table,
+        )),
+        Arc::new(hotlead_aws::SnsNotifier::new(
+            aws_sdk_sns::Client::new(&sdk),
+            topic,
+        )),
+        Arc::new(SystemClock),
+        Arc::new(env.rules),
+        Arc::new(env.config),
+    );
+    let scorer = &scorer;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let invocation = score::Invocation::parse(event.payload)?;
+            Ok::<_, lambda_runtime::Error>(score::handle_invocation(scorer, invocation).await?)
+        },
+    ))
+    .await
+}
