@@ -13,9 +13,13 @@ pub mod table;
 pub use dynamo::DynamoStore;
 pub use sns::SnsNotifier;
 
-/// The SDK configuration from the standard AWS environment.
+/// The SDK configuration from the standard AWS environment, retrying throttled and
+/// failed requests up to 5 times with exponential backoff and jitter.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+        .load()
+        .await
 }
 
 /// What `hotlead aws init` made.

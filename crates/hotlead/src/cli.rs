@@ -237,6 +237,7 @@ fn init_logging(default: &str) {
 async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     init_logging("info");
     let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let aws = args.backend == BackendArg::Aws;
     let backend = match args.backend {
         BackendArg::Embedded => crate::serve::Backend::Embedded {
             db: args.db.clone(),
@@ -256,7 +257,8 @@ async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<(
             write_key: nonempty(args.write_key),
             admin_token: nonempty(args.admin_token),
         },
-        tick: std::time::Duration::from_secs(5),
+        // The AWS backend polls its stream: a short tick keeps scoring prompt.
+        tick: std::time::Duration::from_secs(if aws { 1 } else { 5 }),
     };
     let auth = options.auth.clone();
     let running = crate::serve::start(options).await?;
