@@ -493,9 +493,7 @@ async fn ranking(
     };
     let cursor = query.cursor.filter(|c| !c.is_empty());
     if let Some(cursor) = &cursor {
-        let valid = cursor
-            .split_once(':')
-            .is_some_and(|(score, _)| score.parse::<i64>().is_ok());
+        let valid = hotlead_app::ports::RankCursor::parse(cursor).is_some();
         if !valid {
             return Err(ApiError::invalid(
                 "cursor",

@@ -124,6 +124,45 @@ pub enum SaveOutcome {
     SavedStillDirty,
 }
 
+/// Where a ranking page ended: the last lead's score (hundredths) and id, written
+/// `"<hundredths>:<lead id>"`. The next page starts after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankCursor {
+    pub score_hundredths: i64,
+    pub lead_id: String,
+}
+
+impl RankCursor {
+    pub fn parse(text: &str) -> Option<RankCursor> {
+        let (score, id) = text.split_once(':')?;
+        Some(RankCursor {
+            score_hundredths: score.parse().ok()?,
+            lead_id: id.to_string(),
+        })
+    }
+
+    /// The cursor after `lead` (a lead with no score ranks as 0).
+    pub fn after(lead: &StoredLead) -> RankCursor {
+        let score_hundredths = lead.score.as_ref().map_or(0, |s| s.score.hundredths());
+        RankCursor {
+            score_hundredths,
+            lead_id: lead.id.clone(),
+        }
+    }
+
+    /// Parses a cursor a store was given; a bad one is the caller's bug, reported as such.
+    pub fn given(text: &str) -> Result<RankCursor, StoreError> {
+        RankCursor::parse(text)
+            .ok_or_else(|| StoreError::Corrupt(format!("ranking cursor {text:?}")))
+    }
+}
+
+impl std::fmt::Display for RankCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.score_hundredths, self.lead_id)
+    }
+}
+
 /// A page of the ranking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankingPage {

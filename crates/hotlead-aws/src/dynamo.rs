@@ -22,8 +22,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    Dirty, OutboxEntry, Pending, RankingPage, Record, Recorded, SaveOutcome, ScoreUpdate, Store,
-    StoreError, StoredLead,
+    Dirty, OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded, SaveOutcome,
+    ScoreUpdate, Store, StoreError, StoredLead,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
 use hotlead_core::{Band, Event};
@@ -653,18 +653,10 @@ impl Store for DynamoStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<RankingPage, StoreError> {
-        let after = match cursor {
-            None => None,
-            Some(text) => {
-                let (score, id) = text
-                    .split_once(':')
-                    .ok_or_else(|| StoreError::Corrupt(format!("cursor {text:?}")))?;
-                let score: i64 = score
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("cursor {text:?}")))?;
-                Some(rank_key(score, id))
-            }
-        };
+        let after = cursor
+            .map(RankCursor::given)
+            .transpose()?
+            .map(|c| rank_key(c.score_hundredths, &c.lead_id));
         let (index, pk_name, pk) = match band {
             None => ("ranking", "rank_pk", "LEADS".to_string()),
             Some(band) => ("band_ranking", "band_pk", format!("BAND#{}", band.as_str())),
@@ -678,15 +670,7 @@ impl Store for DynamoStore {
             leads.push(Self::stored_lead(item)?);
         }
         let next = (items.len() > limit && limit > 0)
-            .then(|| {
-                leads.last().map(|l| {
-                    format!(
-                        "{}:{}",
-                        l.score.as_ref().map_or(0, |s| s.score.hundredths()),
-                        l.id
-                    )
-                })
-            })
+            .then(|| leads.last().map(|l| RankCursor::after(l).to_string()))
             .flatten();
         Ok(RankingPage { leads, next })
     }

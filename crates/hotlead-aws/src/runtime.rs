@@ -49,20 +49,25 @@ pub struct FunctionEnv {
     pub config: Config,
 }
 
+/// Reads the file a variable names and parses it with `parse`; errors name the variable.
+fn from_file<T, E: std::fmt::Display>(
+    name: &str,
+    path: &str,
+    parse: impl FnOnce(&str, &str) -> Result<T, E>,
+) -> Result<T, EnvError> {
+    let error = |message: String| EnvError {
+        variable: name.into(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(format!("{path}: {e}")))?;
+    parse(path, &text).map_err(|e| error(e.to_string()))
+}
+
 impl FunctionEnv {
     pub fn from_env() -> Result<FunctionEnv, EnvError> {
         let table = required("HOTLEAD_TABLE")?;
         let rules = match variable("HOTLEAD_RULES") {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| EnvError {
-                    variable: "HOTLEAD_RULES".into(),
-                    message: format!("{path}: {e}"),
-                })?;
-                RuleSet::from_toml(&path, &text).map_err(|e| EnvError {
-                    variable: "HOTLEAD_RULES".into(),
-                    message: e.to_string(),
-                })?
-            }
+            Some(path) => from_file("HOTLEAD_RULES", &path, RuleSet::from_toml)?,
             None => RuleSet::from_toml("(bundled seed rules)", hotlead_core::rules::SEED).map_err(
                 |e| EnvError {
                     variable: "HOTLEAD_RULES".into(),
@@ -71,16 +76,7 @@ impl FunctionEnv {
             )?,
         };
         let config = match variable("HOTLEAD_CONFIG") {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| EnvError {
-                    variable: "HOTLEAD_CONFIG".into(),
-                    message: format!("{path}: {e}"),
-                })?;
-                Config::from_toml(&path, &text).map_err(|e| EnvError {
-                    variable: "HOTLEAD_CONFIG".into(),
-                    message: e.to_string(),
-                })?
-            }
+            Some(path) => from_file("HOTLEAD_CONFIG", &path, Config::from_toml)?,
             None => Config::default(),
         };
         Ok(FunctionEnv {

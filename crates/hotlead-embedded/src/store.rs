@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    Dirty, OutboxEntry, Pending, RankingPage, Record, Recorded, SaveOutcome, ScoreUpdate, Store,
-    StoreError, StoredLead,
+    Dirty, OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded, SaveOutcome,
+    ScoreUpdate, Store, StoreError, StoredLead,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
 use hotlead_core::{Band, Event};
@@ -439,18 +439,10 @@ impl Store for SqliteStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<RankingPage, StoreError> {
-        let after = match cursor {
-            None => None,
-            Some(text) => {
-                let (score, id) = text
-                    .split_once(':')
-                    .ok_or_else(|| StoreError::Corrupt(format!("cursor {text:?}")))?;
-                let score: i64 = score
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("cursor {text:?}")))?;
-                Some((score, id.to_string()))
-            }
-        };
+        let after = cursor
+            .map(RankCursor::given)
+            .transpose()?
+            .map(|c| (c.score_hundredths, c.lead_id));
         let band = band.map(|b| b.as_str().to_string());
         self.transaction(move |tx| {
             let (score, id) = after.unwrap_or((i64::MAX, String::new()));
