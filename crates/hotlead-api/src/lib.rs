@@ -232,15 +232,11 @@ async fn form(
             }
             (fields, false)
         }
-        "" => {
-            return Err(ApiError::UnsupportedMediaType(
-                "send application/x-www-form-urlencoded or application/json".into(),
-            ));
-        }
         other => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "{other} is not accepted; send application/x-www-form-urlencoded or application/json"
-            )));
+            return Err(unsupported(
+                other,
+                "application/x-www-form-urlencoded or application/json",
+            ));
         }
     };
     let accepts_html = header_text(&headers, "accept").is_some_and(|a| a.contains("text/html"));
@@ -334,21 +330,20 @@ fn check_admin(auth: &Auth, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// 415, saying what to send instead.
+fn unsupported(media: &str, accepted: &str) -> ApiError {
+    ApiError::UnsupportedMediaType(match media {
+        "" => format!("send {accepted}"),
+        other => format!("{other} is not accepted; send {accepted}"),
+    })
+}
+
 /// Parses a JSON body of a Segment endpoint (`application/json`, or `text/plain` as
 /// beacons send it).
 fn segment_json(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
     match media_type(headers).as_str() {
         "application/json" | "text/plain" => {}
-        "" => {
-            return Err(ApiError::UnsupportedMediaType(
-                "send application/json".into(),
-            ));
-        }
-        other => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "{other} is not accepted; send application/json"
-            )));
-        }
+        other => return Err(unsupported(other, "application/json")),
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))
