@@ -179,6 +179,15 @@ pub fn main() -> ExitCode {
     }
     match run(cli, &mut out, Utc::now()) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped reading (`| head`) is not an error.
+        Err(error)
+            if error.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             let _ = out.flush();
             eprintln!("error: {error:#}");
