@@ -582,6 +582,57 @@ impl DynamoStore {
         }
     }
 
+    /// Writes a score; with `clean`, also clears the rescoring mark, only if no change
+    /// arrived since `seen_seq`. `None` when a condition failed.
+    async fn write_score(
+        &self,
+        update: &ScoreUpdate,
+        clean: bool,
+    ) -> Result<Option<Item>, StoreError> {
+        let score = &update.score;
+        let scored_at = time(score.at);
+        let mut expression = String::from(
+            "SET score = :score, score_h = :h, band = :band, scored_at = :at, hot_crossings = :crossings, scored_seq = :seen, \
+             rank_pk = :rank_pk, rank_sk = :rank_sk, band_pk = :band_pk, scored_pk = :scored_pk, scored_sk = :scored_sk",
+        );
+        let mut condition = String::from(
+            "attribute_exists(PK) AND attribute_not_exists(merged_into) AND scored_seq <= :seen",
+        );
+        if clean {
+            expression.push_str(" REMOVE dirty_pk, dirty_sk");
+            condition.push_str(" AND dirty_seq = :seen");
+        }
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("LEAD#{}", update.lead_id), "LEAD")))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .expression_attribute_values(":score", s(to_json(score)?))
+            .expression_attribute_values(":h", n(score.score.hundredths()))
+            .expression_attribute_values(":band", s(score.band.as_str()))
+            .expression_attribute_values(":at", s(&scored_at))
+            .expression_attribute_values(":crossings", n(update.hot_crossings))
+            .expression_attribute_values(":seen", n(update.seen_seq))
+            .expression_attribute_values(":rank_pk", s("LEADS"))
+            .expression_attribute_values(
+                ":rank_sk",
+                s(rank_key(score.score.hundredths(), &update.lead_id)),
+            )
+            .expression_attribute_values(":band_pk", s(format!("BAND#{}", score.band.as_str())))
+            .expression_attribute_values(":scored_pk", s("SCORED"))
+            .expression_attribute_values(":scored_sk", s(format!("{scored_at}#{}", update.lead_id)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(error) => Err(sdk(error)),
+        }
+    }
+
     fn stored_lead(item: &Item) -> Result<StoredLead, StoreError> {
         let lead = LeadItem::from_item(item)?;
         Ok(StoredLead {
@@ -746,61 +797,20 @@ impl Store for DynamoStore {
                 return Err(sdk(error));
             }
         }
-        let score = &update.score;
-        let scored_at = time(score.at);
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&format!("LEAD#{}", update.lead_id), "LEAD")))
-            .update_expression(
-                "SET score = :score, score_h = :h, band = :band, scored_at = :at, hot_crossings = :crossings, scored_seq = :seen, \
-                 rank_pk = :rank_pk, rank_sk = :rank_sk, band_pk = :band_pk, scored_pk = :scored_pk, scored_sk = :scored_sk",
-            )
-            .condition_expression("attribute_exists(PK) AND attribute_not_exists(merged_into) AND scored_seq <= :seen")
-            .expression_attribute_values(":score", s(to_json(score)?))
-            .expression_attribute_values(":h", n(score.score.hundredths()))
-            .expression_attribute_values(":band", s(score.band.as_str()))
-            .expression_attribute_values(":at", s(&scored_at))
-            .expression_attribute_values(":crossings", n(update.hot_crossings))
-            .expression_attribute_values(":seen", n(update.seen_seq))
-            .expression_attribute_values(":rank_pk", s("LEADS"))
-            .expression_attribute_values(":rank_sk", s(rank_key(score.score.hundredths(), &update.lead_id)))
-            .expression_attribute_values(":band_pk", s(format!("BAND#{}", score.band.as_str())))
-            .expression_attribute_values(":scored_pk", s("SCORED"))
-            .expression_attribute_values(":scored_sk", s(format!("{scored_at}#{}", update.lead_id)))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await;
-        let item = match out {
-            Ok(out) => out.attributes.unwrap_or_default(),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => {
-                return Err(StoreError::Conflict(format!(
-                    "lead {} was rescored or merged meanwhile",
-                    update.lead_id
-                )));
-            }
-            Err(error) => return Err(sdk(error)),
-        };
-        if get_n(&item, "dirty_seq") > update.seen_seq {
-            return Ok(SaveOutcome::SavedStillDirty);
+        // Usually no event arrived while scoring: one write saves the score and clears the
+        // rescoring mark. Otherwise the mark stays and a second write saves the score.
+        if self.write_score(&update, true).await?.is_some() {
+            return Ok(SaveOutcome::Saved);
         }
-        let clean = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&format!("LEAD#{}", update.lead_id), "LEAD")))
-            .update_expression("REMOVE dirty_pk, dirty_sk")
-            .condition_expression("dirty_seq = :seen")
-            .expression_attribute_values(":seen", n(update.seen_seq))
-            .send()
-            .await;
-        match clean {
-            Ok(_) => Ok(SaveOutcome::Saved),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => {
+        match self.write_score(&update, false).await? {
+            Some(item) if get_n(&item, "dirty_seq") > update.seen_seq => {
                 Ok(SaveOutcome::SavedStillDirty)
             }
-            Err(error) => Err(sdk(error)),
+            Some(_) => Ok(SaveOutcome::Saved),
+            None => Err(StoreError::Conflict(format!(
+                "lead {} was rescored or merged meanwhile",
+                update.lead_id
+            ))),
         }
     }
 
