@@ -393,3 +393,115 @@ fn rules_schema_prints_the_json_schema() {
     let schema: Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(schema["title"], "hotlead rules");
 }
+
+#[test]
+fn a_reader_that_stops_reading_is_not_an_error() {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hotlead-under-test"))
+        .args([
+            "score",
+            "--rules",
+            SEED,
+            "--leads",
+            "examples/data/leads.csv",
+            "--format",
+            "text",
+        ])
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn serve_logs_no_personal_data_while_it_stores_scores_and_alerts() {
+    use std::io::{BufRead as _, Read as _};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hotlead.db");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hotlead-under-test"))
+        .args(["serve", "--port", "0", "--db", db.to_str().unwrap()])
+        .env("HOTLEAD_LOG", "debug")
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let url = first.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let form = [
+            ("email", "hanako.secret@private-example.co.jp"),
+            ("name", "秘密 花子"),
+            ("phone", "03-9999-0000"),
+            ("employees", "1,200名"),
+            ("capital", "600億円"),
+            ("anonymousId", "b-9"),
+        ];
+        let response = client.post(format!("{url}/v1/forms/contact")).form(&form).send().await.unwrap();
+        assert!(response.status().is_success());
+        for i in 0..3 {
+            let call = serde_json::json!({"type": "page", "messageId": format!("p{i}"), "anonymousId": "b-9",
+                "timestamp": chrono::Utc::now().to_rfc3339(), "context": {"page": {"path": "/pricing"}}});
+            client.post(format!("{url}/v1/page")).json(&call).send().await.unwrap();
+        }
+        // A rejected call is logged too, if at all, without its content.
+        client.post(format!("{url}/v1/forms/contact")).form(&[("email", "not-an-address@")]).send().await.unwrap();
+    });
+    let outbox = dir.path().join("alerts.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !std::fs::read_to_string(&outbox)
+        .unwrap_or_default()
+        .contains("secret")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no alert was delivered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("alert delivered"),
+        "the logs say what happened: {logs}"
+    );
+    for personal in [
+        "hanako",
+        "private-example",
+        "秘密",
+        "花子",
+        "9999",
+        "not-an-address",
+    ] {
+        assert!(
+            !logs.contains(personal),
+            "the logs contain {personal:?}:\n{logs}"
+        );
+    }
+}
