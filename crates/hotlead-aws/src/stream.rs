@@ -157,9 +157,10 @@ pub async fn read_all(
     Ok(records)
 }
 
-/// The local stand-in for the `score` Lambda: follows every shard of the stream and feeds
-/// each batch to [`rescore_changes`]; between batches it retries pending alerts and
-/// rescores aged leads. Runs until the task is dropped.
+/// The local stand-in for the `score` Lambda: follows every shard of the stream from its
+/// newest record and feeds each batch to [`rescore_changes`]; between batches it rescores
+/// leads still marked (changes made while it was not running), retries pending alerts
+/// and rescores aged leads. Runs until the task is dropped.
 pub async fn poll(
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
@@ -170,6 +171,11 @@ pub async fn poll(
     loop {
         if let Err(error) = poll_once(&client, &stream_arn, &scorer, &mut iterators).await {
             tracing::warn!(%error, "reading the stream failed; retrying");
+        }
+        // The stream is read from its newest record on: changes made while no poller ran
+        // (or before its iterator was taken) are found by their rescoring mark instead.
+        if let Err(error) = scorer.rescore_marked().await {
+            tracing::warn!(%error, "rescoring marked leads failed; retrying");
         }
         if let Err(error) = scorer.deliver_pending().await {
             tracing::warn!(%error, "alert delivery failed; retrying");
@@ -210,7 +216,7 @@ async fn poll_once(
                 .get_shard_iterator()
                 .stream_arn(stream_arn)
                 .shard_id(&shard_id)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .shard_iterator_type(ShardIteratorType::Latest)
                 .send()
                 .await
                 .map_err(|e| error(&aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)))?
