@@ -372,6 +372,24 @@ fn with_request_context(mut call: Value, headers: &HeaderMap) -> Value {
     call
 }
 
+/// The JSON body of a Segment endpoint, within `limit`, once its write key is checked.
+async fn authorised_segment_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<Value, ApiError> {
+    let bytes = read_body(headers, body, limit, what).await?;
+    let value = segment_json(headers, &bytes)?;
+    check_write_key(
+        &state.auth,
+        headers,
+        value.get("writeKey").and_then(Value::as_str),
+    )?;
+    Ok(value)
+}
+
 fn recorded_json(recorded: &Recorded) -> Value {
     json!({"duplicate": recorded.duplicate, "lead_id": recorded.lead_id})
 }
@@ -382,13 +400,8 @@ async fn call(
     body: Body,
     route: Option<EventType>,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, MAX_EVENT_BYTES, "an event").await?;
-    let value = segment_json(&headers, &bytes)?;
-    check_write_key(
-        &state.auth,
-        &headers,
-        value.get("writeKey").and_then(Value::as_str),
-    )?;
+    let value =
+        authorised_segment_body(&state, &headers, body, MAX_EVENT_BYTES, "an event").await?;
     let recorded = state
         .ingest()?
         .call(&with_request_context(value, &headers), route)
@@ -403,13 +416,7 @@ async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, MAX_BATCH_BYTES, "a batch").await?;
-    let value = segment_json(&headers, &bytes)?;
-    check_write_key(
-        &state.auth,
-        &headers,
-        value.get("writeKey").and_then(Value::as_str),
-    )?;
+    let value = authorised_segment_body(&state, &headers, body, MAX_BATCH_BYTES, "a batch").await?;
     let Some(calls) = value.get("batch").and_then(Value::as_array) else {
         return Err(ApiError::invalid("batch", "expected an array of calls"));
     };

@@ -459,7 +459,7 @@ impl Store for SqliteStore {
                 .map_err(sql)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(sql)?;
-            let next = (rows.len() > limit).then(|| rows[limit - 1].clone()).map(|(id, score)| format!("{score}:{id}"));
+            let next = (rows.len() > limit).then(|| rows[limit - 1].clone()).map(|(lead_id, score_hundredths)| RankCursor { score_hundredths, lead_id }.to_string());
             let mut leads = Vec::new();
             for (id, _) in rows.into_iter().take(limit) {
                 leads.extend(load_lead(tx, &id)?);
