@@ -300,6 +300,27 @@ pub fn score(
     result
 }
 
+/// Each rule's term at `now`, in rule order, as a model sees it: 1 or 0 for an attribute
+/// rule; for a behaviour rule, its points over the rule's points, which is the matched
+/// count after caps and decay (1 or 0 for a rule of 0 points). Events after `now` are left
+/// out, as in [`score`], so terms at a deal's close date use only what came before it.
+pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<Utc>) -> Vec<f64> {
+    let result = score(rules, lead, events, now, None);
+    let mut terms = vec![0.0; rules.rules.len()];
+    for contribution in &result.contributions {
+        let Some(index) = rules.rules.iter().position(|r| r.id == contribution.rule) else {
+            continue;
+        };
+        let points = rules.rules[index].points.hundredths();
+        terms[index] = if points == 0 {
+            1.0
+        } else {
+            contribution.points.hundredths() as f64 / points as f64
+        };
+    }
+    terms
+}
+
 /// An event that passed the filters, with its age at the scoring time.
 #[derive(Debug, Clone, Copy)]
 struct Seen<'e> {

@@ -59,6 +59,12 @@ pub enum Command {
         after_help = "Example:\n  hotlead aws init --table hotlead --alerts-topic hotlead-alerts --analysts-topic hotlead-analysts"
     )]
     Aws(AwsCommand),
+    /// Learn rule weights from closed deals in a CRM export and suggest revised rules, with
+    /// hold-out evidence (AUC, lift, conversion per band, calibration) for review.
+    #[command(
+        after_help = "Examples:\n  hotlead learn --leads deals.csv --outcome stage=won --rules rules.toml --out suggestion/\n  hotlead learn --leads bank-additional-full.csv --outcome y=yes --exclude duration --discover --format json"
+    )]
+    Learn(Box<crate::learn::LearnArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +226,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<
             let made = made.map_err(anyhow::Error::msg)?;
             writeln!(out, "{}", serde_json::to_string_pretty(&made)?)?;
         }
+        Command::Learn(args) => crate::learn::run(*args, out, now)?,
         Command::Demo { dir } => {
             let dir = dir.unwrap_or_else(crate::demo::fresh_dir);
             runtime()?.block_on(crate::demo::run(&dir, out))?;

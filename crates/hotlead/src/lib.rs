@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod demo;
 pub mod input;
+pub mod learn;
 pub mod output;
 pub mod serve;

@@ -1,0 +1,181 @@
+//! Labelled examples from a CRM export: one row per lead, an outcome column, an optional
+//! close-date column. Columns named in `exclude` are dropped before anything sees them.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use hotlead_core::Lead;
+use hotlead_core::lead::attribute_name;
+
+use crate::Example;
+use crate::table::{RowError, Table};
+
+/// Which rows are won: `COLUMN=VALUE` (`y=yes`); every other present value is lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeSpec {
+    pub column: String,
+    pub won: String,
+}
+
+impl std::str::FromStr for OutcomeSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once('=') {
+            Some((column, won)) if !column.trim().is_empty() && !won.trim().is_empty() => {
+                Ok(OutcomeSpec {
+                    column: column.trim().to_string(),
+                    won: won.trim().to_string(),
+                })
+            }
+            _ => Err(format!("expected COLUMN=VALUE (like y=yes), got {text:?}")),
+        }
+    }
+}
+
+/// Why a table cannot give examples at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DatasetError {
+    #[error("line 1: field `{0}`: no such column in the header row")]
+    NoColumn(String),
+    #[error("line 1: field `{0}`: the outcome column cannot also be excluded")]
+    OutcomeExcluded(String),
+}
+
+/// Column names that hold the lead id, the e-mail, and the close date, in order of
+/// preference.
+const ID_COLUMNS: &[&str] = &["lead_id", "id"];
+const DATE_COLUMNS: &[&str] = &["closed_at", "closed_date", "close_date", "decided_at"];
+
+/// Reads a close date: RFC 3339 or `YYYY-MM-DD` (midnight UTC).
+pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    DateTime::parse_from_rfc3339(text)
+        .map(|d| d.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .or_else(|_| NaiveDate::parse_from_str(text, "%Y/%m/%d"))
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc())
+        })
+}
+
+/// Turns rows into examples. `default_decided_at` is used when there is no close-date
+/// column. Rows with no outcome or a bad date are rejected with their line.
+pub fn examples(
+    table: &Table,
+    outcome: &OutcomeSpec,
+    exclude: &[String],
+    default_decided_at: DateTime<Utc>,
+) -> Result<(Vec<Example>, Vec<RowError>), DatasetError> {
+    let canonical: Vec<String> = table.headers.iter().map(|h| attribute_name(h)).collect();
+    let find = |name: &str| {
+        let wanted = attribute_name(name);
+        canonical.iter().position(|c| *c == wanted)
+    };
+    let outcome_column =
+        find(&outcome.column).ok_or_else(|| DatasetError::NoColumn(outcome.column.clone()))?;
+    let mut excluded = Vec::new();
+    for name in exclude {
+        let column = find(name).ok_or_else(|| DatasetError::NoColumn(name.clone()))?;
+        if column == outcome_column {
+            return Err(DatasetError::OutcomeExcluded(name.clone()));
+        }
+        excluded.push(column);
+    }
+    let id_column = ID_COLUMNS.iter().find_map(|c| find(c));
+    let date_column = DATE_COLUMNS.iter().find_map(|c| find(c));
+    let won_value = outcome.won.trim().to_lowercase();
+
+    let mut out = Vec::with_capacity(table.rows.len());
+    let mut rejected = table.rejected.clone();
+    for row in &table.rows {
+        let Some(label) = &row.values[outcome_column] else {
+            rejected.push(RowError {
+                line: row.line,
+                field: Some(table.headers[outcome_column].clone()),
+                message: "no outcome".into(),
+            });
+            continue;
+        };
+        let decided_at = match date_column.map(|c| (c, &row.values[c])) {
+            None | Some((_, None)) => default_decided_at,
+            Some((c, Some(text))) => match parse_date(text) {
+                Some(date) => date,
+                None => {
+                    rejected.push(RowError {
+                        line: row.line,
+                        field: Some(table.headers[c].clone()),
+                        message: format!("expected a date like 2026-03-31, got {text:?}"),
+                    });
+                    continue;
+                }
+            },
+        };
+        let id = id_column
+            .and_then(|c| row.values[c].clone())
+            .unwrap_or_else(|| format!("line-{}", row.line));
+        let attributes = row
+            .values
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| {
+                *c != outcome_column
+                    && Some(*c) != id_column
+                    && Some(*c) != date_column
+                    && !excluded.contains(c)
+            })
+            .filter_map(|(c, v)| v.as_deref().map(|v| (canonical[c].as_str(), v)));
+        out.push(Example {
+            lead: Lead::from_raw(id.clone(), attributes),
+            id,
+            line: row.line,
+            events: Vec::new(),
+            won: label.trim().to_lowercase() == won_value,
+            decided_at,
+        });
+    }
+    rejected.sort_by_key(|r| r.line);
+    Ok((out, rejected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::read_table;
+
+    #[test]
+    fn outcome_exclusion_ids_and_dates() {
+        let table = read_table(
+            "lead_id;plan;duration;closed_at;y\n\
+             a;pro;100;2026-01-02;yes\n\
+             b;free;5;2026-01-03;no\n\
+             c;free;7;2026-01-04;\n\
+             d;pro;9;yesterday;no\n",
+            None,
+        )
+        .unwrap();
+        let outcome: OutcomeSpec = "y=yes".parse().unwrap();
+        let now = parse_date("2026-06-01").unwrap();
+        let (got, rejected) = examples(&table, &outcome, &["duration".to_string()], now).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].won && !got[1].won);
+        assert_eq!(got[0].id, "a");
+        assert!(got[0].lead.get("duration").is_none());
+        assert!(got[0].lead.get("plan").is_some());
+        assert_eq!(got[0].decided_at, parse_date("2026-01-02").unwrap());
+        let lines: Vec<u64> = rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [4, 5]);
+        assert_eq!(rejected[1].field.as_deref(), Some("closed_at"));
+
+        assert_eq!(
+            examples(&table, &"won=1".parse().unwrap(), &[], now),
+            Err(DatasetError::NoColumn("won".into()))
+        );
+        assert_eq!(
+            examples(&table, &outcome, &["y".to_string()], now),
+            Err(DatasetError::OutcomeExcluded("y".into()))
+        );
+        assert!("y".parse::<OutcomeSpec>().is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! Candidate rules generated from the training rows (`--discover`): a rule per frequent
+//! categorical level, per numeric quantile bin, per event name and per URL path. Each is
+//! written in the rules language, so that the learned file scores exactly as the model saw.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use hotlead_core::{Event, EventType, Lead};
+
+use crate::Example;
+
+/// Attributes never turned into rules: they identify a person or a lead.
+const IDENTIFYING: &[&str] = &[
+    "lead_id",
+    "id",
+    "email",
+    "name",
+    "first_name",
+    "last_name",
+    "phone",
+    "company",
+    "user_id",
+    "anonymous_id",
+];
+
+/// How far discovery goes.
+#[derive(Debug, Clone)]
+pub struct DiscoverOptions {
+    /// Quantile bins per numeric attribute.
+    pub bins: usize,
+    /// Levels kept per categorical attribute (the most frequent).
+    pub max_levels: usize,
+    /// A candidate must hold for at least this share of the training rows...
+    pub min_share: f64,
+    /// ...and at least this many rows.
+    pub min_rows: usize,
+}
+
+impl Default for DiscoverOptions {
+    fn default() -> Self {
+        DiscoverOptions {
+            bins: 10,
+            max_levels: 40,
+            min_share: 0.005,
+            min_rows: 10,
+        }
+    }
+}
+
+/// Which axis a candidate belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    Fit,
+    Engagement,
+}
+
+/// A candidate rule: its id, label and the TOML of its test (`when = …` or `event = …`,
+/// with any counting keys).
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: String,
+    pub label: String,
+    pub axis: Axis,
+    pub body: Vec<(String, toml_edit::Value)>,
+    /// For counted behaviour: the most counted events per rule.
+    pub count_cap: Option<u32>,
+}
+
+/// Events counted per candidate behaviour rule, at most.
+pub const EVENT_COUNT_CAP: u32 = 5;
+
+fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').chars().take(40).collect()
+}
+
+/// A number for quantiles: the value, or the middle of a range.
+fn point(lead: &Lead, attribute: &str) -> Option<f64> {
+    let number = lead.get(attribute)?.number.as_ref()?;
+    match (number.low, number.high) {
+        (Some(low), Some(high)) => Some((low.value + high.value) / 2.0),
+        (Some(b), None) | (None, Some(b)) => Some(b.value),
+        (None, None) => None,
+    }
+}
+
+pub fn format_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        let text = format!("{value:.6}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn inline(pairs: &[(&str, toml_edit::Value)]) -> toml_edit::Value {
+    let mut table = toml_edit::InlineTable::new();
+    for (key, value) in pairs {
+        table.insert(*key, value.clone());
+    }
+    toml_edit::Value::InlineTable(table)
+}
+
+/// Generates candidates from the training examples (never from the hold-out).
+pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate> {
+    let n = train.len();
+    let min_rows = options
+        .min_rows
+        .max((options.min_share * n as f64).ceil() as usize);
+    let mut candidates = Vec::new();
+    let mut used_ids = BTreeSet::new();
+    let mut unique = |id: String| {
+        let mut candidate = id.clone();
+        let mut k = 2;
+        while !used_ids.insert(candidate.clone()) {
+            candidate = format!("{id}-{k}");
+            k += 1;
+        }
+        candidate
+    };
+
+    let attributes: BTreeSet<&str> = train
+        .iter()
+        .flat_map(|e| e.lead.attributes.keys().map(String::as_str))
+        .filter(|a| !IDENTIFYING.contains(a) && *a != "email_domain")
+        .collect();
+    for attribute in attributes {
+        let present: Vec<&Example> = train
+            .iter()
+            .copied()
+            .filter(|e| e.lead.get(attribute).is_some())
+            .collect();
+        let missing = n - present.len();
+        let numbers: Vec<f64> = present
+            .iter()
+            .filter_map(|e| point(&e.lead, attribute))
+            .collect();
+        let mut levels: HashMap<&str, usize> = HashMap::new();
+        for e in &present {
+            if let Some(v) = e.lead.get(attribute) {
+                *levels.entry(v.value.as_str()).or_default() += 1;
+            }
+        }
+        // Identifiers and free text: almost every value is different.
+        let numeric = !present.is_empty() && numbers.len() * 10 >= present.len() * 9;
+        if !numeric && levels.len() * 2 > present.len().max(1) && levels.len() > options.max_levels
+        {
+            continue;
+        }
+        let attr_slug = slug(attribute);
+        if numeric && levels.len() > 2 {
+            let mut sorted = numbers.clone();
+            sorted.sort_by(f64::total_cmp);
+            let mut cuts: Vec<f64> = (1..options.bins)
+                .map(|b| sorted[b * sorted.len() / options.bins])
+                .collect();
+            cuts.dedup();
+            cuts.retain(|&c| c > sorted[0]);
+            let mut edges: Vec<(Option<f64>, Option<f64>)> = Vec::new();
+            let mut low = None;
+            for &cut in &cuts {
+                edges.push((low, Some(cut)));
+                low = Some(cut);
+            }
+            edges.push((low, None));
+            for (low, high) in edges {
+                let count = numbers
+                    .iter()
+                    .filter(|&&v| low.is_none_or(|l| v >= l) && high.is_none_or(|h| v < h))
+                    .count();
+                if count < min_rows {
+                    continue;
+                }
+                let mut test: Vec<(&str, toml_edit::Value)> = vec![("attribute", attribute.into())];
+                let label = match (low, high) {
+                    (Some(l), Some(h)) => {
+                        test.push(("gte", l.into()));
+                        test.push(("lt", h.into()));
+                        format!("{attribute} {} – {}", format_number(l), format_number(h))
+                    }
+                    (Some(l), None) => {
+                        test.push(("gte", l.into()));
+                        format!("{attribute} ≥ {}", format_number(l))
+                    }
+                    (None, Some(h)) => {
+                        test.push(("lt", h.into()));
+                        format!("{attribute} < {}", format_number(h))
+                    }
+                    (None, None) => continue,
+                };
+                let id = unique(format!(
+                    "learned-{attr_slug}-{}",
+                    slug(&format!(
+                        "{}-{}",
+                        low.map_or("min".into(), format_number),
+                        high.map_or("max".into(), format_number)
+                    ))
+                ));
+                candidates.push(Candidate {
+                    id,
+                    label,
+                    axis: Axis::Fit,
+                    body: vec![("when".into(), inline(&test))],
+                    count_cap: None,
+                });
+            }
+        } else {
+            let mut frequent: Vec<(&str, usize)> = levels
+                .into_iter()
+                .filter(|(_, count)| *count >= min_rows)
+                .collect();
+            frequent.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            frequent.truncate(options.max_levels);
+            for (value, _) in frequent {
+                let raw = present
+                    .iter()
+                    .find_map(|e| e.lead.get(attribute).filter(|v| v.value == value))
+                    .map_or(value, |v| v.raw.as_str());
+                let id = unique(format!("learned-{attr_slug}-{}", slug(value)));
+                candidates.push(Candidate {
+                    id,
+                    label: format!("{attribute} = {raw}"),
+                    axis: Axis::Fit,
+                    body: vec![(
+                        "when".into(),
+                        inline(&[("attribute", attribute.into()), ("equals", raw.into())]),
+                    )],
+                    count_cap: None,
+                });
+            }
+        }
+        if missing >= min_rows && missing < n {
+            candidates.push(Candidate {
+                id: unique(format!("learned-{attr_slug}-missing")),
+                label: format!("{attribute} not given"),
+                axis: Axis::Fit,
+                body: vec![(
+                    "when".into(),
+                    inline(&[("attribute", attribute.into()), ("missing", true.into())]),
+                )],
+                count_cap: None,
+            });
+        }
+    }
+
+    // Behaviour: event names and page paths that enough leads have, before the decision.
+    let mut names: BTreeMap<(EventType, String), usize> = BTreeMap::new();
+    for example in train {
+        let mut seen = BTreeSet::new();
+        for event in example
+            .events
+            .iter()
+            .filter(|e| e.timestamp < example.decided_at)
+        {
+            if let Some(key) = event_key(event) {
+                seen.insert(key);
+            }
+        }
+        for key in seen {
+            *names.entry(key).or_default() += 1;
+        }
+    }
+    for ((kind, value), leads) in names {
+        if leads < min_rows {
+            continue;
+        }
+        let (matcher, label) = match kind {
+            EventType::Page => (
+                inline(&[("type", "page".into()), ("path", value.as_str().into())]),
+                format!("viewed {value}"),
+            ),
+            _ => (
+                inline(&[
+                    ("type", kind.as_str().into()),
+                    ("name", value.as_str().into()),
+                ]),
+                value.to_string(),
+            ),
+        };
+        candidates.push(Candidate {
+            id: unique(format!("learned-{}-{}", kind.as_str(), slug(&value))),
+            label: format!("{label} (each time, up to {EVENT_COUNT_CAP})"),
+            axis: Axis::Engagement,
+            body: vec![("event".into(), matcher), ("count".into(), "every".into())],
+            count_cap: Some(EVENT_COUNT_CAP),
+        });
+    }
+    candidates
+}
+
+/// The name or path a behaviour candidate keys on; paths with glob characters are left
+/// out (a rule's path is a glob).
+fn event_key(event: &Event) -> Option<(EventType, String)> {
+    match event.kind {
+        EventType::Page => event
+            .path
+            .as_ref()
+            .filter(|p| !p.contains(['*', '?', '[', ']', '{', '}', '\\']))
+            .map(|p| (EventType::Page, p.clone())),
+        EventType::Track => event.name.clone().map(|n| (EventType::Track, n)),
+        _ => None,
+    }
+}

@@ -1,0 +1,460 @@
+//! L2-regularised logistic regression (linfa-logistic) on standardised features, with the
+//! regularisation strength chosen by stratified cross-validation on the training part
+//! only, and standard errors from the Fisher information.
+
+use linfa::Dataset;
+use linfa::traits::Fit;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics;
+
+/// A deterministic shuffle source (SplitMix64): the same seed gives the same splits.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64) -> Self {
+        SplitMix(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Fisher–Yates.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// Splits indices into `k` folds, each with about the same share of each class.
+pub fn stratified_folds(y: &[bool], k: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = SplitMix::new(seed);
+    let k = k.max(1);
+    let mut folds = vec![Vec::new(); k];
+    for class in [true, false] {
+        let mut members: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
+        rng.shuffle(&mut members);
+        for (n, i) in members.into_iter().enumerate() {
+            folds[n % k].push(i);
+        }
+    }
+    for fold in &mut folds {
+        fold.sort_unstable();
+    }
+    folds
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FitError {
+    #[error("every training row has the same outcome; both won and lost deals are needed")]
+    OneClass,
+    #[error("no usable feature: every column is constant on the training rows")]
+    NoFeatures,
+    #[error("the solver failed: {0}")]
+    Solver(String),
+}
+
+/// How to fit.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// Candidate inverse regularisation strengths (scikit-learn's `C`; alpha = 1/C).
+    pub c_grid: Vec<f64>,
+    pub folds: usize,
+    pub seed: u64,
+    pub max_iterations: u64,
+    /// Stop when the gradient of the mean loss is below this.
+    pub tolerance: f64,
+    /// Use this `C` and skip the cross-validation.
+    pub fixed_c: Option<f64>,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            c_grid: vec![0.001, 0.01, 0.1, 1.0, 10.0, 100.0],
+            folds: 5,
+            seed: 0,
+            max_iterations: 300,
+            tolerance: 1e-4,
+            fixed_c: None,
+        }
+    }
+}
+
+/// One point of the cross-validation: mean hold-out log loss and AUC over the folds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvPoint {
+    pub c: f64,
+    pub log_loss: f64,
+    pub auc: f64,
+}
+
+/// A fitted model in the features' own units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    /// Per input column: the weight per unit of the feature (0 for a dropped column).
+    pub coef: Vec<f64>,
+    /// Per input column: the standard error of `coef` (`None` for a dropped column).
+    pub se: Vec<Option<f64>>,
+    /// Per input column: the weight per standard deviation (for ranking importance).
+    pub coef_std: Vec<f64>,
+    pub intercept: f64,
+    /// Columns with one value on the training rows: they carry no information.
+    pub constant: Vec<usize>,
+    /// The chosen `C` and the cross-validation behind it.
+    pub c: f64,
+    pub cv: Vec<CvPoint>,
+}
+
+impl Model {
+    /// The log-odds of winning for each row.
+    pub fn logits(&self, x: ArrayView2<f64>) -> Array1<f64> {
+        x.dot(&Array1::from(self.coef.clone())) + self.intercept
+    }
+
+    pub fn probabilities(&self, x: ArrayView2<f64>) -> Array1<f64> {
+        self.logits(x).mapv(sigmoid)
+    }
+}
+
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Column means and standard deviations; a column whose deviation is (near) zero is
+/// constant.
+fn moments(x: ArrayView2<f64>) -> (Array1<f64>, Array1<f64>) {
+    let n = x.nrows().max(1) as f64;
+    let mean = x.sum_axis(Axis(0)) / n;
+    let mut var = Array1::<f64>::zeros(x.ncols());
+    for row in x.rows() {
+        for ((v, &value), &m) in var.iter_mut().zip(row.iter()).zip(mean.iter()) {
+            *v += (value - m) * (value - m);
+        }
+    }
+    (mean, (var / n).mapv(f64::sqrt))
+}
+
+fn standardise(x: ArrayView2<f64>, mean: &Array1<f64>, sd: &Array1<f64>) -> Array2<f64> {
+    let mut z = x.to_owned();
+    for mut row in z.rows_mut() {
+        for ((v, &m), &s) in row.iter_mut().zip(mean.iter()).zip(sd.iter()) {
+            *v = (*v - m) / s;
+        }
+    }
+    z
+}
+
+/// Fits once on standardised features with a fixed alpha, optionally starting from an
+/// earlier solution (warm start); returns (weights, intercept) for P(won).
+fn fit_standardised(
+    z: &Array2<f64>,
+    y: &[bool],
+    alpha: f64,
+    options: &FitOptions,
+    start: Option<(&Array1<f64>, f64)>,
+) -> Result<(Array1<f64>, f64), FitError> {
+    // linfa models the probability of the more frequent class (on a tie, the first seen).
+    let won = y.iter().filter(|&&w| w).count();
+    let lost = y.len() - won;
+    let sign = if won > lost || (won == lost && y.first() == Some(&true)) {
+        1.0
+    } else {
+        -1.0
+    };
+    let targets = Array1::from(y.to_vec());
+    let dataset = Dataset::new(z.clone(), targets);
+    let n = z.nrows().max(1) as f64;
+    let mut params = LogisticRegression::default()
+        .alpha(alpha)
+        .max_iterations(options.max_iterations)
+        .gradient_tolerance(options.tolerance * n);
+    if let Some((w, b)) = start {
+        let mut initial = Array1::zeros(w.len() + 1);
+        for (target, value) in initial.iter_mut().zip(w.iter()) {
+            *target = sign * value;
+        }
+        initial[w.len()] = sign * b;
+        params = params.initial_params(initial);
+    }
+    let model = params
+        .fit(&dataset)
+        .map_err(|e| FitError::Solver(e.to_string()))?;
+    Ok((model.params() * sign, model.intercept() * sign))
+}
+
+fn select_rows(x: &Array2<f64>, rows: &[usize]) -> Array2<f64> {
+    x.select(Axis(0), rows)
+}
+
+/// One fold's path: hold-out (log loss, AUC) for each `C` of the grid, in order, each fit
+/// starting from the previous one. Empty when the fold cannot be used.
+fn fold_path(
+    z: &Array2<f64>,
+    y: &[bool],
+    folds: &[Vec<usize>],
+    k: usize,
+    grid: &[f64],
+    options: &FitOptions,
+) -> Result<Vec<(f64, f64)>, FitError> {
+    let test = &folds[k];
+    let train: Vec<usize> = folds
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != k)
+        .flat_map(|(_, f)| f.iter().copied())
+        .collect();
+    let y_train: Vec<bool> = train.iter().map(|&i| y[i]).collect();
+    let y_test: Vec<bool> = test.iter().map(|&i| y[i]).collect();
+    if y_train.iter().all(|&w| w) || y_train.iter().all(|&w| !w) || test.is_empty() {
+        return Ok(Vec::new());
+    }
+    let z_train = select_rows(z, &train);
+    let z_test = select_rows(z, test);
+    let mut previous: Option<(Array1<f64>, f64)> = None;
+    let mut out = Vec::with_capacity(grid.len());
+    for &c in grid {
+        let (w, b) = fit_standardised(
+            &z_train,
+            &y_train,
+            1.0 / c,
+            options,
+            previous.as_ref().map(|(w, b)| (w, *b)),
+        )?;
+        let p: Vec<f64> = (z_test.dot(&w) + b).mapv(sigmoid).to_vec();
+        out.push((metrics::log_loss(&p, &y_test), metrics::auc(&p, &y_test)));
+        previous = Some((w, b));
+    }
+    Ok(out)
+}
+
+/// Fits the model: drops constant columns, chooses `C` by cross-validation (mean hold-out
+/// log loss) and refits on all training rows.
+pub fn fit(x: ArrayView2<f64>, y: &[bool], options: &FitOptions) -> Result<Model, FitError> {
+    if y.iter().all(|&w| w) || y.iter().all(|&w| !w) {
+        return Err(FitError::OneClass);
+    }
+    let (mean, sd) = moments(x);
+    let kept: Vec<usize> = (0..x.ncols()).filter(|&j| sd[j] > 1e-12).collect();
+    let constant: Vec<usize> = (0..x.ncols()).filter(|&j| sd[j] <= 1e-12).collect();
+    if kept.is_empty() {
+        return Err(FitError::NoFeatures);
+    }
+    let x_kept = x.select(Axis(1), &kept);
+    let mean_k = mean.select(Axis(0), &kept);
+    let sd_k = sd.select(Axis(0), &kept);
+    let z = standardise(x_kept.view(), &mean_k, &sd_k);
+
+    // Cross-validation along the path from strong to weak regularisation, each fit
+    // starting from the previous one of its fold.
+    let mut grid = options.c_grid.clone();
+    grid.sort_by(f64::total_cmp);
+    let mut cv = Vec::new();
+    if options.fixed_c.is_none() {
+        let folds = stratified_folds(y, options.folds.max(2), options.seed);
+        // The folds are independent: one thread each.
+        let paths: Vec<Result<Vec<(f64, f64)>, FitError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..folds.len())
+                .map(|k| {
+                    let (folds, z, grid) = (&folds, &z, &grid);
+                    scope.spawn(move || fold_path(z, y, folds, k, grid, options))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(FitError::Solver("a fold's fit panicked".into())))
+                })
+                .collect()
+        });
+        let mut sums = vec![(0.0, 0.0, 0.0); grid.len()];
+        for path in paths {
+            for (g, (loss, auc)) in path?.into_iter().enumerate() {
+                sums[g].0 += loss;
+                sums[g].1 += auc;
+                sums[g].2 += 1.0;
+            }
+        }
+        for (&c, (loss, auc, used)) in grid.iter().zip(sums) {
+            if used > 0.0 {
+                cv.push(CvPoint {
+                    c,
+                    log_loss: loss / used,
+                    auc: auc / used,
+                });
+            }
+        }
+    }
+    let c = options.fixed_c.unwrap_or_else(|| {
+        cv.iter()
+            .min_by(|a, b| a.log_loss.total_cmp(&b.log_loss))
+            .map_or(1.0, |p| p.c)
+    });
+    let alpha = 1.0 / c;
+    let (w, b) = fit_standardised(&z, y, alpha, options, None)?;
+    let se_std = standard_errors(&z, &w, b, alpha);
+
+    let mut coef = vec![0.0; x.ncols()];
+    let mut coef_std = vec![0.0; x.ncols()];
+    let mut se = vec![None; x.ncols()];
+    let mut intercept = b;
+    for (k, &j) in kept.iter().enumerate() {
+        coef[j] = w[k] / sd_k[k];
+        coef_std[j] = w[k];
+        se[j] = se_std.get(k).copied().flatten().map(|s| s / sd_k[k]);
+        intercept -= w[k] * mean_k[k] / sd_k[k];
+    }
+    Ok(Model {
+        coef,
+        se,
+        coef_std,
+        intercept,
+        constant,
+        c,
+        cv,
+    })
+}
+
+/// Standard errors of the standardised weights: the square roots of the diagonal of the
+/// inverse of the (penalised) Fisher information `Zᵀ W Z + alpha I`, with the intercept as
+/// an unpenalised column. `None` where the matrix is not positive definite.
+fn standard_errors(z: &Array2<f64>, w: &Array1<f64>, b: f64, alpha: f64) -> Vec<Option<f64>> {
+    let n = z.nrows();
+    let p = z.ncols();
+    let mut design = Array2::<f64>::ones((n, p + 1));
+    for (mut row, source) in design.rows_mut().into_iter().zip(z.rows()) {
+        for (target, value) in row.iter_mut().zip(source.iter()) {
+            *target = *value;
+        }
+    }
+    let probabilities = (z.dot(w) + b).mapv(sigmoid);
+    for (mut row, &pi) in design.rows_mut().into_iter().zip(probabilities.iter()) {
+        let weight = (pi * (1.0 - pi)).sqrt();
+        row.mapv_inplace(|v| v * weight);
+    }
+    let mut information = design.t().dot(&design);
+    for j in 0..p {
+        information[[j, j]] += alpha;
+    }
+    match cholesky_inverse_diagonal(&information) {
+        Some(diagonal) => diagonal
+            .into_iter()
+            .take(p)
+            .map(|v| Some(v.sqrt()))
+            .collect(),
+        None => vec![None; p],
+    }
+}
+
+/// The diagonal of the inverse of a symmetric positive-definite matrix, by Cholesky.
+fn cholesky_inverse_diagonal(a: &Array2<f64>) -> Option<Vec<f64>> {
+    let n = a.nrows();
+    let mut l = Array2::<f64>::zeros((n, n));
+    for i in 0..n {
+        for j in 0..=i {
+            let mut sum = a[[i, j]];
+            for k in 0..j {
+                sum -= l[[i, k]] * l[[j, k]];
+            }
+            if i == j {
+                if sum <= 1e-12 * a[[i, i]].abs().max(1e-300) {
+                    return None;
+                }
+                l[[i, i]] = sum.sqrt();
+            } else {
+                l[[i, j]] = sum / l[[j, j]];
+            }
+        }
+    }
+    // diag(A⁻¹)_i = Σ_k (L⁻¹)_{k,i}²; solve L x = e_i column by column.
+    let mut diagonal = vec![0.0; n];
+    let mut column = vec![0.0; n];
+    for i in 0..n {
+        column.iter_mut().for_each(|v| *v = 0.0);
+        for k in i..n {
+            let mut sum = if k == i { 1.0 } else { 0.0 };
+            for m in i..k {
+                sum -= l[[k, m]] * column[m];
+            }
+            column[k] = sum / l[[k, k]];
+        }
+        diagonal[i] = column[i..].iter().map(|v| v * v).sum();
+    }
+    Some(diagonal)
+}
+
+/// Fits `P(won) = sigmoid(a + b·score)` on one column of scores (Platt scaling), so that a
+/// points-based score can be read as a probability. Scores with no spread give the base
+/// rate.
+pub fn calibrate(scores: &[f64], y: &[bool]) -> (f64, f64) {
+    let n = y.len().max(1) as f64;
+    let rate = (y.iter().filter(|&&w| w).count() as f64 / n).clamp(1e-6, 1.0 - 1e-6);
+    let base = (rate / (1.0 - rate)).ln();
+    let x = Array2::from_shape_vec((scores.len(), 1), scores.to_vec());
+    let Ok(x) = x else { return (base, 0.0) };
+    let options = FitOptions {
+        c_grid: vec![1e6],
+        folds: 2,
+        ..FitOptions::default()
+    };
+    let mean = scores.iter().sum::<f64>() / n;
+    if scores.iter().all(|s| (s - mean).abs() < 1e-12) {
+        return (base, 0.0);
+    }
+    match fit_standardised(
+        &standardise(x.view(), &Array1::from(vec![mean]), &moments(x.view()).1),
+        y,
+        1e-6,
+        &options,
+        None,
+    ) {
+        Ok((w, b)) => {
+            let sd = moments(x.view()).1[0];
+            (b - w[0] * mean / sd, w[0] / sd)
+        }
+        Err(_) => (base, 0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cholesky_inverse_matches_a_known_inverse() {
+        let a = ndarray::array![[4.0, 2.0], [2.0, 3.0]];
+        // inverse = 1/8 [[3, -2], [-2, 4]]
+        let d = cholesky_inverse_diagonal(&a).unwrap();
+        assert!((d[0] - 3.0 / 8.0).abs() < 1e-12);
+        assert!((d[1] - 4.0 / 8.0).abs() < 1e-12);
+        assert!(cholesky_inverse_diagonal(&ndarray::array![[1.0, 1.0], [1.0, 1.0]]).is_none());
+    }
+
+    #[test]
+    fn folds_keep_class_shares_and_depend_only_on_the_seed() {
+        let y: Vec<bool> = (0..100).map(|i| i % 4 == 0).collect();
+        let folds = stratified_folds(&y, 5, 7);
+        assert_eq!(folds, stratified_folds(&y, 5, 7));
+        assert_ne!(folds, stratified_folds(&y, 5, 8));
+        for fold in &folds {
+            assert_eq!(fold.len(), 20);
+            assert_eq!(fold.iter().filter(|&&i| y[i]).count(), 5);
+        }
+    }
+}
