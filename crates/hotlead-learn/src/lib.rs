@@ -39,3 +39,6 @@ pub struct Example {
     pub won: bool,
     pub decided_at: DateTime<Utc>,
 }
+
+#[cfg(test)]
+mod tests;

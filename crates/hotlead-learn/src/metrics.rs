@@ -165,7 +165,8 @@ pub fn by_band(scores: &[f64], y: &[bool], hot: f64, warm: f64) -> Vec<BandConve
 }
 
 /// The lowest score threshold under which at most `share` of the leads are at or above it
-/// (so "hot" fits a capacity). `None` when no threshold does.
+/// (so "hot" fits a capacity); when the leads tied at the top already exceed the share,
+/// the top score (the smallest group there can be).
 pub fn threshold_for_share(scores: &[f64], share: f64) -> Option<f64> {
     if scores.is_empty() || share <= 0.0 {
         return None;
@@ -183,6 +184,7 @@ pub fn threshold_for_share(scores: &[f64], share: f64) -> Option<f64> {
         .rev()
         .find(|&&s| s > excluded)
         .copied()
+        .or(sorted.first().copied())
 }
 
 #[cfg(test)]

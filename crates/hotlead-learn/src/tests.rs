@@ -1,0 +1,359 @@
+//! Tiny hand-made datasets with known answers.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use hotlead_core::{Event, Lead, RuleSet};
+use ndarray::Array2;
+
+use crate::discover::DiscoverOptions;
+use crate::fit::{self, FitError, FitOptions, SplitMix};
+use crate::{CurrentRules, Example, Hooks, LearnError, LearnOptions, Outcome, Split, learn};
+
+fn at(day: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::days(day)
+}
+
+fn example(i: usize, won: bool, attributes: &[(&str, &str)]) -> Example {
+    Example {
+        id: format!("lead-{i}"),
+        line: i as u64 + 2,
+        lead: Lead::from_raw(format!("lead-{i}"), attributes.iter().copied()),
+        events: Vec::new(),
+        won,
+        decided_at: at(i as i64 / 10),
+    }
+}
+
+fn run(examples: &[Example], current: Option<CurrentRules<'_>>, options: &LearnOptions) -> Outcome {
+    let mut progress = |_| {};
+    let seconds = || 0.0;
+    let mut hooks = Hooks {
+        progress: &mut progress,
+        seconds: &seconds,
+    };
+    learn(examples, current, options, &mut hooks).unwrap()
+}
+
+fn discovering() -> LearnOptions {
+    LearnOptions {
+        discover: Some(DiscoverOptions::default()),
+        min_outcomes: 20,
+        min_won: 5,
+        fit: FitOptions {
+            folds: 3,
+            ..FitOptions::default()
+        },
+        ..LearnOptions::default()
+    }
+}
+
+fn suggested(outcome: Outcome) -> Box<crate::Suggestion> {
+    match outcome {
+        Outcome::Suggested(s) => s,
+        Outcome::ColdStart(c) => panic!("cold start: {}", c.message),
+    }
+}
+
+/// Won leads are exactly the `pro` plan: a perfectly separable set.
+fn separable(n: usize) -> Vec<Example> {
+    (0..n)
+        .map(|i| {
+            let won = i % 3 == 0;
+            example(
+                i,
+                won,
+                &[
+                    ("plan", if won { "pro" } else { "free" }),
+                    ("region", "east"),
+                ],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn separable_data_gives_the_deciding_level_the_points_and_a_perfect_hold_out() {
+    let s = suggested(run(&separable(300), None, &discovering()));
+    let weight = |id: &str| s.weights.iter().find(|w| w.rule == id).unwrap();
+    assert!(weight("learned-plan-pro").suggested_points > 0);
+    assert!(weight("learned-plan-free").suggested_points < 0);
+    assert_eq!(s.suggested.auc, 1.0);
+    // Every won hold-out lead is hot and no lost one is.
+    let hot = s.suggested.bands.iter().find(|b| b.band == "hot").unwrap();
+    assert_eq!(hot.conversion, 1.0);
+    // The rules file scores as the report says.
+    let rules = RuleSet::from_toml("rules.toml", &s.rules_toml).unwrap();
+    assert_eq!(rules.bands.hot.hundredths(), s.thresholds.hot * 100);
+}
+
+#[test]
+fn a_constant_column_carries_no_weight_and_is_left_out_of_the_rules() {
+    let s = suggested(run(&separable(300), None, &discovering()));
+    // "region" is "east" for everyone: its level is constant.
+    let region = s
+        .weights
+        .iter()
+        .find(|w| w.rule == "learned-region-east")
+        .unwrap();
+    assert!(region.flag.as_deref().unwrap().contains("no variation"));
+    assert!(!s.rules_toml.contains("learned-region-east"));
+
+    let x = Array2::from_shape_fn((40, 2), |(i, j)| if j == 0 { 1.0 } else { (i % 2) as f64 });
+    let y: Vec<bool> = (0..40).map(|i| i % 2 == 1).collect();
+    let model = fit::fit(x.view(), &y, &FitOptions::default()).unwrap();
+    assert_eq!(model.constant, [0]);
+    assert_eq!(model.coef[0], 0.0);
+    assert!(model.coef[1] > 0.0);
+}
+
+#[test]
+fn one_class_is_a_cold_start_and_the_fit_refuses_it() {
+    let examples: Vec<Example> = (0..300)
+        .map(|i| example(i, false, &[("plan", "free")]))
+        .collect();
+    match run(&examples, None, &discovering()) {
+        Outcome::ColdStart(c) => {
+            assert_eq!(c.won, 0);
+            assert_eq!(c.need_won, 5);
+            assert!(c.message.contains("5 more won deals"), "{}", c.message);
+        }
+        Outcome::Suggested(_) => panic!("no won deals, yet weights were suggested"),
+    }
+    let x = Array2::from_shape_fn((10, 1), |(i, _)| i as f64);
+    assert_eq!(
+        fit::fit(x.view(), &[false; 10], &FitOptions::default()),
+        Err(FitError::OneClass)
+    );
+}
+
+#[test]
+fn too_few_outcomes_say_how_many_more_are_needed() {
+    let options = LearnOptions {
+        min_outcomes: 200,
+        min_won: 30,
+        ..discovering()
+    };
+    match run(&separable(120), None, &options) {
+        Outcome::ColdStart(c) => {
+            assert_eq!((c.outcomes, c.won), (120, 40));
+            assert_eq!(c.need_outcomes, 80);
+            assert_eq!(c.need_won, 0);
+            assert!(c.message.contains("80 more outcomes"), "{}", c.message);
+        }
+        Outcome::Suggested(_) => panic!("weights suggested from 120 outcomes"),
+    }
+}
+
+#[test]
+fn collinear_columns_share_the_weight_and_keep_finite_errors() {
+    let mut rng = SplitMix::new(3);
+    let n = 400;
+    let signal: Vec<f64> = (0..n).map(|_| (rng.next_u64() % 2) as f64).collect();
+    let y: Vec<bool> = signal
+        .iter()
+        .map(|&s| (rng.next_u64() % 100) < if s > 0.0 { 80 } else { 20 })
+        .collect();
+    let x = Array2::from_shape_fn((n, 2), |(i, _)| signal[i]);
+    let model = fit::fit(x.view(), &y, &FitOptions::default()).unwrap();
+    assert!(
+        (model.coef[0] - model.coef[1]).abs() < 1e-6,
+        "{:?}",
+        model.coef
+    );
+    assert!(model.coef[0] > 0.0);
+    assert!(model.se.iter().all(|s| s.is_some_and(f64::is_finite)));
+}
+
+#[test]
+fn known_coefficients_are_recovered_with_errors_that_cover_them() {
+    // log-odds = -1 + 2·a - 1·b, a and b independent coin flips.
+    let mut rng = SplitMix::new(11);
+    let n = 4000;
+    let mut rows = Vec::new();
+    let mut y = Vec::new();
+    for _ in 0..n {
+        let a = (rng.next_u64() % 2) as f64;
+        let b = (rng.next_u64() % 2) as f64;
+        let p = fit::sigmoid(-1.0 + 2.0 * a - b);
+        y.push((rng.next_u64() as f64 / u64::MAX as f64) < p);
+        rows.extend([a, b]);
+    }
+    let x = Array2::from_shape_vec((n, 2), rows).unwrap();
+    let options = FitOptions {
+        fixed_c: Some(1e4),
+        ..FitOptions::default()
+    };
+    let model = fit::fit(x.view(), &y, &options).unwrap();
+    for (j, truth) in [2.0, -1.0].into_iter().enumerate() {
+        let se = model.se[j].unwrap();
+        assert!(
+            (model.coef[j] - truth).abs() < 3.0 * se,
+            "{j}: {} ± {se}",
+            model.coef[j]
+        );
+        assert!(se > 0.02 && se < 0.2, "{se}");
+    }
+    assert!((model.intercept + 1.0).abs() < 0.2, "{}", model.intercept);
+}
+
+#[test]
+fn same_data_and_seed_give_the_same_suggestion_and_another_seed_another_split() {
+    let data = separable(300);
+    let a = serde_json::to_string(&run(&data, None, &discovering())).unwrap();
+    let b = serde_json::to_string(&run(&data, None, &discovering())).unwrap();
+    assert_eq!(a, b);
+    let other = LearnOptions {
+        seed: 9,
+        ..discovering()
+    };
+    let mask = |o: &LearnOptions| crate::suggest::holdout_mask(&data, o);
+    assert_ne!(mask(&discovering()), mask(&other));
+    assert_eq!(mask(&discovering()).iter().filter(|h| **h).count(), 60);
+}
+
+#[test]
+fn only_events_before_the_close_count() {
+    // Won leads see the demo page only after their deal closed: no signal before it.
+    let examples: Vec<Example> = (0..300)
+        .map(|i| {
+            let won = i % 3 == 0;
+            let mut e = example(i, won, &[("plan", if i % 2 == 0 { "a" } else { "b" })]);
+            if won {
+                e.events
+                    .push(page(i, "/demo", e.decided_at + Duration::days(1)));
+            }
+            e.events
+                .push(page(i + 10_000, "/home", e.decided_at - Duration::days(1)));
+            e
+        })
+        .collect();
+    let s = suggested(run(&examples, None, &discovering()));
+    assert!(s.weights.iter().all(|w| !w.rule.contains("demo")));
+    assert!(s.weights.iter().any(|w| w.rule == "learned-page-home"));
+    assert!(s.suggested.auc < 0.75, "{}", s.suggested.auc);
+}
+
+fn page(i: usize, path: &str, when: DateTime<Utc>) -> Event {
+    Event::from_segment(&serde_json::json!({
+        "type": "page",
+        "messageId": format!("m-{i}-{path}"),
+        "userId": format!("lead-{i}"),
+        "timestamp": when.to_rfc3339(),
+        "properties": { "path": path },
+    }))
+    .unwrap()
+}
+
+const CURRENT: &str = r#"
+name = "current"
+version = 3
+
+[bands]
+hot = 50
+warm = 20
+
+[groups.fit]
+axis = "fit"
+max = 40
+
+[[rules]]
+id = "pro-plan"
+group = "fit"
+points = 10
+when = { attribute = "plan", equals = "pro" }
+
+[[rules]]
+id = "east"
+group = "fit"
+points = 30
+when = { attribute = "region", equals = "east" }
+"#;
+
+#[test]
+fn current_rules_are_reweighed_and_compared_on_the_same_hold_out() {
+    let examples: Vec<Example> = (0..400)
+        .map(|i| {
+            let won = i % 4 == 0;
+            let region = if i % 5 == 0 { "east" } else { "west" };
+            example(
+                i,
+                won,
+                &[
+                    ("plan", if won || i % 7 == 0 { "pro" } else { "free" }),
+                    ("region", region),
+                ],
+            )
+        })
+        .collect();
+    let rules = RuleSet::from_toml("current.toml", CURRENT).unwrap();
+    let options = LearnOptions {
+        discover: None,
+        split: Split::Order,
+        ..discovering()
+    };
+    let s = suggested(run(
+        &examples,
+        Some(CurrentRules {
+            text: CURRENT,
+            rules: &rules,
+        }),
+        &options,
+    ));
+    let current = s.current.as_ref().unwrap();
+    assert!(
+        s.suggested.auc > current.auc,
+        "{} vs {}",
+        s.suggested.auc,
+        current.auc
+    );
+    let weight = |id: &str| s.weights.iter().find(|w| w.rule == id).unwrap();
+    assert!(weight("pro-plan").suggested_points > weight("east").suggested_points);
+    assert_eq!(weight("east").current_points, Some(30.0));
+    // The suggested file is the next version, keeps the rules, drops the group cap.
+    let next = RuleSet::from_toml("rules.toml", &s.rules_toml).unwrap();
+    assert_eq!(next.version, 4);
+    assert_eq!(next.rules.len(), 2);
+    assert!(next.groups[0].max.is_none());
+    assert_eq!(s.data.split, Split::Order);
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let data = separable(300);
+    let mut progress = |_| {};
+    let seconds = || 0.0;
+    let mut hooks = Hooks {
+        progress: &mut progress,
+        seconds: &seconds,
+    };
+    let bad = LearnOptions {
+        holdout_fraction: 1.0,
+        ..discovering()
+    };
+    assert!(matches!(
+        learn(&data, None, &bad, &mut hooks),
+        Err(LearnError::Fraction(_))
+    ));
+    let nothing = LearnOptions {
+        discover: None,
+        ..discovering()
+    };
+    assert!(matches!(
+        learn(&data, None, &nothing, &mut hooks),
+        Err(LearnError::NothingToLearn)
+    ));
+}
+
+#[test]
+fn the_report_is_one_self_contained_file() {
+    let s = suggested(run(&separable(300), None, &discovering()));
+    let html = crate::report::render("s-1", &s);
+    assert!(html.starts_with("<!doctype html>"));
+    assert_eq!(html.matches("<svg").count(), 4);
+    assert!(!html.contains("<script"));
+    assert!(
+        !html.contains("http://")
+            || html.matches("http://").count()
+                == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+    );
+    assert!(html.contains("learned-plan-pro"));
+}
