@@ -80,6 +80,7 @@ pub fn curves(scores: &[f64], y: &[bool], points: usize) -> (Vec<Point>, Vec<Poi
     let mut roc = vec![Point { x: 0.0, y: 0.0 }];
     let mut gains = vec![Point { x: 0.0, y: 0.0 }];
     let (mut tp, mut fp) = (0.0, 0.0);
+    let mut last_emitted = 0;
     for (n, &i) in order.iter().enumerate() {
         if y[i] {
             tp += 1.0;
@@ -89,7 +90,8 @@ pub fn curves(scores: &[f64], y: &[bool], points: usize) -> (Vec<Point>, Vec<Poi
         let last_of_tie = order
             .get(n + 1)
             .is_none_or(|&next| scores[next] != scores[i]);
-        if (n + 1) % step == 0 && last_of_tie || n + 1 == order.len() {
+        if last_of_tie && n + 1 - last_emitted >= step || n + 1 == order.len() {
+            last_emitted = n + 1;
             roc.push(Point {
                 x: fp / negatives,
                 y: tp / positives,

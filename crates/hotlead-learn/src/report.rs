@@ -286,7 +286,9 @@ figcaption{{font-weight:600;font-size:.9rem}}@media print{{body{{margin:0}}figur
     html.push_str("</section>");
 
     html.push_str("<h2>Weights</h2><p>Points per rule: current, suggested, and the suggested range (±1.96 standard errors from the Fisher information). Flagged rules have no clear effect.</p><table><tr><th>rule</th><th>source</th><th>leads</th><th>current</th><th>suggested</th><th>range</th><th>note</th></tr>");
-    for w in &s.weights {
+    let mut weights: Vec<_> = s.weights.iter().collect();
+    weights.sort_by_key(|w| std::cmp::Reverse(w.suggested_points.abs()));
+    for w in weights {
         let _ = write!(
             html,
             "<tr><td>{}<br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td><td><b>{}</b></td><td>{}</td><td class=\"flag\">{}</td></tr>",
