@@ -242,3 +242,38 @@ pub mod aws {
         hotlead_aws::DynamoStore::new(client, table)
     }
 }
+
+/// A real suggestion, learned from 300 hand-made leads (won leads are on the `pro` plan).
+pub fn a_suggestion() -> hotlead_learn::Suggestion {
+    let decided = time("2026-10-01T00:00:00Z");
+    let examples: Vec<hotlead_learn::Example> = (0..300)
+        .map(|i| {
+            let won = i % 3 == 0;
+            let plan = if won || i % 7 == 0 { "pro" } else { "free" };
+            hotlead_learn::Example {
+                id: format!("L-{i}"),
+                line: i as u64 + 2,
+                lead: hotlead_core::Lead::from_raw(format!("L-{i}"), [("plan", plan)]),
+                events: Vec::new(),
+                won,
+                decided_at: decided,
+            }
+        })
+        .collect();
+    let options = hotlead_learn::LearnOptions {
+        discover: Some(Default::default()),
+        min_outcomes: 100,
+        min_won: 10,
+        ..Default::default()
+    };
+    let mut progress = |_| {};
+    let seconds = || 0.0;
+    let mut hooks = hotlead_learn::Hooks {
+        progress: &mut progress,
+        seconds: &seconds,
+    };
+    match hotlead_learn::learn(&examples, None, &options, &mut hooks) {
+        Ok(hotlead_learn::Outcome::Suggested(s)) => *s,
+        other => panic!("expected a suggestion, got {other:?}"),
+    }
+}

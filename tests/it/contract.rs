@@ -626,6 +626,6 @@ async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
             .unwrap();
     }
     let reopened = hotlead_embedded::SqliteStore::open(&path).unwrap();
-    assert_eq!(reopened.schema_version().unwrap(), 2);
+    assert_eq!(reopened.schema_version().unwrap(), 3);
     assert!(reopened.lead("L-1").await.unwrap().is_some());
 }

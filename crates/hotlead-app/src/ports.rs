@@ -266,3 +266,184 @@ impl IdSource for UuidIds {
         format!("L-{}", uuid::Uuid::new_v4().simple())
     }
 }
+
+/// A closed deal: the lead, won or lost, when, and for how much.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DealOutcome {
+    pub lead_id: String,
+    pub won: bool,
+    pub closed_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<f64>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Where a suggestion stands in review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SuggestionStatus {
+    Pending,
+    Approved {
+        at: DateTime<Utc>,
+        by: String,
+        /// The rules version the approval created.
+        rules_version: u32,
+    },
+    Rejected {
+        at: DateTime<Utc>,
+        by: String,
+        reason: String,
+    },
+}
+
+impl SuggestionStatus {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SuggestionStatus::Pending => "pending",
+            SuggestionStatus::Approved { .. } => "approved",
+            SuggestionStatus::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+/// A stored suggestion: the learning run's result and its review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSuggestion {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub review: SuggestionStatus,
+    pub suggestion: hotlead_learn::Suggestion,
+}
+
+/// A suggestion in a list: enough to choose one to open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuggestionHead {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub review: SuggestionStatus,
+    pub current_auc: Option<f64>,
+    pub suggested_auc: f64,
+    pub outcomes: usize,
+}
+
+impl From<&StoredSuggestion> for SuggestionHead {
+    fn from(s: &StoredSuggestion) -> Self {
+        SuggestionHead {
+            id: s.id.clone(),
+            created_at: s.created_at,
+            review: s.review.clone(),
+            current_auc: s.suggestion.current.as_ref().map(|c| c.auc),
+            suggested_auc: s.suggestion.suggested.auc,
+            outcomes: s.suggestion.data.outcomes,
+        }
+    }
+}
+
+/// One version of the rules as stored: numbered 1, 2, ... in the order they were added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulesVersion {
+    pub version: u32,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// What made it: `file <path>`, `suggestion <id>`, ...
+    pub source: String,
+    pub text: String,
+    /// When it last became the active version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<DateTime<Utc>>,
+    pub active: bool,
+}
+
+/// A new rules version to store and make active.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRules {
+    pub name: String,
+    pub source: String,
+    /// The rules text; its `version` is set to the number the store gives it.
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Storage for the learning loop: deal outcomes, suggestions under review, and the
+/// versioned rules with the active one. The contract tests run against every adapter.
+#[async_trait]
+pub trait LearningStore: Send + Sync {
+    /// The (current, unmerged) lead an identity key points at.
+    async fn lead_for(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;
+
+    /// Stores outcomes; a lead's later outcome replaces its earlier one.
+    async fn put_outcomes(&self, outcomes: &[DealOutcome]) -> Result<(), StoreError>;
+
+    /// All outcomes, by lead id.
+    async fn outcomes(&self) -> Result<Vec<DealOutcome>, StoreError>;
+
+    async fn save_suggestion(&self, suggestion: &StoredSuggestion) -> Result<(), StoreError>;
+
+    /// Suggestions, newest first.
+    async fn suggestions(&self, limit: usize) -> Result<Vec<SuggestionHead>, StoreError>;
+
+    async fn suggestion(&self, id: &str) -> Result<Option<StoredSuggestion>, StoreError>;
+
+    /// Approves a pending suggestion and, atomically, adds its rules as the next version
+    /// and makes it active. `Conflict` when the suggestion is not pending.
+    async fn approve(
+        &self,
+        id: &str,
+        by: &str,
+        rules: NewRules,
+    ) -> Result<RulesVersion, StoreError>;
+
+    /// Rejects a pending suggestion with a reason. `Conflict` when it is not pending.
+    async fn reject(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Adds rules as the next version and makes it active.
+    async fn add_rules(&self, rules: NewRules) -> Result<RulesVersion, StoreError>;
+
+    /// Makes an earlier version active again. `Conflict` when there is no such version.
+    async fn activate_rules(
+        &self,
+        version: u32,
+        at: DateTime<Utc>,
+    ) -> Result<RulesVersion, StoreError>;
+
+    /// Every version, newest first.
+    async fn rules_history(&self) -> Result<Vec<RulesVersion>, StoreError>;
+
+    /// The active version, if any was stored.
+    async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError>;
+}
+
+/// Sets the `version` of a rules text to `version`, keeping the rest as written.
+pub fn with_version(text: &str, version: u32) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut replaced = false;
+    let mut in_root = true;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_root = false;
+        }
+        if in_root
+            && !replaced
+            && trimmed.starts_with("version")
+            && trimmed[7..].trim_start().starts_with('=')
+        {
+            lines.push(format!("version = {version}"));
+            replaced = true;
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    if !replaced {
+        lines.insert(0, format!("version = {version}"));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}

@@ -28,63 +28,66 @@ use hotlead_app::ports::{
 use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
 use hotlead_core::{Band, Event};
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// Attempts of a `record` whose transaction lost a race.
 const RECORD_ATTEMPTS: u32 = 8;
 /// Scores are offset so that an ascending sort key orders them highest first.
 const SCORE_OFFSET: i64 = 1_000_000_000_000_000;
 
-fn time(t: DateTime<Utc>) -> String {
+pub(crate) fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn key(pk: &str, sk: &str) -> Item {
+pub(crate) fn key(pk: &str, sk: &str) -> Item {
     HashMap::from([("PK".to_string(), s(pk)), ("SK".to_string(), s(sk))])
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
 }
 
-fn get_n(item: &Item, name: &str) -> i64 {
+pub(crate) fn get_n(item: &Item, name: &str) -> i64 {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
-fn corrupt(what: &str) -> StoreError {
+pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("item lacks {what}"))
 }
 
-fn json_of<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T, StoreError> {
+pub(crate) fn json_of<T: serde::de::DeserializeOwned>(
+    item: &Item,
+    name: &str,
+) -> Result<T, StoreError> {
     let text = get_s(item, name).ok_or_else(|| corrupt(name))?;
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt(format!("{text:?}: {e}")))
 }
 
 /// Maps an SDK error: throttling and service trouble can be retried, the rest cannot.
-fn sdk<E, R>(error: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+pub(crate) fn sdk<E, R>(error: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -136,8 +139,8 @@ impl LeadItem {
 /// The DynamoDB store.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
 }
 
 impl DynamoStore {
@@ -152,7 +155,7 @@ impl DynamoStore {
         &self.table
     }
 
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+    pub(crate) async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -166,7 +169,7 @@ impl DynamoStore {
     }
 
     /// The lead item an id stands for, following merges.
-    async fn current_lead(&self, id: &str) -> Result<Option<Item>, StoreError> {
+    pub(crate) async fn current_lead(&self, id: &str) -> Result<Option<Item>, StoreError> {
         let mut id = id.to_string();
         for _ in 0..32 {
             let Some(item) = self.get(&format!("LEAD#{id}"), "LEAD").await? else {
@@ -234,7 +237,7 @@ impl DynamoStore {
         Ok(known)
     }
 
-    fn put(
+    pub(crate) fn put(
         &self,
         item: Item,
         condition: Option<&str>,
@@ -250,7 +253,7 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    fn update(
+    pub(crate) fn update(
         &self,
         key: Item,
         expression: &str,
@@ -519,7 +522,11 @@ impl DynamoStore {
         }
     }
 
-    async fn query_all(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+    pub(crate) async fn query_all(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {

@@ -5,6 +5,7 @@
 
 pub mod cost;
 mod dynamo;
+mod learning;
 pub mod runtime;
 mod sns;
 pub mod stream;

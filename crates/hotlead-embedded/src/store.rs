@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    Dirty, OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded, SaveOutcome,
-    ScoreUpdate, Store, StoreError, StoredLead,
+    DealOutcome, Dirty, LearningStore, NewRules, OutboxEntry, Pending, RankCursor, RankingPage,
+    Record, Recorded, RulesVersion, SaveOutcome, ScoreUpdate, Store, StoreError, StoredLead,
+    StoredSuggestion, SuggestionHead, SuggestionStatus, with_version,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
 use hotlead_core::{Band, Event};
@@ -65,6 +66,30 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL;",
     // 2: finding leads whose score has aged.
     "CREATE INDEX leads_scored_at ON leads (scored_at) WHERE merged_into IS NULL;",
+    // 3: the learning loop: outcomes, suggestions, versioned rules.
+    "CREATE TABLE outcomes (
+        lead_id TEXT PRIMARY KEY,
+        won INTEGER NOT NULL,
+        closed_at TEXT NOT NULL,
+        amount REAL,
+        received_at TEXT NOT NULL
+     );
+     CREATE TABLE suggestions (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        review TEXT NOT NULL,
+        body TEXT NOT NULL
+     );
+     CREATE INDEX suggestions_created ON suggestions (created_at DESC, id DESC);
+     CREATE TABLE rules_versions (
+        version INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        text TEXT NOT NULL,
+        activated_at TEXT
+     );
+     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -601,6 +626,363 @@ impl Store for SqliteStore {
             )
             .map_err(sql)?;
             Ok(())
+        })
+        .await
+    }
+}
+
+fn active_version(tx: &Transaction<'_>) -> Result<Option<u32>, StoreError> {
+    let value: Option<String> = tx
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'active_rules'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    value
+        .map(|v| {
+            v.parse()
+                .map_err(|_| StoreError::Corrupt(format!("active rules version {v:?}")))
+        })
+        .transpose()
+}
+
+fn rules_version_row(
+    row: &rusqlite::Row<'_>,
+    active: Option<u32>,
+) -> rusqlite::Result<(u32, String, String, String, String, Option<String>, bool)> {
+    let version: u32 = row.get(0)?;
+    Ok((
+        version,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        Some(version) == active,
+    ))
+}
+
+fn load_rules_versions(
+    tx: &Transaction<'_>,
+    only: Option<u32>,
+) -> Result<Vec<RulesVersion>, StoreError> {
+    let active = active_version(tx)?;
+    let mut statement = tx
+        .prepare(
+            "SELECT version, name, created_at, source, text, activated_at FROM rules_versions
+             WHERE ?1 IS NULL OR version = ?1 ORDER BY version DESC",
+        )
+        .map_err(sql)?;
+    let rows = statement
+        .query_map([only], |row| rules_version_row(row, active))
+        .map_err(sql)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (version, name, created_at, source, text, activated_at, active) = row.map_err(sql)?;
+        out.push(RulesVersion {
+            version,
+            name,
+            created_at: parse_time(&created_at)?,
+            source,
+            text,
+            activated_at: activated_at.as_deref().map(parse_time).transpose()?,
+            active,
+        });
+    }
+    Ok(out)
+}
+
+fn add_rules_in(tx: &Transaction<'_>, rules: &NewRules) -> Result<RulesVersion, StoreError> {
+    let next: u32 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM rules_versions",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    let at = time(rules.at);
+    tx.execute(
+        "INSERT INTO rules_versions (version, name, created_at, source, text, activated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?3)",
+        params![
+            next,
+            rules.name,
+            at,
+            rules.source,
+            with_version(&rules.text, next)
+        ],
+    )
+    .map_err(sql)?;
+    set_active(tx, next)?;
+    load_rules_versions(tx, Some(next))?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("rules version vanished".into()))
+}
+
+fn set_active(tx: &Transaction<'_>, version: u32) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO settings (key, value) VALUES ('active_rules', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [version.to_string()],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+fn pending_review(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+    let review: Option<String> = tx
+        .query_row("SELECT review FROM suggestions WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(sql)?;
+    match review.map(|r| json::<SuggestionStatus>(&r)).transpose()? {
+        None => Err(StoreError::Conflict(format!("no suggestion {id}"))),
+        Some(SuggestionStatus::Pending) => Ok(()),
+        Some(other) => Err(StoreError::Conflict(format!(
+            "suggestion {id} is already {}",
+            other.name()
+        ))),
+    }
+}
+
+fn set_review(tx: &Transaction<'_>, id: &str, review: &SuggestionStatus) -> Result<(), StoreError> {
+    let review_json = to_json(review)?;
+    let body: String = tx
+        .query_row("SELECT body FROM suggestions WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?;
+    let mut stored: StoredSuggestion = json(&body)?;
+    stored.review = review.clone();
+    tx.execute(
+        "UPDATE suggestions SET review = ?2, body = ?3 WHERE id = ?1",
+        params![id, review_json, to_json(&stored)?],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+#[async_trait]
+impl LearningStore for SqliteStore {
+    async fn lead_for(&self, key: &IdentityKey) -> Result<Option<String>, StoreError> {
+        let key = key.storage_key();
+        self.transaction(move |tx| {
+            let lead: Option<String> = tx
+                .query_row(
+                    "SELECT lead_id FROM identities WHERE key = ?1",
+                    [&key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            match lead {
+                Some(id) => current_id(tx, &id),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn put_outcomes(&self, outcomes: &[DealOutcome]) -> Result<(), StoreError> {
+        let outcomes = outcomes.to_vec();
+        self.transaction(move |tx| {
+            let mut statement = tx
+                .prepare(
+                    "INSERT INTO outcomes (lead_id, won, closed_at, amount, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (lead_id) DO UPDATE SET won = excluded.won,
+                        closed_at = excluded.closed_at, amount = excluded.amount,
+                        received_at = excluded.received_at
+                     WHERE excluded.closed_at >= outcomes.closed_at",
+                )
+                .map_err(sql)?;
+            for o in &outcomes {
+                statement
+                    .execute(params![
+                        o.lead_id,
+                        o.won,
+                        time(o.closed_at),
+                        o.amount,
+                        time(o.received_at)
+                    ])
+                    .map_err(sql)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outcomes(&self) -> Result<Vec<DealOutcome>, StoreError> {
+        self.transaction(|tx| {
+            let mut statement = tx
+                .prepare("SELECT lead_id, won, closed_at, amount, received_at FROM outcomes ORDER BY lead_id")
+                .map_err(sql)?;
+            let rows = statement
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<f64>>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(sql)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (lead_id, won, closed_at, amount, received_at) = row.map_err(sql)?;
+                out.push(DealOutcome {
+                    lead_id,
+                    won,
+                    closed_at: parse_time(&closed_at)?,
+                    amount,
+                    received_at: parse_time(&received_at)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn save_suggestion(&self, suggestion: &StoredSuggestion) -> Result<(), StoreError> {
+        let row = (
+            suggestion.id.clone(),
+            time(suggestion.created_at),
+            to_json(&suggestion.review)?,
+            to_json(suggestion)?,
+        );
+        self.transaction(move |tx| {
+            tx.execute(
+                "INSERT INTO suggestions (id, created_at, review, body) VALUES (?1, ?2, ?3, ?4)",
+                params![row.0, row.1, row.2, row.3],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    StoreError::Conflict(format!("suggestion {} exists", row.0))
+                }
+                other => sql(other),
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn suggestions(&self, limit: usize) -> Result<Vec<SuggestionHead>, StoreError> {
+        self.transaction(move |tx| {
+            let mut statement = tx
+                .prepare("SELECT body FROM suggestions ORDER BY created_at DESC, id DESC LIMIT ?1")
+                .map_err(sql)?;
+            let bodies = statement
+                .query_map([limit as i64], |r| r.get::<_, String>(0))
+                .map_err(sql)?;
+            let mut out = Vec::new();
+            for body in bodies {
+                let stored: StoredSuggestion = json(&body.map_err(sql)?)?;
+                out.push(SuggestionHead::from(&stored));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn suggestion(&self, id: &str) -> Result<Option<StoredSuggestion>, StoreError> {
+        let id = id.to_string();
+        self.transaction(move |tx| {
+            let body: Option<String> = tx
+                .query_row("SELECT body FROM suggestions WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sql)?;
+            body.map(|b| json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn approve(
+        &self,
+        id: &str,
+        by: &str,
+        rules: NewRules,
+    ) -> Result<RulesVersion, StoreError> {
+        let (id, by) = (id.to_string(), by.to_string());
+        self.transaction(move |tx| {
+            pending_review(tx, &id)?;
+            let version = add_rules_in(tx, &rules)?;
+            set_review(
+                tx,
+                &id,
+                &SuggestionStatus::Approved {
+                    at: rules.at,
+                    by,
+                    rules_version: version.version,
+                },
+            )?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn reject(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let review = SuggestionStatus::Rejected {
+            at,
+            by: by.to_string(),
+            reason: reason.to_string(),
+        };
+        let id = id.to_string();
+        self.transaction(move |tx| {
+            pending_review(tx, &id)?;
+            set_review(tx, &id, &review)
+        })
+        .await
+    }
+
+    async fn add_rules(&self, rules: NewRules) -> Result<RulesVersion, StoreError> {
+        self.transaction(move |tx| add_rules_in(tx, &rules)).await
+    }
+
+    async fn activate_rules(
+        &self,
+        version: u32,
+        at: DateTime<Utc>,
+    ) -> Result<RulesVersion, StoreError> {
+        self.transaction(move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE rules_versions SET activated_at = ?2 WHERE version = ?1",
+                    params![version, time(at)],
+                )
+                .map_err(sql)?;
+            if changed == 0 {
+                return Err(StoreError::Conflict(format!("no rules version {version}")));
+            }
+            set_active(tx, version)?;
+            load_rules_versions(tx, Some(version))?
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt("rules version vanished".into()))
+        })
+        .await
+    }
+
+    async fn rules_history(&self) -> Result<Vec<RulesVersion>, StoreError> {
+        self.transaction(|tx| load_rules_versions(tx, None)).await
+    }
+
+    async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError> {
+        self.transaction(|tx| match active_version(tx)? {
+            Some(version) => Ok(load_rules_versions(tx, Some(version))?.pop()),
+            None => Ok(None),
         })
         .await
     }
