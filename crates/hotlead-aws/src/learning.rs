@@ -399,7 +399,7 @@ impl LearningStore for DynamoStore {
             .iter()
             .map(|item| rules_version(item, active))
             .collect::<Result<Vec<_>, _>>()?;
-        versions.sort_by(|a, b| b.version.cmp(&a.version));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.version));
         Ok(versions)
     }
 
