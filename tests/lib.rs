@@ -87,6 +87,7 @@ pub struct AppSettings {
     pub config: Option<String>,
     pub write_key: Option<String>,
     pub admin_token: Option<String>,
+    pub webhook_secret: Option<String>,
 }
 
 /// Starts a server for one test.
@@ -111,6 +112,7 @@ pub async fn spawn_app(settings: AppSettings) -> TestApp {
         auth: hotlead_api::Auth {
             write_key: settings.write_key,
             admin_token: settings.admin_token,
+            webhook_secret: settings.webhook_secret,
         },
         tick: std::time::Duration::from_millis(50),
     };

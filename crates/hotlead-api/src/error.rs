@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use hotlead_app::review::ReviewError;
 use hotlead_app::{IngestError, StoreError};
 use serde_json::json;
 
@@ -21,6 +22,8 @@ pub enum ApiError {
     TooLarge(String),
     /// 415
     UnsupportedMediaType(String),
+    /// 409: the resource is not in a state that allows this (a suggestion decided already).
+    Conflict(String),
     /// 422: a field is invalid.
     Invalid { field: String, message: String },
     /// 503: the store is unavailable or busy; the client may retry.
@@ -62,6 +65,21 @@ impl From<IngestError> for ApiError {
     }
 }
 
+impl From<ReviewError> for ApiError {
+    fn from(error: ReviewError) -> Self {
+        match error {
+            ReviewError::Invalid { field, message } => ApiError::Invalid { field, message },
+            ReviewError::NotFound(m) => ApiError::NotFound(m),
+            ReviewError::Conflict(m) => ApiError::Conflict(m),
+            ReviewError::Learn(m) => {
+                tracing::error!(error = %m, "learning failed");
+                ApiError::Internal
+            }
+            ReviewError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, field) = match self {
@@ -81,6 +99,7 @@ impl IntoResponse for ApiError {
                 m,
                 None,
             ),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, None),
             ApiError::Invalid { field, message } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_field",

@@ -3,6 +3,7 @@
 //! request, call one service, map the result.
 
 mod error;
+mod review;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use hotlead_app::ingest::FormSubmission;
 use hotlead_app::ports::{Recorded, Store, StoredLead};
+use hotlead_app::review::Review;
 use hotlead_app::{FormOutcome, Ingest};
 use hotlead_core::event::EventType;
 use hotlead_core::{Band, Lead};
@@ -43,21 +45,25 @@ pub struct Auth {
     pub write_key: Option<String>,
     /// Bearer token for the admin routes.
     pub admin_token: Option<String>,
+    /// Shared secret of CRM webhooks posting outcomes: `X-Hotlead-Signature: sha256=<hex
+    /// HMAC-SHA256 of the body>`.
+    pub webhook_secret: Option<String>,
 }
 
 #[derive(Clone)]
 struct AppState {
     /// `None` on the admin-only router.
     ingest: Option<Ingest>,
+    /// `None` on the public router.
+    review: Option<Review>,
     store: Arc<dyn Store>,
     auth: Arc<Auth>,
 }
 
 /// The whole API: the public routes and the admin routes.
-pub fn router(ingest: Ingest, auth: Auth) -> Router {
-    let store = ingest.store().clone();
+pub fn router(ingest: Ingest, review: Review, auth: Auth) -> Router {
     public_routes(ingest, auth.clone())
-        .merge(admin_routes(store, auth))
+        .merge(admin_routes(review, auth))
         .fallback(not_found)
 }
 
@@ -70,9 +76,10 @@ pub fn public_router(ingest: Ingest, auth: Auth) -> Router {
     public_routes(ingest, auth).fallback(not_found)
 }
 
-/// The admin routes (the `review` function, behind IAM on AWS): lead lookup and ranking.
-pub fn admin_router(store: Arc<dyn Store>, auth: Auth) -> Router {
-    admin_routes(store, auth).fallback(not_found)
+/// The admin routes (the `review` function, behind IAM on AWS): lead lookup and ranking,
+/// outcomes, suggestions under review, rules versions.
+pub fn admin_router(review: Review, auth: Auth) -> Router {
+    admin_routes(review, auth).fallback(not_found)
 }
 
 fn public_routes(ingest: Ingest, auth: Auth) -> Router {
@@ -94,6 +101,7 @@ fn public_routes(ingest: Ingest, auth: Auth) -> Router {
     let state = AppState {
         store: ingest.store().clone(),
         ingest: Some(ingest),
+        review: None,
         auth: Arc::new(auth),
     };
     Router::new()
@@ -111,21 +119,39 @@ fn public_routes(ingest: Ingest, auth: Auth) -> Router {
         .with_state(state)
 }
 
-fn admin_routes(store: Arc<dyn Store>, auth: Auth) -> Router {
+fn admin_routes(review: Review, auth: Auth) -> Router {
+    let store: Arc<dyn Store> = review.store().clone();
     let state = AppState {
         store,
         ingest: None,
+        review: Some(review),
         auth: Arc::new(auth),
     };
     Router::new()
         .route("/v1/leads", get(ranking))
         .route("/v1/leads/{lead_id}", get(lead))
+        .route("/v1/outcomes", post(review::outcomes))
+        .route("/v1/suggestions", get(review::suggestions))
+        .route("/v1/suggestions/{id}", get(review::suggestion))
+        .route("/v1/suggestions/{id}/report", get(review::report))
+        .route("/v1/suggestions/{id}/rules", get(review::rules_file))
+        .route("/v1/suggestions/{id}/approve", post(review::approve))
+        .route("/v1/suggestions/{id}/reject", post(review::reject))
+        .route("/v1/rules", get(review::history))
+        .route("/v1/rules/{version}", get(review::rules_version))
+        .route("/v1/rules/{version}/activate", post(review::activate))
         .with_state(state)
 }
 
 impl AppState {
     fn ingest(&self) -> Result<&Ingest, ApiError> {
         self.ingest
+            .as_ref()
+            .ok_or_else(|| ApiError::NotFound("no such route".into()))
+    }
+
+    fn review(&self) -> Result<&Review, ApiError> {
+        self.review
             .as_ref()
             .ok_or_else(|| ApiError::NotFound("no such route".into()))
     }
@@ -141,7 +167,7 @@ fn segment_route(kind: EventType) -> axum::routing::MethodRouter<AppState> {
 }
 
 /// Reads a body up to `limit` bytes; more is 413, whatever the client claimed.
-async fn read_body(
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -161,7 +187,7 @@ async fn read_body(
         .map_err(|_| too_large())
 }
 
-fn media_type(headers: &HeaderMap) -> String {
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -182,7 +208,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         })
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -309,11 +335,11 @@ fn check_write_key(
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn check_admin(auth: &Auth, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_admin(auth: &Auth, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &auth.admin_token else {
         return Ok(());
     };
@@ -331,7 +357,7 @@ fn check_admin(auth: &Auth, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// 415, saying what to send instead.
-fn unsupported(media: &str, accepted: &str) -> ApiError {
+pub(crate) fn unsupported(media: &str, accepted: &str) -> ApiError {
     ApiError::UnsupportedMediaType(match media {
         "" => format!("send {accepted}"),
         other => format!("{other} is not accepted; send {accepted}"),

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod ingest;
 pub mod ports;
+pub mod review;
 pub mod scorer;
 
 pub use config::Config;

@@ -12,7 +12,9 @@ use hotlead_core::{Band, RuleSet, score};
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::ports::{Clock, Notifier, OutboxEntry, SaveOutcome, ScoreUpdate, Store, StoreError};
+use crate::ports::{
+    Clock, LearningStore, Notifier, OutboxEntry, SaveOutcome, ScoreUpdate, Store, StoreError,
+};
 
 /// Leads rescored per store round trip.
 pub const BATCH: usize = 100;
@@ -37,6 +39,8 @@ pub struct Scorer {
     clock: Arc<dyn Clock>,
     rules: Arc<RwLock<Arc<RuleSet>>>,
     config: Arc<Config>,
+    /// Where the active rules version is kept, when rules are versioned.
+    rules_store: Option<Arc<dyn LearningStore>>,
 }
 
 impl std::fmt::Debug for Scorer {
@@ -59,7 +63,62 @@ impl Scorer {
             clock,
             rules: Arc::new(RwLock::new(rules)),
             config,
+            rules_store: None,
         }
+    }
+
+    /// Follows the active rules version in `store`: each round checks it, and a change
+    /// swaps the rules and rescores every lead.
+    pub fn with_rules_from(mut self, store: Arc<dyn LearningStore>) -> Self {
+        self.rules_store = Some(store);
+        self
+    }
+
+    /// Uses `rules` from now on.
+    pub fn set_rules(&self, rules: Arc<RuleSet>) {
+        match self.rules.write() {
+            Ok(mut current) => *current = rules,
+            Err(poisoned) => *poisoned.into_inner() = rules,
+        }
+    }
+
+    /// Switches to the active stored rules version if it changed; `true` when it did.
+    pub async fn refresh_rules(&self) -> Result<bool, StoreError> {
+        let Some(store) = &self.rules_store else {
+            return Ok(false);
+        };
+        let Some(active) = store.active_rules().await? else {
+            return Ok(false);
+        };
+        let current = self.rules();
+        if active.version == current.version && active.name == current.name {
+            return Ok(false);
+        }
+        let rules = RuleSet::from_toml(&format!("rules version {}", active.version), &active.text)
+            .map_err(|e| {
+                StoreError::Corrupt(format!("active rules version {}: {e}", active.version))
+            })?;
+        self.set_rules(Arc::new(rules));
+        tracing::info!(version = active.version, name = %active.name, source = %active.source, "rules changed; rescoring every lead");
+        Ok(true)
+    }
+
+    /// Picks up a new active rules version and rescores every lead with it; alerts for
+    /// leads that turn hot go out as usual. Errors are logged and retried next round.
+    pub async fn follow_rules(&self) {
+        match self.refresh_rules().await {
+            Ok(false) => {}
+            Ok(true) => match self.rescore_everyone().await {
+                Ok(count) => tracing::info!(count, "rescored every lead with the new rules"),
+                Err(error) => tracing::error!(%error, "rescoring after a rules change failed"),
+            },
+            Err(error) => tracing::error!(%error, "reading the active rules failed"),
+        }
+    }
+
+    /// Rescores every lead scored before now (after a rules change).
+    pub async fn rescore_everyone(&self) -> Result<usize, StoreError> {
+        self.rescore_all(Some(Duration::zero())).await
     }
 
     /// The rules in use.
@@ -86,14 +145,12 @@ impl Scorer {
     /// batch after batch, until none is left or a batch makes no progress.
     async fn rescore_all(&self, aged_by: Option<Duration>) -> Result<usize, StoreError> {
         let mut saved = 0;
+        // A fixed cut-off: leads rescored in this run are not due again.
+        let cutoff = aged_by.map(|age| self.clock.now() - age);
         loop {
-            let batch = match aged_by {
+            let batch = match cutoff {
                 None => self.store.dirty(BATCH).await?,
-                Some(age) => {
-                    self.store
-                        .scored_before(self.clock.now() - age, BATCH)
-                        .await?
-                }
+                Some(cutoff) => self.store.scored_before(cutoff, BATCH).await?,
             };
             if batch.is_empty() {
                 return Ok(saved);
@@ -216,6 +273,7 @@ impl Scorer {
     /// and to rescore leads whose score is older than [`RESCORE_AFTER`].
     pub async fn run(self, wake: Arc<Notify>, tick: StdDuration) {
         loop {
+            self.follow_rules().await;
             if let Err(error) = self.run_once().await {
                 tracing::error!(%error, "scoring round failed; retrying");
             }

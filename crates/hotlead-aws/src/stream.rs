@@ -169,6 +169,7 @@ pub async fn poll(
 ) {
     let mut iterators: HashMap<String, Option<String>> = HashMap::new();
     loop {
+        scorer.follow_rules().await;
         if let Err(error) = poll_once(&client, &stream_arn, &scorer, &mut iterators).await {
             tracing::warn!(%error, "reading the stream failed; retrying");
         }

@@ -651,10 +651,7 @@ fn active_version(tx: &Transaction<'_>) -> Result<Option<u32>, StoreError> {
 /// version, name, created_at, source, text, activated_at, active.
 type VersionRow = (u32, String, String, String, String, Option<String>, bool);
 
-fn rules_version_row(
-    row: &rusqlite::Row<'_>,
-    active: Option<u32>,
-) -> rusqlite::Result<VersionRow> {
+fn rules_version_row(row: &rusqlite::Row<'_>, active: Option<u32>) -> rusqlite::Result<VersionRow> {
     let version: u32 = row.get(0)?;
     Ok((
         version,

@@ -113,9 +113,13 @@ pub struct ServeArgs {
     /// Write key required on event calls (Basic auth user name).
     #[arg(long, env = "HOTLEAD_WRITE_KEY", hide_env_values = true)]
     pub write_key: Option<String>,
-    /// Bearer token required on the lead routes.
+    /// Bearer token required on the lead and review routes.
     #[arg(long, env = "HOTLEAD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Shared secret with which a CRM signs outcome webhooks (X-Hotlead-Signature:
+    /// sha256=<hex HMAC-SHA256 of the body>).
+    #[arg(long, env = "HOTLEAD_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
 }
 
 /// Where `serve` keeps its data.
@@ -272,6 +276,7 @@ async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<(
         auth: hotlead_api::Auth {
             write_key: nonempty(args.write_key),
             admin_token: nonempty(args.admin_token),
+            webhook_secret: nonempty(args.webhook_secret),
         },
         // The AWS backend polls its stream: a short tick keeps scoring prompt.
         tick: std::time::Duration::from_secs(if aws { 1 } else { 5 }),

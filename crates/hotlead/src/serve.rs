@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hotlead_api::{Auth, router};
-use hotlead_app::ports::{Clock, IdSource, Store};
+use hotlead_app::ports::{Clock, IdSource, LearningStore, Store};
+use hotlead_app::review::{Review, Storage};
 use hotlead_app::{Config, Ingest, Scorer, SystemClock, UuidIds};
 use hotlead_core::RuleSet;
 use hotlead_embedded::{FileOutbox, SqliteStore};
@@ -117,9 +118,31 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     }
 }
 
+/// Makes the rules file given (or, on a store that has none yet, the seed rules) the
+/// active version, unless it already is; returns the active rules.
+pub async fn install_rules(review: &Review, path: Option<&Path>) -> anyhow::Result<RuleSet> {
+    let version = match path {
+        Some(path) => {
+            let text = input::read_text(path)?;
+            // Checked first, so that a bad file is reported with its name and lines.
+            RuleSet::from_toml(&path.display().to_string(), &text)?;
+            review
+                .install(&text, &format!("file {}", path.display()))
+                .await?
+        }
+        None => match review.store().active_rules().await? {
+            Some(active) => active,
+            None => review.install(SEED_RULES, "bundled seed rules").await?,
+        },
+    };
+    Ok(RuleSet::from_toml(
+        &format!("rules version {}", version.version),
+        &version.text,
+    )?)
+}
+
 /// Opens the store, starts the scorer and binds the API. Returns once listening.
 pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
-    let rules = Arc::new(load_rules_or_seed(options.rules.as_deref())?);
     let mut config = load_config(options.config.as_deref())?;
     let listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
@@ -132,8 +155,10 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
     let wake = Arc::new(Notify::new());
-    let (store, scorer_task, storage, outbox): (
+    let (store, review, rules, scorer_task, storage, outbox): (
         Arc<dyn Store>,
+        Review,
+        Arc<RuleSet>,
         JoinHandle<()>,
         String,
         Option<PathBuf>,
@@ -143,6 +168,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 SqliteStore::open(db)
                     .with_context(|| format!("cannot open the database {}", db.display()))?,
             );
+            let review = Review::new(store.clone() as Arc<dyn Storage>, clock.clone());
+            let rules = Arc::new(install_rules(&review, options.rules.as_deref()).await?);
             let outbox_path = outbox.clone().unwrap_or_else(|| default_outbox(db));
             let notifier = Arc::new(FileOutbox::new(&outbox_path));
             let scorer = Scorer::new(
@@ -151,20 +178,23 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 clock.clone(),
                 rules.clone(),
                 config.clone(),
-            );
+            )
+            .with_rules_from(store.clone() as Arc<dyn LearningStore>);
             let task = tokio::spawn(scorer.run(wake.clone(), options.tick));
             let storage = format!(
                 "database {}, alerts appended to {}",
                 db.display(),
                 outbox_path.display()
             );
-            (store, task, storage, Some(outbox_path))
+            (store, review, rules, task, storage, Some(outbox_path))
         }
         Backend::Aws(aws) => {
             let store = Arc::new(hotlead_aws::DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(&aws.config),
                 &aws.table,
             ));
+            let review = Review::new(store.clone() as Arc<dyn Storage>, clock.clone());
+            let rules = Arc::new(install_rules(&review, options.rules.as_deref()).await?);
             let notifier = Arc::new(hotlead_aws::SnsNotifier::new(
                 aws_sdk_sns::Client::new(&aws.config),
                 &aws.alerts_topic_arn,
@@ -178,7 +208,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 clock.clone(),
                 rules.clone(),
                 config.clone(),
-            );
+            )
+            .with_rules_from(store.clone() as Arc<dyn LearningStore>);
             let streams = aws_sdk_dynamodbstreams::Client::new(&aws.config);
             let task = tokio::spawn(hotlead_aws::stream::poll(
                 streams,
@@ -190,11 +221,11 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 "DynamoDB table {} (read through its stream), alerts to SNS {}",
                 aws.table, aws.alerts_topic_arn
             );
-            (store, task, storage, None)
+            (store, review, rules, task, storage, None)
         }
     };
     let ingest = Ingest::new(store, clock, ids, config, wake);
-    let app = router(ingest, options.auth.clone());
+    let app = router(ingest, review, options.auth.clone());
     let server = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "server stopped");

@@ -23,6 +23,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         Auth {
             write_key,
             admin_token: None,
+            webhook_secret: None,
         },
     ))
     .await

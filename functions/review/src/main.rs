@@ -13,5 +13,13 @@ async fn main() -> Result<(), lambda_http::Error> {
         aws_sdk_dynamodb::Client::new(&sdk),
         env.table,
     ));
-    lambda_http::run(review::app(store)).await
+    let secret = std::env::var("HOTLEAD_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    lambda_http::run(review::app(
+        store,
+        Arc::new(hotlead_app::SystemClock),
+        secret,
+    ))
+    .await
 }
