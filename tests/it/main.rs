@@ -9,6 +9,7 @@ mod cli;
 mod contract;
 mod examples;
 mod http;
+mod learning;
 mod learning_contract;
 mod properties;
 mod schema;

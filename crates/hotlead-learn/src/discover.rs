@@ -222,7 +222,11 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
                     .iter()
                     .find_map(|e| e.lead.get(attribute).filter(|v| v.value == value))
                     .map_or(value, |v| v.raw.as_str());
-                let id = unique(format!("learned-{attr_slug}-{}", slug(value)));
+                let value_slug = match slug(value) {
+                    s if s.is_empty() => format!("level-{}", value.chars().count()),
+                    s => s,
+                };
+                let id = unique(format!("learned-{attr_slug}-{value_slug}"));
                 candidates.push(Candidate {
                     id,
                     label: format!("{attribute} = {raw}"),
@@ -284,7 +288,10 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
             ),
         };
         candidates.push(Candidate {
-            id: unique(format!("learned-{}-{}", kind.as_str(), slug(&value))),
+            id: unique(format!("learned-{}-{}", kind.as_str(), match slug(&value) {
+                s if s.is_empty() => "event".to_string(),
+                s => s,
+            })),
             label: format!("{label} (each time, up to {EVENT_COUNT_CAP})"),
             axis: Axis::Engagement,
             body: vec![("event".into(), matcher), ("count".into(), "every".into())],

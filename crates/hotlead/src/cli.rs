@@ -65,6 +65,12 @@ pub enum Command {
         after_help = "Examples:\n  hotlead learn --leads deals.csv --outcome stage=won --rules rules.toml --out suggestion/\n  hotlead learn --leads bank-additional-full.csv --outcome y=yes --exclude duration --discover --format json"
     )]
     Learn(Box<crate::learn::LearnArgs>),
+    /// Closed deals, the truth rules are learned from.
+    #[command(subcommand)]
+    Outcomes(crate::review_cli::OutcomesCommand),
+    /// Suggested rule weights: learn from stored outcomes, list, show, approve, reject.
+    #[command(subcommand)]
+    Suggestions(crate::review_cli::SuggestionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +149,9 @@ pub enum RulesCommand {
     /// Print the JSON Schema of the rules file, for editors that complete and validate TOML.
     #[command(after_help = "Example:\n  hotlead rules schema > schemas/rules.schema.json")]
     Schema,
+    /// Stored rules versions: history, rollback, install.
+    #[command(flatten)]
+    Stored(crate::review_cli::RulesStoreCommand),
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +240,13 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<
             writeln!(out, "{}", serde_json::to_string_pretty(&made)?)?;
         }
         Command::Learn(args) => crate::learn::run(*args, out, now)?,
+        Command::Outcomes(command) => runtime()?.block_on(crate::review_cli::outcomes(command, out))?,
+        Command::Suggestions(command) => {
+            runtime()?.block_on(crate::review_cli::suggestions(command, out))?
+        }
+        Command::Rules(RulesCommand::Stored(command)) => {
+            runtime()?.block_on(crate::review_cli::rules(command, out))?
+        }
         Command::Demo { dir } => {
             let dir = dir.unwrap_or_else(crate::demo::fresh_dir);
             runtime()?.block_on(crate::demo::run(&dir, out))?;

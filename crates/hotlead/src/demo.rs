@@ -17,7 +17,6 @@ use hotlead_embedded::{FileOutbox, SqliteStore};
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::serve::SEED_RULES;
 
 /// The sample: one JSON object per line, `{"at", "form", "fields", "anonymousId"}` or
 /// `{"at", "call"}`; written by `examples/demo/generate.py`.
@@ -54,11 +53,14 @@ pub async fn run(dir: &Path, out: &mut dyn Write) -> anyhow::Result<()> {
         "{} already holds a database; the demo starts from nothing",
         dir.display()
     );
-    let rules = Arc::new(RuleSet::from_toml("(bundled seed rules)", SEED_RULES)?);
     let config = Arc::new(Config::from_toml("(bundled demo config)", DEMO_CONFIG)?);
     let store = Arc::new(SqliteStore::open(&db)?);
     let outbox = dir.join("alerts.jsonl");
     let clock = Arc::new(ManualClock::default());
+    // The seed rules, stored as version 1, so that the review loop can start from them.
+    let review =
+        hotlead_app::review::Review::new(store.clone(), Arc::new(hotlead_app::SystemClock));
+    let rules = Arc::new(crate::serve::install_rules(&review, None).await?);
     let wake = Arc::new(Notify::new());
     let scorer = Scorer::new(
         store.clone(),

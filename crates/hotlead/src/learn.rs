@@ -82,13 +82,22 @@ pub enum SplitArg {
     Order,
 }
 
+impl From<SplitArg> for Split {
+    fn from(split: SplitArg) -> Split {
+        match split {
+            SplitArg::Random => Split::Random,
+            SplitArg::Order => Split::Order,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LearnFormat {
     Text,
     Json,
 }
 
-fn parse_delimiter(text: &str) -> Result<u8, String> {
+pub fn parse_delimiter(text: &str) -> Result<u8, String> {
     match text {
         "," => Ok(b','),
         ";" => Ok(b';'),
@@ -157,10 +166,7 @@ pub fn run(args: LearnArgs, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::
     let options = LearnOptions {
         discover: args.discover.then(DiscoverOptions::default),
         holdout_fraction: args.holdout_fraction,
-        split: match args.split {
-            SplitArg::Random => Split::Random,
-            SplitArg::Order => Split::Order,
-        },
+        split: args.split.into(),
         seed: args.seed,
         max_rules: args.max_rules,
         capacity_per_week: args.capacity_per_week,
@@ -302,7 +308,7 @@ pub fn summary(s: &Suggestion, rejected: usize) -> serde_json::Value {
     })
 }
 
-fn write_text(out: &mut dyn Write, s: &Suggestion, rejected: usize) -> std::io::Result<()> {
+pub fn write_text(out: &mut dyn Write, s: &Suggestion, rejected: usize) -> std::io::Result<()> {
     let d = &s.data;
     writeln!(
         out,

@@ -6,4 +6,5 @@ pub mod demo;
 pub mod input;
 pub mod learn;
 pub mod output;
+pub mod review_cli;
 pub mod serve;
