@@ -402,3 +402,121 @@ fn lambda_event(
         .collect();
     serde_json::from_value(json!({"Records": records})).expect("a Lambda DynamoDB Streams event")
 }
+
+/// The `learn` function on DynamoDB: outcomes in, a pending suggestion stored in the
+/// table, and the analysts' topic told, with the headline figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_learn_function_stores_a_suggestion_in_dynamodb_and_tells_the_analysts() {
+    use std::sync::Arc;
+
+    use hotlead_app::ports::{LearningStore, Record, Store};
+    use hotlead_app::review::{OutcomeInput, Review};
+    use hotlead_core::identity::IdentityKey;
+
+    let config = config().await;
+    let store = Arc::new(hotlead_tests::aws::fresh_table().await);
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topic_arn = sns
+        .create_topic()
+        .name(unique("analysts"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("analysts"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("FilterPolicy", json!({"kind": ["review"]}).to_string())
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+
+    let t0 = hotlead_tests::time("2026-09-01T00:00:00Z");
+    let review = Review::new(store.clone(), Arc::new(hotlead_app::SystemClock));
+    review
+        .install(hotlead_core::rules::SEED, "bundled seed rules")
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    for i in 0..120usize {
+        let big = i % 3 == 0;
+        let email = format!("p{i}@c{i}.co.jp");
+        let event = json!({"type": "identify", "messageId": format!("m{i}"), "userId": format!("u{i}"),
+            "timestamp": (t0 + chrono::Duration::hours(i as i64)).to_rfc3339(), "traits": {"email": email}});
+        store
+            .record(Record {
+                event: hotlead_core::Event::from_segment(&event).unwrap(),
+                keys: vec![IdentityKey::email(&email).unwrap()],
+                attributes: vec![(
+                    "employees".into(),
+                    if big { "2500".into() } else { "30".into() },
+                )],
+                received_at: t0 + chrono::Duration::hours(i as i64),
+                new_lead_id: format!("L-{i}"),
+            })
+            .await
+            .unwrap();
+        rows.push((
+            i as u64 + 1,
+            OutcomeInput {
+                email: Some(email),
+                outcome: Some(if big != (i % 13 == 0) { "won" } else { "lost" }.into()),
+                closed_at: Some("2026-10-15".into()),
+                ..OutcomeInput::default()
+            },
+        ));
+    }
+    assert_eq!(review.import_outcomes(rows).await.unwrap().stored, 120);
+
+    let settings = learn::settings(|name| match name {
+        "HOTLEAD_MIN_OUTCOMES" => Some("100".into()),
+        "HOTLEAD_MIN_WON" => Some("10".into()),
+        "HOTLEAD_LEARN_SPLIT" => Some("random".into()),
+        _ => None,
+    })
+    .unwrap();
+    let notifier = hotlead_aws::SnsReviewNotifier::new(sns, &topic_arn);
+    let result = learn::handle(&review, &notifier, &settings, "s-aws-1".into())
+        .await
+        .unwrap();
+    assert_eq!(result["result"], "suggested", "{result:#}");
+    assert_eq!(result["notified"], true);
+    let stored = store.suggestion("s-aws-1").await.unwrap().unwrap();
+    assert_eq!(stored.review.name(), "pending");
+    assert_eq!(stored.suggestion.data.outcomes, 120);
+
+    let out = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let messages = out.messages.unwrap_or_default();
+    assert_eq!(messages.len(), 1);
+    let note: Value = serde_json::from_str(messages[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(note["suggestion_id"], "s-aws-1");
+    assert!(note["suggested_auc"].as_f64().unwrap() > 0.5);
+}

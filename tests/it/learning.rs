@@ -30,7 +30,8 @@ fn write(dir: &Path, name: &str, content: &str) -> String {
 /// A CRM export: `;`-separated, quoted, `unknown` for missing values. Won deals are big
 /// companies in manufacturing; `duration` is known only after the outcome (it leaks it).
 fn export(rows: usize) -> String {
-    let mut text = String::from("\"lead_id\";\"employees\";\"industry\";\"region\";\"duration\";\"y\"\n");
+    let mut text =
+        String::from("\"lead_id\";\"employees\";\"industry\";\"region\";\"duration\";\"y\"\n");
     for i in 0..rows {
         let big = i % 3 == 0;
         let industry = ["製造業", "IT", "小売"][i % 3];
@@ -55,8 +56,18 @@ fn learn_on_an_export_writes_a_suggestion_rules_and_a_report() {
     let out = dir.path().join("out");
     let summary: Value = serde_json::from_str(
         &hotlead(&[
-            "learn", "--leads", &data, "--outcome", "y=yes", "--discover", "--exclude", "duration",
-            "--format", "json", "--out", out.to_str().unwrap(),
+            "learn",
+            "--leads",
+            &data,
+            "--outcome",
+            "y=yes",
+            "--discover",
+            "--exclude",
+            "duration",
+            "--format",
+            "json",
+            "--out",
+            out.to_str().unwrap(),
         ])
         .unwrap(),
     )
@@ -78,10 +89,17 @@ fn learn_on_an_export_writes_a_suggestion_rules_and_a_report() {
         "lead_id,employees,industry\nA,5000,製造業\nB,20,小売\n",
     );
     let scored = hotlead(&[
-        "score", "--rules", out.join("rules.toml").to_str().unwrap(), "--leads", &leads,
+        "score",
+        "--rules",
+        out.join("rules.toml").to_str().unwrap(),
+        "--leads",
+        &leads,
     ])
     .unwrap();
-    let scores: Vec<Value> = scored.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let scores: Vec<Value> = scored
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(scores[0]["score"].as_f64().unwrap() > scores[1]["score"].as_f64().unwrap());
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("<svg") && !report.contains("<script"));
@@ -90,13 +108,26 @@ fn learn_on_an_export_writes_a_suggestion_rules_and_a_report() {
             .unwrap();
     assert_eq!(suggestion["data"]["holdout"], 120);
     let split = std::fs::read_to_string(out.join("split.csv")).unwrap();
-    assert_eq!(split.lines().filter(|l| l.ends_with(",holdout")).count(), 120);
+    assert_eq!(
+        split.lines().filter(|l| l.ends_with(",holdout")).count(),
+        120
+    );
 
     // The same data and seed give the same suggestion.
     let again = dir.path().join("again");
     hotlead(&[
-        "learn", "--leads", &data, "--outcome", "y=yes", "--discover", "--exclude", "duration",
-        "--format", "json", "--out", again.to_str().unwrap(),
+        "learn",
+        "--leads",
+        &data,
+        "--outcome",
+        "y=yes",
+        "--discover",
+        "--exclude",
+        "duration",
+        "--format",
+        "json",
+        "--out",
+        again.to_str().unwrap(),
     ])
     .unwrap();
     let mut first = suggestion;
@@ -137,8 +168,19 @@ when = { attribute = "employees", gte = 1000 }
     );
     let summary: Value = serde_json::from_str(
         &hotlead(&[
-            "learn", "--leads", &data, "--outcome", "y=yes", "--rules", &rules, "--format", "json",
-            "--split", "order", "--max-rules", "1",
+            "learn",
+            "--leads",
+            &data,
+            "--outcome",
+            "y=yes",
+            "--rules",
+            &rules,
+            "--format",
+            "json",
+            "--split",
+            "order",
+            "--max-rules",
+            "1",
         ])
         .unwrap(),
     )
@@ -154,12 +196,26 @@ when = { attribute = "employees", gte = 1000 }
 fn bad_exports_are_refused_with_file_line_and_field_and_small_ones_wait_for_more() {
     let dir = tempfile::tempdir().unwrap();
     let data = write(dir.path(), "deals.csv", &export(600));
-    let error = hotlead(&["learn", "--leads", &data, "--outcome", "won=1", "--discover"])
-        .unwrap_err()
-        .to_string();
+    let error = hotlead(&[
+        "learn",
+        "--leads",
+        &data,
+        "--outcome",
+        "won=1",
+        "--discover",
+    ])
+    .unwrap_err()
+    .to_string();
     assert!(error.contains("deals.csv:line 1: field `won`"), "{error}");
     let error = hotlead(&[
-        "learn", "--leads", &data, "--outcome", "y=yes", "--discover", "--exclude", "y",
+        "learn",
+        "--leads",
+        &data,
+        "--outcome",
+        "y=yes",
+        "--discover",
+        "--exclude",
+        "y",
     ])
     .unwrap_err()
     .to_string();
@@ -171,11 +227,26 @@ fn bad_exports_are_refused_with_file_line_and_field_and_small_ones_wait_for_more
     assert!(hotlead(&["learn", "--leads", &data, "--outcome", "y"]).is_err());
 
     let small = write(dir.path(), "small.csv", &export(120));
-    let text = hotlead(&["learn", "--leads", &small, "--outcome", "y=yes", "--discover"]).unwrap();
+    let text = hotlead(&[
+        "learn",
+        "--leads",
+        &small,
+        "--outcome",
+        "y=yes",
+        "--discover",
+    ])
+    .unwrap();
     assert!(text.contains("need 80 more outcomes"), "{text}");
     let cold: Value = serde_json::from_str(
         &hotlead(&[
-            "learn", "--leads", &small, "--outcome", "y=yes", "--discover", "--format", "json",
+            "learn",
+            "--leads",
+            &small,
+            "--outcome",
+            "y=yes",
+            "--discover",
+            "--format",
+            "json",
         ])
         .unwrap(),
     )
@@ -223,8 +294,22 @@ async fn leads(app: &TestApp) -> Vec<(String, bool)> {
             .post(format!("{}/v1/forms/contact", app.url))
             .form(&[
                 ("email", format!("person{i}@company{i}.co.jp")),
-                ("employees", if big { "3000".into() } else { format!("{}", 20 + i) }),
-                ("industry", if big { "製造業".into() } else { "小売".to_string() }),
+                (
+                    "employees",
+                    if big {
+                        "3000".into()
+                    } else {
+                        format!("{}", 20 + i)
+                    },
+                ),
+                (
+                    "industry",
+                    if big {
+                        "製造業".into()
+                    } else {
+                        "小売".to_string()
+                    },
+                ),
             ])
             .send()
             .await
@@ -239,11 +324,18 @@ async fn leads(app: &TestApp) -> Vec<(String, bool)> {
 async fn wait_for_version(app: &TestApp, lead: &str, version: u64) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let lead: Value = get(app, &format!("/v1/leads/{lead}")).await.json().await.unwrap();
+        let lead: Value = get(app, &format!("/v1/leads/{lead}"))
+            .await
+            .json()
+            .await
+            .unwrap();
         if lead["explanation"]["rules"]["version"] == version {
             return lead;
         }
-        assert!(std::time::Instant::now() < deadline, "never rescored: {lead:#}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never rescored: {lead:#}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
@@ -259,10 +351,14 @@ async fn outcomes_in_suggestion_reviewed_approval_rescores_every_lead_and_alerts
     let leads = leads(&app).await;
     let closed = chrono::Utc::now().date_naive().to_string();
     let outcome = |(id, big): &(String, bool), i: usize| {
-        json!({"lead_id": id, "outcome": if *big != (i % 13 == 0) { "won" } else { "lost" },
+        json!({"lead_id": id, "outcome": if *big != (i.is_multiple_of(13)) { "won" } else { "lost" },
                "closed_at": closed, "amount": if *big { json!(1_500_000) } else { json!(null) }})
     };
-    let first: Vec<Value> = leads[..30].iter().enumerate().map(|(i, l)| outcome(l, i)).collect();
+    let first: Vec<Value> = leads[..30]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| outcome(l, i))
+        .collect();
     let mut with_bad = first.clone();
     with_bad.push(json!({"email": "nobody@example.co.jp", "outcome": "won", "closed_at": closed}));
     with_bad.push(json!({"lead_id": leads[0].0, "outcome": "maybe", "closed_at": closed}));
@@ -272,11 +368,18 @@ async fn outcomes_in_suggestion_reviewed_approval_rescores_every_lead_and_alerts
     assert_eq!(response.status(), StatusCode::OK);
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["stored"], 30);
-    assert_eq!(report["rejected"][0], json!({"index": 30, "field": "email", "message": "no lead has this e-mail address"}));
+    assert_eq!(
+        report["rejected"][0],
+        json!({"index": 30, "field": "email", "message": "no lead has this e-mail address"})
+    );
     assert_eq!(report["rejected"][1]["field"], "outcome");
 
     // A CRM webhook signs its body; a wrong signature or none is refused.
-    let rest: Vec<Value> = leads[30..].iter().enumerate().map(|(i, l)| outcome(l, i + 30)).collect();
+    let rest: Vec<Value> = leads[30..]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| outcome(l, i + 30))
+        .collect();
     let body = serde_json::to_vec(&rest).unwrap();
     let send = |sig: Option<String>| {
         let mut request = app
@@ -291,22 +394,46 @@ async fn outcomes_in_suggestion_reviewed_approval_rescores_every_lead_and_alerts
     };
     assert_eq!(send(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        send(Some(signature(b"something else"))).await.unwrap().status(),
+        send(Some(signature(b"something else")))
+            .await
+            .unwrap()
+            .status(),
         StatusCode::FORBIDDEN
     );
     let signed = send(Some(signature(&body))).await.unwrap();
     assert_eq!(signed.status(), StatusCode::OK);
     assert_eq!(signed.json::<Value>().await.unwrap()["stored"], 15);
-    let all_bad = post(&app, "/v1/outcomes", &json!([{"lead_id": leads[0].0, "outcome": "won"}])).await;
+    let all_bad = post(
+        &app,
+        "/v1/outcomes",
+        &json!([{"lead_id": leads[0].0, "outcome": "won"}]),
+    )
+    .await;
     assert_eq!(all_bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(all_bad.json::<Value>().await.unwrap()["field"], "outcomes[0].closed_at");
+    assert_eq!(
+        all_bad.json::<Value>().await.unwrap()["field"],
+        "outcomes[0].closed_at"
+    );
 
     // Learn against the active seed rules (version 1), as the scheduled job does.
     let db = app.dir.path().join("hotlead.db").display().to_string();
     let output = tokio::task::spawn_blocking(move || {
         hotlead(&[
-            "suggestions", "learn", "--db", &db, "--discover", "--min-outcomes", "40",
-            "--min-won", "10", "--split", "random", "--holdout-fraction", "0.3", "--format", "json",
+            "suggestions",
+            "learn",
+            "--db",
+            &db,
+            "--discover",
+            "--min-outcomes",
+            "40",
+            "--min-won",
+            "10",
+            "--split",
+            "random",
+            "--holdout-fraction",
+            "0.3",
+            "--format",
+            "json",
         ])
         .unwrap()
     })
@@ -321,16 +448,29 @@ async fn outcomes_in_suggestion_reviewed_approval_rescores_every_lead_and_alerts
     assert_eq!(list["suggestions"][0]["review"]["status"], "pending");
     let report = get(&app, &format!("/v1/suggestions/{id}/report")).await;
     assert_eq!(report.status(), StatusCode::OK);
-    assert!(report.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        report.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(report.text().await.unwrap().contains("<svg"));
-    assert_eq!(get(&app, "/v1/suggestions/s-none").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/v1/suggestions/s-none").await.status(),
+        StatusCode::NOT_FOUND
+    );
     let no_reason = post(&app, &format!("/v1/suggestions/{id}/reject"), &json!({})).await;
     assert_eq!(no_reason.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // Nothing changes until it is approved.
     let before = wait_for_version(&app, &leads[0].0, 1).await;
     assert_eq!(before["explanation"]["rules"]["name"], "seed");
-    let approved = post(&app, &format!("/v1/suggestions/{id}/approve"), &json!({"by": "analyst"})).await;
+    let approved = post(
+        &app,
+        &format!("/v1/suggestions/{id}/approve"),
+        &json!({"by": "analyst"}),
+    )
+    .await;
     assert_eq!(approved.status(), StatusCode::OK);
     assert_eq!(approved.json::<Value>().await.unwrap()["rules_version"], 2);
     let again = post(&app, &format!("/v1/suggestions/{id}/approve"), &json!({})).await;
@@ -345,7 +485,11 @@ async fn outcomes_in_suggestion_reviewed_approval_rescores_every_lead_and_alerts
     }
     assert!(hot > 0);
     let alerts = app.wait_for_alerts(hot).await;
-    assert_eq!(alerts.iter().filter(|a| a["reason"] == "hot").count(), hot, "{alerts:#?}");
+    assert_eq!(
+        alerts.iter().filter(|a| a["reason"] == "hot").count(),
+        hot,
+        "{alerts:#?}"
+    );
 
     let history: Value = get(&app, "/v1/rules").await.json().await.unwrap();
     assert_eq!(history["versions"][0]["version"], 2);
@@ -356,9 +500,19 @@ async fn outcomes_in_suggestion_reviewed_approval_rescores_every_lead_and_alerts
     let rollback = post(&app, "/v1/rules/1/activate", &json!({})).await;
     assert_eq!(rollback.status(), StatusCode::OK);
     wait_for_version(&app, &leads[0].0, 1).await;
-    assert_eq!(post(&app, "/v1/rules/9/activate", &json!({})).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        app.client.get(format!("{}/v1/suggestions", app.url)).send().await.unwrap().status(),
+        post(&app, "/v1/rules/9/activate", &json!({}))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.client
+            .get(format!("{}/v1/suggestions", app.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -370,7 +524,10 @@ fn the_review_loop_runs_from_the_command_line_on_the_embedded_database() {
     let db = db.to_str().unwrap();
     hotlead(&["demo", "--dir", dir.path().to_str().unwrap()]).unwrap();
     let history = hotlead(&["rules", "history", "--db", db]).unwrap();
-    assert!(history.contains("* v1") && history.contains("bundled seed rules"), "{history}");
+    assert!(
+        history.contains("* v1") && history.contains("bundled seed rules"),
+        "{history}"
+    );
 
     // The demo's leads with made-up outcomes; one bad row of each kind.
     let ids: Vec<String> = tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -405,19 +562,41 @@ fn the_review_loop_runs_from_the_command_line_on_the_embedded_database() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["line"].as_u64().unwrap(), r["field"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["field"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         rejected,
-        [(32, "lead_id".into()), (33, "closed_at".into()), (34, "amount".into())]
+        [
+            (32, "lead_id".into()),
+            (33, "closed_at".into()),
+            (34, "amount".into())
+        ]
     );
 
     let cold = hotlead(&["suggestions", "learn", "--db", db, "--discover"]).unwrap();
     assert!(cold.contains("170 more outcomes"), "{cold}");
     let learned: Value = serde_json::from_str(
         &hotlead(&[
-            "suggestions", "learn", "--db", db, "--discover", "--min-outcomes", "20", "--min-won",
-            "5", "--split", "random", "--holdout-fraction", "0.3", "--format", "json",
+            "suggestions",
+            "learn",
+            "--db",
+            db,
+            "--discover",
+            "--min-outcomes",
+            "20",
+            "--min-won",
+            "5",
+            "--split",
+            "random",
+            "--holdout-fraction",
+            "0.3",
+            "--format",
+            "json",
         ])
         .unwrap(),
     )
@@ -426,24 +605,65 @@ fn the_review_loop_runs_from_the_command_line_on_the_embedded_database() {
     let list = hotlead(&["suggestions", "list", "--db", db]).unwrap();
     assert!(list.contains(id) && list.contains("pending"), "{list}");
     let report = dir.path().join("report.html");
-    hotlead(&["suggestions", "show", id, "--db", db, "--report", report.to_str().unwrap()]).unwrap();
+    hotlead(&[
+        "suggestions",
+        "show",
+        id,
+        "--db",
+        db,
+        "--report",
+        report.to_str().unwrap(),
+    ])
+    .unwrap();
     assert!(std::fs::read_to_string(&report).unwrap().contains("<svg"));
     let error = hotlead(&["suggestions", "reject", id, "--db", db, "--reason", " "])
         .unwrap_err()
         .to_string();
     assert!(error.contains("reason"), "{error}");
-    hotlead(&["suggestions", "reject", id, "--db", db, "--reason", "too few deals yet"]).unwrap();
-    let error = hotlead(&["suggestions", "approve", id, "--db", db]).unwrap_err().to_string();
+    hotlead(&[
+        "suggestions",
+        "reject",
+        id,
+        "--db",
+        db,
+        "--reason",
+        "too few deals yet",
+    ])
+    .unwrap();
+    let error = hotlead(&["suggestions", "approve", id, "--db", db])
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("already rejected"), "{error}");
-    assert!(!hotlead(&["rules", "history", "--db", db]).unwrap().contains("v2"));
+    assert!(
+        !hotlead(&["rules", "history", "--db", db])
+            .unwrap()
+            .contains("v2")
+    );
 
     let rules = write(dir.path(), "next.toml", hotlead_core::rules::SEED);
     let installed = hotlead(&["rules", "install", &rules, "--db", db]).unwrap();
-    assert!(installed.contains("version 1"), "the same rules are not a new version: {installed}");
-    let changed = write(dir.path(), "changed.toml", &hotlead_core::rules::SEED.replace("hot = 80", "hot = 75"));
-    assert!(hotlead(&["rules", "install", &changed, "--db", db]).unwrap().contains("version 2"));
+    assert!(
+        installed.contains("version 1"),
+        "the same rules are not a new version: {installed}"
+    );
+    let changed = write(
+        dir.path(),
+        "changed.toml",
+        &hotlead_core::rules::SEED.replace("hot = 80", "hot = 75"),
+    );
+    assert!(
+        hotlead(&["rules", "install", &changed, "--db", db])
+            .unwrap()
+            .contains("version 2")
+    );
     hotlead(&["rules", "rollback", "1", "--db", db]).unwrap();
-    assert!(hotlead(&["rules", "history", "--db", db]).unwrap().contains("* v1"));
-    let error = hotlead(&["rules", "rollback", "7", "--db", db]).unwrap_err().to_string();
+    assert!(
+        hotlead(&["rules", "history", "--db", db])
+            .unwrap()
+            .contains("* v1")
+    );
+    let error = hotlead(&["rules", "rollback", "7", "--db", db])
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("no rules version 7"), "{error}");
 }

@@ -237,6 +237,24 @@ pub trait Notifier: Send + Sync {
     async fn deliver(&self, alert: &AlertMessage) -> Result<(), NotifyError>;
 }
 
+/// A note to analysts: a suggestion waits for review, with its headline figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewNote {
+    pub suggestion_id: String,
+    pub subject: String,
+    pub body: String,
+    pub current_auc: Option<f64>,
+    pub suggested_auc: f64,
+    pub outcomes: usize,
+    pub hot_threshold: i64,
+}
+
+/// Tells analysts that a suggestion waits for review.
+#[async_trait]
+pub trait ReviewNotifier: Send + Sync {
+    async fn review_waiting(&self, note: &ReviewNote) -> Result<(), NotifyError>;
+}
+
 /// The time.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;

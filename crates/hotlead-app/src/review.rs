@@ -88,6 +88,9 @@ pub struct ImportReport {
     pub rejected: Vec<RowError>,
 }
 
+/// An outcome row and its line in the file (or its position in a list, from 1).
+pub type NumberedOutcome = (u64, OutcomeInput);
+
 /// Reads `won`/`lost` in the words CRMs use.
 pub fn parse_won(text: &str) -> Option<bool> {
     let t = text.trim().to_lowercase().replace(['_', ' '], "-");
@@ -105,7 +108,7 @@ pub fn parse_won(text: &str) -> Option<bool> {
 pub fn outcome_rows(
     text: &str,
     delimiter: Option<u8>,
-) -> Result<(Vec<(u64, OutcomeInput)>, Vec<RowError>), String> {
+) -> Result<(Vec<NumberedOutcome>, Vec<RowError>), String> {
     let table = hotlead_learn::table::read_table(text, delimiter).map_err(|e| e.to_string())?;
     let column = |names: &[&str]| {
         names.iter().find_map(|n| {
@@ -186,7 +189,7 @@ impl Review {
     /// Checks and stores outcomes; bad rows are reported and skipped, good rows kept.
     pub async fn import_outcomes(
         &self,
-        rows: Vec<(u64, OutcomeInput)>,
+        rows: Vec<NumberedOutcome>,
     ) -> Result<ImportReport, ReviewError> {
         let now = self.clock.now();
         let mut report = ImportReport::default();
@@ -290,22 +293,39 @@ impl Review {
     }
 
     /// The labelled leads: each outcome's lead with its events, as of its close date.
+    /// Leads are read a few dozen at a time, concurrently.
     pub async fn examples(&self) -> Result<Vec<Example>, ReviewError> {
+        const IN_FLIGHT: usize = 32;
         let outcomes = self.store.outcomes().await?;
         let mut examples = Vec::with_capacity(outcomes.len());
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            let Some(lead) = self.store.lead(&outcome.lead_id).await? else {
-                continue;
-            };
-            let events = self.store.events(&lead.id).await?;
-            examples.push(Example {
-                id: lead.id.clone(),
-                line: i as u64 + 1,
-                lead: lead.to_lead(),
-                events,
-                won: outcome.won,
-                decided_at: outcome.closed_at,
-            });
+        for (chunk_index, chunk) in outcomes.chunks(IN_FLIGHT).enumerate() {
+            let mut reads = tokio::task::JoinSet::new();
+            for (i, outcome) in chunk.iter().cloned().enumerate() {
+                let store = self.store.clone();
+                let line = (chunk_index * IN_FLIGHT + i) as u64 + 1;
+                reads.spawn(async move {
+                    let Some(lead) = store.lead(&outcome.lead_id).await? else {
+                        return Ok::<_, StoreError>(None);
+                    };
+                    let events = store.events(&lead.id).await?;
+                    Ok(Some(Example {
+                        id: lead.id.clone(),
+                        line,
+                        lead: lead.to_lead(),
+                        events,
+                        won: outcome.won,
+                        decided_at: outcome.closed_at,
+                    }))
+                });
+            }
+            let mut read = Vec::with_capacity(chunk.len());
+            while let Some(result) = reads.join_next().await {
+                let example = result
+                    .map_err(|e| StoreError::Unavailable(format!("reading leads: {e}")))??;
+                read.extend(example);
+            }
+            read.sort_by_key(|e| e.line);
+            examples.extend(read);
         }
         Ok(examples)
     }
@@ -429,6 +449,53 @@ impl Review {
                 at: self.clock.now(),
             })
             .await?)
+    }
+}
+
+/// The analysts' note for a stored suggestion; `review_url` is where the review API is.
+pub fn review_note(
+    stored: &StoredSuggestion,
+    review_url: Option<&str>,
+) -> crate::ports::ReviewNote {
+    let s = &stored.suggestion;
+    let current = s.current.as_ref().map(|c| c.auc);
+    let mut body = format!(
+        "A suggestion of new rule weights waits for review: {}.\n\nLearned from {} closed deals ({} won, {} lost), evaluated on {} held out.\nHold-out AUC: {} current, {:.3} suggested. Top-decile lift: {:.2}.\nSuggested hot threshold: {} ({}).\n",
+        stored.id,
+        s.data.outcomes,
+        s.data.won,
+        s.data.lost,
+        s.data.holdout,
+        current.map_or("no".to_string(), |a| format!("{a:.3}")),
+        s.suggested.auc,
+        s.suggested.top_decile_lift,
+        s.thresholds.hot,
+        s.thresholds.reason,
+    );
+    if let Some(url) = review_url {
+        let url = url.trim_end_matches('/');
+        body.push_str(&format!(
+            "\nReport: {url}/v1/suggestions/{0}/report\nApprove: POST {url}/v1/suggestions/{0}/approve\nReject: POST {url}/v1/suggestions/{0}/reject with a reason\n",
+            stored.id
+        ));
+    } else {
+        body.push_str(&format!(
+            "\nReview it with: hotlead suggestions show {0} --report report.html; then approve or reject it.\n",
+            stored.id
+        ));
+    }
+    crate::ports::ReviewNote {
+        suggestion_id: stored.id.clone(),
+        subject: format!(
+            "hotlead: new rule weights to review (AUC {} -> {:.3})",
+            current.map_or("-".to_string(), |a| format!("{a:.3}")),
+            s.suggested.auc
+        ),
+        body,
+        current_auc: current,
+        suggested_auc: s.suggested.auc,
+        outcomes: s.data.outcomes,
+        hot_threshold: s.thresholds.hot,
     }
 }
 

@@ -13,7 +13,8 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::ports::{
-    Clock, LearningStore, Notifier, OutboxEntry, SaveOutcome, ScoreUpdate, Store, StoreError,
+    Clock, LearningStore, Notifier, OutboxEntry, RulesVersion, SaveOutcome, ScoreUpdate, Store,
+    StoreError,
 };
 
 /// Leads rescored per store round trip.
@@ -82,43 +83,48 @@ impl Scorer {
         }
     }
 
-    /// Switches to the active stored rules version if it changed; `true` when it did.
-    pub async fn refresh_rules(&self) -> Result<bool, StoreError> {
+    /// Switches to the active stored rules version if it changed; returns the active
+    /// version (if rules are versioned) and whether it changed.
+    pub async fn refresh_rules(&self) -> Result<(Option<RulesVersion>, bool), StoreError> {
         let Some(store) = &self.rules_store else {
-            return Ok(false);
+            return Ok((None, false));
         };
         let Some(active) = store.active_rules().await? else {
-            return Ok(false);
+            return Ok((None, false));
         };
         let current = self.rules();
         if active.version == current.version && active.name == current.name {
-            return Ok(false);
+            return Ok((Some(active), false));
         }
         let rules = RuleSet::from_toml(&format!("rules version {}", active.version), &active.text)
             .map_err(|e| {
                 StoreError::Corrupt(format!("active rules version {}: {e}", active.version))
             })?;
         self.set_rules(Arc::new(rules));
-        tracing::info!(version = active.version, name = %active.name, source = %active.source, "rules changed; rescoring every lead");
-        Ok(true)
+        tracing::info!(version = active.version, name = %active.name, source = %active.source, "rules changed");
+        Ok((Some(active), true))
     }
 
-    /// Picks up a new active rules version and rescores every lead with it; alerts for
-    /// leads that turn hot go out as usual. Errors are logged and retried next round.
+    /// Picks up the active rules version and rescores every lead scored before it took
+    /// effect; alerts for leads that turn hot go out as usual. The cut-off is stored, so
+    /// any process (or Lambda instance) finishes a rescoring another one began. Errors are
+    /// logged and retried next round.
     pub async fn follow_rules(&self) {
-        match self.refresh_rules().await {
-            Ok(false) => {}
-            Ok(true) => match self.rescore_everyone().await {
-                Ok(count) => tracing::info!(count, "rescored every lead with the new rules"),
-                Err(error) => tracing::error!(%error, "rescoring after a rules change failed"),
-            },
-            Err(error) => tracing::error!(%error, "reading the active rules failed"),
+        let active = match self.refresh_rules().await {
+            Ok((active, _)) => active,
+            Err(error) => {
+                tracing::error!(%error, "reading the active rules failed");
+                return;
+            }
+        };
+        let Some(since) = active.and_then(|a| a.activated_at) else {
+            return;
+        };
+        match self.rescore_all(Some(since)).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "rescored leads with the active rules"),
+            Err(error) => tracing::error!(%error, "rescoring with the active rules failed"),
         }
-    }
-
-    /// Rescores every lead scored before now (after a rules change).
-    pub async fn rescore_everyone(&self) -> Result<usize, StoreError> {
-        self.rescore_all(Some(Duration::zero())).await
     }
 
     /// The rules in use.
@@ -138,15 +144,14 @@ impl Scorer {
     /// (or, for expiring penalties, raise) the scores of leads that have gone quiet, and
     /// the ranking and bands stay true. Returns how many were rescored.
     pub async fn rescore_aged(&self, age: Duration) -> Result<usize, StoreError> {
-        self.rescore_all(Some(age)).await
+        self.rescore_all(Some(self.clock.now() - age)).await
     }
 
-    /// Rescores marked leads (`aged_by` none) or leads scored longer ago than `aged_by`,
-    /// batch after batch, until none is left or a batch makes no progress.
-    async fn rescore_all(&self, aged_by: Option<Duration>) -> Result<usize, StoreError> {
+    /// Rescores marked leads (`cutoff` none) or leads last scored before `cutoff` (fixed,
+    /// so leads rescored in this run are not due again), batch after batch, until none is
+    /// left or a batch makes no progress.
+    async fn rescore_all(&self, cutoff: Option<DateTime<Utc>>) -> Result<usize, StoreError> {
         let mut saved = 0;
-        // A fixed cut-off: leads rescored in this run are not due again.
-        let cutoff = aged_by.map(|age| self.clock.now() - age);
         loop {
             let batch = match cutoff {
                 None => self.store.dirty(BATCH).await?,
@@ -162,7 +167,7 @@ impl Scorer {
                         saved += 1;
                         // A marked lead that got new events meanwhile comes back in the
                         // next batch; that alone is no progress.
-                        progress |= aged_by.is_some() || outcome == SaveOutcome::Saved;
+                        progress |= cutoff.is_some() || outcome == SaveOutcome::Saved;
                     }
                     // Someone else saved first: the mark tells whether to go again.
                     Err(StoreError::Conflict(_)) => {}

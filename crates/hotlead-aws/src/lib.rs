@@ -12,7 +12,7 @@ pub mod stream;
 pub mod table;
 
 pub use dynamo::DynamoStore;
-pub use sns::SnsNotifier;
+pub use sns::{SnsNotifier, SnsReviewNotifier};
 
 /// The SDK configuration from the standard AWS environment, retrying throttled and
 /// failed requests up to 5 times with exponential backoff and jitter.

@@ -75,3 +75,41 @@ impl Notifier for SnsNotifier {
         Ok(())
     }
 }
+
+/// Publishes review notes to the analysts' topic.
+#[derive(Debug, Clone)]
+pub struct SnsReviewNotifier {
+    client: Client,
+    topic_arn: String,
+}
+
+impl SnsReviewNotifier {
+    pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
+        SnsReviewNotifier {
+            client,
+            topic_arn: topic_arn.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl hotlead_app::ports::ReviewNotifier for SnsReviewNotifier {
+    async fn review_waiting(
+        &self,
+        note: &hotlead_app::ports::ReviewNote,
+    ) -> Result<(), NotifyError> {
+        let document = serde_json::to_string(note).map_err(|e| NotifyError(e.to_string()))?;
+        let message = json!({"default": document, "email": note.body, "sqs": document}).to_string();
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(subject(&note.subject))
+            .message(message)
+            .message_structure("json")
+            .message_attributes("kind", attribute("review")?)
+            .send()
+            .await
+            .map_err(|e| NotifyError(aws_sdk_sns::error::DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use hotlead_app::ports::{ReviewNote, ReviewNotifier};
 use hotlead_app::{Notifier, NotifyError};
 use hotlead_core::alert::AlertMessage;
 use serde_json::json;
@@ -30,6 +31,40 @@ impl FileOutbox {
     }
 }
 
+impl FileOutbox {
+    /// Appends one line, in one write, so concurrent readers never see half a line.
+    async fn append(&self, line: String) -> Result<(), NotifyError> {
+        let (path, lock) = (self.path.clone(), self.lock.clone());
+        tokio::task::spawn_blocking(move || {
+            let _guard = lock
+                .lock()
+                .map_err(|_| NotifyError("outbox lock poisoned".into()))?;
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| NotifyError(format!("{}: {e}", parent.display())))?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| NotifyError(format!("{}: {e}", path.display())))?;
+            file.write_all(format!("{line}\n").as_bytes())
+                .map_err(|e| NotifyError(format!("{}: {e}", path.display())))
+        })
+        .await
+        .map_err(|e| NotifyError(format!("outbox task failed: {e}")))?
+    }
+}
+
+/// Review notes for analysts, appended like alerts (to their own file).
+#[async_trait]
+impl ReviewNotifier for FileOutbox {
+    async fn review_waiting(&self, note: &ReviewNote) -> Result<(), NotifyError> {
+        let line = serde_json::to_string(note).map_err(|e| NotifyError(e.to_string()))?;
+        self.append(line).await
+    }
+}
+
 #[async_trait]
 impl Notifier for FileOutbox {
     async fn deliver(&self, alert: &AlertMessage) -> Result<(), NotifyError> {
@@ -47,25 +82,6 @@ impl Notifier for FileOutbox {
             "lead_url": alert.lead_url,
         })
         .to_string();
-        let (path, lock) = (self.path.clone(), self.lock.clone());
-        tokio::task::spawn_blocking(move || {
-            let _guard = lock
-                .lock()
-                .map_err(|_| NotifyError("outbox lock poisoned".into()))?;
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| NotifyError(format!("{}: {e}", parent.display())))?;
-            }
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| NotifyError(format!("{}: {e}", path.display())))?;
-            // One write of the whole line, so concurrent readers never see half a line.
-            file.write_all(format!("{line}\n").as_bytes())
-                .map_err(|e| NotifyError(format!("{}: {e}", path.display())))
-        })
-        .await
-        .map_err(|e| NotifyError(format!("outbox task failed: {e}")))?
+        self.append(line).await
     }
 }

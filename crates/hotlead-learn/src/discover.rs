@@ -288,10 +288,14 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
             ),
         };
         candidates.push(Candidate {
-            id: unique(format!("learned-{}-{}", kind.as_str(), match slug(&value) {
-                s if s.is_empty() => "event".to_string(),
-                s => s,
-            })),
+            id: unique(format!(
+                "learned-{}-{}",
+                kind.as_str(),
+                match slug(&value) {
+                    s if s.is_empty() => "event".to_string(),
+                    s => s,
+                }
+            )),
             label: format!("{label} (each time, up to {EVENT_COUNT_CAP})"),
             axis: Axis::Engagement,
             body: vec![("event".into(), matcher), ("count".into(), "every".into())],

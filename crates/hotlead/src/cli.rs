@@ -240,7 +240,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<
             writeln!(out, "{}", serde_json::to_string_pretty(&made)?)?;
         }
         Command::Learn(args) => crate::learn::run(*args, out, now)?,
-        Command::Outcomes(command) => runtime()?.block_on(crate::review_cli::outcomes(command, out))?,
+        Command::Outcomes(command) => {
+            runtime()?.block_on(crate::review_cli::outcomes(command, out))?
+        }
         Command::Suggestions(command) => {
             runtime()?.block_on(crate::review_cli::suggestions(command, out))?
         }

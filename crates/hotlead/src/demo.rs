@@ -17,7 +17,6 @@ use hotlead_embedded::{FileOutbox, SqliteStore};
 use serde_json::Value;
 use tokio::sync::Notify;
 
-
 /// The sample: one JSON object per line, `{"at", "form", "fields", "anonymousId"}` or
 /// `{"at", "call"}`; written by `examples/demo/generate.py`.
 pub const SAMPLE: &str = include_str!("../../../examples/demo/sample.jsonl");

@@ -51,7 +51,9 @@ pub enum OutcomesCommand {
 pub enum SuggestionsCommand {
     /// Learn from the stored outcomes against the active rules and store a pending
     /// suggestion (what the scheduled `learn` function does).
-    #[command(after_help = "Example:\n  hotlead suggestions learn --discover --capacity-per-week 40")]
+    #[command(
+        after_help = "Example:\n  hotlead suggestions learn --discover --capacity-per-week 40"
+    )]
     Learn(Box<StoreLearnArgs>),
     /// List suggestions, newest first.
     List {
@@ -164,10 +166,11 @@ pub enum RulesStoreCommand {
 
 async fn open(store: &StoreArgs) -> anyhow::Result<Review> {
     let storage: Arc<dyn Storage> = match store.backend {
-        BackendArg::Embedded => Arc::new(
-            hotlead_embedded::SqliteStore::open(&store.db)
-                .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", store.db.display()))?,
-        ),
+        BackendArg::Embedded => {
+            Arc::new(hotlead_embedded::SqliteStore::open(&store.db).map_err(|e| {
+                anyhow::anyhow!("cannot open the database {}: {e}", store.db.display())
+            })?)
+        }
         BackendArg::Aws => {
             let table = std::env::var("HOTLEAD_TABLE")
                 .ok()
@@ -196,8 +199,8 @@ pub async fn outcomes(command: OutcomesCommand, out: &mut dyn Write) -> anyhow::
     } = command;
     let text = input::read_text(&file)?;
     let name = file.display().to_string();
-    let (rows, mut rejected) =
-        hotlead_app::review::outcome_rows(&text, delimiter).map_err(|e| anyhow::anyhow!("{name}:{e}"))?;
+    let (rows, mut rejected) = hotlead_app::review::outcome_rows(&text, delimiter)
+        .map_err(|e| anyhow::anyhow!("{name}:{e}"))?;
     let review = open(&store).await?;
     let total = rows.len() + rejected.len();
     let mut report = review.import_outcomes(rows).await.map_err(review_error)?;
@@ -244,8 +247,12 @@ pub async fn suggestions(command: SuggestionsCommand, out: &mut dyn Write) -> an
                 .await
                 .map_err(review_error)?;
             match (&run, args.format) {
-                (_, LearnFormat::Json) => writeln!(out, "{}", serde_json::to_string_pretty(&run_summary(&run))?)?,
-                (LearnRun::ColdStart(cold), LearnFormat::Text) => writeln!(out, "{}", cold.message)?,
+                (_, LearnFormat::Json) => {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&run_summary(&run))?)?
+                }
+                (LearnRun::ColdStart(cold), LearnFormat::Text) => {
+                    writeln!(out, "{}", cold.message)?
+                }
                 (LearnRun::Suggested(stored), LearnFormat::Text) => {
                     crate::learn::write_text(out, &stored.suggestion, 0)?;
                     writeln!(
@@ -262,9 +269,16 @@ pub async fn suggestions(command: SuggestionsCommand, out: &mut dyn Write) -> an
             if format == LearnFormat::Json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&heads)?)?;
             } else if heads.is_empty() {
-                writeln!(out, "no suggestions yet: `hotlead suggestions learn` makes one from stored outcomes")?;
+                writeln!(
+                    out,
+                    "no suggestions yet: `hotlead suggestions learn` makes one from stored outcomes"
+                )?;
             } else {
-                writeln!(out, "{:<32} {:<20} {:<9} {:>8} {:>8} {:>9}", "id", "created", "status", "current", "suggest", "outcomes")?;
+                writeln!(
+                    out,
+                    "{:<32} {:<20} {:<9} {:>8} {:>8} {:>9}",
+                    "id", "created", "status", "current", "suggest", "outcomes"
+                )?;
                 for h in heads {
                     writeln!(
                         out,
@@ -289,8 +303,11 @@ pub async fn suggestions(command: SuggestionsCommand, out: &mut dyn Write) -> an
             let review = open(&store).await?;
             let stored = review.suggestion(&id).await.map_err(review_error)?;
             if let Some(path) = &report {
-                std::fs::write(path, hotlead_learn::report::render(&stored.id, &stored.suggestion))
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                std::fs::write(
+                    path,
+                    hotlead_learn::report::render(&stored.id, &stored.suggestion),
+                )
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
             }
             if let Some(path) = &rules {
                 std::fs::write(path, &stored.suggestion.rules_toml)
@@ -299,7 +316,13 @@ pub async fn suggestions(command: SuggestionsCommand, out: &mut dyn Write) -> an
             if format == LearnFormat::Json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&stored)?)?;
             } else {
-                writeln!(out, "suggestion {} ({}), made {}", stored.id, status_words(&stored.review), stored.created_at.format("%Y-%m-%d %H:%M UTC"))?;
+                writeln!(
+                    out,
+                    "suggestion {} ({}), made {}",
+                    stored.id,
+                    status_words(&stored.review),
+                    stored.created_at.format("%Y-%m-%d %H:%M UTC")
+                )?;
                 crate::learn::write_text(out, &stored.suggestion, 0)?;
             }
         }
@@ -319,7 +342,10 @@ pub async fn suggestions(command: SuggestionsCommand, out: &mut dyn Write) -> an
             by,
         } => {
             let review = open(&store).await?;
-            review.reject(&id, &by, &reason).await.map_err(review_error)?;
+            review
+                .reject(&id, &by, &reason)
+                .await
+                .map_err(review_error)?;
             writeln!(out, "rejected {id}")?;
         }
     }
@@ -333,7 +359,11 @@ fn uuid_suffix() -> String {
 fn status_words(status: &SuggestionStatus) -> String {
     match status {
         SuggestionStatus::Pending => "pending review".into(),
-        SuggestionStatus::Approved { at, by, rules_version } => format!(
+        SuggestionStatus::Approved {
+            at,
+            by,
+            rules_version,
+        } => format!(
             "approved by {by} on {} as rules version {rules_version}",
             at.format("%Y-%m-%d")
         ),
@@ -345,7 +375,9 @@ fn status_words(status: &SuggestionStatus) -> String {
 
 fn run_summary(run: &LearnRun) -> serde_json::Value {
     match run {
-        LearnRun::ColdStart(cold) => serde_json::json!({"result": "cold_start", "cold_start": cold}),
+        LearnRun::ColdStart(cold) => {
+            serde_json::json!({"result": "cold_start", "cold_start": cold})
+        }
         LearnRun::Suggested(stored) => {
             let mut summary = crate::learn::summary(&stored.suggestion, 0);
             summary["id"] = serde_json::json!(stored.id);
@@ -366,7 +398,10 @@ pub async fn rules(command: RulesStoreCommand, out: &mut dyn Write) -> anyhow::R
                     .collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
             } else if history.is_empty() {
-                writeln!(out, "no rules stored yet: `hotlead serve` stores its rules file as version 1")?;
+                writeln!(
+                    out,
+                    "no rules stored yet: `hotlead serve` stores its rules file as version 1"
+                )?;
             } else {
                 for v in history {
                     writeln!(
@@ -398,7 +433,11 @@ pub async fn rules(command: RulesStoreCommand, out: &mut dyn Write) -> anyhow::R
                 .install(&text, &format!("file {}", file.display()))
                 .await
                 .map_err(review_error)?;
-            writeln!(out, "rules version {} ({:?}) is active", version.version, version.name)?;
+            writeln!(
+                out,
+                "rules version {} ({:?}) is active",
+                version.version, version.name
+            )?;
         }
     }
     Ok(())

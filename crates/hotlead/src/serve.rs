@@ -141,6 +141,16 @@ pub async fn install_rules(review: &Review, path: Option<&Path>) -> anyhow::Resu
     )?)
 }
 
+/// A backend opened, with its scorer running.
+struct Opened {
+    store: Arc<dyn Store>,
+    review: Review,
+    rules: Arc<RuleSet>,
+    scorer_task: JoinHandle<()>,
+    storage: String,
+    outbox: Option<PathBuf>,
+}
+
 /// Opens the store, starts the scorer and binds the API. Returns once listening.
 pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let mut config = load_config(options.config.as_deref())?;
@@ -155,14 +165,14 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
     let wake = Arc::new(Notify::new());
-    let (store, review, rules, scorer_task, storage, outbox): (
-        Arc<dyn Store>,
-        Review,
-        Arc<RuleSet>,
-        JoinHandle<()>,
-        String,
-        Option<PathBuf>,
-    ) = match &options.backend {
+    let Opened {
+        store,
+        review,
+        rules,
+        scorer_task,
+        storage,
+        outbox,
+    } = match &options.backend {
         Backend::Embedded { db, outbox } => {
             let store = Arc::new(
                 SqliteStore::open(db)
@@ -186,7 +196,14 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 db.display(),
                 outbox_path.display()
             );
-            (store, review, rules, task, storage, Some(outbox_path))
+            Opened {
+                store,
+                review,
+                rules,
+                scorer_task: task,
+                storage,
+                outbox: Some(outbox_path),
+            }
         }
         Backend::Aws(aws) => {
             let store = Arc::new(hotlead_aws::DynamoStore::new(
@@ -221,7 +238,14 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 "DynamoDB table {} (read through its stream), alerts to SNS {}",
                 aws.table, aws.alerts_topic_arn
             );
-            (store, review, rules, task, storage, None)
+            Opened {
+                store,
+                review,
+                rules,
+                scorer_task: task,
+                storage,
+                outbox: None,
+            }
         }
     };
     let ingest = Ingest::new(store, clock, ids, config, wake);

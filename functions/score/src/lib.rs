@@ -69,9 +69,14 @@ pub async fn handle_invocation(
 ) -> Result<serde_json::Value, StoreError> {
     match invocation {
         Invocation::Stream(event) => {
+            // Score with the active rules version; the schedule rescores older scores.
+            if let Err(error) = scorer.refresh_rules().await {
+                tracing::error!(%error, "reading the active rules failed; scoring with the last known");
+            }
             Ok(serde_json::to_value(handle(scorer, &event).await).unwrap_or_default())
         }
         Invocation::Schedule => {
+            scorer.follow_rules().await;
             let delivery = scorer.deliver_pending().await?;
             let rescored = scorer
                 .rescore_aged(hotlead_app::scorer::RESCORE_AFTER)

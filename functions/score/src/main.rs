@@ -12,11 +12,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let env = FunctionEnv::from_env()?;
     let topic = required("HOTLEAD_ALERTS_TOPIC_ARN")?;
     let sdk = hotlead_aws::sdk_config().await;
+    let store = Arc::new(hotlead_aws::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        env.table,
+    ));
     let scorer = Scorer::new(
-        Arc::new(hotlead_aws::DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            env.table,
-        )),
+        store.clone(),
         Arc::new(hotlead_aws::SnsNotifier::new(
             aws_sdk_sns::Client::new(&sdk),
             topic,
@@ -24,7 +25,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(SystemClock),
         Arc::new(env.rules),
         Arc::new(env.config),
-    );
+    )
+    // HOTLEAD_RULES is the first version; approved suggestions and rollbacks follow.
+    .with_rules_from(store);
     let scorer = &scorer;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
