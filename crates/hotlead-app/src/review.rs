@@ -191,10 +191,27 @@ impl Review {
         &self,
         rows: Vec<NumberedOutcome>,
     ) -> Result<ImportReport, ReviewError> {
+        self.import_outcomes_with_progress(rows, &mut |_| {}).await
+    }
+
+    /// [`Review::import_outcomes`], telling `progress` every 500 rows.
+    pub async fn import_outcomes_with_progress(
+        &self,
+        rows: Vec<NumberedOutcome>,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<ImportReport, ReviewError> {
         let now = self.clock.now();
         let mut report = ImportReport::default();
         let mut good = Vec::new();
-        for (line, row) in rows {
+        let total = rows.len();
+        for (done, (line, row)) in rows.into_iter().enumerate() {
+            if (done + 1) % 500 == 0 || done + 1 == total {
+                progress(Progress {
+                    stage: "checking outcomes",
+                    done: done + 1,
+                    total,
+                });
+            }
             match self.check_outcome(&row, now).await {
                 Ok(outcome) => good.push(outcome),
                 Err(ReviewError::Invalid { field, message }) => report.rejected.push(RowError {

@@ -2,7 +2,6 @@
 //! regularisation strength chosen by stratified cross-validation on the training part
 //! only, and standard errors from the Fisher information.
 
-use linfa::Dataset;
 use linfa::traits::Fit;
 use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
@@ -178,7 +177,7 @@ fn fit_standardised(
         -1.0
     };
     let targets = Array1::from(y.to_vec());
-    let dataset = Dataset::new(z.clone(), targets);
+    let dataset = linfa::DatasetBase::new(z.view(), targets);
     let n = z.nrows().max(1) as f64;
     let mut params = LogisticRegression::default()
         .alpha(alpha)
@@ -255,10 +254,12 @@ pub fn fit(x: ArrayView2<f64>, y: &[bool], options: &FitOptions) -> Result<Model
     if kept.is_empty() {
         return Err(FitError::NoFeatures);
     }
-    let x_kept = x.select(Axis(1), &kept);
     let mean_k = mean.select(Axis(0), &kept);
     let sd_k = sd.select(Axis(0), &kept);
-    let z = standardise(x_kept.view(), &mean_k, &sd_k);
+    // One copy: the kept columns, standardised.
+    let z = Array2::from_shape_fn((x.nrows(), kept.len()), |(i, k)| {
+        (x[[i, kept[k]]] - mean_k[k]) / sd_k[k]
+    });
 
     // Cross-validation along the path from strong to weak regularisation, each fit
     // starting from the previous one of its fold.
@@ -267,21 +268,35 @@ pub fn fit(x: ArrayView2<f64>, y: &[bool], options: &FitOptions) -> Result<Model
     let mut cv = Vec::new();
     if options.fixed_c.is_none() {
         let folds = stratified_folds(y, options.folds.max(2), options.seed);
-        // The folds are independent: one thread each.
+        // The folds are independent: as many at once as there are cores (each holds a
+        // copy of its training rows), results kept in fold order.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, folds.len());
         let paths: Vec<Result<Vec<(f64, f64)>, FitError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..folds.len())
-                .map(|k| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
                     let (folds, z, grid) = (&folds, &z, &grid);
-                    scope.spawn(move || fold_path(z, y, folds, k, grid, options))
+                    scope.spawn(move || {
+                        (w..folds.len())
+                            .step_by(workers)
+                            .map(|k| (k, fold_path(z, y, folds, k, grid, options)))
+                            .collect::<Vec<_>>()
+                    })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(FitError::Solver("a fold's fit panicked".into())))
-                })
-                .collect()
+            let mut by_fold: Vec<(usize, Result<Vec<(f64, f64)>, FitError>)> = Vec::new();
+            for handle in handles {
+                match handle.join() {
+                    Ok(done) => by_fold.extend(done),
+                    Err(_) => by_fold.push((
+                        usize::MAX,
+                        Err(FitError::Solver("a fold's fit panicked".into())),
+                    )),
+                }
+            }
+            by_fold.sort_by_key(|(k, _)| *k);
+            by_fold.into_iter().map(|(_, path)| path).collect()
         });
         let mut sums = vec![(0.0, 0.0, 0.0); grid.len()];
         for path in paths {

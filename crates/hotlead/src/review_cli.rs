@@ -203,7 +203,12 @@ pub async fn outcomes(command: OutcomesCommand, out: &mut dyn Write) -> anyhow::
         .map_err(|e| anyhow::anyhow!("{name}:{e}"))?;
     let review = open(&store).await?;
     let total = rows.len() + rejected.len();
-    let mut report = review.import_outcomes(rows).await.map_err(review_error)?;
+    let progress = ProgressLine::new(format == LearnFormat::Json);
+    let mut show = |p| progress.show(p);
+    let mut report = review
+        .import_outcomes_with_progress(rows, &mut show)
+        .await
+        .map_err(review_error)?;
     rejected.append(&mut report.rejected);
     rejected.sort_by_key(|r| r.line);
     report.rejected = rejected;
