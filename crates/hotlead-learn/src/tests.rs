@@ -357,3 +357,35 @@ fn the_report_is_one_self_contained_file() {
     );
     assert!(html.contains("learned-plan-pro"));
 }
+
+#[test]
+fn the_hot_threshold_fits_the_reps_capacity() {
+    // 1,000 leads over 100 days: 70 a week. Capacity 7 a week: about a tenth may be hot.
+    // The bigger the company, the likelier the win: a graded signal, no ties at the top.
+    let data: Vec<Example> = (0..1000)
+        .map(|i| {
+            let size = (i * 37) % 1000;
+            let won = size / 100 > (i * 7) % 10;
+            example(i, won, &[("employees", &size.to_string())])
+        })
+        .collect();
+    let options = LearnOptions {
+        capacity_per_week: Some(7.0),
+        ..discovering()
+    };
+    let s = suggested(run(&data, None, &options));
+    let per_week = s.data.leads_per_week.unwrap();
+    assert!((per_week - 70.0).abs() < 5.0, "{per_week}");
+    assert!(
+        s.thresholds.reason.contains("capacity"),
+        "{}",
+        s.thresholds.reason
+    );
+    let hot_per_week = s.suggested.hot_per_week.unwrap();
+    // Fitted on the training part; the hold-out's share is an estimate of it.
+    assert!((3.5..=10.5).contains(&hot_per_week), "{hot_per_week}");
+    assert_eq!(
+        s.suggested.capacity_threshold,
+        Some(s.thresholds.hot as f64)
+    );
+}
