@@ -26,50 +26,52 @@ pub async fn routed_topic(territories: &[&str]) -> Routed {
     route(&topic_arn, territories).await
 }
 
-/// Subscribes one new queue per territory to `topic_arn`, filtered on `territory`.
-pub async fn route(topic_arn: &str, territories: &[&str]) -> Routed {
-    let topic_arn = topic_arn.to_string();
+/// A new queue subscribed to `topic_arn` with a filter policy (raw delivery); its URL.
+pub async fn subscribed_queue(topic_arn: &str, name: &str, filter: Value) -> String {
     let config = config().await;
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
+    let url = sqs
+        .create_queue()
+        .queue_name(unique(name))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("FilterPolicy", filter.to_string())
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+    url
+}
+
+/// Subscribes one new queue per territory to `topic_arn`, filtered on `territory`.
+pub async fn route(topic_arn: &str, territories: &[&str]) -> Routed {
     let mut queues = Vec::new();
     for territory in territories {
-        let url = sqs
-            .create_queue()
-            .queue_name(unique(territory))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()[&QueueAttributeName::QueueArn]
-            .clone();
-        sns.subscribe()
-            .topic_arn(&topic_arn)
-            .protocol("sqs")
-            .endpoint(arn)
-            .attributes(
-                "FilterPolicy",
-                json!({"territory": [territory]}).to_string(),
-            )
-            .attributes("RawMessageDelivery", "true")
-            .send()
-            .await
-            .unwrap();
+        let url = subscribed_queue(topic_arn, territory, json!({"territory": [territory]})).await;
         queues.push((territory.to_string(), url));
     }
     Routed {
-        topic_arn,
+        topic_arn: topic_arn.to_string(),
         queues,
-        sqs,
+        sqs: aws_sdk_sqs::Client::new(&config().await),
     }
 }
 
@@ -425,33 +427,7 @@ async fn the_learn_function_stores_a_suggestion_in_dynamodb_and_tells_the_analys
         .topic_arn
         .unwrap();
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queue = sqs
-        .create_queue()
-        .queue_name(unique("analysts"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .attributes("FilterPolicy", json!({"kind": ["review"]}).to_string())
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let queue = subscribed_queue(&topic_arn, "analysts", json!({"kind": ["review"]})).await;
 
     let t0 = hotlead_tests::time("2026-09-01T00:00:00Z");
     let review = Review::new(store.clone(), Arc::new(hotlead_app::SystemClock));

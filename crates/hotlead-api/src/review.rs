@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
-use hotlead_app::review::OutcomeInput;
+use hotlead_app::review::{OutcomeInput, Review};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -15,6 +15,12 @@ use sha2::Sha256;
 use crate::{
     ApiError, AppState, Auth, check_admin, header_text, media_type, read_body, unsupported,
 };
+
+/// The review service, once the admin token checks out.
+fn authorised<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Review, ApiError> {
+    check_admin(&state.auth, headers)?;
+    state.review()
+}
 
 /// Largest accepted outcomes body.
 pub const MAX_OUTCOMES_BYTES: usize = 1024 * 1024;
@@ -116,9 +122,9 @@ pub(crate) async fn suggestions(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    check_admin(&state.auth, &headers)?;
+    let review = authorised(&state, &headers)?;
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
-    let heads = state.review()?.store().suggestions(limit).await?;
+    let heads = review.store().suggestions(limit).await?;
     Ok(Json(json!({ "suggestions": heads })).into_response())
 }
 
@@ -127,8 +133,8 @@ pub(crate) async fn suggestion(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_admin(&state.auth, &headers)?;
-    Ok(Json(state.review()?.suggestion(&id).await?).into_response())
+    let review = authorised(&state, &headers)?;
+    Ok(Json(review.suggestion(&id).await?).into_response())
 }
 
 pub(crate) async fn report(
@@ -136,8 +142,8 @@ pub(crate) async fn report(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_admin(&state.auth, &headers)?;
-    let stored = state.review()?.suggestion(&id).await?;
+    let review = authorised(&state, &headers)?;
+    let stored = review.suggestion(&id).await?;
     let html = hotlead_learn::report::render(&stored.id, &stored.suggestion);
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
 }
@@ -147,8 +153,8 @@ pub(crate) async fn rules_file(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_admin(&state.auth, &headers)?;
-    let stored = state.review()?.suggestion(&id).await?;
+    let review = authorised(&state, &headers)?;
+    let stored = review.suggestion(&id).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/toml; charset=utf-8")],
         stored.suggestion.rules_toml,
@@ -190,9 +196,9 @@ pub(crate) async fn approve(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_admin(&state.auth, &headers)?;
+    let review = authorised(&state, &headers)?;
     let decision = decision(&headers, body).await?;
-    let version = state.review()?.approve(&id, &reviewer(&decision)).await?;
+    let version = review.approve(&id, &reviewer(&decision)).await?;
     tracing::info!(suggestion = %id, version = version.version, "suggestion approved; rules version active");
     Ok(Json(json!({"status": "approved", "rules_version": version.version})).into_response())
 }
@@ -203,13 +209,10 @@ pub(crate) async fn reject(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_admin(&state.auth, &headers)?;
+    let review = authorised(&state, &headers)?;
     let decision = decision(&headers, body).await?;
     let reason = decision.reason.clone().unwrap_or_default();
-    state
-        .review()?
-        .reject(&id, &reviewer(&decision), &reason)
-        .await?;
+    review.reject(&id, &reviewer(&decision), &reason).await?;
     Ok(Json(json!({"status": "rejected"})).into_response())
 }
 
@@ -217,8 +220,8 @@ pub(crate) async fn history(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_admin(&state.auth, &headers)?;
-    let versions = state.review()?.store().rules_history().await?;
+    let review = authorised(&state, &headers)?;
+    let versions = review.store().rules_history().await?;
     let list: Vec<Value> = versions
         .iter()
         .map(|v| {
@@ -239,9 +242,9 @@ pub(crate) async fn rules_version(
     headers: HeaderMap,
     Path(version): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_admin(&state.auth, &headers)?;
+    let review = authorised(&state, &headers)?;
     let number = version_number(&version)?;
-    let versions = state.review()?.store().rules_history().await?;
+    let versions = review.store().rules_history().await?;
     let found = versions
         .into_iter()
         .find(|v| v.version == number)
@@ -254,9 +257,9 @@ pub(crate) async fn activate(
     headers: HeaderMap,
     Path(version): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_admin(&state.auth, &headers)?;
+    let review = authorised(&state, &headers)?;
     let number = version_number(&version)?;
-    let active = state.review()?.rollback(number).await?;
+    let active = review.rollback(number).await?;
     tracing::info!(version = active.version, "rules version activated");
     Ok(Json(json!({"status": "active", "rules_version": active.version})).into_response())
 }

@@ -141,6 +141,28 @@ pub async fn install_rules(review: &Review, path: Option<&Path>) -> anyhow::Resu
     )?)
 }
 
+/// The review service and a scorer following the active rules, on one store; the rules
+/// file (or the seed) is installed as a version first.
+async fn services<S: Storage + 'static>(
+    store: Arc<S>,
+    notifier: Arc<dyn hotlead_app::Notifier>,
+    clock: &Arc<dyn Clock>,
+    config: &Arc<Config>,
+    rules_file: Option<&Path>,
+) -> anyhow::Result<(Review, Arc<RuleSet>, Scorer)> {
+    let review = Review::new(store.clone() as Arc<dyn Storage>, clock.clone());
+    let rules = Arc::new(install_rules(&review, rules_file).await?);
+    let scorer = Scorer::new(
+        store.clone(),
+        notifier,
+        clock.clone(),
+        rules.clone(),
+        config.clone(),
+    )
+    .with_rules_from(store as Arc<dyn LearningStore>);
+    Ok((review, rules, scorer))
+}
+
 /// A backend opened, with its scorer running.
 struct Opened {
     store: Arc<dyn Store>,
@@ -178,18 +200,16 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 SqliteStore::open(db)
                     .with_context(|| format!("cannot open the database {}", db.display()))?,
             );
-            let review = Review::new(store.clone() as Arc<dyn Storage>, clock.clone());
-            let rules = Arc::new(install_rules(&review, options.rules.as_deref()).await?);
             let outbox_path = outbox.clone().unwrap_or_else(|| default_outbox(db));
             let notifier = Arc::new(FileOutbox::new(&outbox_path));
-            let scorer = Scorer::new(
+            let (review, rules, scorer) = services(
                 store.clone(),
                 notifier,
-                clock.clone(),
-                rules.clone(),
-                config.clone(),
+                &clock,
+                &config,
+                options.rules.as_deref(),
             )
-            .with_rules_from(store.clone() as Arc<dyn LearningStore>);
+            .await?;
             let task = tokio::spawn(scorer.run(wake.clone(), options.tick));
             let storage = format!(
                 "database {}, alerts appended to {}",
@@ -210,8 +230,6 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 aws_sdk_dynamodb::Client::new(&aws.config),
                 &aws.table,
             ));
-            let review = Review::new(store.clone() as Arc<dyn Storage>, clock.clone());
-            let rules = Arc::new(install_rules(&review, options.rules.as_deref()).await?);
             let notifier = Arc::new(hotlead_aws::SnsNotifier::new(
                 aws_sdk_sns::Client::new(&aws.config),
                 &aws.alerts_topic_arn,
@@ -219,14 +237,14 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             let stream_arn = hotlead_aws::stream_arn(&aws.config, &aws.table)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            let scorer = Scorer::new(
+            let (review, rules, scorer) = services(
                 store.clone(),
                 notifier,
-                clock.clone(),
-                rules.clone(),
-                config.clone(),
+                &clock,
+                &config,
+                options.rules.as_deref(),
             )
-            .with_rules_from(store.clone() as Arc<dyn LearningStore>);
+            .await?;
             let streams = aws_sdk_dynamodbstreams::Client::new(&aws.config);
             let task = tokio::spawn(hotlead_aws::stream::poll(
                 streams,
