@@ -201,6 +201,9 @@ fn select_rows(x: &Array2<f64>, rows: &[usize]) -> Array2<f64> {
     x.select(Axis(0), rows)
 }
 
+/// A fold's hold-out (log loss, AUC) per `C`, or why it failed.
+type FoldPath = Result<Vec<(f64, f64)>, FitError>;
+
 /// One fold's path: hold-out (log loss, AUC) for each `C` of the grid, in order, each fit
 /// starting from the previous one. Empty when the fold cannot be used.
 fn fold_path(
@@ -273,7 +276,7 @@ pub fn fit(x: ArrayView2<f64>, y: &[bool], options: &FitOptions) -> Result<Model
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, folds.len());
-        let paths: Vec<Result<Vec<(f64, f64)>, FitError>> = std::thread::scope(|scope| {
+        let paths: Vec<FoldPath> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
                     let (folds, z, grid) = (&folds, &z, &grid);
@@ -285,7 +288,7 @@ pub fn fit(x: ArrayView2<f64>, y: &[bool], options: &FitOptions) -> Result<Model
                     })
                 })
                 .collect();
-            let mut by_fold: Vec<(usize, Result<Vec<(f64, f64)>, FitError>)> = Vec::new();
+            let mut by_fold: Vec<(usize, FoldPath)> = Vec::new();
             for handle in handles {
                 match handle.join() {
                     Ok(done) => by_fold.extend(done),
