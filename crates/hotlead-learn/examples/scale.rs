@@ -52,7 +52,7 @@ fn main() {
             let mut logit = -2.0;
             let mut lead = Lead::new(format!("L-{i}"));
             for (j, name) in names.iter().enumerate() {
-                if rng.next_u64() % 5 == 0 {
+                if rng.next_u64().is_multiple_of(5) {
                     lead.set(name, "yes");
                     logit += truth[j];
                 }
