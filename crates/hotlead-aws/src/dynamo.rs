@@ -30,8 +30,23 @@ use hotlead_core::{Band, Event};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-/// Attempts of a `record` whose transaction lost a race.
-const RECORD_ATTEMPTS: u32 = 8;
+/// Attempts of a `record` whose transaction lost a race. Concurrent writers of one lead
+/// win one at a time, so this must exceed the writers one lead may see at once.
+const RECORD_ATTEMPTS: u32 = 16;
+/// The longest wait between two attempts.
+const MAX_RECORD_BACKOFF_MS: u64 = 1_000;
+
+/// "Full jitter" backoff: a random wait up to 10 ms × 2^attempt (at most a second), so
+/// writers that lost the same race do not retry in lockstep.
+fn record_backoff(attempt: u32) -> StdDuration {
+    use std::hash::{BuildHasher, Hasher};
+    let cap = (10u64 << attempt.min(16)).min(MAX_RECORD_BACKOFF_MS);
+    // Each RandomState is freshly seeded: a source of jitter without a dependency.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    StdDuration::from_millis(1 + random % cap)
+}
 /// Scores are offset so that an ascending sort key orders them highest first.
 const SCORE_OFFSET: i64 = 1_000_000_000_000_000;
 
@@ -670,7 +685,7 @@ impl Store for DynamoStore {
             if let Some(recorded) = self.try_record(&record).await? {
                 return Ok(recorded);
             }
-            tokio::time::sleep(StdDuration::from_millis(10 * 2u64.pow(attempt))).await;
+            tokio::time::sleep(record_backoff(attempt)).await;
         }
         Err(StoreError::Conflict(format!(
             "message {} kept losing races",
