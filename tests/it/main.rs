@@ -11,6 +11,7 @@ mod examples;
 mod http;
 mod learning;
 mod learning_contract;
+mod openapi;
 mod properties;
 mod schema;
 mod service;

@@ -5,6 +5,8 @@
 mod error;
 mod review;
 
+pub use review::{Decision, ListQuery};
+
 use std::sync::Arc;
 
 use axum::Json;
@@ -486,11 +488,12 @@ fn lead_summary(stored: &StoredLead) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
-struct RankingQuery {
-    band: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+/// Query of `GET /v1/leads`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct RankingQuery {
+    pub band: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
 }
 
 async fn ranking(

@@ -112,9 +112,10 @@ pub(crate) async fn outcomes(
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct ListQuery {
-    limit: Option<usize>,
+/// Query of `GET /v1/suggestions`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ListQuery {
+    pub limit: Option<usize>,
 }
 
 pub(crate) async fn suggestions(
@@ -162,12 +163,13 @@ pub(crate) async fn rules_file(
         .into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct Decision {
+/// Body of `POST /v1/suggestions/{id}/approve` and `…/reject`.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+pub struct Decision {
     #[serde(default)]
-    by: Option<String>,
+    pub by: Option<String>,
     #[serde(default)]
-    reason: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// An optional JSON body of a decision.

@@ -53,7 +53,7 @@ fn invalid(field: &str, message: impl Into<String>) -> ReviewError {
 }
 
 /// One outcome as a CRM sends it, before checking.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, schemars::JsonSchema)]
 pub struct OutcomeInput {
     #[serde(default)]
     pub lead_id: Option<String>,
@@ -65,6 +65,7 @@ pub struct OutcomeInput {
     /// `2026-03-31` or RFC 3339.
     #[serde(default)]
     pub closed_at: Option<String>,
+    /// A number, or text like `1,200,000`.
     #[serde(default, deserialize_with = "text_or_number")]
     pub amount: Option<String>,
 }
