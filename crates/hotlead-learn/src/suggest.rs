@@ -38,6 +38,8 @@ pub struct LearnOptions {
     pub capacity_per_week: Option<f64>,
     /// New leads per week; estimated from the close dates when not given.
     pub leads_per_week: Option<f64>,
+    /// Attributes never used (known only after the outcome, or not to be scored on).
+    pub exclude: Vec<String>,
     /// Below either, no weights are suggested (cold start).
     pub min_outcomes: usize,
     pub min_won: usize,
@@ -54,6 +56,7 @@ impl Default for LearnOptions {
             max_rules: None,
             capacity_per_week: None,
             leads_per_week: None,
+            exclude: Vec::new(),
             min_outcomes: 200,
             min_won: 30,
             fit: FitOptions::default(),
@@ -410,6 +413,25 @@ pub fn learn(
     if let Some(cold) = cold_start(examples, options) {
         return Ok(Outcome::ColdStart(cold));
     }
+    let stripped: Vec<Example>;
+    let examples: &[Example] = if options.exclude.is_empty() {
+        examples
+    } else {
+        let names: Vec<String> = options
+            .exclude
+            .iter()
+            .map(|n| hotlead_core::lead::attribute_name(n))
+            .collect();
+        stripped = examples
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.lead.attributes.retain(|name, _| !names.contains(name));
+                e
+            })
+            .collect();
+        &stripped
+    };
     let (train_idx, holdout_idx) = split(examples, options);
     let train: Vec<&Example> = train_idx.iter().map(|&i| &examples[i]).collect();
     let holdout: Vec<&Example> = holdout_idx.iter().map(|&i| &examples[i]).collect();
@@ -460,7 +482,13 @@ pub fn learn(
         total: 1,
     });
     let started = (hooks.seconds)();
-    let mut model = fit::fit(x_train.view(), &y_train, &options.fit)?;
+    // A time-ordered hold-out gets a time-ordered cross-validation (train rows are in
+    // decision order).
+    let fit_options = FitOptions {
+        time_ordered: options.fit.time_ordered || options.split == Split::Order,
+        ..options.fit.clone()
+    };
+    let mut model = fit::fit(x_train.view(), &y_train, &fit_options)?;
     let mut left_out = vec![false; p];
     if let Some(limit) = options.max_rules
         && (0..p).filter(|&j| !model.constant.contains(&j)).count() > limit

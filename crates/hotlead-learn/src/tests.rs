@@ -389,3 +389,32 @@ fn the_hot_threshold_fits_the_reps_capacity() {
         Some(s.thresholds.hot as f64)
     );
 }
+
+#[test]
+fn excluded_attributes_are_never_used() {
+    let mut data = separable(300);
+    for (i, e) in data.iter_mut().enumerate() {
+        e.lead
+            .set("Region Code", if i % 2 == 0 { "a" } else { "b" });
+        let tier = if i % 3 == 0 || i % 5 == 0 {
+            "gold"
+        } else {
+            "basic"
+        };
+        e.lead.set("tier", tier);
+    }
+    let options = LearnOptions {
+        exclude: vec!["plan".into(), "region code".into()],
+        ..discovering()
+    };
+    let s = suggested(run(&data, None, &options));
+    assert!(
+        s.weights
+            .iter()
+            .all(|w| !w.rule.contains("plan") && !w.rule.contains("region-code")),
+        "{:?}",
+        s.weights.iter().map(|w| &w.rule).collect::<Vec<_>>()
+    );
+    assert!(!s.rules_toml.contains("\"plan\""));
+    assert!(s.weights.iter().any(|w| w.rule == "learned-tier-gold"));
+}

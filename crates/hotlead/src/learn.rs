@@ -171,6 +171,7 @@ pub fn run(args: LearnArgs, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::
         max_rules: args.max_rules,
         capacity_per_week: args.capacity_per_week,
         leads_per_week: args.leads_per_week,
+        exclude: args.exclude.clone(),
         min_outcomes: args.min_outcomes,
         min_won: args.min_won,
         fit: hotlead_learn::fit::FitOptions {

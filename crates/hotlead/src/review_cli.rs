@@ -103,6 +103,9 @@ pub struct StoreLearnArgs {
     pub store: StoreArgs,
     #[arg(long)]
     pub discover: bool,
+    /// Attributes never used, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
     #[arg(long, default_value_t = 0.2)]
     pub holdout_fraction: f64,
     #[arg(long, value_enum, default_value_t = SplitArg::Order)]
@@ -131,6 +134,7 @@ impl StoreLearnArgs {
             max_rules: self.max_rules,
             capacity_per_week: self.capacity_per_week,
             leads_per_week: None,
+            exclude: self.exclude.clone(),
             min_outcomes: self.min_outcomes,
             min_won: self.min_won,
             fit: hotlead_learn::fit::FitOptions {

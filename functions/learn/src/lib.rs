@@ -33,7 +33,8 @@ impl std::error::Error for SettingError {}
 /// Reads the settings through `var` (the environment in production):
 /// `HOTLEAD_LEARN_DISCOVER` (true/false, default true), `HOTLEAD_LEARN_SPLIT` (order or
 /// random, default order), `HOTLEAD_LEARN_HOLDOUT_FRACTION` (0.2), `HOTLEAD_LEARN_SEED`,
-/// `HOTLEAD_LEARN_MAX_RULES`, `HOTLEAD_CAPACITY_PER_WEEK`, `HOTLEAD_MIN_OUTCOMES` (200),
+/// `HOTLEAD_LEARN_MAX_RULES`, `HOTLEAD_LEARN_EXCLUDE` (attributes, comma-separated),
+/// `HOTLEAD_CAPACITY_PER_WEEK`, `HOTLEAD_MIN_OUTCOMES` (200),
 /// `HOTLEAD_MIN_WON` (30), `HOTLEAD_REVIEW_URL`.
 pub fn settings(var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingError> {
     fn parse<T: std::str::FromStr>(
@@ -85,6 +86,15 @@ pub fn settings(var: impl Fn(&str) -> Option<String>) -> Result<Settings, Settin
                 var("HOTLEAD_CAPACITY_PER_WEEK"),
             )?,
             leads_per_week: None,
+            exclude: var("HOTLEAD_LEARN_EXCLUDE")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
             min_outcomes: parse("HOTLEAD_MIN_OUTCOMES", var("HOTLEAD_MIN_OUTCOMES"))?
                 .unwrap_or(defaults.min_outcomes),
             min_won: parse("HOTLEAD_MIN_WON", var("HOTLEAD_MIN_WON"))?.unwrap_or(defaults.min_won),
@@ -308,12 +318,14 @@ mod tests {
     #[test]
     fn settings_are_read_or_refused_by_name() {
         let s = settings(env(&[
+            ("HOTLEAD_LEARN_EXCLUDE", "duration, call_notes"),
             ("HOTLEAD_LEARN_DISCOVER", "false"),
             ("HOTLEAD_CAPACITY_PER_WEEK", "40"),
             ("HOTLEAD_LEARN_SPLIT", "random"),
         ]))
         .unwrap();
         assert!(s.options.discover.is_none());
+        assert_eq!(s.options.exclude, ["duration", "call_notes"]);
         assert_eq!(s.options.capacity_per_week, Some(40.0));
         assert_eq!(s.options.split, Split::Random);
         let error = settings(env(&[("HOTLEAD_MIN_WON", "many")])).unwrap_err();
