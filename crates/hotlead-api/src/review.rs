@@ -88,8 +88,9 @@ pub(crate) async fn outcomes(
         rows.push((i as u64 + 1, row));
     }
     let report = state.review()?.import_outcomes(rows).await?;
-    if report.stored == 0 {
-        let first = &report.rejected[0];
+    if report.stored == 0
+        && let Some(first) = report.rejected.first()
+    {
         return Err(ApiError::invalid(
             format!(
                 "outcomes[{}].{}",

@@ -157,6 +157,15 @@ pub fn outcome_rows(
     Ok((rows, table.rejected))
 }
 
+/// A suggestion id that sorts by time: `s-<YYYYmmdd-HHMMSS>-<6 random hex digits>`.
+pub fn new_suggestion_id(now: DateTime<Utc>) -> String {
+    format!(
+        "s-{}-{}",
+        now.format("%Y%m%d-%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    )
+}
+
 /// The learning loop's operations.
 #[derive(Clone)]
 pub struct Review {

@@ -185,16 +185,6 @@ fn moments(x: ArrayView2<f64>) -> (Array1<f64>, Array1<f64>) {
     (mean, (var / n).mapv(f64::sqrt))
 }
 
-fn standardise(x: ArrayView2<f64>, mean: &Array1<f64>, sd: &Array1<f64>) -> Array2<f64> {
-    let mut z = x.to_owned();
-    for mut row in z.rows_mut() {
-        for ((v, &m), &s) in row.iter_mut().zip(mean.iter()).zip(sd.iter()) {
-            *v = (*v - m) / s;
-        }
-    }
-    z
-}
-
 /// Fits once on standardised features with a fixed alpha, optionally starting from an
 /// earlier solution (warm start); returns (weights, intercept) for P(won).
 fn fit_standardised(
@@ -458,28 +448,15 @@ pub fn calibrate(scores: &[f64], y: &[bool]) -> (f64, f64) {
     let n = y.len().max(1) as f64;
     let rate = (y.iter().filter(|&&w| w).count() as f64 / n).clamp(1e-6, 1.0 - 1e-6);
     let base = (rate / (1.0 - rate)).ln();
-    let x = Array2::from_shape_vec((scores.len(), 1), scores.to_vec());
-    let Ok(x) = x else { return (base, 0.0) };
-    let options = FitOptions {
-        c_grid: vec![1e6],
-        folds: 2,
-        ..FitOptions::default()
-    };
     let mean = scores.iter().sum::<f64>() / n;
-    if scores.iter().all(|s| (s - mean).abs() < 1e-12) {
+    let sd = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt();
+    if sd < 1e-12 {
         return (base, 0.0);
     }
-    match fit_standardised(
-        &standardise(x.view(), &Array1::from(vec![mean]), &moments(x.view()).1),
-        y,
-        1e-6,
-        &options,
-        None,
-    ) {
-        Ok((w, b)) => {
-            let sd = moments(x.view()).1[0];
-            (b - w[0] * mean / sd, w[0] / sd)
-        }
+    let z = Array2::from_shape_fn((scores.len(), 1), |(i, _)| (scores[i] - mean) / sd);
+    // Practically unregularised: one feature, plenty of rows.
+    match fit_standardised(&z, y, 1e-6, &FitOptions::default(), None) {
+        Ok((w, b)) => (b - w[0] * mean / sd, w[0] / sd),
         Err(_) => (base, 0.0),
     }
 }

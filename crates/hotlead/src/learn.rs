@@ -30,19 +30,39 @@ pub struct LearnArgs {
     /// before each deal closed count.
     #[arg(long)]
     pub events: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: LearnFlags,
+    /// New leads per week (default: estimated from the close dates).
+    #[arg(long)]
+    pub leads_per_week: Option<f64>,
+    /// The CSV delimiter, when detection guesses wrong: `,`, `;`, `tab` or `|`.
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+    /// Write suggestion.json, rules.toml, report.html and split.csv here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Readable text, or one JSON summary object.
+    #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
+    pub format: LearnFormat,
+}
+
+/// How a learning run goes; shared by `hotlead learn` and `hotlead suggestions learn`.
+#[derive(Debug, Clone, Args)]
+pub struct LearnFlags {
     /// Also weigh candidate rules generated from the data: categorical levels, numeric
     /// quantile bins, event names and URL paths with counts.
     #[arg(long)]
     pub discover: bool,
-    /// Columns never used (e.g. ones known only after the outcome).
+    /// Columns (attributes) never used, e.g. ones known only after the outcome.
     #[arg(long, value_delimiter = ',')]
     pub exclude: Vec<String>,
     /// Share of leads held out for evaluation.
     #[arg(long, default_value_t = 0.2)]
     pub holdout_fraction: f64,
-    /// Hold out at random (stratified) or the latest decided leads.
-    #[arg(long, value_enum, default_value_t = SplitArg::Random)]
-    pub split: SplitArg,
+    /// Hold out at random (stratified) or the latest decided leads (default: random for
+    /// an export, order for stored outcomes).
+    #[arg(long, value_enum)]
+    pub split: Option<SplitArg>,
     /// Seed for the split and the cross-validation folds.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -52,9 +72,6 @@ pub struct LearnArgs {
     /// Hot leads the reps can call per week: the threshold that fits it is shown.
     #[arg(long)]
     pub capacity_per_week: Option<f64>,
-    /// New leads per week (default: estimated from the close dates).
-    #[arg(long)]
-    pub leads_per_week: Option<f64>,
     /// Use this inverse regularisation strength C (alpha = 1/C) instead of choosing it by
     /// cross-validation.
     #[arg(long)]
@@ -65,15 +82,28 @@ pub struct LearnArgs {
     /// Fewer won (or lost) deals than this: no weights are suggested.
     #[arg(long, default_value_t = 30)]
     pub min_won: usize,
-    /// The CSV delimiter, when detection guesses wrong: `,`, `;`, `tab` or `|`.
-    #[arg(long, value_parser = parse_delimiter)]
-    pub delimiter: Option<u8>,
-    /// Write suggestion.json, rules.toml, report.html and split.csv here.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Readable text, or one JSON summary object.
-    #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
-    pub format: LearnFormat,
+}
+
+impl LearnFlags {
+    pub fn options(&self, default_split: SplitArg, leads_per_week: Option<f64>) -> LearnOptions {
+        LearnOptions {
+            discover: self.discover.then(DiscoverOptions::default),
+            holdout_fraction: self.holdout_fraction,
+            split: self.split.unwrap_or(default_split).into(),
+            seed: self.seed,
+            max_rules: self.max_rules,
+            capacity_per_week: self.capacity_per_week,
+            leads_per_week,
+            exclude: self.exclude.clone(),
+            min_outcomes: self.min_outcomes,
+            min_won: self.min_won,
+            fit: hotlead_learn::fit::FitOptions {
+                seed: self.seed,
+                fixed_c: self.regularisation,
+                ..Default::default()
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,8 +166,9 @@ pub fn run(args: LearnArgs, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::
     let file = args.leads.display().to_string();
     let table = hotlead_learn::table::read_table(&text, args.delimiter)
         .map_err(|e| anyhow::anyhow!("{file}:{e}"))?;
-    let (mut examples, rejected) = dataset::examples(&table, &args.outcome, &args.exclude, now)
-        .map_err(|e| anyhow::anyhow!("{file}:{e}"))?;
+    let (mut examples, rejected) =
+        dataset::examples(&table, &args.outcome, &args.flags.exclude, now)
+            .map_err(|e| anyhow::anyhow!("{file}:{e}"))?;
     for row in rejected.iter().take(20) {
         eprintln!("{file}:{row} (skipped)");
     }
@@ -163,23 +194,7 @@ pub fn run(args: LearnArgs, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::
         (Some(text), Some(rules)) => Some(CurrentRules { text, rules }),
         _ => None,
     };
-    let options = LearnOptions {
-        discover: args.discover.then(DiscoverOptions::default),
-        holdout_fraction: args.holdout_fraction,
-        split: args.split.into(),
-        seed: args.seed,
-        max_rules: args.max_rules,
-        capacity_per_week: args.capacity_per_week,
-        leads_per_week: args.leads_per_week,
-        exclude: args.exclude.clone(),
-        min_outcomes: args.min_outcomes,
-        min_won: args.min_won,
-        fit: hotlead_learn::fit::FitOptions {
-            seed: args.seed,
-            fixed_c: args.regularisation,
-            ..Default::default()
-        },
-    };
+    let options = args.flags.options(SplitArg::Random, args.leads_per_week);
     let progress = ProgressLine::new(quiet);
     let started = Instant::now();
     let seconds = move || started.elapsed().as_secs_f64();
@@ -205,7 +220,7 @@ pub fn run(args: LearnArgs, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::
             dir,
             suggestion,
             &examples,
-            &table_lines(suggestion, &examples, &options),
+            &hotlead_learn::suggest::holdout_mask(&examples, &options),
         )?;
     }
     if quiet {
@@ -225,15 +240,6 @@ pub fn run(args: LearnArgs, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::
         }
     }
     Ok(())
-}
-
-/// Which examples were held out, recomputed the way the library splits (for split.csv).
-fn table_lines(
-    _s: &Suggestion,
-    examples: &[hotlead_learn::Example],
-    options: &LearnOptions,
-) -> Vec<bool> {
-    hotlead_learn::suggest::holdout_mask(examples, options)
 }
 
 fn write_out(

@@ -10,12 +10,10 @@ use clap::{Args, Subcommand};
 use hotlead_app::SystemClock;
 use hotlead_app::ports::SuggestionStatus;
 use hotlead_app::review::{LearnRun, Review, ReviewError, Storage};
-use hotlead_learn::LearnOptions;
-use hotlead_learn::discover::DiscoverOptions;
 
 use crate::cli::BackendArg;
 use crate::input;
-use crate::learn::{LearnFormat, ProgressLine, SplitArg};
+use crate::learn::{LearnFlags, LearnFormat, ProgressLine, SplitArg};
 
 /// Where the review loop's data is.
 #[derive(Debug, Args, Clone)]
@@ -101,48 +99,10 @@ pub enum SuggestionsCommand {
 pub struct StoreLearnArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    #[arg(long)]
-    pub discover: bool,
-    /// Attributes never used, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub exclude: Vec<String>,
-    #[arg(long, default_value_t = 0.2)]
-    pub holdout_fraction: f64,
-    #[arg(long, value_enum, default_value_t = SplitArg::Order)]
-    pub split: SplitArg,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long)]
-    pub max_rules: Option<usize>,
-    #[arg(long)]
-    pub capacity_per_week: Option<f64>,
-    #[arg(long, default_value_t = 200)]
-    pub min_outcomes: usize,
-    #[arg(long, default_value_t = 30)]
-    pub min_won: usize,
+    #[command(flatten)]
+    pub flags: LearnFlags,
     #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
     pub format: LearnFormat,
-}
-
-impl StoreLearnArgs {
-    pub fn options(&self) -> LearnOptions {
-        LearnOptions {
-            discover: self.discover.then(DiscoverOptions::default),
-            holdout_fraction: self.holdout_fraction,
-            split: self.split.into(),
-            seed: self.seed,
-            max_rules: self.max_rules,
-            capacity_per_week: self.capacity_per_week,
-            leads_per_week: None,
-            exclude: self.exclude.clone(),
-            min_outcomes: self.min_outcomes,
-            min_won: self.min_won,
-            fit: hotlead_learn::fit::FitOptions {
-                seed: self.seed,
-                ..Default::default()
-            },
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,13 +206,13 @@ pub async fn suggestions(command: SuggestionsCommand, out: &mut dyn Write) -> an
             let started = Instant::now();
             let seconds = move || started.elapsed().as_secs_f64();
             let mut show = |p| progress.show(p);
-            let id = format!(
-                "s-{}-{}",
-                chrono::Utc::now().format("%Y%m%d-%H%M%S"),
-                &uuid_suffix()
-            );
             let run = review
-                .learn(id, &args.options(), &mut show, &seconds)
+                .learn(
+                    hotlead_app::review::new_suggestion_id(chrono::Utc::now()),
+                    &args.flags.options(SplitArg::Order, None),
+                    &mut show,
+                    &seconds,
+                )
                 .await
                 .map_err(review_error)?;
             match (&run, args.format) {
@@ -359,10 +319,6 @@ pub async fn suggestions(command: SuggestionsCommand, out: &mut dyn Write) -> an
         }
     }
     Ok(())
-}
-
-fn uuid_suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..6].to_string()
 }
 
 fn status_words(status: &SuggestionStatus) -> String {

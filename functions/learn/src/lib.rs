@@ -159,15 +159,6 @@ pub async fn handle(
     }
 }
 
-/// A suggestion id that sorts by time: `s-<YYYYmmdd-HHMMSS>-<random>`.
-pub fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
-    format!(
-        "s-{}-{}",
-        now.format("%Y%m%d-%H%M%S"),
-        &uuid::Uuid::new_v4().simple().to_string()[..6]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};

@@ -27,7 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (review, notifier, settings, clock) = (&review, &notifier, &settings, &clock);
     lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {
-            let id = learn::new_id(clock.now());
+            let id = hotlead_app::review::new_suggestion_id(clock.now());
             learn::handle(review, notifier, settings, id)
                 .await
                 .map_err(|e| lambda_runtime::Error::from(e.to_string()))
