@@ -173,7 +173,8 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
         port: 0,
         backend: hotlead::serve::Backend::Aws(Box::new(backend)),
         rules: None,
-        config: None,
+        // Routing as the company configures it: Tokyo is east.
+        config: Some(hotlead_tests::repo_file("examples/config/hotlead.toml")),
         auth: hotlead_api::Auth::default(),
         tick: std::time::Duration::from_millis(100),
     })
@@ -185,7 +186,7 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
         ("company", "株式会社サンプル"),
         ("employees", "１，２００名"),
         ("capital", "600億円"),
-        ("territory", "east"),
+        ("prefecture", "東京都"),
         ("anonymousId", "browser-1"),
     ];
     let stored: Value = client
@@ -353,7 +354,7 @@ async fn a_web_event_costs_one_write_request_and_every_operation_is_counted() {
     let (r, w) = counter.take();
     rows.push(("batch of 10 web events (total)", r, w));
     assert_eq!(w, 10);
-    let dirty = store.dirty(10).await.unwrap();
+    let dirty = store.dirty(chrono::Utc::now(), 10).await.unwrap();
     counter.take();
     scorer.rescore(&lead_id, dirty[0].seq).await.unwrap();
     let (r, w) = counter.take();

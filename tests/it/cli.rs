@@ -450,7 +450,7 @@ fn serve_logs_no_personal_data_while_it_stores_scores_and_alerts() {
         let form = [
             ("email", "hanako.secret@private-example.co.jp"),
             ("name", "秘密 花子"),
-            ("phone", "03-9999-0000"),
+            ("phone", "03-5871-2946"),
             ("employees", "1,200名"),
             ("capital", "600億円"),
             ("anonymousId", "b-9"),
@@ -496,7 +496,7 @@ fn serve_logs_no_personal_data_while_it_stores_scores_and_alerts() {
         "private-example",
         "秘密",
         "花子",
-        "9999",
+        "5871-2946",
         "not-an-address",
     ] {
         assert!(

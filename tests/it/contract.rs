@@ -185,7 +185,7 @@ pub async fn anonymous_behaviour_joins_the_lead_it_becomes(store: &dyn Store) {
             "an anonymous visitor is no lead yet"
         );
     }
-    assert!(store.dirty(10).await.unwrap().is_empty());
+    assert!(store.dirty(at(60), 10).await.unwrap().is_empty());
     let form = store
         .record(form_record("f", 10, "a@b.jp", Some("x"), &[], "L-1"))
         .await
@@ -259,7 +259,7 @@ pub async fn merges_keep_the_oldest_lead_and_move_its_whole_history(store: &dyn 
     let ranked = store.ranking(None, 10, None).await.unwrap();
     assert!(ranked.leads.iter().all(|l| l.id != "L-new"));
     let dirty: Vec<String> = store
-        .dirty(10)
+        .dirty(at(60), 10)
         .await
         .unwrap()
         .into_iter()
@@ -314,14 +314,8 @@ pub async fn a_score_saves_with_its_alerts_once_per_key(store: &dyn Store) {
         .record(form_record("m1", 0, "a@b.jp", None, &[], "L-1"))
         .await
         .unwrap();
-    let dirty = store.dirty(10).await.unwrap();
-    assert_eq!(
-        dirty,
-        vec![Dirty {
-            lead_id: "L-1".into(),
-            seq: 1
-        }]
-    );
+    let dirty = store.dirty(at(60), 10).await.unwrap();
+    assert_eq!(dirty, vec![Dirty::new("L-1", 1)]);
     let update = ScoreUpdate {
         lead_id: "L-1".into(),
         seen_seq: 1,
@@ -333,7 +327,7 @@ pub async fn a_score_saves_with_its_alerts_once_per_key(store: &dyn Store) {
         store.save_score(update.clone()).await.unwrap(),
         SaveOutcome::Saved
     );
-    assert!(store.dirty(10).await.unwrap().is_empty());
+    assert!(store.dirty(at(60), 10).await.unwrap().is_empty());
     let lead = store.lead("L-1").await.unwrap().unwrap();
     assert_eq!(lead.band(), Some(Band::Hot));
     assert_eq!(lead.hot_crossings, 1);
@@ -360,7 +354,7 @@ pub async fn events_arriving_while_scoring_keep_the_lead_marked(store: &dyn Stor
         .record(form_record("m1", 0, "a@b.jp", None, &[], "L-1"))
         .await
         .unwrap();
-    let seen = store.dirty(10).await.unwrap()[0].seq;
+    let seen = store.dirty(at(60), 10).await.unwrap()[0].seq;
     store
         .record(page_record("m2", 1, None, vec![email("a@b.jp")], "L-x"))
         .await
@@ -376,7 +370,7 @@ pub async fn events_arriving_while_scoring_keep_the_lead_marked(store: &dyn Stor
         store.save_score(update.clone()).await.unwrap(),
         SaveOutcome::SavedStillDirty
     );
-    let newer = store.dirty(10).await.unwrap()[0].seq;
+    let newer = store.dirty(at(60), 10).await.unwrap()[0].seq;
     assert!(newer > seen);
     store
         .save_score(ScoreUpdate {
@@ -526,19 +520,7 @@ pub async fn aged_scores_are_found_oldest_first(store: &dyn Store) {
         .await
         .unwrap();
     let aged = store.scored_before(at(25), 10).await.unwrap();
-    assert_eq!(
-        aged,
-        vec![
-            Dirty {
-                lead_id: "L-1".into(),
-                seq: 1
-            },
-            Dirty {
-                lead_id: "L-2".into(),
-                seq: 1
-            }
-        ]
-    );
+    assert_eq!(aged, vec![Dirty::new("L-1", 1), Dirty::new("L-2", 1)]);
     assert_eq!(store.scored_before(at(25), 1).await.unwrap().len(), 1);
 }
 
@@ -626,6 +608,6 @@ async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
             .unwrap();
     }
     let reopened = hotlead_embedded::SqliteStore::open(&path).unwrap();
-    assert_eq!(reopened.schema_version().unwrap(), 3);
+    assert_eq!(reopened.schema_version().unwrap(), 4);
     assert!(reopened.lead("L-1").await.unwrap().is_some());
 }

@@ -13,5 +13,7 @@ mod learning;
 mod learning_contract;
 mod openapi;
 mod properties;
+mod reliability;
 mod schema;
 mod service;
+mod tidy;

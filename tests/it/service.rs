@@ -27,7 +27,7 @@ impl Notifier for FlakyNotifier {
     async fn deliver(&self, alert: &AlertMessage) -> Result<(), NotifyError> {
         if self.failures.load(Ordering::SeqCst) > 0 {
             self.failures.fetch_sub(1, Ordering::SeqCst);
-            return Err(NotifyError("mail server unavailable".into()));
+            return Err(NotifyError::transient("mail server unavailable"));
         }
         self.delivered.lock().unwrap().push(alert.clone());
         Ok(())

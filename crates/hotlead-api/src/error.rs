@@ -26,8 +26,11 @@ pub enum ApiError {
     Conflict(String),
     /// 422: a field is invalid.
     Invalid { field: String, message: String },
-    /// 503: the store is unavailable or busy; the client may retry.
+    /// 503: the store is unavailable or busy; nothing was stored; the client may retry.
     Unavailable,
+    /// 503: a batch stopped part way; `results` are the calls stored (in order); a retry
+    /// of the whole batch stores the rest.
+    BatchInterrupted { results: Vec<serde_json::Value> },
     /// 500: a fault of ours; logged, not explained.
     Internal,
 }
@@ -41,12 +44,22 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is asked to wait before retrying a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Conflict(_) | StoreError::Unavailable(_) => {
                 tracing::warn!(%error, "store unavailable");
                 ApiError::Unavailable
+            }
+            StoreError::Rejected(_) => {
+                tracing::warn!(%error, "the store refused a request");
+                ApiError::invalid(
+                    "(body)",
+                    "this call cannot be stored as it is (an id or a value too long, or the lead too large)",
+                )
             }
             other => {
                 tracing::error!(error = %other, "store failure");
@@ -60,6 +73,13 @@ impl From<IngestError> for ApiError {
     fn from(error: IngestError) -> Self {
         match error {
             IngestError::Invalid { field, message } => ApiError::Invalid { field, message },
+            IngestError::TooMany { .. } => ApiError::TooLarge(error.to_string()),
+            IngestError::Interrupted { stored, source } => {
+                tracing::warn!(stored = stored.len(), error = %source, "a batch stopped part way");
+                ApiError::BatchInterrupted {
+                    results: stored.iter().map(crate::recorded_json).collect(),
+                }
+            }
             IngestError::Store(e) => e.into(),
         }
     }
@@ -82,6 +102,24 @@ impl From<ReviewError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::BatchInterrupted { results } = self {
+            let message = format!(
+                "the service is busy: the first {} calls of the batch were stored, the others were not; \
+                 retry the whole batch (stored calls are not stored twice)",
+                results.len()
+            );
+            let body = json!({"error": "unavailable", "message": message, "stored": results.len(), "results": results});
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(
+                    axum::http::header::RETRY_AFTER,
+                    RETRY_AFTER_SECONDS.to_string(),
+                )],
+                Json(body),
+            )
+                .into_response();
+        }
+        let retry_after = matches!(self, ApiError::Unavailable);
         let (status, code, message, field) = match self {
             ApiError::Malformed(m) => (StatusCode::BAD_REQUEST, "malformed", m, None),
             ApiError::Unauthorized(m) => (
@@ -112,7 +150,7 @@ impl IntoResponse for ApiError {
                 "the service is busy; nothing was stored, please retry".to_string(),
                 None,
             ),
-            ApiError::Internal => (
+            ApiError::Internal | ApiError::BatchInterrupted { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "an internal error occurred".to_string(),
@@ -123,6 +161,13 @@ impl IntoResponse for ApiError {
         if let Some(field) = field {
             body["field"] = json!(field);
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }

@@ -418,7 +418,7 @@ async fn authorised_segment_body(
     Ok(value)
 }
 
-fn recorded_json(recorded: &Recorded) -> Value {
+pub(crate) fn recorded_json(recorded: &Recorded) -> Value {
     json!({"duplicate": recorded.duplicate, "lead_id": recorded.lead_id})
 }
 

@@ -44,22 +44,50 @@ pub struct FormConfig {
     pub honeypot: Option<String>,
 }
 
-/// How an alert finds its rep.
+/// How an alert finds its rep. The company decides: territories come from the lead's
+/// prefecture or country through these maps, owners from the territory. What a lead
+/// typed into a public form (or a tracking call) never chooses a route.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingConfig {
     /// Product name put on every alert.
     #[serde(default)]
     pub product: Option<String>,
-    /// Territory when the lead has none and its prefecture maps to none.
+    /// The route of every lead no map places, and of any territory that is not
+    /// configured: the deployment subscribes it (or a catch-all), so no alert is lost.
     #[serde(default = "default_territory")]
     pub default_territory: String,
-    /// Prefecture -> territory, used when the lead has no `territory` attribute.
+    /// Prefecture -> territory (`"東京都" = "east"`).
     #[serde(default)]
     pub prefectures: BTreeMap<String, String>,
-    /// Territory -> owner (a rep's address or id), used when the lead has no `owner`.
+    /// Country -> territory (`"United States" = "overseas"`), for leads no prefecture
+    /// places.
+    #[serde(default)]
+    pub countries: BTreeMap<String, String>,
+    /// Territory -> owner (a rep's or team's address or id).
     #[serde(default)]
     pub owners: BTreeMap<String, String>,
+    /// Owner of alerts whose territory has none (a manager, say); none by default.
+    #[serde(default)]
+    pub default_owner: Option<String>,
+    /// Lead attributes trusted for routing, when they are set. Only a trusted channel
+    /// sets them (`hotlead leads import`, a CRM export); public forms and tracking calls
+    /// cannot, whatever field names they send.
+    #[serde(default)]
+    pub trusted: TrustedAttributes,
+}
+
+/// Lead attributes whose values route alerts (see [`RoutingConfig::trusted`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedAttributes {
+    /// The attribute holding the lead's territory, e.g. `crm_territory`. A territory that
+    /// is not configured goes to the default route.
+    #[serde(default)]
+    pub territory: Option<String>,
+    /// The attribute holding the lead's owner, e.g. `crm_owner`.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 fn default_territory() -> String {
@@ -72,7 +100,10 @@ impl Default for RoutingConfig {
             product: None,
             default_territory: default_territory(),
             prefectures: BTreeMap::new(),
+            countries: BTreeMap::new(),
             owners: BTreeMap::new(),
+            default_owner: None,
+            trusted: TrustedAttributes::default(),
         }
     }
 }
@@ -143,29 +174,59 @@ impl Config {
         format!("{base}/v1/leads/{lead_id}")
     }
 
-    /// Territory, owner and product of a lead: its own `territory` / `owner` attributes
-    /// first, then the configured mappings.
+    /// The attribute names only a trusted channel may set (see
+    /// [`RoutingConfig::trusted`]), canonical.
+    pub fn trusted_attributes(&self) -> Vec<String> {
+        let trusted = &self.routing.trusted;
+        [&trusted.territory, &trusted.owner]
+            .into_iter()
+            .flatten()
+            .map(|name| attribute_name(name))
+            .filter(|name| !name.is_empty())
+            .collect()
+    }
+
+    /// Whether a territory has a configured route: it is the default, a map leads to it,
+    /// or it has an owner.
+    pub fn is_configured_territory(&self, territory: &str) -> bool {
+        let routing = &self.routing;
+        territory == routing.default_territory
+            || routing.owners.contains_key(territory)
+            || routing.prefectures.values().any(|t| t == territory)
+            || routing.countries.values().any(|t| t == territory)
+    }
+
+    /// Territory, owner and product of a lead, as the company configured them: a trusted
+    /// attribute if one is configured and set, else the lead's prefecture, else its
+    /// country, else the default territory; a territory with no configured route becomes
+    /// the default one. The owner: a trusted attribute, else the territory's owner, else
+    /// the default owner.
     pub fn routing_for(&self, lead: &Lead) -> Routing {
-        let own = |name: &str| {
-            lead.get(name)
-                .map(|v| v.raw.trim().to_string())
+        let routing = &self.routing;
+        let trusted = |name: &Option<String>| {
+            let name = attribute_name(name.as_deref()?);
+            lead.get(&name)
+                .map(|v| hotlead_core::alert::one_line(&v.raw, 100))
                 .filter(|v| !v.is_empty())
         };
-        let territory = own("territory")
-            .or_else(|| {
-                let prefecture = lead.get("prefecture")?;
-                self.routing
-                    .prefectures
-                    .iter()
-                    .find(|(name, _)| hotlead_core::normalize::text(name) == prefecture.value)
-                    .map(|(_, territory)| territory.clone())
-            })
-            .unwrap_or_else(|| self.routing.default_territory.clone());
-        let owner = own("owner").or_else(|| self.routing.owners.get(&territory).cloned());
+        let mapped = |attribute: &str, map: &BTreeMap<String, String>| {
+            let value = lead.get(attribute)?;
+            map.iter()
+                .find(|(name, _)| hotlead_core::normalize::text(name) == value.value)
+                .map(|(_, territory)| territory.clone())
+        };
+        let territory = trusted(&routing.trusted.territory)
+            .or_else(|| mapped("prefecture", &routing.prefectures))
+            .or_else(|| mapped("country", &routing.countries))
+            .filter(|t| self.is_configured_territory(t))
+            .unwrap_or_else(|| routing.default_territory.clone());
+        let owner = trusted(&routing.trusted.owner)
+            .or_else(|| routing.owners.get(&territory).cloned())
+            .or_else(|| routing.default_owner.clone());
         Routing {
             territory,
             owner,
-            product: self.routing.product.clone(),
+            product: routing.product.clone(),
         }
     }
 }
@@ -203,7 +264,52 @@ owners = { east = "rep-east@example.com" }
     }
 
     #[test]
-    fn routing_prefers_the_leads_own_territory_then_its_prefecture() {
+    fn routing_comes_from_the_configuration_not_from_what_a_lead_typed() {
+        let config = Config::from_toml("c.toml", CONFIG).unwrap();
+        let lead = Lead::from_raw(
+            "L",
+            [
+                ("prefecture", "東京都"),
+                ("territory", "attacker"),
+                ("owner", "evil@example.com"),
+            ],
+        );
+        let routing = config.routing_for(&lead);
+        assert_eq!(routing.territory, "east");
+        assert_eq!(routing.owner.as_deref(), Some("rep-east@example.com"));
+        assert!(config.trusted_attributes().is_empty());
+    }
+
+    #[test]
+    fn trusted_attributes_route_and_unknown_territories_fall_back_to_the_default() {
+        let text = format!(
+            "{CONFIG}countries = {{ \"United States\" = \"overseas\" }}\ndefault_owner = \"manager@example.com\"\n\
+             trusted = {{ territory = \"crm_territory\", owner = \"CRM owner\" }}\n"
+        );
+        let config = Config::from_toml("c.toml", &text).unwrap();
+        assert_eq!(config.trusted_attributes(), ["crm_territory", "crm_owner"]);
+        let crm = Lead::from_raw(
+            "L",
+            [
+                ("prefecture", "東京都"),
+                ("crm_territory", "west"),
+                ("crm_owner", "sato"),
+            ],
+        );
+        assert_eq!(config.routing_for(&crm).territory, "west");
+        assert_eq!(config.routing_for(&crm).owner.as_deref(), Some("sato"));
+        let unknown = Lead::from_raw("L", [("crm_territory", "nowhere")]);
+        assert_eq!(config.routing_for(&unknown).territory, "unassigned");
+        assert_eq!(
+            config.routing_for(&unknown).owner.as_deref(),
+            Some("manager@example.com")
+        );
+        let abroad = Lead::from_raw("L", [("country", "United States")]);
+        assert_eq!(config.routing_for(&abroad).territory, "overseas");
+    }
+
+    #[test]
+    fn routing_maps_the_prefecture_then_falls_back_to_the_default() {
         let config = Config::from_toml("c.toml", CONFIG).unwrap();
         let by_prefecture = Lead::from_raw("L", [("prefecture", "東京都")]);
         assert_eq!(
@@ -214,16 +320,6 @@ owners = { east = "rep-east@example.com" }
                 product: Some("crm".into())
             }
         );
-        let own = Lead::from_raw(
-            "L",
-            [
-                ("prefecture", "東京都"),
-                ("territory", "west"),
-                ("owner", "sato"),
-            ],
-        );
-        assert_eq!(config.routing_for(&own).territory, "west");
-        assert_eq!(config.routing_for(&own).owner.as_deref(), Some("sato"));
         assert_eq!(config.routing_for(&Lead::new("L")).territory, "unassigned");
     }
 

@@ -17,6 +17,8 @@ use crate::ports::{Clock, IdSource, Record, Recorded, Store, StoreError};
 pub const MAX_FIELD_CHARS: usize = 2_000;
 /// Most fields accepted in one form submission.
 pub const MAX_FIELDS: usize = 200;
+/// Most calls accepted in one Segment `batch` (the size limits apply too).
+pub const MAX_BATCH_CALLS: usize = 100;
 
 /// Why a call was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,16 @@ pub enum IngestError {
     /// The client sent something unusable; `field` names it.
     #[error("field `{field}`: {message}")]
     Invalid { field: String, message: String },
+    /// More items than accepted in one request.
+    #[error("at most {limit} {what} are accepted in one request")]
+    TooMany { what: &'static str, limit: usize },
+    /// A batch stopped part way: the first `stored.len()` calls are stored (a retry of
+    /// the whole batch stores the rest and repeats none); the others are not.
+    #[error("stored {} calls of the batch, then: {source}", stored.len())]
+    Interrupted {
+        stored: Vec<Recorded>,
+        source: StoreError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -71,6 +83,14 @@ pub enum FormOutcome {
     },
     /// The honeypot was filled in: a bot. Nothing was stored; it is told nothing.
     Ignored { redirect: Option<String> },
+}
+
+/// Where a call came from: the public endpoints (forms, the tracking script: anyone can
+/// send anything) or a trusted channel (an operator's CRM import).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Channel {
+    Public,
+    Trusted,
 }
 
 /// A checked call, ready to store.
@@ -247,11 +267,14 @@ impl Ingest {
         let mut keys = vec![email];
         keys.extend(anonymous_id.map(IdentityKey::Anonymous));
         let recorded = self
-            .save(Accepted {
-                event,
-                keys,
-                attributes,
-            })
+            .save(
+                Accepted {
+                    event,
+                    keys,
+                    attributes,
+                },
+                Channel::Public,
+            )
             .await?;
         let lead_id = recorded.lead_id.unwrap_or_default();
         Ok(FormOutcome::Stored {
@@ -259,6 +282,72 @@ impl Ingest {
             duplicate: recorded.duplicate,
             redirect,
         })
+    }
+
+    /// Stores a lead's attributes from a trusted channel (an operator's CRM import): the
+    /// lead of `email` (created if new) takes `attributes`, the routing attributes
+    /// included, through an `identify` event. The same row imported again is a duplicate;
+    /// a changed row updates the lead.
+    pub async fn import(
+        &self,
+        email: &str,
+        attributes: &[(String, String)],
+    ) -> Result<Recorded, IngestError> {
+        let key = IdentityKey::email(email).ok_or_else(|| {
+            IngestError::invalid(
+                "email",
+                "expected an e-mail address like name@example.co.jp",
+            )
+        })?;
+        if attributes.len() > MAX_FIELDS {
+            return Err(IngestError::invalid(
+                "(row)",
+                format!("at most {MAX_FIELDS} attributes are accepted"),
+            ));
+        }
+        let mut parts = vec![format!("email={}", key.storage_key())];
+        let mut cleaned = Vec::new();
+        for (name, value) in attributes {
+            if value.chars().count() > MAX_FIELD_CHARS {
+                return Err(IngestError::invalid(
+                    name,
+                    format!("longer than {MAX_FIELD_CHARS} characters"),
+                ));
+            }
+            let (name, value) = (attribute_name(name), value.trim());
+            if name.is_empty() || name == "email" || value.is_empty() {
+                continue;
+            }
+            parts.push(format!("{name}={value}"));
+            cleaned.push((name, value.to_string()));
+        }
+        parts.sort();
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let event = Event {
+            message_id: format!("import-{:016x}", fnv1a(&refs)),
+            kind: EventType::Identify,
+            name: None,
+            timestamp: self.clock.now(),
+            user_id: None,
+            anonymous_id: None,
+            path: None,
+            url: None,
+            referrer: None,
+            campaign: Default::default(),
+            properties: Map::from_iter([("source".to_string(), json!("import"))]),
+            traits: Map::new(),
+            ip: None,
+            user_agent: None,
+        };
+        self.save(
+            Accepted {
+                event,
+                keys: vec![key],
+                attributes: cleaned,
+            },
+            Channel::Trusted,
+        )
+        .await
     }
 
     /// Stores one Segment call. `route` is the call type of the endpoint it came to
@@ -269,12 +358,20 @@ impl Ingest {
         route: Option<EventType>,
     ) -> Result<Recorded, IngestError> {
         let accepted = self.parse_call(value, route)?;
-        self.save(accepted).await
+        self.save(accepted, Channel::Public).await
     }
 
     /// Stores a Segment batch: every call is checked first; one invalid call rejects the
-    /// batch and nothing is stored.
+    /// batch and nothing is stored. Calls are stored in order; when the store fails part
+    /// way, the error says which were stored ([`IngestError::Interrupted`]), and since
+    /// each call is stored once by its message id, the client retries the whole batch.
     pub async fn batch(&self, calls: &[Value]) -> Result<Vec<Recorded>, IngestError> {
+        if calls.len() > MAX_BATCH_CALLS {
+            return Err(IngestError::TooMany {
+                what: "calls",
+                limit: MAX_BATCH_CALLS,
+            });
+        }
         let parsed = calls
             .iter()
             .enumerate()
@@ -285,17 +382,32 @@ impl Ingest {
             .collect::<Result<Vec<_>, _>>()?;
         let mut results = Vec::with_capacity(parsed.len());
         for accepted in parsed {
-            results.push(self.save(accepted).await?);
+            match self.save(accepted, Channel::Public).await {
+                Ok(recorded) => results.push(recorded),
+                Err(IngestError::Store(source)) => {
+                    return Err(IngestError::Interrupted {
+                        stored: results,
+                        source,
+                    });
+                }
+                Err(other) => return Err(other),
+            }
         }
         Ok(results)
     }
 
-    async fn save(&self, accepted: Accepted) -> Result<Recorded, IngestError> {
+    async fn save(&self, accepted: Accepted, channel: Channel) -> Result<Recorded, IngestError> {
         let Accepted {
             event,
             keys,
-            attributes,
+            mut attributes,
         } = accepted;
+        if channel == Channel::Public {
+            // Routing attributes come from trusted channels only: a public form or a
+            // tracking call cannot choose where alerts go, whatever it names its fields.
+            let trusted = self.config.trusted_attributes();
+            attributes.retain(|(name, _)| !trusted.contains(name));
+        }
         let record = Record {
             event,
             keys,

@@ -14,4 +14,4 @@ pub mod scorer;
 pub use config::Config;
 pub use ingest::{FormOutcome, Ingest, IngestError};
 pub use ports::{Clock, IdSource, Notifier, NotifyError, Store, StoreError, SystemClock, UuidIds};
-pub use scorer::Scorer;
+pub use scorer::{LeadChange, Round, Scorer};

@@ -24,6 +24,18 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The store refused the request as it stands (an item too large, a key too long):
+    /// retrying it unchanged cannot succeed.
+    #[error("rejected by the store: {0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    /// Whether the store itself is out (throttled, unreachable): the whole round stops
+    /// and is retried, rather than blaming one lead or one alert.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 /// One accepted call to store: the event, the identity keys it carries, and attribute
@@ -86,6 +98,45 @@ impl StoredLead {
 pub struct Dirty {
     pub lead_id: String,
     pub seq: i64,
+    /// How many rescores in a row failed (0 unless the lead was set aside).
+    pub failures: u32,
+}
+
+impl Dirty {
+    pub fn new(lead_id: impl Into<String>, seq: i64) -> Self {
+        Dirty {
+            lead_id: lead_id.into(),
+            seq,
+            failures: 0,
+        }
+    }
+}
+
+/// A lead whose rescoring failed for a reason of its own (not a store outage): it is
+/// left out of rounds until `retry_at`, so that it cannot hold up other leads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAside {
+    pub lead_id: String,
+    /// The change count the failed rescore saw; a newer change makes the lead due at once.
+    pub seq: i64,
+    /// Failed rescores in a row.
+    pub failures: u32,
+    /// The last failure, as the store or scorer reported it.
+    pub reason: String,
+    /// When the first failure in a row happened.
+    pub since: DateTime<Utc>,
+    pub retry_at: DateTime<Utc>,
+}
+
+/// An alert whose delivery failed for good (the notifier refused it as invalid): it is not
+/// retried; operators see it here and in the failed-alerts metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedAlert {
+    pub key: String,
+    pub lead_id: String,
+    pub attempts: u32,
+    pub error: String,
+    pub failed_at: DateTime<Utc>,
 }
 
 /// An alert waiting in the outbox.
@@ -194,11 +245,22 @@ pub trait Store: Send + Sync {
         cursor: Option<&str>,
     ) -> Result<RankingPage, StoreError>;
 
-    /// Leads marked for rescoring, oldest mark first.
-    async fn dirty(&self, limit: usize) -> Result<Vec<Dirty>, StoreError>;
+    /// Leads marked for rescoring, oldest mark first, then set-aside leads whose retry is
+    /// due at `now`. A set-aside lead whose retry is not due is left out; a new change to
+    /// it makes it due at once.
+    async fn dirty(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Dirty>, StoreError>;
+
+    /// Sets a lead aside after a failed rescore, unless it changed since `aside.seq` (then
+    /// it stays marked and is tried again). Leaves it out of `scored_before` too. A saved
+    /// score clears it.
+    async fn set_aside(&self, aside: &SetAside) -> Result<(), StoreError>;
+
+    /// Leads set aside and waiting for their retry, oldest failure first.
+    async fn set_aside_leads(&self, limit: usize) -> Result<Vec<SetAside>, StoreError>;
 
     /// Leads whose last score was computed before `before`, oldest first: rescoring them
-    /// lets decay and windows take effect on leads that have gone quiet.
+    /// lets decay and windows take effect on leads that have gone quiet. Set-aside leads
+    /// are left out.
     async fn scored_before(
         &self,
         before: DateTime<Utc>,
@@ -208,28 +270,72 @@ pub trait Store: Send + Sync {
     /// Saves a score and its alerts atomically; alerts whose key exists are ignored.
     async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError>;
 
-    /// Alerts not yet delivered whose next attempt is due at `now`.
+    /// Alerts not yet delivered (nor failed for good) whose next attempt is due at `now`
+    /// and which no deliverer holds a claim on.
     async fn pending_alerts(
         &self,
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Pending>, StoreError>;
 
+    /// Claims a pending alert for delivery until `until`, atomically: `true` for the one
+    /// caller that got it; `false` when it is delivered, failed for good, or claimed by
+    /// another deliverer whose claim has not expired at `now`.
+    async fn claim_alert(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     async fn alert_delivered(&self, key: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 
-    /// Records a failed attempt; the alert stays pending until `retry_at`.
+    /// Records a failed attempt and releases the claim; the alert stays pending until
+    /// `retry_at`.
     async fn alert_failed(
         &self,
         key: &str,
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Records that the alert can never be delivered as it is: it is not retried again.
+    async fn alert_abandoned(
+        &self,
+        key: &str,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Alerts that failed for good, newest first.
+    async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError>;
 }
 
-/// Why a delivery failed: the alert stays pending and is retried.
+/// Why a delivery failed. A transient failure (the service is down, throttled) stays
+/// pending and is retried with backoff; a permanent one (the service refused the message
+/// as invalid) would fail the same way for ever, so the alert is marked failed.
 #[derive(Debug, thiserror::Error)]
-#[error("delivery failed: {0}")]
-pub struct NotifyError(pub String);
+#[error("delivery failed: {message}")]
+pub struct NotifyError {
+    pub message: String,
+    pub permanent: bool,
+}
+
+impl NotifyError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        NotifyError {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        NotifyError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
 
 /// Delivers alerts to reps.
 #[async_trait]

@@ -3,6 +3,7 @@
 //! and explanation together with the alerts they raise, then delivers the outbox.
 //! Locally it runs as a background task; on AWS the stream handler calls the same code.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration as StdDuration;
 
@@ -12,9 +13,11 @@ use hotlead_core::{Band, RuleSet, score};
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use serde::Serialize;
+
 use crate::ports::{
-    Clock, LearningStore, Notifier, OutboxEntry, RulesVersion, SaveOutcome, ScoreUpdate, Store,
-    StoreError,
+    Clock, LearningStore, Notifier, NotifyError, OutboxEntry, RulesVersion, SaveOutcome,
+    ScoreUpdate, SetAside, Store, StoreError,
 };
 
 /// Leads rescored per store round trip.
@@ -24,15 +27,116 @@ pub const FIRST_RETRY: Duration = Duration::seconds(5);
 pub const MAX_RETRY: Duration = Duration::minutes(30);
 /// A score older than this is recomputed, so that decay shows without new events.
 pub const RESCORE_AFTER: Duration = Duration::hours(1);
+/// A set-aside lead is retried after this, doubling per failure up to [`MAX_ASIDE`].
+pub const FIRST_ASIDE: Duration = Duration::minutes(1);
+pub const MAX_ASIDE: Duration = Duration::hours(1);
+/// How long a deliverer holds its claim on an alert. A delivery that has not finished
+/// within [`DELIVERY_TIMEOUT`] counts as failed, so a live deliverer never outlasts its
+/// claim; a deliverer that died leaves the alert to others once the claim expires.
+pub const CLAIM_LEASE: Duration = Duration::minutes(2);
+pub const DELIVERY_TIMEOUT: StdDuration = StdDuration::from_secs(30);
+/// Set-aside leads counted per round (the gauge tops out here).
+pub const WAITING_LIMIT: usize = 1_000;
 
 /// Counts of one delivery round.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Delivery {
     pub delivered: usize,
+    /// Failed transiently: retried later with backoff.
     pub failed: usize,
+    /// Refused as invalid by the notifier: marked failed, not retried.
+    pub abandoned: usize,
+    /// Claimed by another deliverer meanwhile: left to it.
+    pub skipped: usize,
 }
 
-/// The scorer service.
+/// What one scheduled round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Round {
+    /// Leads rescored because the active rules version changed.
+    pub rules_rescored: usize,
+    /// Marked leads (new events) rescored.
+    pub rescored: usize,
+    /// Leads whose score had aged, rescored.
+    pub aged: usize,
+    /// Leads whose rescore failed for a reason of their own, set aside this round.
+    pub set_aside: usize,
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    /// Steps that stopped on a store outage (each is retried next round).
+    pub outages: usize,
+    /// Leads set aside and waiting for a retry after the round (scheduled rounds only).
+    pub waiting_aside: usize,
+}
+
+/// What [`Scorer::on_changes`] did with a batch of changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The records of leads that met a store outage: the feed should deliver them again.
+    pub retry: Vec<String>,
+    /// Counts: leads rescored, set aside, alerts delivered.
+    pub round: Round,
+}
+
+/// A lead item changed, as a change feed (the DynamoDB stream) saw it: its id and change
+/// counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadChange {
+    /// The record's position in the feed (what a partial batch failure reports).
+    pub sequence: String,
+    pub lead_id: String,
+    pub dirty_seq: i64,
+    pub scored_seq: i64,
+    pub merged: bool,
+    /// The lead is set aside: the schedule retries it when due, not every change feed
+    /// record (its own set-aside write is one).
+    pub set_aside: bool,
+    /// Failed rescores in a row so far.
+    pub failures: u32,
+}
+
+impl LeadChange {
+    /// Whether the change asks for a rescore: new events the saved score has not seen.
+    /// A lead item written by a score save, or by setting it aside, does not.
+    pub fn needs_rescore(&self) -> bool {
+        !self.merged && !self.set_aside && self.dirty_seq > self.scored_seq
+    }
+
+    /// Reads a lead change from a stream record's new image, given as string and number
+    /// accessors; other items (events, dedupe keys, identities, alerts) give `None`.
+    pub fn from_image(
+        sequence: &str,
+        text: impl Fn(&str) -> Option<String>,
+        number: impl Fn(&str) -> Option<i64>,
+    ) -> Option<LeadChange> {
+        if text("SK").as_deref() != Some("LEAD") {
+            return None;
+        }
+        Some(LeadChange {
+            sequence: sequence.to_string(),
+            lead_id: text("id")?,
+            dirty_seq: number("dirty_seq").unwrap_or(0),
+            scored_seq: number("scored_seq").unwrap_or(0),
+            merged: text("merged_into").is_some(),
+            set_aside: text("dirty_pk").as_deref() == Some("ASIDE"),
+            failures: number("aside_failures")
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+        })
+    }
+}
+
+/// Counts of one pass over marked or aged leads.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pass {
+    saved: usize,
+    set_aside: usize,
+}
+
+/// The scorer service. Its operations, one per kind of trigger, are what every runner
+/// calls (the `serve` loop, the local stream poller, the `score` Lambda):
+/// [`Scorer::on_changes`] for a batch of changed leads, [`Scorer::scheduled_round`] for a
+/// timer.
 #[derive(Clone)]
 pub struct Scorer {
     store: Arc<dyn Store>,
@@ -107,23 +211,23 @@ impl Scorer {
 
     /// Picks up the active rules version and rescores every lead scored before it took
     /// effect; alerts for leads that turn hot go out as usual. The cut-off is stored, so
-    /// any process (or Lambda instance) finishes a rescoring another one began. Errors are
-    /// logged and retried next round.
-    pub async fn follow_rules(&self) {
-        let active = match self.refresh_rules().await {
-            Ok((active, _)) => active,
-            Err(error) => {
-                tracing::error!(%error, "reading the active rules failed");
-                return;
-            }
-        };
+    /// any process (or Lambda instance) finishes a rescoring another one began.
+    async fn follow_rules_pass(&self) -> Result<Pass, StoreError> {
+        let (active, _) = self.refresh_rules().await?;
         let Some(since) = active.and_then(|a| a.activated_at) else {
-            return;
+            return Ok(Pass::default());
         };
-        match self.rescore_all(Some(since)).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "rescored leads with the active rules"),
-            Err(error) => tracing::error!(%error, "rescoring with the active rules failed"),
+        let pass = self.rescore_all(Some(since)).await?;
+        if pass.saved > 0 {
+            tracing::info!(count = pass.saved, "rescored leads with the active rules");
+        }
+        Ok(pass)
+    }
+
+    /// [`Scorer::follow_rules_pass`], errors logged (and retried next round).
+    pub async fn follow_rules(&self) {
+        if let Err(error) = self.follow_rules_pass().await {
+            tracing::error!(%error, "following the active rules failed; retrying next round");
         }
     }
 
@@ -135,49 +239,221 @@ impl Scorer {
         }
     }
 
-    /// Rescores every marked lead; returns how many rescores were saved.
+    /// Rescores every marked lead (and set-aside leads whose retry is due); returns how
+    /// many rescores were saved. A lead that fails for a reason of its own is set aside
+    /// and the others go on; a store outage stops the pass.
     pub async fn rescore_marked(&self) -> Result<usize, StoreError> {
-        self.rescore_all(None).await
+        Ok(self.rescore_all(None).await?.saved)
     }
 
     /// Rescores leads whose score is older than `age`, so that decay and windows lower
     /// (or, for expiring penalties, raise) the scores of leads that have gone quiet, and
     /// the ranking and bands stay true. Returns how many were rescored.
     pub async fn rescore_aged(&self, age: Duration) -> Result<usize, StoreError> {
-        self.rescore_all(Some(self.clock.now() - age)).await
+        Ok(self.rescore_all(Some(self.clock.now() - age)).await?.saved)
     }
 
     /// Rescores marked leads (`cutoff` none) or leads last scored before `cutoff` (fixed,
     /// so leads rescored in this run are not due again), batch after batch, until none is
     /// left or a batch makes no progress.
-    async fn rescore_all(&self, cutoff: Option<DateTime<Utc>>) -> Result<usize, StoreError> {
-        let mut saved = 0;
+    async fn rescore_all(&self, cutoff: Option<DateTime<Utc>>) -> Result<Pass, StoreError> {
+        let mut pass = Pass::default();
         loop {
             let batch = match cutoff {
-                None => self.store.dirty(BATCH).await?,
+                None => self.store.dirty(self.clock.now(), BATCH).await?,
                 Some(cutoff) => self.store.scored_before(cutoff, BATCH).await?,
             };
             if batch.is_empty() {
-                return Ok(saved);
+                return Ok(pass);
             }
             let mut progress = false;
             for mark in batch {
                 match self.rescore(&mark.lead_id, mark.seq).await {
                     Ok(outcome) => {
-                        saved += 1;
+                        pass.saved += 1;
                         // A marked lead that got new events meanwhile comes back in the
                         // next batch; that alone is no progress.
                         progress |= cutoff.is_some() || outcome == SaveOutcome::Saved;
                     }
                     // Someone else saved first: the mark tells whether to go again.
                     Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e),
+                    Err(error) if error.is_outage() => return Err(error),
+                    Err(error) => {
+                        self.set_aside(&mark.lead_id, mark.seq, mark.failures, &error)
+                            .await?;
+                        pass.set_aside += 1;
+                        progress = true;
+                    }
                 }
             }
             if !progress {
-                return Ok(saved);
+                return Ok(pass);
             }
         }
+    }
+
+    /// Sets a lead aside after a failure of its own, with a growing delay before its
+    /// next try, so that it holds up no other lead.
+    async fn set_aside(
+        &self,
+        lead_id: &str,
+        seq: i64,
+        failures: u32,
+        error: &StoreError,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let failures = failures.saturating_add(1);
+        let retry_at = now + aside_delay(failures);
+        tracing::warn!(lead = lead_id, failures, %error, %retry_at, "lead set aside");
+        self.store
+            .set_aside(&SetAside {
+                lead_id: lead_id.to_string(),
+                seq,
+                failures,
+                reason: error.to_string(),
+                since: now,
+                retry_at,
+            })
+            .await
+    }
+
+    /// Handles a batch of changed leads from a change feed (the DynamoDB stream): each
+    /// lead that asks for it is rescored once, with its newest change counter, then due
+    /// alerts are delivered. A lead that fails for a reason of its own is set aside (the
+    /// schedule retries it); the records of leads that failed on a store outage are
+    /// returned, for the feed to deliver again.
+    pub async fn on_changes(&self, changes: &[LeadChange]) -> Changes {
+        let mut round = Round::default();
+        // Score with the active rules version; the schedule rescores older scores.
+        if let Err(error) = self.refresh_rules().await {
+            tracing::error!(%error, "reading the active rules failed; scoring with the last known");
+        }
+        let mut order: Vec<&LeadChange> = Vec::new();
+        let mut newest: HashMap<&str, i64> = HashMap::new();
+        let mut sequences: HashMap<&str, Vec<String>> = HashMap::new();
+        for change in changes.iter().filter(|c| c.needs_rescore()) {
+            let lead = change.lead_id.as_str();
+            if !newest.contains_key(lead) {
+                order.push(change);
+            }
+            let seq = newest.entry(lead).or_insert(change.dirty_seq);
+            *seq = (*seq).max(change.dirty_seq);
+            sequences
+                .entry(lead)
+                .or_default()
+                .push(change.sequence.clone());
+        }
+        let mut failed = Vec::new();
+        for change in order {
+            let lead = change.lead_id.as_str();
+            let seq = newest[lead];
+            let error = match self.rescore(lead, seq).await {
+                Ok(_) => {
+                    round.rescored += 1;
+                    continue;
+                }
+                // A conflict means a newer score is saved already: nothing is lost.
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) if error.is_outage() => error,
+                Err(error) => match self.set_aside(lead, seq, change.failures, &error).await {
+                    Ok(()) => {
+                        round.set_aside += 1;
+                        continue;
+                    }
+                    Err(aside) => aside,
+                },
+            };
+            round.outages += 1;
+            tracing::warn!(lead, %error, "rescoring failed; the records will be retried");
+            failed.extend(sequences.remove(lead).unwrap_or_default());
+        }
+        match self.deliver_pending().await {
+            Ok(delivery) => round.delivery = delivery,
+            Err(error) => {
+                round.outages += 1;
+                tracing::warn!(%error, "alert delivery failed; pending alerts are retried later");
+            }
+        }
+        Changes {
+            retry: failed,
+            round,
+        }
+    }
+
+    /// The timer's round: follow the active rules version, rescore marked leads (so a
+    /// lead whose change-feed records were lost is scored within one period), retry
+    /// set-aside leads that are due, rescore aged scores, deliver pending alerts. Each
+    /// step runs even when an earlier one met a store outage.
+    pub async fn scheduled_round(&self) -> Round {
+        let mut round = Round::default();
+        match self.follow_rules_pass().await {
+            Ok(pass) => {
+                round.rules_rescored = pass.saved;
+                round.set_aside += pass.set_aside;
+            }
+            Err(error) => {
+                round.outages += 1;
+                tracing::error!(%error, "following the active rules failed; retrying next round");
+            }
+        }
+        match self.rescore_all(None).await {
+            Ok(pass) => {
+                round.rescored = pass.saved;
+                round.set_aside += pass.set_aside;
+            }
+            Err(error) => {
+                round.outages += 1;
+                tracing::error!(%error, "rescoring marked leads failed; retrying next round");
+            }
+        }
+        match self
+            .rescore_all(Some(self.clock.now() - RESCORE_AFTER))
+            .await
+        {
+            Ok(pass) => {
+                round.aged = pass.saved;
+                round.set_aside += pass.set_aside;
+            }
+            Err(error) => {
+                round.outages += 1;
+                tracing::error!(%error, "rescoring aged leads failed; retrying next round");
+            }
+        }
+        match self.deliver_pending().await {
+            Ok(delivery) => round.delivery = delivery,
+            Err(error) => {
+                round.outages += 1;
+                tracing::error!(%error, "delivering alerts failed; retrying next round");
+            }
+        }
+        match self.store.set_aside_leads(WAITING_LIMIT).await {
+            Ok(waiting) => round.waiting_aside = waiting.len(),
+            Err(error) => {
+                round.outages += 1;
+                tracing::error!(%error, "counting set-aside leads failed");
+            }
+        }
+        if round.waiting_aside > 0 {
+            tracing::warn!(
+                count = round.waiting_aside,
+                "leads set aside: `hotlead leads set-aside` lists them"
+            );
+        }
+        if round != Round::default() {
+            tracing::info!(
+                rescored = round.rescored,
+                aged = round.aged,
+                rules_rescored = round.rules_rescored,
+                set_aside = round.set_aside,
+                delivered = round.delivery.delivered,
+                failed = round.delivery.failed,
+                abandoned = round.delivery.abandoned,
+                outages = round.outages,
+                waiting_aside = round.waiting_aside,
+                "scoring round"
+            );
+        }
+        round
     }
 
     /// Rescores one lead as of now and saves the result with the alerts it raises.
@@ -190,7 +466,23 @@ impl Scorer {
         let now = self.clock.now();
         let lead = stored.to_lead();
         let previous = stored.band();
-        let result = score(&rules, &lead, &events, now, previous);
+        let mut result = score(&rules, &lead, &events, now, previous);
+        // Flood control: at most one instant alert per lead and rule per its quiet time;
+        // what is held back is counted in the score.
+        let carried = stored
+            .score
+            .as_ref()
+            .map(|s| s.instant.clone())
+            .unwrap_or_default();
+        let throttled = if result.excluded.is_none() {
+            alert::throttle(&rules, &carried, &result.alerts, now)
+        } else {
+            alert::Throttled {
+                raise: Vec::new(),
+                state: carried,
+            }
+        };
+        result.instant = throttled.state;
 
         let mut reasons = Vec::new();
         let mut hot_crossings = stored.hot_crossings;
@@ -201,7 +493,7 @@ impl Scorer {
             });
         }
         if result.excluded.is_none() {
-            reasons.extend(result.alerts.iter().cloned().map(AlertReason::Instant));
+            reasons.extend(throttled.raise.into_iter().map(AlertReason::Instant));
         }
         let presentation = Presentation {
             language: self.config.language,
@@ -241,26 +533,52 @@ impl Scorer {
             .await
     }
 
-    /// Delivers due alerts; failures stay pending with a growing delay.
+    /// Delivers due alerts, each claimed first (so two deliverers never publish one
+    /// alert), with a time limit shorter than the claim. A transient failure stays
+    /// pending with a growing delay; a permanent one (the notifier refused the alert as
+    /// invalid) marks it failed for good.
     pub async fn deliver_pending(&self) -> Result<Delivery, StoreError> {
         let mut report = Delivery::default();
-        let now = self.clock.now();
-        for pending in self.store.pending_alerts(now, BATCH).await? {
-            match self.notifier.deliver(&pending.entry.message).await {
+        for pending in self.store.pending_alerts(self.clock.now(), BATCH).await? {
+            let key = &pending.entry.key;
+            let now = self.clock.now();
+            if !self.store.claim_alert(key, now, now + CLAIM_LEASE).await? {
+                report.skipped += 1;
+                continue;
+            }
+            let attempts = pending.attempts + 1;
+            let result = match tokio::time::timeout(
+                DELIVERY_TIMEOUT,
+                self.notifier.deliver(&pending.entry.message),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(NotifyError::transient(format!(
+                    "no answer within {} s",
+                    DELIVERY_TIMEOUT.as_secs()
+                ))),
+            };
+            match result {
                 Ok(()) => {
-                    self.store
-                        .alert_delivered(&pending.entry.key, self.clock.now())
-                        .await?;
-                    tracing::info!(key = %pending.entry.key, reason = %pending.entry.message.reason,
+                    self.store.alert_delivered(key, self.clock.now()).await?;
+                    tracing::info!(key = %key, reason = %pending.entry.message.reason,
                         territory = %pending.entry.message.routing.territory, "alert delivered");
                     report.delivered += 1;
                 }
-                Err(error) => {
-                    let delay = retry_delay(pending.attempts + 1);
+                Err(error) if error.permanent => {
                     self.store
-                        .alert_failed(&pending.entry.key, &error.to_string(), now + delay)
+                        .alert_abandoned(key, &error.message, self.clock.now())
                         .await?;
-                    tracing::warn!(key = %pending.entry.key, attempts = pending.attempts + 1, %error, "alert delivery failed; will retry");
+                    tracing::error!(key = %key, attempts, error = %error.message, "alert failed for good; it is not retried");
+                    report.abandoned += 1;
+                }
+                Err(error) => {
+                    let delay = retry_delay(attempts);
+                    self.store
+                        .alert_failed(key, &error.message, self.clock.now() + delay)
+                        .await?;
+                    tracing::warn!(key = %key, attempts, error = %error.message, "alert delivery failed; will retry");
                     report.failed += 1;
                 }
             }
@@ -268,25 +586,17 @@ impl Scorer {
         Ok(report)
     }
 
-    /// Rescores and delivers until nothing is left to do now.
+    /// Rescores marked leads and delivers until nothing is left to do now.
     pub async fn run_once(&self) -> Result<Delivery, StoreError> {
         self.rescore_marked().await?;
         self.deliver_pending().await
     }
 
-    /// The background loop: woken by new events, and every `tick` to retry deliveries
-    /// and to rescore leads whose score is older than [`RESCORE_AFTER`].
+    /// The background loop of `hotlead serve`: a [`Scorer::scheduled_round`] when woken
+    /// by new events, and every `tick`.
     pub async fn run(self, wake: Arc<Notify>, tick: StdDuration) {
         loop {
-            self.follow_rules().await;
-            if let Err(error) = self.run_once().await {
-                tracing::error!(%error, "scoring round failed; retrying");
-            }
-            match self.rescore_aged(RESCORE_AFTER).await {
-                Ok(0) => {}
-                Ok(count) => tracing::info!(count, "rescored leads whose scores had aged"),
-                Err(error) => tracing::error!(%error, "rescoring aged leads failed; retrying"),
-            }
+            self.scheduled_round().await;
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(tick) => {}
@@ -299,6 +609,12 @@ impl Scorer {
 pub fn retry_delay(attempts: u32) -> Duration {
     let factor = 1i64 << attempts.saturating_sub(1).min(20);
     (FIRST_RETRY * factor as i32).min(MAX_RETRY)
+}
+
+/// 1 min, 2 min, 4 min, ... up to an hour.
+pub fn aside_delay(failures: u32) -> Duration {
+    let factor = 1i64 << failures.saturating_sub(1).min(20);
+    (FIRST_ASIDE * factor as i32).min(MAX_ASIDE)
 }
 
 /// A clock fixed by hand, for demos and tests.
@@ -348,5 +664,8 @@ mod tests {
         assert_eq!(retry_delay(2), Duration::seconds(10));
         assert_eq!(retry_delay(5), Duration::seconds(80));
         assert_eq!(retry_delay(40), MAX_RETRY);
+        assert_eq!(aside_delay(1), Duration::minutes(1));
+        assert_eq!(aside_delay(3), Duration::minutes(4));
+        assert_eq!(aside_delay(99), MAX_ASIDE);
     }
 }

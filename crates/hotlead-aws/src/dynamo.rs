@@ -22,8 +22,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    Dirty, OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded, SaveOutcome,
-    ScoreUpdate, Store, StoreError, StoredLead,
+    Dirty, FailedAlert, OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded,
+    SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
 use hotlead_core::{Band, Event};
@@ -113,6 +113,11 @@ where
         "ConditionalCheckFailedException"
         | "TransactionCanceledException"
         | "TransactionConflictException" => StoreError::Conflict(text),
+        // The request itself is wrong for DynamoDB (an item over 400 KB, a key over its
+        // limit): the same request would fail again.
+        "ValidationException" | "ItemCollectionSizeLimitExceededException" => {
+            StoreError::Rejected(text)
+        }
         _ => StoreError::Unavailable(text),
     }
 }
@@ -460,6 +465,29 @@ impl DynamoStore {
                     item.insert(name.into(), values[value].clone());
                 }
                 writes.push(self.put(item, Some("attribute_not_exists(PK)"), None)?);
+            } else if find(survivor_id).is_some_and(|before| {
+                before.identities == lead.identities
+                    && before.anon_sources == lead.anon_sources
+                    && before.merged_from == lead.merged_from
+                    && before.attributes == lead.attributes
+            }) {
+                // A plain event of a known lead (a page view, a track call): nothing of the
+                // lead but its change counter changes, so it is counted atomically rather
+                // than conditioned on the counter. A burst of events for one lead then
+                // never loses races against itself.
+                let values = HashMap::from([
+                    (":now".into(), s(&now)),
+                    (":one".into(), n(1)),
+                    (":dirty".into(), s("DIRTY")),
+                    (":dirty_sk".into(), s(format!("{now}#{survivor_id}"))),
+                ]);
+                writes.push(self.update(
+                    key(&format!("LEAD#{survivor_id}"), "LEAD"),
+                    "SET updated_at = :now, dirty_pk = :dirty, dirty_sk = :dirty_sk ADD dirty_seq :one",
+                    "attribute_exists(PK) AND attribute_not_exists(merged_into)",
+                    values,
+                    None,
+                )?);
             } else {
                 let mut values = values;
                 values.insert(":seq".into(), n(expected_seq));
@@ -502,6 +530,14 @@ impl DynamoStore {
                         _ => None,
                     })
                     .unwrap_or_default();
+                if reasons.iter().any(|r| r == "ValidationError") {
+                    // Not a lost race: DynamoDB refused an item of this call as it is.
+                    return Err(StoreError::Rejected(format!(
+                        "message {}: an item of this call is invalid for DynamoDB ({})",
+                        event.message_id,
+                        reasons.join(", ")
+                    )));
+                }
                 if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
                     // The message id was stored before.
                     let message = self
@@ -620,8 +656,10 @@ impl DynamoStore {
         let mut condition = String::from(
             "attribute_exists(PK) AND attribute_not_exists(merged_into) AND scored_seq <= :seen",
         );
+        // A saved score ends a lead's time aside.
+        expression.push_str(" REMOVE aside_reason, aside_failures, aside_since, aside_until");
         if clean {
-            expression.push_str(" REMOVE dirty_pk, dirty_sk");
+            expression.push_str(", dirty_pk, dirty_sk");
             condition.push_str(" AND dirty_seq = :seen");
         }
         let out = self
@@ -748,20 +786,99 @@ impl Store for DynamoStore {
         Ok(RankingPage { leads, next })
     }
 
-    async fn dirty(&self, limit: usize) -> Result<Vec<Dirty>, StoreError> {
+    async fn dirty(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Dirty>, StoreError> {
+        let dirty = |i: &Item| {
+            Some(Dirty {
+                lead_id: get_s(i, "id")?.to_string(),
+                seq: get_n(i, "dirty_seq"),
+                failures: u32::try_from(get_n(i, "aside_failures")).unwrap_or(0),
+            })
+        };
         let items = self
             .query_index("dirty", "dirty_pk", "DIRTY", None, limit)
             .await?;
-        Ok(items
+        let mut marked: Vec<Dirty> = items
             .iter()
             .filter(|i| get_s(i, "merged_into").is_none())
-            .filter_map(|i| {
-                Some(Dirty {
-                    lead_id: get_s(i, "id")?.to_string(),
-                    seq: get_n(i, "dirty_seq"),
-                })
-            })
-            .collect())
+            .filter_map(dirty)
+            .collect();
+        let left = limit.saturating_sub(marked.len());
+        if left > 0 {
+            let due = format!("{}#~", time(now));
+            let items = self
+                .query_index(
+                    "dirty",
+                    "dirty_pk",
+                    "ASIDE",
+                    Some(("dirty_sk <= :sk", s(due))),
+                    left,
+                )
+                .await?;
+            marked.extend(
+                items
+                    .iter()
+                    .filter(|i| get_s(i, "merged_into").is_none())
+                    .filter_map(dirty),
+            );
+        }
+        Ok(marked)
+    }
+
+    async fn set_aside(&self, aside: &SetAside) -> Result<(), StoreError> {
+        let retry_at = time(aside.retry_at);
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("LEAD#{}", aside.lead_id), "LEAD")))
+            .update_expression(
+                "SET dirty_pk = :aside, dirty_sk = :sk, aside_reason = :reason, aside_failures = :failures, \
+                 aside_since = if_not_exists(aside_since, :since), aside_until = :until \
+                 REMOVE scored_pk, scored_sk",
+            )
+            .condition_expression(
+                "attribute_exists(PK) AND attribute_not_exists(merged_into) AND dirty_seq = :seq",
+            )
+            .expression_attribute_values(":aside", s("ASIDE"))
+            .expression_attribute_values(":sk", s(format!("{retry_at}#{}", aside.lead_id)))
+            .expression_attribute_values(":reason", s(&aside.reason))
+            .expression_attribute_values(":failures", n(aside.failures))
+            .expression_attribute_values(":since", s(time(aside.since)))
+            .expression_attribute_values(":until", s(&retry_at))
+            .expression_attribute_values(":seq", n(aside.seq))
+            .send()
+            .await;
+        match out {
+            // It changed meanwhile: it stays marked and is tried again.
+            Ok(_) => Ok(()),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(error) => Err(sdk(error)),
+        }
+    }
+
+    async fn set_aside_leads(&self, limit: usize) -> Result<Vec<SetAside>, StoreError> {
+        let items = self
+            .query_index("dirty", "dirty_pk", "ASIDE", None, usize::MAX >> 1)
+            .await?;
+        let mut leads = Vec::new();
+        for item in items.iter().filter(|i| get_s(i, "merged_into").is_none()) {
+            let retry_at =
+                parse_time(get_s(item, "aside_until").ok_or_else(|| corrupt("aside_until"))?)?;
+            leads.push(SetAside {
+                lead_id: get_s(item, "id").ok_or_else(|| corrupt("id"))?.to_string(),
+                seq: get_n(item, "dirty_seq"),
+                failures: u32::try_from(get_n(item, "aside_failures")).unwrap_or(0),
+                reason: get_s(item, "aside_reason").unwrap_or_default().to_string(),
+                since: get_s(item, "aside_since")
+                    .map(parse_time)
+                    .transpose()?
+                    .unwrap_or(retry_at),
+                retry_at,
+            });
+        }
+        leads.sort_by(|a, b| (a.since, &a.lead_id).cmp(&(b.since, &b.lead_id)));
+        leads.truncate(limit);
+        Ok(leads)
     }
 
     async fn scored_before(
@@ -780,12 +897,7 @@ impl Store for DynamoStore {
             .await?;
         Ok(items
             .iter()
-            .filter_map(|i| {
-                Some(Dirty {
-                    lead_id: get_s(i, "id")?.to_string(),
-                    seq: get_n(i, "dirty_seq"),
-                })
-            })
+            .filter_map(|i| Some(Dirty::new(get_s(i, "id")?, get_n(i, "dirty_seq"))))
             .collect())
     }
 
@@ -860,7 +972,10 @@ impl Store for DynamoStore {
             let Some(current) = self.get(&format!("ALERT#{alert_key}"), "ALERT").await? else {
                 continue;
             };
-            if current.contains_key("delivered_at") {
+            if current.contains_key("delivered_at") || current.contains_key("failed_at") {
+                continue;
+            }
+            if get_s(&current, "claimed_until").is_some_and(|until| until > time(now).as_str()) {
                 continue;
             }
             let next = parse_time(
@@ -892,7 +1007,9 @@ impl Store for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(&format!("ALERT#{alert_key}"), "ALERT")))
-            .update_expression("SET delivered_at = :at REMOVE pending_pk, pending_sk")
+            .update_expression(
+                "SET delivered_at = :at REMOVE pending_pk, pending_sk, claimed_until",
+            )
             .condition_expression("attribute_exists(PK) AND attribute_not_exists(delivered_at)")
             .expression_attribute_values(":at", s(time(at)))
             .send()
@@ -915,8 +1032,8 @@ impl Store for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(&format!("ALERT#{alert_key}"), "ALERT")))
-            .update_expression("SET attempts = attempts + :one, last_error = :error, next_attempt_at = :retry, pending_sk = :sk")
-            .condition_expression("attribute_exists(PK) AND attribute_not_exists(delivered_at)")
+            .update_expression("SET attempts = attempts + :one, last_error = :error, next_attempt_at = :retry, pending_sk = :sk REMOVE claimed_until")
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(delivered_at) AND attribute_not_exists(failed_at)")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":error", s(error_text))
             .expression_attribute_values(":retry", s(time(retry_at)))
@@ -928,5 +1045,87 @@ impl Store for DynamoStore {
             Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
             Err(error) => Err(sdk(error)),
         }
+    }
+
+    async fn claim_alert(
+        &self,
+        alert_key: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("ALERT#{alert_key}"), "ALERT")))
+            .update_expression("SET claimed_until = :until")
+            .condition_expression(
+                "attribute_exists(PK) AND attribute_not_exists(delivered_at) AND attribute_not_exists(failed_at) \
+                 AND (attribute_not_exists(claimed_until) OR claimed_until <= :now)",
+            )
+            .expression_attribute_values(":until", s(time(until)))
+            .expression_attribute_values(":now", s(time(now)))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(error) => Err(sdk(error)),
+        }
+    }
+
+    async fn alert_abandoned(
+        &self,
+        alert_key: &str,
+        error_text: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("ALERT#{alert_key}"), "ALERT")))
+            .update_expression(
+                "SET attempts = attempts + :one, last_error = :error, failed_at = :at, pending_pk = :failed, pending_sk = :sk \
+                 REMOVE claimed_until",
+            )
+            .condition_expression(
+                "attribute_exists(PK) AND attribute_not_exists(delivered_at) AND attribute_not_exists(failed_at)",
+            )
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":error", s(error_text))
+            .expression_attribute_values(":at", s(time(at)))
+            .expression_attribute_values(":failed", s("FAILED"))
+            .expression_attribute_values(":sk", s(format!("{}#{alert_key}", time(at))))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(error) => Err(sdk(error)),
+        }
+    }
+
+    async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError> {
+        let items = self
+            .query_index("pending", "pending_pk", "FAILED", None, usize::MAX >> 1)
+            .await?;
+        let mut failed = Vec::new();
+        for item in &items {
+            failed.push(FailedAlert {
+                key: get_s(item, "key")
+                    .ok_or_else(|| corrupt("key"))?
+                    .to_string(),
+                lead_id: get_s(item, "lead_id").unwrap_or_default().to_string(),
+                attempts: u32::try_from(get_n(item, "attempts")).unwrap_or(0),
+                error: get_s(item, "last_error").unwrap_or_default().to_string(),
+                failed_at: parse_time(
+                    get_s(item, "failed_at").ok_or_else(|| corrupt("failed_at"))?,
+                )?,
+            });
+        }
+        failed.sort_by(|a, b| (b.failed_at, &a.key).cmp(&(a.failed_at, &b.key)));
+        failed.truncate(limit);
+        Ok(failed)
     }
 }

@@ -1,87 +1,13 @@
-//! Rescoring from the table's stream: the `score` Lambda (DynamoDB Streams event) and the
-//! local stream poller of `hotlead serve --backend aws` both turn stream records into
-//! [`LeadChange`]s and call [`rescore_changes`], which rescores each touched lead once
-//! per batch and reports the records it could not process.
+//! Reading the table's stream: stream records become [`LeadChange`]s for
+//! [`Scorer::on_changes`], the one operation the `score` Lambda and the local poller of
+//! `hotlead serve --backend aws` both call.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
-use hotlead_app::{Scorer, StoreError};
-
-/// A lead item changed: its id and change counters as the stream saw them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeadChange {
-    /// The stream record's sequence number (what a partial batch failure reports).
-    pub sequence: String,
-    pub lead_id: String,
-    pub dirty_seq: i64,
-    pub scored_seq: i64,
-    pub merged: bool,
-}
-
-impl LeadChange {
-    /// Whether the change asks for a rescore: new events the saved score has not seen.
-    /// A lead item written by a score save itself does not.
-    pub fn needs_rescore(&self) -> bool {
-        !self.merged && self.dirty_seq > self.scored_seq
-    }
-
-    /// Reads a lead change from a stream record's new image, given as string and number
-    /// accessors; other items (events, dedupe keys, identities, alerts) give `None`.
-    pub fn from_image(
-        sequence: &str,
-        text: impl Fn(&str) -> Option<String>,
-        number: impl Fn(&str) -> Option<i64>,
-    ) -> Option<LeadChange> {
-        if text("SK").as_deref() != Some("LEAD") {
-            return None;
-        }
-        Some(LeadChange {
-            sequence: sequence.to_string(),
-            lead_id: text("id")?,
-            dirty_seq: number("dirty_seq").unwrap_or(0),
-            scored_seq: number("scored_seq").unwrap_or(0),
-            merged: text("merged_into").is_some(),
-        })
-    }
-}
-
-/// Rescores each lead the changes touch, once, with its newest change counter, then
-/// delivers due alerts. Returns the sequence numbers of records whose lead could not be
-/// rescored (the caller reports them as batch item failures, so they are retried).
-pub async fn rescore_changes(scorer: &Scorer, changes: &[LeadChange]) -> Vec<String> {
-    let mut order: Vec<&str> = Vec::new();
-    let mut newest: HashMap<&str, i64> = HashMap::new();
-    let mut sequences: HashMap<&str, Vec<String>> = HashMap::new();
-    for change in changes.iter().filter(|c| c.needs_rescore()) {
-        let lead = change.lead_id.as_str();
-        if !newest.contains_key(lead) {
-            order.push(lead);
-        }
-        let seq = newest.entry(lead).or_insert(change.dirty_seq);
-        *seq = (*seq).max(change.dirty_seq);
-        sequences
-            .entry(lead)
-            .or_default()
-            .push(change.sequence.clone());
-    }
-    let mut failed = Vec::new();
-    for lead in order {
-        match scorer.rescore(lead, newest[lead]).await {
-            // A conflict means a newer score is saved already: nothing is lost.
-            Ok(_) | Err(StoreError::Conflict(_)) => {}
-            Err(error) => {
-                tracing::warn!(lead, %error, "rescoring failed; the records will be retried");
-                failed.extend(sequences.remove(lead).unwrap_or_default());
-            }
-        }
-    }
-    if let Err(error) = scorer.deliver_pending().await {
-        tracing::warn!(%error, "alert delivery failed; pending alerts are retried later");
-    }
-    failed
-}
+use hotlead_app::Scorer;
+use hotlead_app::scorer::LeadChange;
 
 fn text_of(image: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     image.get(name).and_then(|v| v.as_s().ok()).cloned()
@@ -158,9 +84,10 @@ pub async fn read_all(
 }
 
 /// The local stand-in for the `score` Lambda: follows every shard of the stream from its
-/// newest record and feeds each batch to [`rescore_changes`]; between batches it rescores
-/// leads still marked (changes made while it was not running), retries pending alerts
-/// and rescores aged leads. Runs until the task is dropped.
+/// newest record and feeds each batch to [`Scorer::on_changes`]; between batches it runs
+/// the [`Scorer::scheduled_round`] the schedule runs on AWS (marked leads, including those
+/// changed while no poller ran, set-aside leads due, aged scores, pending alerts). Runs
+/// until the task is dropped.
 pub async fn poll(
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
@@ -169,24 +96,12 @@ pub async fn poll(
 ) {
     let mut iterators: HashMap<String, Option<String>> = HashMap::new();
     loop {
-        scorer.follow_rules().await;
         if let Err(error) = poll_once(&client, &stream_arn, &scorer, &mut iterators).await {
             tracing::warn!(%error, "reading the stream failed; retrying");
         }
         // The stream is read from its newest record on: changes made while no poller ran
         // (or before its iterator was taken) are found by their rescoring mark instead.
-        if let Err(error) = scorer.rescore_marked().await {
-            tracing::warn!(%error, "rescoring marked leads failed; retrying");
-        }
-        if let Err(error) = scorer.deliver_pending().await {
-            tracing::warn!(%error, "alert delivery failed; retrying");
-        }
-        if let Err(error) = scorer
-            .rescore_aged(hotlead_app::scorer::RESCORE_AFTER)
-            .await
-        {
-            tracing::warn!(%error, "rescoring aged leads failed; retrying");
-        }
+        scorer.scheduled_round().await;
         tokio::time::sleep(tick).await;
     }
 }
@@ -234,7 +149,7 @@ async fn poll_once(
             .await
             .map_err(|e| error(&aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)))?;
         let records = out.records.unwrap_or_default();
-        let failed = rescore_changes(scorer, &changes_of(&records)).await;
+        let failed = scorer.on_changes(&changes_of(&records)).await.retry;
         if failed.is_empty() {
             iterators.insert(shard_id, out.next_shard_iterator);
         } else {

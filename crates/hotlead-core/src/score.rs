@@ -51,6 +51,11 @@ pub struct Score {
     /// Why the lead scores nothing at all, when it does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excluded: Option<String>,
+    /// The last instant alert raised per alert rule, and the actions held back since
+    /// (see [`crate::alert::throttle`]). Empty from [`score`]; the scorer carries it from
+    /// one score to the next.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub instant: std::collections::BTreeMap<String, crate::alert::LastInstant>,
 }
 
 /// A group's subtotal.
@@ -165,6 +170,7 @@ pub fn score(
         alerts: Vec::new(),
         events: counts,
         excluded: None,
+        instant: Default::default(),
     };
     if let Some(domain) = lead.get("email_domain")
         && rules.filters.is_internal_email(&domain.value)

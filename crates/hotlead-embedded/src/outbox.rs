@@ -38,21 +38,21 @@ impl FileOutbox {
         tokio::task::spawn_blocking(move || {
             let _guard = lock
                 .lock()
-                .map_err(|_| NotifyError("outbox lock poisoned".into()))?;
+                .map_err(|_| NotifyError::transient("outbox lock poisoned"))?;
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
-                    .map_err(|e| NotifyError(format!("{}: {e}", parent.display())))?;
+                    .map_err(|e| NotifyError::transient(format!("{}: {e}", parent.display())))?;
             }
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
-                .map_err(|e| NotifyError(format!("{}: {e}", path.display())))?;
+                .map_err(|e| NotifyError::transient(format!("{}: {e}", path.display())))?;
             file.write_all(format!("{line}\n").as_bytes())
-                .map_err(|e| NotifyError(format!("{}: {e}", path.display())))
+                .map_err(|e| NotifyError::transient(format!("{}: {e}", path.display())))
         })
         .await
-        .map_err(|e| NotifyError(format!("outbox task failed: {e}")))?
+        .map_err(|e| NotifyError::transient(format!("outbox task failed: {e}")))?
     }
 }
 
@@ -60,7 +60,8 @@ impl FileOutbox {
 #[async_trait]
 impl ReviewNotifier for FileOutbox {
     async fn review_waiting(&self, note: &ReviewNote) -> Result<(), NotifyError> {
-        let line = serde_json::to_string(note).map_err(|e| NotifyError(e.to_string()))?;
+        let line =
+            serde_json::to_string(note).map_err(|e| NotifyError::permanent(e.to_string()))?;
         self.append(line).await
     }
 }

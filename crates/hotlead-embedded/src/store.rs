@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    DealOutcome, Dirty, LearningStore, NewRules, OutboxEntry, Pending, RankCursor, RankingPage,
-    Record, Recorded, RulesVersion, SaveOutcome, ScoreUpdate, Store, StoreError, StoredLead,
-    StoredSuggestion, SuggestionHead, SuggestionStatus, with_version,
+    DealOutcome, Dirty, FailedAlert, LearningStore, NewRules, OutboxEntry, Pending, RankCursor,
+    RankingPage, Record, Recorded, RulesVersion, SaveOutcome, ScoreUpdate, SetAside, Store,
+    StoreError, StoredLead, StoredSuggestion, SuggestionHead, SuggestionStatus, with_version,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
 use hotlead_core::{Band, Event};
@@ -90,6 +90,17 @@ const MIGRATIONS: &[&str] = &[
         activated_at TEXT
      );
      CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 4: set-aside leads; alert claims and alerts failed for good.
+    "ALTER TABLE leads ADD COLUMN aside_reason TEXT;
+     ALTER TABLE leads ADD COLUMN aside_failures INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE leads ADD COLUMN aside_since TEXT;
+     ALTER TABLE leads ADD COLUMN aside_until TEXT;
+     CREATE INDEX leads_aside ON leads (aside_until) WHERE aside_until IS NOT NULL;
+     ALTER TABLE outbox ADD COLUMN claimed_until TEXT;
+     ALTER TABLE outbox ADD COLUMN failed_at TEXT;
+     DROP INDEX outbox_pending;
+     CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
+     CREATE INDEX outbox_failed ON outbox (failed_at) WHERE failed_at IS NOT NULL;",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -353,7 +364,7 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
         attributes.insert(name.clone(), value.clone());
     }
     tx.execute(
-        "UPDATE leads SET attributes = ?2, updated_at = ?3, dirty_seq = dirty_seq + 1 WHERE id = ?1",
+        "UPDATE leads SET attributes = ?2, updated_at = ?3, dirty_seq = dirty_seq + 1, aside_until = NULL WHERE id = ?1",
         params![lead_id, to_json(&attributes)?, now],
     )
     .map_err(sql)?;
@@ -383,7 +394,7 @@ fn merge(tx: &Transaction<'_>, from: &str, into: &str, now: &str) -> Result<(), 
     tx.execute(
         "UPDATE leads SET attributes = ?2, updated_at = ?3,
             hot_crossings = MAX(hot_crossings, (SELECT hot_crossings FROM leads WHERE id = ?4)),
-            dirty_seq = dirty_seq + 1
+            dirty_seq = dirty_seq + 1, aside_until = NULL
          WHERE id = ?1",
         params![into, to_json(&attributes)?, now, from],
     )
@@ -494,15 +505,97 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn dirty(&self, limit: usize) -> Result<Vec<Dirty>, StoreError> {
+    async fn dirty(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Dirty>, StoreError> {
+        self.transaction(move |tx| {
+            let dirty = |r: &rusqlite::Row<'_>| {
+                Ok(Dirty {
+                    lead_id: r.get(0)?,
+                    seq: r.get(1)?,
+                    failures: r.get(2)?,
+                })
+            };
+            let mut marked = tx
+                .prepare_cached(
+                    "SELECT id, dirty_seq, aside_failures FROM leads
+                     WHERE dirty_seq > scored_seq AND merged_into IS NULL AND aside_until IS NULL
+                     ORDER BY updated_at, id LIMIT ?1",
+                )
+                .map_err(sql)?
+                .query_map([limit as i64], dirty)
+                .map_err(sql)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql)?;
+            let left = limit.saturating_sub(marked.len());
+            if left > 0 {
+                let mut statement = tx
+                    .prepare_cached(
+                        "SELECT id, dirty_seq, aside_failures FROM leads
+                         WHERE aside_until IS NOT NULL AND aside_until <= ?1 AND merged_into IS NULL
+                         ORDER BY aside_until, id LIMIT ?2",
+                    )
+                    .map_err(sql)?;
+                let due = statement
+                    .query_map(params![time(now), left as i64], dirty)
+                    .map_err(sql)?;
+                for row in due {
+                    marked.push(row.map_err(sql)?);
+                }
+            }
+            Ok(marked)
+        })
+        .await
+    }
+
+    async fn set_aside(&self, aside: &SetAside) -> Result<(), StoreError> {
+        let aside = aside.clone();
+        self.transaction(move |tx| {
+            tx.execute(
+                "UPDATE leads SET aside_reason = ?2, aside_failures = ?3, aside_since = COALESCE(aside_since, ?4),
+                    aside_until = ?5
+                 WHERE id = ?1 AND merged_into IS NULL AND dirty_seq = ?6",
+                params![aside.lead_id, aside.reason, aside.failures, time(aside.since), time(aside.retry_at), aside.seq],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_aside_leads(&self, limit: usize) -> Result<Vec<SetAside>, StoreError> {
         self.transaction(move |tx| {
             let mut statement = tx
                 .prepare_cached(
-                    "SELECT id, dirty_seq FROM leads WHERE dirty_seq > scored_seq AND merged_into IS NULL ORDER BY updated_at, id LIMIT ?1",
+                    "SELECT id, dirty_seq, aside_failures, aside_reason, aside_since, aside_until FROM leads
+                     WHERE aside_until IS NOT NULL AND merged_into IS NULL ORDER BY aside_since, id LIMIT ?1",
                 )
                 .map_err(sql)?;
-            let rows = statement.query_map([limit as i64], |r| Ok(Dirty { lead_id: r.get(0)?, seq: r.get(1)? })).map_err(sql)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+            let rows = statement
+                .query_map([limit as i64], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })
+                .map_err(sql)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql)?;
+            rows.into_iter()
+                .map(|(lead_id, seq, failures, reason, since, until)| {
+                    let retry_at = parse_time(&until)?;
+                    Ok(SetAside {
+                        lead_id,
+                        seq,
+                        failures,
+                        reason: reason.unwrap_or_default(),
+                        since: since.as_deref().map(parse_time).transpose()?.unwrap_or(retry_at),
+                        retry_at,
+                    })
+                })
+                .collect()
         })
         .await
     }
@@ -516,17 +609,12 @@ impl Store for SqliteStore {
             let mut statement = tx
                 .prepare_cached(
                     "SELECT id, dirty_seq FROM leads
-                     WHERE merged_into IS NULL AND scored_at IS NOT NULL AND scored_at < ?1
+                     WHERE merged_into IS NULL AND aside_until IS NULL AND scored_at IS NOT NULL AND scored_at < ?1
                      ORDER BY scored_at, id LIMIT ?2",
                 )
                 .map_err(sql)?;
             let rows = statement
-                .query_map(params![time(before), limit as i64], |r| {
-                    Ok(Dirty {
-                        lead_id: r.get(0)?,
-                        seq: r.get(1)?,
-                    })
-                })
+                .query_map(params![time(before), limit as i64], |r| Ok(Dirty::new(r.get::<_, String>(0)?, r.get(1)?)))
                 .map_err(sql)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql)
         })
@@ -539,7 +627,7 @@ impl Store for SqliteStore {
             let changed = tx
                 .execute(
                     "UPDATE leads SET score_json = ?2, score_hundredths = ?3, band = ?4, scored_at = ?5, hot_crossings = ?6,
-                        scored_seq = ?7
+                        scored_seq = ?7, aside_reason = NULL, aside_failures = 0, aside_since = NULL, aside_until = NULL
                      WHERE id = ?1 AND merged_into IS NULL AND scored_seq <= ?7",
                     params![
                         update.lead_id,
@@ -580,19 +668,33 @@ impl Store for SqliteStore {
             let mut statement = tx
                 .prepare_cached(
                     "SELECT key, created_at, message, attempts FROM outbox
-                     WHERE delivered_at IS NULL AND next_attempt_at <= ?1 ORDER BY created_at, key LIMIT ?2",
+                     WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?1
+                       AND (claimed_until IS NULL OR claimed_until <= ?1)
+                     ORDER BY created_at, key LIMIT ?2",
                 )
                 .map_err(sql)?;
             let rows = statement
                 .query_map(params![time(now), limit as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, u32>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, u32>(3)?,
+                    ))
                 })
                 .map_err(sql)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(sql)?;
             rows.into_iter()
                 .map(|(key, created, message, attempts)| {
-                    Ok(Pending { entry: OutboxEntry { key, created_at: parse_time(&created)?, message: json(&message)? }, attempts })
+                    Ok(Pending {
+                        entry: OutboxEntry {
+                            key,
+                            created_at: parse_time(&created)?,
+                            message: json(&message)?,
+                        },
+                        attempts,
+                    })
                 })
                 .collect()
         })
@@ -603,7 +705,7 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.transaction(move |tx| {
             tx.execute(
-                "UPDATE outbox SET delivered_at = ?2 WHERE key = ?1 AND delivered_at IS NULL",
+                "UPDATE outbox SET delivered_at = ?2, claimed_until = NULL WHERE key = ?1 AND delivered_at IS NULL",
                 params![key, time(at)],
             )
             .map_err(sql)?;
@@ -621,11 +723,88 @@ impl Store for SqliteStore {
         let (key, error) = (key.to_string(), error.to_string());
         self.transaction(move |tx| {
             tx.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE key = ?1 AND delivered_at IS NULL",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, claimed_until = NULL
+                 WHERE key = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
                 params![key, error, time(retry_at)],
             )
             .map_err(sql)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn claim_alert(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.transaction(move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE outbox SET claimed_until = ?3
+                     WHERE key = ?1 AND delivered_at IS NULL AND failed_at IS NULL
+                       AND (claimed_until IS NULL OR claimed_until <= ?2)",
+                    params![key, time(now), time(until)],
+                )
+                .map_err(sql)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn alert_abandoned(
+        &self,
+        key: &str,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (key, error) = (key.to_string(), error.to_string());
+        self.transaction(move |tx| {
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, failed_at = ?3, claimed_until = NULL
+                 WHERE key = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
+                params![key, error, time(at)],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError> {
+        self.transaction(move |tx| {
+            let mut statement = tx
+                .prepare_cached(
+                    "SELECT key, lead_id, attempts, last_error, failed_at FROM outbox
+                     WHERE failed_at IS NOT NULL ORDER BY failed_at DESC, key LIMIT ?1",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map([limit as i64], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(sql)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql)?;
+            rows.into_iter()
+                .map(|(key, lead_id, attempts, error, failed_at)| {
+                    Ok(FailedAlert {
+                        key,
+                        lead_id,
+                        attempts,
+                        error: error.unwrap_or_default(),
+                        failed_at: parse_time(&failed_at)?,
+                    })
+                })
+                .collect()
         })
         .await
     }

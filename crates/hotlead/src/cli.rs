@@ -71,6 +71,12 @@ pub enum Command {
     /// Suggested rule weights: learn from stored outcomes, list, show, approve, reject.
     #[command(subcommand)]
     Suggestions(crate::review_cli::SuggestionsCommand),
+    /// Leads the scorer set aside after failures of their own: list them, retry them.
+    #[command(subcommand)]
+    Leads(crate::ops_cli::LeadsCommand),
+    /// Alerts that failed for good.
+    #[command(subcommand)]
+    Alerts(crate::ops_cli::AlertsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,8 +250,10 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<
             runtime()?.block_on(crate::review_cli::outcomes(command, out))?
         }
         Command::Suggestions(command) => {
-            runtime()?.block_on(crate::review_cli::suggestions(command, out))?
+            runtime()?.block_on(crate::review_cli::suggestions(command, out, now))?
         }
+        Command::Leads(command) => runtime()?.block_on(crate::ops_cli::leads(command, out, now))?,
+        Command::Alerts(command) => runtime()?.block_on(crate::ops_cli::alerts(command, out))?,
         Command::Rules(RulesCommand::Stored(command)) => {
             runtime()?.block_on(crate::review_cli::rules(command, out))?
         }

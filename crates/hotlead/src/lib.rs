@@ -5,6 +5,7 @@ pub mod cli;
 pub mod demo;
 pub mod input;
 pub mod learn;
+pub mod ops_cli;
 pub mod output;
 pub mod review_cli;
 pub mod serve;

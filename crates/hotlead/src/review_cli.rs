@@ -129,7 +129,15 @@ pub enum RulesStoreCommand {
 }
 
 async fn open(store: &StoreArgs) -> anyhow::Result<Review> {
-    let storage: Arc<dyn Storage> = match store.backend {
+    Ok(Review::new(
+        open_storage(store).await?,
+        Arc::new(SystemClock),
+    ))
+}
+
+/// The store `--backend` / `--db` name.
+pub async fn open_storage(store: &StoreArgs) -> anyhow::Result<Arc<dyn Storage>> {
+    Ok(match store.backend {
         BackendArg::Embedded => {
             Arc::new(hotlead_embedded::SqliteStore::open(&store.db).map_err(|e| {
                 anyhow::anyhow!("cannot open the database {}: {e}", store.db.display())
@@ -146,8 +154,7 @@ async fn open(store: &StoreArgs) -> anyhow::Result<Review> {
                 table,
             ))
         }
-    };
-    Ok(Review::new(storage, Arc::new(SystemClock)))
+    })
 }
 
 fn review_error(error: ReviewError) -> anyhow::Error {
@@ -198,7 +205,11 @@ pub async fn outcomes(command: OutcomesCommand, out: &mut dyn Write) -> anyhow::
     Ok(())
 }
 
-pub async fn suggestions(command: SuggestionsCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+pub async fn suggestions(
+    command: SuggestionsCommand,
+    out: &mut dyn Write,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
     match command {
         SuggestionsCommand::Learn(args) => {
             let review = open(&args.store).await?;
@@ -208,7 +219,7 @@ pub async fn suggestions(command: SuggestionsCommand, out: &mut dyn Write) -> an
             let mut show = |p| progress.show(p);
             let run = review
                 .learn(
-                    hotlead_app::review::new_suggestion_id(chrono::Utc::now()),
+                    hotlead_app::review::new_suggestion_id(now),
                     &args.flags.options(SplitArg::Order, None),
                     &mut show,
                     &seconds,

@@ -1,11 +1,16 @@
-//! The `score` function: a DynamoDB Streams batch in, each touched lead rescored once,
-//! alerts delivered, and the records that could not be processed reported as
-//! `batchItemFailures` so that one bad record neither blocks nor repeats the rest.
+//! The `score` function, invoked two ways, each a typed `aws_lambda_events` payload:
+//! a DynamoDB Streams batch ([`Scorer::on_changes`]: each touched lead rescored once,
+//! alerts delivered, records that met a store outage reported as `batchItemFailures`, so
+//! one bad record neither blocks nor repeats the rest) and the EventBridge schedule
+//! ([`Scorer::scheduled_round`]: the active rules followed, marked and set-aside leads
+//! rescored, aged scores rescored, pending alerts delivered).
 
 use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use hotlead_app::{Scorer, StoreError};
-use hotlead_aws::stream::{LeadChange, rescore_changes};
+use hotlead_app::Scorer;
+use hotlead_app::scorer::{LeadChange, Round};
+use serde::Deserialize;
 use serde_dynamo::AttributeValue;
 
 /// The lead changes in a stream batch; other items are ignored.
@@ -32,67 +37,95 @@ pub fn changes(event: &Event) -> Vec<LeadChange> {
         .collect()
 }
 
-/// What the function was invoked with.
-#[derive(Debug)]
+/// What the function is invoked with: a DynamoDB Streams batch (it has `Records`) or an
+/// EventBridge event (it has `detail-type` and `source`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
 pub enum Invocation {
-    /// A DynamoDB Streams batch.
     Stream(Box<Event>),
-    /// The EventBridge schedule: retry pending alerts, rescore leads whose scores aged.
-    Schedule,
+    Schedule(Box<EventBridgeEvent>),
+}
+
+/// Why an invocation was not handled.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error(
+        "unexpected event (detail-type {detail_type:?}, source {from:?}); expected a DynamoDB Streams batch or the schedule"
+    )]
+    Unexpected { detail_type: String, from: String },
+    #[error("not a DynamoDB Streams batch nor an EventBridge event: {0}")]
+    Unreadable(String),
 }
 
 impl Invocation {
-    /// Tells a stream batch from a scheduled event; anything else is an error naming it.
-    pub fn parse(payload: serde_json::Value) -> Result<Invocation, String> {
-        if payload.get("Records").is_some() {
-            return serde_json::from_value(payload)
-                .map(|e| Invocation::Stream(Box::new(e)))
-                .map_err(|e| format!("not a DynamoDB Streams event: {e}"));
+    /// Reads a payload; an unreadable one is an error saying what was expected.
+    pub fn parse(payload: serde_json::Value) -> Result<Invocation, InvocationError> {
+        serde_json::from_value(payload).map_err(|e| InvocationError::Unreadable(e.to_string()))
+    }
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The stream's partial batch response, and the counts of the batch.
+    Stream(DynamoDbEventResponse, Round),
+    /// The scheduled round's counts.
+    Schedule(Round),
+}
+
+impl Answer {
+    /// What the function returns: the partial batch response, or the round's counts.
+    pub fn into_response(self) -> serde_json::Value {
+        match self {
+            Answer::Stream(response, _) => serde_json::to_value(response),
+            Answer::Schedule(round) => serde_json::to_value(round),
         }
-        match payload
-            .get("detail-type")
-            .and_then(serde_json::Value::as_str)
-        {
-            Some("Scheduled Event") => Ok(Invocation::Schedule),
-            other => Err(format!(
-                "unexpected event (detail-type {other:?}); expected a DynamoDB Streams batch or the schedule"
-            )),
+        .unwrap_or_default()
+    }
+
+    /// The counts, for the metrics.
+    pub fn round(&self) -> (&'static str, &Round) {
+        match self {
+            Answer::Stream(_, round) => ("stream", round),
+            Answer::Schedule(round) => ("schedule", round),
         }
     }
 }
 
-/// Handles one invocation; the answer is the stream's batch response, or a summary of
-/// the scheduled round.
+/// Handles one invocation. Only the schedule's own events (`Scheduled Event` from
+/// `aws.events`) run a round; any other EventBridge event is refused, naming it.
 pub async fn handle_invocation(
     scorer: &Scorer,
     invocation: Invocation,
-) -> Result<serde_json::Value, StoreError> {
+) -> Result<Answer, InvocationError> {
     match invocation {
         Invocation::Stream(event) => {
-            // Score with the active rules version; the schedule rescores older scores.
-            if let Err(error) = scorer.refresh_rules().await {
-                tracing::error!(%error, "reading the active rules failed; scoring with the last known");
-            }
-            Ok(serde_json::to_value(handle(scorer, &event).await).unwrap_or_default())
+            let (response, round) = handle_batch(scorer, &event).await;
+            Ok(Answer::Stream(response, round))
         }
-        Invocation::Schedule => {
-            scorer.follow_rules().await;
-            let delivery = scorer.deliver_pending().await?;
-            let rescored = scorer
-                .rescore_aged(hotlead_app::scorer::RESCORE_AFTER)
-                .await?;
-            Ok(
-                serde_json::json!({"delivered": delivery.delivered, "failed": delivery.failed, "rescored": rescored}),
-            )
+        Invocation::Schedule(event)
+            if event.detail_type == "Scheduled Event" && event.source == "aws.events" =>
+        {
+            Ok(Answer::Schedule(scorer.scheduled_round().await))
         }
+        Invocation::Schedule(event) => Err(InvocationError::Unexpected {
+            detail_type: event.detail_type.clone(),
+            from: event.source.clone(),
+        }),
     }
 }
 
 /// Handles one batch.
 pub async fn handle(scorer: &Scorer, event: &Event) -> DynamoDbEventResponse {
-    let failed = rescore_changes(scorer, &changes(event)).await;
+    handle_batch(scorer, event).await.0
+}
+
+/// Handles one batch: the partial batch response and the counts for the metrics.
+pub async fn handle_batch(scorer: &Scorer, event: &Event) -> (DynamoDbEventResponse, Round) {
+    let outcome = scorer.on_changes(&changes(event)).await;
     let mut response = DynamoDbEventResponse::default();
-    response.batch_item_failures = failed
+    response.batch_item_failures = outcome
+        .retry
         .into_iter()
         .map(|sequence| {
             let mut failure = DynamoDbBatchItemFailure::default();
@@ -100,7 +133,46 @@ pub async fn handle(scorer: &Scorer, event: &Event) -> DynamoDbEventResponse {
             failure
         })
         .collect();
-    response
+    (response, outcome.round)
+}
+
+/// The metrics namespace of the CloudWatch embedded metric format lines.
+pub const METRICS_NAMESPACE: &str = "hotlead";
+
+/// One log line in CloudWatch's embedded metric format: CloudWatch Logs turns it into
+/// the metrics the template's alarms watch (`LeadsSetAside`, `LeadsWaitingAside`,
+/// `AlertsFailedForGood`, `AlertsRetrying`, `AlertsDelivered`, `LeadsRescored`,
+/// `StoreOutages`), with the dimension `Function` = `score`. `at_ms`: milliseconds since
+/// the epoch.
+pub fn metrics_line(round: &Round, trigger: &str, at_ms: i64) -> String {
+    let metrics: [(&str, usize); 7] = [
+        ("LeadsSetAside", round.set_aside),
+        ("LeadsWaitingAside", round.waiting_aside),
+        ("AlertsFailedForGood", round.delivery.abandoned),
+        ("AlertsRetrying", round.delivery.failed),
+        ("AlertsDelivered", round.delivery.delivered),
+        (
+            "LeadsRescored",
+            round.rescored + round.aged + round.rules_rescored,
+        ),
+        ("StoreOutages", round.outages),
+    ];
+    let mut line = serde_json::json!({
+        "_aws": {
+            "Timestamp": at_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": metrics.iter().map(|(name, _)| serde_json::json!({"Name": name, "Unit": "Count"})).collect::<Vec<_>>(),
+            }],
+        },
+        "Function": "score",
+        "trigger": trigger,
+    });
+    for (name, value) in metrics {
+        line[name] = serde_json::json!(value);
+    }
+    line.to_string()
 }
 
 #[cfg(test)]
@@ -110,10 +182,12 @@ mod tests {
     use async_trait::async_trait;
     use chrono::{DateTime, Utc};
     use hotlead_app::ports::{
-        Dirty, Pending, RankingPage, Record, Recorded, SaveOutcome, ScoreUpdate, Store, StoredLead,
+        Dirty, FailedAlert, Pending, RankingPage, Record, Recorded, SaveOutcome, ScoreUpdate,
+        SetAside, Store, StoreError, StoredLead,
     };
     use hotlead_app::{Config, SystemClock};
     use hotlead_core::{Band, Event as DomainEvent, RuleSet};
+    use hotlead_embedded::SqliteStore;
 
     use super::*;
 
@@ -135,67 +209,94 @@ mod tests {
         );
     }
 
-    /// A store that fails for `L-bad` and knows no other lead.
-    struct FlakyStore;
+    /// SQLite, except that reading `L-bad` fails as an outage and `L-corrupt` as corrupt.
+    struct FlakyStore(SqliteStore);
 
     #[async_trait]
     impl Store for FlakyStore {
-        async fn record(&self, _: Record) -> Result<Recorded, StoreError> {
-            Err(StoreError::Unavailable("not used".into()))
+        async fn record(&self, record: Record) -> Result<Recorded, StoreError> {
+            self.0.record(record).await
         }
         async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
-            if id == "L-bad" {
-                Err(StoreError::Unavailable("throttled".into()))
-            } else {
-                Ok(None)
+            match id {
+                "L-bad" => Err(StoreError::Unavailable("throttled".into())),
+                "L-corrupt" => Err(StoreError::Corrupt("unreadable lead".into())),
+                _ => self.0.lead(id).await,
             }
         }
-        async fn events(&self, _: &str) -> Result<Vec<DomainEvent>, StoreError> {
-            Ok(Vec::new())
+        async fn events(&self, id: &str) -> Result<Vec<DomainEvent>, StoreError> {
+            self.0.events(id).await
         }
         async fn ranking(
             &self,
-            _: Option<Band>,
-            _: usize,
-            _: Option<&str>,
+            band: Option<Band>,
+            limit: usize,
+            cursor: Option<&str>,
         ) -> Result<RankingPage, StoreError> {
-            Ok(RankingPage {
-                leads: Vec::new(),
-                next: None,
-            })
+            self.0.ranking(band, limit, cursor).await
         }
-        async fn dirty(&self, _: usize) -> Result<Vec<Dirty>, StoreError> {
-            Ok(Vec::new())
+        async fn dirty(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Dirty>, StoreError> {
+            self.0.dirty(now, limit).await
+        }
+        async fn set_aside(&self, aside: &SetAside) -> Result<(), StoreError> {
+            self.0.set_aside(aside).await
+        }
+        async fn set_aside_leads(&self, limit: usize) -> Result<Vec<SetAside>, StoreError> {
+            self.0.set_aside_leads(limit).await
         }
         async fn scored_before(
             &self,
-            _: DateTime<Utc>,
-            _: usize,
+            before: DateTime<Utc>,
+            limit: usize,
         ) -> Result<Vec<Dirty>, StoreError> {
-            Ok(Vec::new())
+            self.0.scored_before(before, limit).await
         }
-        async fn save_score(&self, _: ScoreUpdate) -> Result<SaveOutcome, StoreError> {
-            Ok(SaveOutcome::Saved)
+        async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError> {
+            self.0.save_score(update).await
         }
         async fn pending_alerts(
             &self,
-            _: DateTime<Utc>,
-            _: usize,
+            now: DateTime<Utc>,
+            limit: usize,
         ) -> Result<Vec<Pending>, StoreError> {
-            Ok(Vec::new())
+            self.0.pending_alerts(now, limit).await
         }
-        async fn alert_delivered(&self, _: &str, _: DateTime<Utc>) -> Result<(), StoreError> {
-            Ok(())
+        async fn claim_alert(
+            &self,
+            key: &str,
+            now: DateTime<Utc>,
+            until: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            self.0.claim_alert(key, now, until).await
         }
-        async fn alert_failed(&self, _: &str, _: &str, _: DateTime<Utc>) -> Result<(), StoreError> {
-            Ok(())
+        async fn alert_delivered(&self, key: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+            self.0.alert_delivered(key, at).await
+        }
+        async fn alert_failed(
+            &self,
+            key: &str,
+            error: &str,
+            retry_at: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            self.0.alert_failed(key, error, retry_at).await
+        }
+        async fn alert_abandoned(
+            &self,
+            key: &str,
+            error: &str,
+            at: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            self.0.alert_abandoned(key, error, at).await
+        }
+        async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError> {
+            self.0.failed_alerts(limit).await
         }
     }
 
-    fn scorer() -> Scorer {
+    fn scorer_on(store: Arc<dyn Store>) -> Scorer {
         let dir = std::env::temp_dir().join(format!("score-fn-{}", std::process::id()));
         Scorer::new(
-            Arc::new(FlakyStore),
+            store,
             Arc::new(hotlead_embedded::FileOutbox::new(&dir.join("alerts.jsonl"))),
             Arc::new(SystemClock),
             Arc::new(RuleSet::from_toml("seed", hotlead_core::rules::SEED).unwrap()),
@@ -203,42 +304,89 @@ mod tests {
         )
     }
 
-    #[test]
-    fn invocations_are_told_apart_and_strangers_named() {
-        let schedule =
-            serde_json::from_str(include_str!("../fixtures/eventbridge-schedule.json")).unwrap();
+    fn scorer() -> Scorer {
+        scorer_on(Arc::new(FlakyStore(SqliteStore::in_memory().unwrap())))
+    }
+
+    fn payload(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn invocations_are_told_apart_and_strangers_named() {
+        let schedule = payload(include_str!("../fixtures/eventbridge-schedule.json"));
         assert!(matches!(
             Invocation::parse(schedule),
-            Ok(Invocation::Schedule)
+            Ok(Invocation::Schedule(_))
         ));
-        let batch =
-            serde_json::from_str(include_str!("../fixtures/dynamodb-stream-batch.json")).unwrap();
+        let batch = payload(include_str!("../fixtures/dynamodb-stream-batch.json"));
         assert!(matches!(
             Invocation::parse(batch),
             Ok(Invocation::Stream(_))
         ));
-        let error =
-            Invocation::parse(serde_json::json!({"detail-type": "Object Created"})).unwrap_err();
-        assert!(error.contains("Object Created"), "{error}");
+        let stranger = Invocation::parse(serde_json::json!({
+            "detail-type": "Object Created", "source": "aws.s3", "detail": {}
+        }))
+        .unwrap();
+        let error = handle_invocation(&scorer(), stranger).await.unwrap_err();
+        assert!(error.to_string().contains("Object Created"), "{error}");
+        let error = Invocation::parse(serde_json::json!({"hello": 1})).unwrap_err();
+        assert!(error.to_string().contains("DynamoDB Streams"), "{error}");
     }
 
     #[tokio::test]
-    async fn the_schedule_retries_alerts_and_rescores_aged_leads() {
-        let schedule =
-            serde_json::from_str(include_str!("../fixtures/eventbridge-schedule.json")).unwrap();
-        let answer = handle_invocation(&scorer(), Invocation::parse(schedule).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(
-            answer,
-            serde_json::json!({"delivered": 0, "failed": 0, "rescored": 0})
+    async fn the_schedule_rescores_marked_leads_retries_alerts_and_rescores_aged_leads() {
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let ingest = hotlead_app::Ingest::new(
+            store.clone(),
+            Arc::new(SystemClock),
+            Arc::new(hotlead_app::UuidIds),
+            Arc::new(Config::default()),
+            Arc::new(tokio::sync::Notify::new()),
         );
+        let call = serde_json::json!({"type": "identify", "userId": "u1", "messageId": "m1",
+            "timestamp": Utc::now().to_rfc3339(), "traits": {"email": "a@example.co.jp"}});
+        let lead = ingest.call(&call, None).await.unwrap().lead_id.unwrap();
+        let schedule = payload(include_str!("../fixtures/eventbridge-schedule.json"));
+        let answer = handle_invocation(
+            &scorer_on(store.clone()),
+            Invocation::parse(schedule).unwrap(),
+        )
+        .await
+        .unwrap();
+        let Answer::Schedule(round) = answer else {
+            panic!("the schedule answers with its round");
+        };
+        assert_eq!((round.rescored, round.aged, round.outages), (1, 0, 0));
+        assert!(store.lead(&lead).await.unwrap().unwrap().score.is_some());
+        assert_eq!(Answer::Schedule(round).into_response()["rescored"], 1);
+        let line: serde_json::Value =
+            serde_json::from_str(&metrics_line(&round, "schedule", 1_795_341_600_000)).unwrap();
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "hotlead");
+        assert_eq!(line["LeadsRescored"], 1);
+        assert_eq!(line["LeadsSetAside"], 0);
+        let names: Vec<&str> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        for name in &names {
+            assert!(line[name].is_number(), "{name} has no value");
+        }
     }
 
     #[tokio::test]
-    async fn a_failing_lead_is_reported_alone_as_a_batch_item_failure() {
+    async fn an_outage_is_reported_as_a_batch_item_failure_and_a_broken_lead_is_not() {
         let scorer = scorer();
-        let response = handle(&scorer, &event()).await;
+        let mut batch = event();
+        // A third lead whose data cannot be read: set aside, its records acknowledged.
+        let mut corrupt = batch.records[0].clone();
+        corrupt.change.sequence_number = Some("300".into());
+        let image = corrupt.change.new_image.inner_mut();
+        image.insert("id".into(), AttributeValue::S("L-corrupt".into()));
+        batch.records.push(corrupt);
+        let response = handle(&scorer, &batch).await;
         let failed: Vec<Option<String>> = response
             .batch_item_failures
             .into_iter()

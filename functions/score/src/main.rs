@@ -30,9 +30,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .with_rules_from(store);
     let scorer = &scorer;
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
-            let invocation = score::Invocation::parse(event.payload)?;
-            Ok::<_, lambda_runtime::Error>(score::handle_invocation(scorer, invocation).await?)
+        move |event: LambdaEvent<score::Invocation>| async move {
+            let answer = score::handle_invocation(scorer, event.payload).await?;
+            let (trigger, round) = answer.round();
+            // CloudWatch Logs reads metrics from this line (embedded metric format).
+            println!(
+                "{}",
+                score::metrics_line(round, trigger, chrono::Utc::now().timestamp_millis())
+            );
+            Ok::<_, lambda_runtime::Error>(answer.into_response())
         },
     ))
     .await

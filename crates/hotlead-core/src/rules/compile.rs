@@ -57,6 +57,7 @@ impl fmt::Display for RulesError {
 }
 
 const DEFAULT_ALERT_WINDOW_DAYS: f64 = 7.0;
+const DEFAULT_ALERT_ONCE_PER_HOURS: f64 = 24.0;
 const MAX_REGEX_SIZE: usize = 1 << 20;
 
 pub(super) fn compile(file: &str, source: &str) -> Result<RuleSet, RulesError> {
@@ -524,12 +525,23 @@ impl Checker {
             path.key("within_days"),
             raw.within_days.unwrap_or(DEFAULT_ALERT_WINDOW_DAYS),
         );
+        let hours = raw.once_per_hours.unwrap_or(DEFAULT_ALERT_ONCE_PER_HOURS);
+        let once_per = if !hours.is_finite() || !(0.0..=8_760.0).contains(&hours) {
+            self.problem(
+                path.key("once_per_hours"),
+                "expected a number of hours from 0 (every action alerts) to 8760",
+            );
+            Duration::zero()
+        } else {
+            Duration::milliseconds((hours * 3_600_000.0).round() as i64)
+        };
         Some(AlertRule {
             id: raw.id.clone(),
             label: raw.label.clone().unwrap_or_else(|| raw.id.clone()),
             matcher: matcher?,
             when,
             within,
+            once_per,
         })
     }
 

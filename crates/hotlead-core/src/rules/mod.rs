@@ -222,6 +222,8 @@ pub struct AlertRule {
     pub matcher: EventMatcher,
     pub when: Option<Condition>,
     pub within: Duration,
+    /// At most one alert of the rule per lead within this time (zero: every action).
+    pub once_per: Duration,
 }
 
 /// A condition on attributes.

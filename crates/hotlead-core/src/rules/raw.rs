@@ -301,6 +301,11 @@ pub struct RawAlert {
     /// Actions older than this many days raise nothing. Default 7.
     #[serde(default)]
     pub within_days: Option<f64>,
+    /// At most one alert of this rule per lead in this many hours, about the newest
+    /// action; actions in between raise none and are counted as held back (they still
+    /// score and show on the lead). Default 24.
+    #[serde(default)]
+    pub once_per_hours: Option<f64>,
 }
 
 /// Filters applied to events before any rule sees them.

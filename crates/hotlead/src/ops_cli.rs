@@ -1,0 +1,223 @@
+//! `hotlead leads set-aside|retry` and `hotlead alerts failed`: what an operator drains
+//! when the scorer set a lead aside or an alert failed for good.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use hotlead_app::ports::SetAside;
+
+use crate::learn::LearnFormat;
+use crate::review_cli::{StoreArgs, open_storage};
+
+/// How many rows a listing shows at most.
+const LIST_LIMIT: usize = 1_000;
+
+#[derive(Debug, Subcommand)]
+pub enum LeadsCommand {
+    /// Import lead attributes from a CRM export (CSV with a header row: `email` and any
+    /// attribute columns). This is the trusted channel: it may set the attributes the
+    /// configuration trusts for routing (`[routing] trusted`), which public forms and
+    /// tracking calls cannot. Bad rows are reported by line and field and skipped.
+    #[command(
+        after_help = "Example:\n  hotlead leads import crm-accounts.csv\n\nThe file:\n  email,company,crm_territory,crm_owner\n  taro@example.co.jp,日本トラスト保険株式会社,east,sato@example.co.jp"
+    )]
+    Import {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The CSV delimiter, when detection guesses wrong: `,`, `;`, `tab` or `|`.
+        #[arg(long, value_parser = crate::learn::parse_delimiter)]
+        delimiter: Option<u8>,
+    },
+    /// Leads whose rescoring failed for a reason of their own, set aside so that they hold
+    /// up no other lead; each is retried with backoff (1 min doubling to 1 h) and on its
+    /// next event.
+    #[command(after_help = "Example:\n  hotlead leads set-aside --db hotlead-data/hotlead.db")]
+    SetAside {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
+        format: LearnFormat,
+    },
+    /// Make set-aside leads due now (after fixing what made them fail): the running
+    /// scorer retries them in its next round.
+    #[command(after_help = "Examples:\n  hotlead leads retry L-0042\n  hotlead leads retry --all")]
+    Retry {
+        /// The leads to retry.
+        #[arg(required_unless_present = "all")]
+        leads: Vec<String>,
+        /// Every set-aside lead.
+        #[arg(long, conflicts_with = "leads")]
+        all: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Alerts the notifier refused as invalid: they are not retried; each names its lead
+    /// and the notifier's error.
+    #[command(after_help = "Example:\n  hotlead alerts failed --backend aws")]
+    Failed {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
+        format: LearnFormat,
+    },
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+pub async fn leads(
+    command: LeadsCommand,
+    out: &mut dyn Write,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    match command {
+        LeadsCommand::Import {
+            file,
+            store,
+            delimiter,
+        } => import(&file, &store, delimiter, out).await?,
+        LeadsCommand::SetAside { store, format } => {
+            let storage = open_storage(&store).await?;
+            let leads = storage.set_aside_leads(LIST_LIMIT).await?;
+            match format {
+                LearnFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&leads)?)?,
+                LearnFormat::Text if leads.is_empty() => writeln!(out, "no lead is set aside")?,
+                LearnFormat::Text => {
+                    writeln!(out, "{} lead(s) set aside:", leads.len())?;
+                    for lead in &leads {
+                        writeln!(
+                            out,
+                            "{}  failed {} time(s) since {}; next try {}\n    {}",
+                            lead.lead_id,
+                            lead.failures,
+                            when(lead.since),
+                            when(lead.retry_at),
+                            lead.reason
+                        )?;
+                    }
+                }
+            }
+        }
+        LeadsCommand::Retry { leads, all, store } => {
+            let storage = open_storage(&store).await?;
+            let waiting = storage.set_aside_leads(LIST_LIMIT).await?;
+            let chosen: Vec<&SetAside> = waiting
+                .iter()
+                .filter(|l| all || leads.contains(&l.lead_id))
+                .collect();
+            if let Some(id) = leads
+                .iter()
+                .find(|id| !waiting.iter().any(|l| &l.lead_id == *id))
+            {
+                anyhow::bail!(
+                    "lead {id} is not set aside (`hotlead leads set-aside` lists those that are)"
+                );
+            }
+            for lead in &chosen {
+                storage
+                    .set_aside(&SetAside {
+                        retry_at: now,
+                        ..(*lead).clone()
+                    })
+                    .await?;
+            }
+            writeln!(out, "{} lead(s) due for a retry now", chosen.len())?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn alerts(command: AlertsCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    let AlertsCommand::Failed { store, format } = command;
+    let storage = open_storage(&store).await?;
+    let failed = storage.failed_alerts(LIST_LIMIT).await?;
+    match format {
+        LearnFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&failed)?)?,
+        LearnFormat::Text if failed.is_empty() => writeln!(out, "no alert failed for good")?,
+        LearnFormat::Text => {
+            writeln!(out, "{} alert(s) failed for good:", failed.len())?;
+            for alert in &failed {
+                writeln!(
+                    out,
+                    "{}  lead {}  after {} attempt(s), {}\n    {}",
+                    alert.key,
+                    alert.lead_id,
+                    alert.attempts,
+                    when(alert.failed_at),
+                    alert.error
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn import(
+    file: &std::path::Path,
+    store: &StoreArgs,
+    delimiter: Option<u8>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let name = file.display().to_string();
+    let text = crate::input::read_text(file)?;
+    let table = hotlead_learn::table::read_table(&text, delimiter)
+        .map_err(|e| anyhow::anyhow!("{name}:{e}"))?;
+    let email = table
+        .headers
+        .iter()
+        .position(|h| hotlead_core::lead::attribute_name(h) == "email")
+        .ok_or_else(|| {
+            anyhow::anyhow!("{name}:1: field `email`: the header row needs an `email` column")
+        })?;
+    let storage = open_storage(store).await?;
+    let ingest = hotlead_app::Ingest::new(
+        storage,
+        std::sync::Arc::new(hotlead_app::SystemClock),
+        std::sync::Arc::new(hotlead_app::UuidIds),
+        std::sync::Arc::new(hotlead_app::Config::default()),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    );
+    let (mut stored, mut unchanged, mut skipped) = (0, 0, table.rejected.len());
+    for row in &table.rejected {
+        eprintln!("{name}:{row} (skipped)");
+    }
+    for row in &table.rows {
+        let Some(address) = row.values[email].clone() else {
+            eprintln!("{name}:{}: field `email`: is empty (skipped)", row.line);
+            skipped += 1;
+            continue;
+        };
+        let attributes: Vec<(String, String)> = table
+            .headers
+            .iter()
+            .zip(&row.values)
+            .enumerate()
+            .filter(|(i, _)| *i != email)
+            .filter_map(|(_, (header, value))| Some((header.clone(), value.clone()?)))
+            .collect();
+        match ingest.import(&address, &attributes).await {
+            Ok(recorded) if recorded.duplicate => unchanged += 1,
+            Ok(_) => stored += 1,
+            Err(hotlead_app::IngestError::Invalid { field, message }) => {
+                eprintln!("{name}:{}: field `{field}`: {message} (skipped)", row.line);
+                skipped += 1;
+            }
+            Err(error) => anyhow::bail!(
+                "{name}:{}: {error}; rows before it are stored, run the import again",
+                row.line
+            ),
+        }
+    }
+    writeln!(
+        out,
+        "{name}: {stored} lead(s) updated, {unchanged} unchanged, {skipped} row(s) skipped"
+    )?;
+    Ok(())
+}
