@@ -505,3 +505,148 @@ fn serve_logs_no_personal_data_while_it_stores_scores_and_alerts() {
         );
     }
 }
+
+#[test]
+fn an_operator_imports_crm_attributes_lists_and_retries_set_aside_leads_and_lists_failed_alerts() {
+    use hotlead_app::ports::{LearningStore, OutboxEntry, ScoreUpdate, SetAside, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hotlead.db");
+    let db = db.to_str().unwrap();
+    let (_csv_dir, csv) = temp_file(
+        "crm.csv",
+        "email,company,crm_territory\ntaro@example.co.jp,株式会社サンプル,west\nnot-an-address,X,east\n,Y,east\n",
+    );
+    let csv = csv.to_str().unwrap();
+    let out = run_in_process(&["leads", "import", csv, "--db", db]).unwrap();
+    assert!(
+        out.contains("1 lead(s) updated, 0 unchanged, 2 row(s) skipped"),
+        "{out}"
+    );
+    let again = run_in_process(&["leads", "import", csv, "--db", db]).unwrap();
+    assert!(again.contains("0 lead(s) updated, 1 unchanged"), "{again}");
+    let bad_header = temp_file("crm.csv", "mail address,company\nx,y\n");
+    let error = run_in_process(&[
+        "leads",
+        "import",
+        bad_header.1.to_str().unwrap(),
+        "--db",
+        db,
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("crm.csv:1: field `email`"), "{error}");
+
+    let now = time("2026-11-20T00:00:00Z");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let lead_id = runtime.block_on(async {
+        let store = hotlead_embedded::SqliteStore::open(std::path::Path::new(db)).unwrap();
+        let key = hotlead_core::identity::IdentityKey::email("taro@example.co.jp").unwrap();
+        let lead_id = store.lead_for(&key).await.unwrap().unwrap();
+        let lead = store.lead(&lead_id).await.unwrap().unwrap();
+        assert_eq!(
+            lead.attributes["crm_territory"], "west",
+            "the import may set it"
+        );
+        let seq = store.dirty(now, 10).await.unwrap()[0].seq;
+        store
+            .set_aside(&SetAside {
+                lead_id: lead_id.clone(),
+                seq,
+                failures: 3,
+                reason: "stored data is corrupt: a test".into(),
+                since: now,
+                retry_at: now + chrono::Duration::hours(1),
+            })
+            .await
+            .unwrap();
+        assert!(store.dirty(now, 10).await.unwrap().is_empty());
+        let rules = hotlead_core::RuleSet::from_toml("seed", hotlead_core::rules::SEED).unwrap();
+        let score = hotlead_core::score(&rules, &lead.to_lead(), &[], now, None);
+        let other = store
+            .record(hotlead_app::ports::Record {
+                event: hotlead_tests::page("m-other", "u-other", "2026-11-19T00:00:00Z", "/"),
+                keys: vec![
+                    hotlead_core::identity::IdentityKey::email("hanako@example.co.jp").unwrap(),
+                ],
+                attributes: vec![],
+                received_at: now,
+                new_lead_id: "L-other".into(),
+            })
+            .await
+            .unwrap();
+        let other = other.lead_id.unwrap();
+        let message = hotlead_core::alert::AlertMessage {
+            lead_id: other.clone(),
+            reason: "hot".into(),
+            subject: "s".into(),
+            body: "b".into(),
+            score: 80.0,
+            band: "hot".into(),
+            grade: "A1".into(),
+            routing: Default::default(),
+            lead_url: "http://x".into(),
+        };
+        store
+            .save_score(ScoreUpdate {
+                lead_id: other.clone(),
+                seen_seq: 1,
+                score: hotlead_core::Score {
+                    lead_id: other.clone(),
+                    ..score
+                },
+                hot_crossings: 1,
+                alerts: vec![OutboxEntry {
+                    key: format!("hot:{other}:1"),
+                    created_at: now,
+                    message,
+                }],
+            })
+            .await
+            .unwrap();
+        store
+            .alert_abandoned(&format!("hot:{other}:1"), "InvalidParameter: Subject", now)
+            .await
+            .unwrap();
+        lead_id
+    });
+    drop(runtime);
+
+    let listed = run_in_process(&["leads", "set-aside", "--db", db]).unwrap();
+    assert!(listed.contains("1 lead(s) set aside"), "{listed}");
+    assert!(
+        listed.contains(&lead_id) && listed.contains("failed 3 time(s)"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("stored data is corrupt: a test"),
+        "{listed}"
+    );
+    let json: Value = serde_json::from_str(
+        &run_in_process(&["leads", "set-aside", "--db", db, "--format", "json"]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json[0]["lead_id"], lead_id.as_str());
+    let error = run_in_process(&["leads", "retry", "L-nobody", "--db", db])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("L-nobody is not set aside"), "{error}");
+    let retried = run_in_process(&["leads", "retry", "--all", "--db", db]).unwrap();
+    assert!(
+        retried.contains("1 lead(s) due for a retry now"),
+        "{retried}"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = hotlead_embedded::SqliteStore::open(std::path::Path::new(db)).unwrap();
+        let due = store.dirty(now, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "due at once");
+        assert_eq!(
+            (due[0].lead_id.as_str(), due[0].failures),
+            (lead_id.as_str(), 3)
+        );
+    });
+    drop(runtime);
+    let failed = run_in_process(&["alerts", "failed", "--db", db]).unwrap();
+    assert!(failed.contains("1 alert(s) failed for good"), "{failed}");
+    assert!(failed.contains("InvalidParameter: Subject"), "{failed}");
+}

@@ -798,3 +798,237 @@ async fn a_form_cannot_reroute_an_existing_lead_and_a_crm_import_can() {
     assert_eq!(routing.territory, "west");
     assert_eq!(routing.owner.as_deref(), Some("sato@example.co.jp"));
 }
+
+async fn http_page(app: Arc<hotlead_tests::TestApp>, message_id: String, anon: String) {
+    let call = json!({"type": "page", "messageId": message_id, "anonymousId": anon,
+        "timestamp": chrono::Utc::now().to_rfc3339(), "context": {"page": {"path": "/pricing"}}});
+    let response = app
+        .client
+        .post(format!("{}/v1/page", app.url))
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// Over HTTP against `hotlead serve` (its own scorer task running): a burst of 100 events
+/// for one lead, and 1,000 leads with interleaved events from 16 clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_http_bursts_and_many_leads_give_exact_scores_and_one_alert_per_crossing() {
+    use hotlead_tests::{AppSettings, spawn_app};
+    let app = Arc::new(
+        spawn_app(AppSettings {
+            rules: Some(RULES.into()),
+            ..AppSettings::default()
+        })
+        .await,
+    );
+    let form = |n: usize| {
+        let app = app.clone();
+        async move {
+            let email = format!("http{n}@example.co.jp");
+            let anon = format!("h-{n}");
+            let response = app
+                .client
+                .post(format!("{}/v1/forms/contact", app.url))
+                .form(&[("email", email.as_str()), ("anonymousId", anon.as_str())])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let body: serde_json::Value = response.json().await.unwrap();
+            body["lead_id"].as_str().unwrap().to_string()
+        }
+    };
+    // 100 concurrent events for one lead.
+    let burst = form(0).await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| tokio::spawn(http_page(app.clone(), format!("burst-{i}"), "h-0".into())))
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let lead = app
+        .wait_for_lead(&burst, |l| l["explanation"]["events"]["received"] == 101)
+        .await;
+    assert_eq!(lead["score"], 2500, "{:#}", lead["explanation"]);
+    // 1,000 leads, their events interleaved across 16 clients.
+    let mut ids = Vec::new();
+    for n in 1..=1_000 {
+        ids.push(form(n).await);
+    }
+    let clients: Vec<_> = (0..16)
+        .map(|client| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                for round in 1..=2 {
+                    for n in (1 + client..=1_000).step_by(16) {
+                        http_page(app.clone(), format!("v-{n}-{round}"), format!("h-{n}")).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    for id in &ids {
+        let lead = app
+            .wait_for_lead(id, |l| l["explanation"]["events"]["received"] == 3)
+            .await;
+        assert_eq!(lead["score"], 50, "{id}");
+    }
+    let alerts = app.wait_for_alerts(1_001).await;
+    let mut hot: Vec<&str> = alerts
+        .iter()
+        .filter(|a| a["reason"] == "hot")
+        .map(|a| a["lead_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(hot.len(), 1_001);
+    hot.sort();
+    hot.dedup();
+    assert_eq!(hot.len(), 1_001, "one alert per lead");
+}
+
+/// Over HTTP with the example configuration: a form that names a territory and an owner
+/// for an existing lead does not change where its alerts go.
+#[tokio::test]
+async fn over_http_a_form_naming_a_territory_does_not_reroute_an_existing_lead() {
+    use hotlead_tests::{AppSettings, spawn_app};
+    let config =
+        std::fs::read_to_string(hotlead_tests::repo_file("examples/config/hotlead.toml")).unwrap();
+    let app = spawn_app(AppSettings {
+        rules: Some(RULES.into()),
+        config: Some(config),
+        ..AppSettings::default()
+    })
+    .await;
+    let post_form = |fields: Vec<(&'static str, &'static str)>| {
+        app.client
+            .post(format!("{}/v1/forms/contact", app.url))
+            .header("accept", "application/json")
+            .form(&fields)
+            .send()
+    };
+    let first = post_form(vec![
+        ("メールアドレス", "tokyo@example.co.jp"),
+        ("都道府県", "東京都"),
+        ("anonymousId", "tk"),
+    ])
+    .await
+    .unwrap();
+    assert!(first.status().is_success());
+    let again = post_form(vec![
+        ("メールアドレス", "tokyo@example.co.jp"),
+        ("territory", "attacker"),
+        ("owner", "evil@example.com"),
+        ("anonymousId", "tk"),
+    ])
+    .await
+    .unwrap();
+    assert!(again.status().is_success());
+    for i in 0..2 {
+        let call = json!({"type": "page", "messageId": format!("tk-{i}"), "anonymousId": "tk",
+            "timestamp": chrono::Utc::now().to_rfc3339(), "context": {"page": {"path": "/pricing"}}});
+        app.client
+            .post(format!("{}/v1/page", app.url))
+            .json(&call)
+            .send()
+            .await
+            .unwrap();
+    }
+    let alerts = app.wait_for_alerts(1).await;
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["territory"], "east");
+    assert_eq!(alerts[0]["owner"], "east-team@example.co.jp");
+}
+
+/// Over HTTP against `hotlead serve --backend aws` (DynamoDB on the emulator, its stream
+/// poller scoring): 100 concurrent page views of one lead are stored once each and score
+/// exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_http_on_dynamodb_a_burst_for_one_lead_gives_its_exact_score() {
+    let config = hotlead_tests::aws::config().await;
+    let made = hotlead_aws::provision(
+        &config,
+        &hotlead_tests::aws::unique("burst"),
+        &hotlead_tests::aws::unique("alerts"),
+        &hotlead_tests::aws::unique("analysts"),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules_file = dir.path().join("rules.toml");
+    std::fs::write(&rules_file, RULES).unwrap();
+    let running = hotlead::serve::start(hotlead::serve::ServeOptions {
+        host: "127.0.0.1".into(),
+        port: 0,
+        backend: hotlead::serve::Backend::Aws(Box::new(hotlead::serve::AwsBackend {
+            config: config.clone(),
+            table: made.table.clone(),
+            alerts_topic_arn: made.alerts_topic_arn.clone(),
+        })),
+        rules: Some(rules_file),
+        config: None,
+        auth: hotlead_api::Auth::default(),
+        tick: StdDuration::from_millis(100),
+    })
+    .await
+    .unwrap();
+    let url = running.url();
+    let client = reqwest::Client::new();
+    let stored: serde_json::Value = client
+        .post(format!("{url}/v1/forms/contact"))
+        .form(&[
+            ("email", "burst@example.co.jp"),
+            ("anonymousId", "aws-burst"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lead_id = stored["lead_id"].as_str().unwrap().to_string();
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let call = json!({"type": "page", "messageId": format!("aws-burst-{i}"), "anonymousId": "aws-burst",
+                    "timestamp": chrono::Utc::now().to_rfc3339(), "context": {"page": {"path": "/pricing"}}});
+                client
+                    .post(format!("{url}/v1/page"))
+                    .json(&call)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200, "no call lost a race for good");
+    }
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+    loop {
+        let lead: serde_json::Value = client
+            .get(format!("{url}/v1/leads/{lead_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if lead["explanation"]["events"]["received"] == 101 {
+            assert_eq!(lead["score"], 2500, "{:#}", lead["explanation"]);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never scored all 101: {lead:#}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+    running.stop();
+}
