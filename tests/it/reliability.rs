@@ -71,6 +71,15 @@ fn world(store: Arc<dyn Store>, notifier: Arc<FaultyNotifier>, config: Config) -
     }
 }
 
+/// A world with a notifier that works and the default configuration.
+fn plain_world(store: Arc<dyn Store>) -> World {
+    world(
+        store,
+        Arc::new(FaultyNotifier::default()),
+        Config::default(),
+    )
+}
+
 impl World {
     fn now(&self) -> String {
         self.clock.now().to_rfc3339()
@@ -177,11 +186,7 @@ async fn dynamo() -> Arc<dyn Store> {
 }
 
 async fn one_bad_lead_is_set_aside_and_the_others_are_scored(store: Arc<dyn Store>) {
-    let w = world(
-        store,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    );
+    let w = plain_world(store);
     let bad = w.hot_lead(0).await;
     let good = [w.hot_lead(1).await, w.hot_lead(2).await];
     w.store.corrupt(&bad);
@@ -227,11 +232,7 @@ async fn one_bad_lead_is_set_aside_and_the_others_are_scored(store: Arc<dyn Stor
 }
 
 async fn a_set_aside_lead_is_tried_again_on_its_next_event(store: Arc<dyn Store>) {
-    let w = world(
-        store,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    );
+    let w = plain_world(store);
     let bad = w.hot_lead(0).await;
     w.store.corrupt(&bad);
     w.scorer.scheduled_round().await;
@@ -244,11 +245,7 @@ async fn a_set_aside_lead_is_tried_again_on_its_next_event(store: Arc<dyn Store>
 }
 
 async fn a_store_outage_stops_the_round_and_blames_no_lead(store: Arc<dyn Store>) {
-    let w = world(
-        store,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    );
+    let w = plain_world(store);
     let id = w.hot_lead(0).await;
     w.store
         .faults
@@ -281,11 +278,7 @@ async fn two_deliverers_publish_each_alert_once(store: Arc<dyn Store>) {
 }
 
 async fn a_claimed_alert_waits_for_its_claim_to_expire(store: Arc<dyn Store>) {
-    let w = world(
-        store,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    );
+    let w = plain_world(store);
     w.hot_lead(0).await;
     w.scorer.rescore_marked().await.unwrap();
     let pending = w.store.pending_alerts(w.clock.now(), 10).await.unwrap();
@@ -400,11 +393,7 @@ async fn instant_alerts_are_limited_per_lead_and_rule(store: Arc<dyn Store>) {
 }
 
 async fn a_crash_between_storing_and_scoring_is_made_good_by_the_next_round(store: Arc<dyn Store>) {
-    let w = world(
-        store,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    );
+    let w = plain_world(store);
     let id = w.hot_lead(0).await;
     // The process that stored the events died before scoring: a new one starts.
     let restarted = w.another_scorer();
@@ -415,11 +404,7 @@ async fn a_crash_between_storing_and_scoring_is_made_good_by_the_next_round(stor
 }
 
 async fn a_change_batch_delivered_three_times_alerts_once(store: Arc<dyn Store>) {
-    let w = world(
-        store,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    );
+    let w = plain_world(store);
     let id = w.hot_lead(0).await;
     let seq = w.store.dirty(w.clock.now(), 10).await.unwrap()[0].seq;
     let change = LeadChange {
@@ -443,11 +428,7 @@ async fn many_leads_with_interleaved_events_give_exact_scores_and_one_alert_each
     store: Arc<dyn Store>,
     leads: usize,
 ) {
-    let w = Arc::new(world(
-        store,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    ));
+    let w = Arc::new(plain_world(store));
     let mut ids = Vec::new();
     for n in 0..leads {
         ids.push(
@@ -492,11 +473,7 @@ async fn many_leads_with_interleaved_events_give_exact_scores_and_one_alert_each
 }
 
 async fn a_hundred_concurrent_events_for_one_lead_give_its_exact_score(store: Arc<dyn Store>) {
-    let w = Arc::new(world(
-        store,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    ));
+    let w = Arc::new(plain_world(store));
     let id = w.form("burst@example.co.jp", "burst", &[]).await;
     let tasks: Vec<_> = (0..100)
         .map(|i| {
@@ -529,11 +506,7 @@ fn track_call(message_id: &str) -> serde_json::Value {
 }
 
 async fn a_store_outage_during_ingestion_answers_503_and_loses_nothing(store: Arc<dyn Store>) {
-    let w = world(
-        store,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    );
+    let w = plain_world(store);
     let id = w.form("api@example.co.jp", "api-browser", &[]).await;
     let url = serve_public(&w).await;
     let client = reqwest::Client::new();
@@ -589,11 +562,7 @@ async fn a_store_outage_during_ingestion_answers_503_and_loses_nothing(store: Ar
 }
 
 async fn a_batch_that_stops_part_way_says_what_was_stored(store: Arc<dyn Store>) {
-    let w = world(
-        store,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    );
+    let w = plain_world(store);
     let id = w.form("batch@example.co.jp", "api-browser", &[]).await;
     let url = serve_public(&w).await;
     let client = reqwest::Client::new();
@@ -694,11 +663,7 @@ async fn many_leads_with_interleaved_events_on_dynamodb() {
 
 #[tokio::test]
 async fn the_schedule_scores_a_lead_whose_stream_records_were_lost() {
-    let w = world(
-        sqlite().await,
-        Arc::new(FaultyNotifier::default()),
-        Config::default(),
-    );
+    let w = plain_world(sqlite().await);
     let id = w.hot_lead(0).await;
     // No stream batch ever reaches the function: only the schedule runs.
     let schedule = serde_json::from_str(include_str!(

@@ -6,6 +6,8 @@
 //! crate itself depends on no database, no HTTP framework and no AWS SDK.
 
 pub mod config;
+#[cfg(feature = "faults")]
+pub mod faults;
 pub mod ingest;
 pub mod ports;
 pub mod review;

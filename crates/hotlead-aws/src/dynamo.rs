@@ -122,6 +122,22 @@ where
     }
 }
 
+/// The result of a conditional write whose condition may fail harmlessly (the item moved
+/// on, or is gone): `Ok(false)` then; other errors mapped by [`sdk`].
+pub(crate) fn conditional<T, E, R>(
+    out: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match out {
+        Ok(_) => Ok(true),
+        Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(error) => Err(sdk(error)),
+    }
+}
+
 /// A lead item as read.
 #[derive(Debug, Clone)]
 struct LeadItem {
@@ -848,12 +864,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":seq", n(aside.seq))
             .send()
             .await;
-        match out {
-            // It changed meanwhile: it stays marked and is tried again.
-            Ok(_) => Ok(()),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(error) => Err(sdk(error)),
-        }
+        // A failed condition: it moved on meanwhile, which is fine.
+        conditional(out).map(|_| ())
     }
 
     async fn set_aside_leads(&self, limit: usize) -> Result<Vec<SetAside>, StoreError> {
@@ -1014,11 +1026,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":at", s(time(at)))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(error) => Err(sdk(error)),
-        }
+        // A failed condition: it moved on meanwhile, which is fine.
+        conditional(out).map(|_| ())
     }
 
     async fn alert_failed(
@@ -1040,11 +1049,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":sk", s(format!("{}#{alert_key}", time(retry_at))))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(error) => Err(sdk(error)),
-        }
+        // A failed condition: it moved on meanwhile, which is fine.
+        conditional(out).map(|_| ())
     }
 
     async fn claim_alert(
@@ -1067,11 +1073,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":now", s(time(now)))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(error) => Err(sdk(error)),
-        }
+        conditional(out)
     }
 
     async fn alert_abandoned(
@@ -1099,11 +1101,8 @@ impl Store for DynamoStore {
             .expression_attribute_values(":sk", s(format!("{}#{alert_key}", time(at))))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(error) => Err(sdk(error)),
-        }
+        // A failed condition: it moved on meanwhile, which is fine.
+        conditional(out).map(|_| ())
     }
 
     async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError> {

@@ -179,14 +179,11 @@ pub fn metrics_line(round: &Round, trigger: &str, at_ms: i64) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use async_trait::async_trait;
-    use chrono::{DateTime, Utc};
-    use hotlead_app::ports::{
-        Dirty, FailedAlert, Pending, RankingPage, Record, Recorded, SaveOutcome, ScoreUpdate,
-        SetAside, Store, StoreError, StoredLead,
-    };
+    use chrono::Utc;
+    use hotlead_app::faults::FaultyStore;
+    use hotlead_app::ports::Store;
     use hotlead_app::{Config, SystemClock};
-    use hotlead_core::{Band, Event as DomainEvent, RuleSet};
+    use hotlead_core::RuleSet;
     use hotlead_embedded::SqliteStore;
 
     use super::*;
@@ -209,90 +206,6 @@ mod tests {
         );
     }
 
-    /// SQLite, except that reading `L-bad` fails as an outage and `L-corrupt` as corrupt.
-    struct FlakyStore(SqliteStore);
-
-    #[async_trait]
-    impl Store for FlakyStore {
-        async fn record(&self, record: Record) -> Result<Recorded, StoreError> {
-            self.0.record(record).await
-        }
-        async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
-            match id {
-                "L-bad" => Err(StoreError::Unavailable("throttled".into())),
-                "L-corrupt" => Err(StoreError::Corrupt("unreadable lead".into())),
-                _ => self.0.lead(id).await,
-            }
-        }
-        async fn events(&self, id: &str) -> Result<Vec<DomainEvent>, StoreError> {
-            self.0.events(id).await
-        }
-        async fn ranking(
-            &self,
-            band: Option<Band>,
-            limit: usize,
-            cursor: Option<&str>,
-        ) -> Result<RankingPage, StoreError> {
-            self.0.ranking(band, limit, cursor).await
-        }
-        async fn dirty(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Dirty>, StoreError> {
-            self.0.dirty(now, limit).await
-        }
-        async fn set_aside(&self, aside: &SetAside) -> Result<(), StoreError> {
-            self.0.set_aside(aside).await
-        }
-        async fn set_aside_leads(&self, limit: usize) -> Result<Vec<SetAside>, StoreError> {
-            self.0.set_aside_leads(limit).await
-        }
-        async fn scored_before(
-            &self,
-            before: DateTime<Utc>,
-            limit: usize,
-        ) -> Result<Vec<Dirty>, StoreError> {
-            self.0.scored_before(before, limit).await
-        }
-        async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError> {
-            self.0.save_score(update).await
-        }
-        async fn pending_alerts(
-            &self,
-            now: DateTime<Utc>,
-            limit: usize,
-        ) -> Result<Vec<Pending>, StoreError> {
-            self.0.pending_alerts(now, limit).await
-        }
-        async fn claim_alert(
-            &self,
-            key: &str,
-            now: DateTime<Utc>,
-            until: DateTime<Utc>,
-        ) -> Result<bool, StoreError> {
-            self.0.claim_alert(key, now, until).await
-        }
-        async fn alert_delivered(&self, key: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-            self.0.alert_delivered(key, at).await
-        }
-        async fn alert_failed(
-            &self,
-            key: &str,
-            error: &str,
-            retry_at: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
-            self.0.alert_failed(key, error, retry_at).await
-        }
-        async fn alert_abandoned(
-            &self,
-            key: &str,
-            error: &str,
-            at: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
-            self.0.alert_abandoned(key, error, at).await
-        }
-        async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError> {
-            self.0.failed_alerts(limit).await
-        }
-    }
-
     fn scorer_on(store: Arc<dyn Store>) -> Scorer {
         let dir = std::env::temp_dir().join(format!("score-fn-{}", std::process::id()));
         Scorer::new(
@@ -304,8 +217,17 @@ mod tests {
         )
     }
 
+    /// SQLite, except that reading `L-bad` fails as an outage and `L-corrupt` as corrupt.
     fn scorer() -> Scorer {
-        scorer_on(Arc::new(FlakyStore(SqliteStore::in_memory().unwrap())))
+        let store = FaultyStore::new(Arc::new(SqliteStore::in_memory().unwrap()));
+        store
+            .faults
+            .unreachable_leads
+            .lock()
+            .unwrap()
+            .insert("L-bad".into());
+        store.corrupt("L-corrupt");
+        scorer_on(Arc::new(store))
     }
 
     fn payload(text: &str) -> serde_json::Value {
