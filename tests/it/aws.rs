@@ -497,3 +497,79 @@ async fn the_learn_function_stores_a_suggestion_in_dynamodb_and_tells_the_analys
     assert_eq!(note["suggestion_id"], "s-aws-1");
     assert!(note["suggested_auc"].as_f64().unwrap() > 0.5);
 }
+
+/// A lead whose name and company hold tabs, line breaks, emoji, markup and 300 characters
+/// still makes an alert SNS takes; and the template's catch-all subscription (territory
+/// `anything-but` the subscribed ones) takes every territory nobody subscribed to.
+#[tokio::test]
+async fn a_hostile_name_is_deliverable_and_the_catch_all_takes_unsubscribed_territories() {
+    let routed = routed_topic(&["east"]).await;
+    let catch_all = subscribed_queue(
+        &routed.topic_arn,
+        "catch-all",
+        json!({"territory": [{"anything-but": ["east"]}]}),
+    )
+    .await;
+    let notifier =
+        hotlead_aws::SnsNotifier::new(aws_sdk_sns::Client::new(&config().await), &routed.topic_arn);
+    let rules = hotlead_core::RuleSet::from_toml("seed", hotlead_core::rules::SEED).unwrap();
+    let name = format!("山田\t太郎\r\n<b>😀</b>{}", "長".repeat(300));
+    let lead = hotlead_core::Lead::from_raw(
+        "L-hostile",
+        [
+            ("email", "taro@example.co.jp"),
+            ("name", name.as_str()),
+            ("company", "株式会社\tテスト\n\u{202E}Bcc: x@example.com"),
+        ],
+    );
+    let score = hotlead_core::score(
+        &rules,
+        &lead,
+        &[],
+        hotlead_tests::time("2026-11-20T00:00:00Z"),
+        None,
+    );
+    for territory in ["east", "nowhere"] {
+        let message = hotlead_core::alert::compose(
+            &lead,
+            &score,
+            &hotlead_core::alert::AlertReason::BecameHot { crossing: 1 },
+            &[],
+            Routing {
+                territory: territory.into(),
+                owner: Some("\t".into()),
+                product: None,
+            },
+            &hotlead_core::alert::Presentation {
+                language: hotlead_core::alert::Language::Ja,
+                offset: rules.utc_offset,
+                lead_url: "https://leads.example.com/v1/leads/L-hostile".into(),
+            },
+        );
+        notifier.deliver(&message).await.expect("SNS takes it");
+    }
+    let east = routed.drain("east").await;
+    assert_eq!(east.len(), 1, "{east:#?}");
+    let subject = east[0]["subject"].as_str().unwrap();
+    assert!(
+        subject.chars().count() < 100 && !subject.chars().any(char::is_control),
+        "{subject:?}"
+    );
+    assert!(subject.contains("山田 太郎"), "{subject}");
+    let sqs = &routed.sqs;
+    let out = sqs
+        .receive_message()
+        .queue_url(&catch_all)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let caught: Vec<Value> = out
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| serde_json::from_str(&m.body.unwrap_or_default()).unwrap())
+        .collect();
+    assert_eq!(caught.len(), 1, "{caught:#?}");
+    assert_eq!(caught[0]["territory"], "nowhere");
+}
