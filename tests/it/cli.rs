@@ -650,3 +650,28 @@ fn an_operator_imports_crm_attributes_lists_and_retries_set_aside_leads_and_list
     assert!(failed.contains("1 alert(s) failed for good"), "{failed}");
     assert!(failed.contains("InvalidParameter: Subject"), "{failed}");
 }
+
+#[test]
+fn serve_names_a_bad_setting_instead_of_panicking() {
+    let (_dir, config) = temp_file(
+        "hotlead.toml",
+        "language = \"ja\"\ncors_origins = [\"*\"]\n",
+    );
+    let db = tempfile::tempdir().unwrap();
+    let output = hotlead(&[
+        "serve",
+        "--port",
+        "0",
+        "--config",
+        config.to_str().unwrap(),
+        "--db",
+        db.path().join("hotlead.db").to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(!error.contains("panicked"), "{error}");
+    assert!(
+        error.contains("hotlead.toml:2:") && error.contains("cors_origins[0]"),
+        "{error}"
+    );
+}

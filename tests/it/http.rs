@@ -407,7 +407,7 @@ async fn every_client_error_has_its_status_code_and_a_message() {
     .await;
     // 422, naming the field
     let mut no_time = page_call("t", "browser-1", "/", 1);
-    no_time.as_object_mut().unwrap().remove("timestamp");
+    no_time["timestamp"] = json!("last tuesday");
     let body = error_of(
         authed("/v1/page").json(&no_time).send().await.unwrap(),
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -764,4 +764,78 @@ async fn identify_and_alias_join_a_known_user_to_the_lead() {
     let lead = app.wait_for_lead(&lead_id, |l| l["score"] == 30).await;
     assert_eq!(lead["profile"]["company"]["raw"], "Example KK");
     assert_eq!(lead["profile"]["name"]["raw"], "Yamada Taro");
+}
+
+#[tokio::test]
+async fn extractor_and_routing_errors_are_json_too() {
+    let app = spawn_app(AppSettings::default()).await;
+    let c = &app.client;
+    let url = |route: &str| format!("{}{route}", app.url);
+    // A path that is not UTF-8 text.
+    let body = error_of(
+        c.post(url("/v1/forms/%FF"))
+            .form(&[("email", "a@b.jp")])
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "malformed",
+    )
+    .await;
+    assert!(body["message"].as_str().unwrap().contains("path"), "{body}");
+    // A query parameter of the wrong type, on an admin and a review route.
+    for (route, status, code) in [
+        (
+            "/v1/suggestions?limit=x",
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
+        (
+            "/v1/leads?limit=many",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+    ] {
+        let body = error_of(c.get(url(route)).send().await.unwrap(), status, code).await;
+        assert!(
+            body["message"].as_str().unwrap().contains("limit"),
+            "{route}: {body}"
+        );
+    }
+    // A method the route does not take.
+    let response = c.get(url("/v1/page")).send().await.unwrap();
+    let allow = response.headers().get("allow").cloned();
+    error_of(
+        response,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+    assert!(allow.is_some_and(|a| a.to_str().unwrap().contains("POST")));
+}
+
+#[tokio::test]
+async fn a_call_without_a_timestamp_takes_the_time_it_was_received() {
+    let app = spawn_app(AppSettings::default()).await;
+    let stored = submit_form(&app, "contact", ENTERPRISE).await;
+    let lead_id = stored["lead_id"].as_str().unwrap().to_string();
+    let before = Utc::now();
+    // A server-side integration (curl, a CRM webhook) leaves `timestamp` out, as the
+    // Segment spec allows.
+    let call = json!({"type": "track", "messageId": "no-time", "anonymousId": "browser-1", "event": "Demo Requested"});
+    let response = post_json(&app, "/v1/track", &call).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let lead = app
+        .wait_for_lead(&lead_id, |l| l["explanation"]["events"]["received"] == 2)
+        .await;
+    let timeline = lead["timeline"].as_array().unwrap();
+    let event = timeline
+        .iter()
+        .find(|e| e["message_id"] == "no-time")
+        .unwrap_or_else(|| panic!("{timeline:#?}"));
+    let at = chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str().unwrap()).unwrap();
+    assert!(
+        at >= before - Duration::seconds(1) && at <= Utc::now(),
+        "{event}"
+    );
 }

@@ -18,6 +18,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     /// 404
     NotFound(String),
+    /// 405: the route takes other methods (its `Allow` header says which).
+    MethodNotAllowed,
     /// 413
     TooLarge(String),
     /// 415
@@ -130,6 +132,12 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.to_string(), None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method (see the Allow header)".to_string(),
+                None,
+            ),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m, None),
             ApiError::UnsupportedMediaType(m) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

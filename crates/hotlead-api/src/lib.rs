@@ -3,6 +3,7 @@
 //! request, call one service, map the result.
 
 mod error;
+mod extract;
 mod review;
 
 pub use review::{Decision, ListQuery};
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -25,6 +26,8 @@ use hotlead_core::{Band, Lead};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::extract::{Path, Query};
 
 pub use axum::Router;
 pub use error::ApiError;
@@ -67,6 +70,21 @@ pub fn router(ingest: Ingest, review: Review, auth: Auth) -> Router {
     public_routes(ingest, auth.clone())
         .merge(admin_routes(review, auth))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// axum's own 405 (a route that takes other methods) in the API's error shape, its
+/// `Allow` header kept.
+async fn json_errors(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut answer = ApiError::MethodNotAllowed.into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
 }
 
 async fn not_found() -> ApiError {
@@ -75,13 +93,17 @@ async fn not_found() -> ApiError {
 
 /// The public routes (the `ingest` function): forms, Segment calls, the tracking script.
 pub fn public_router(ingest: Ingest, auth: Auth) -> Router {
-    public_routes(ingest, auth).fallback(not_found)
+    public_routes(ingest, auth)
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
 }
 
 /// The admin routes (the `review` function, behind IAM on AWS): lead lookup and ranking,
 /// outcomes, suggestions under review, rules versions.
 pub fn admin_router(review: Review, auth: Auth) -> Router {
-    admin_routes(review, auth).fallback(not_found)
+    admin_routes(review, auth)
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
 }
 
 fn public_routes(ingest: Ingest, auth: Auth) -> Router {

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
@@ -11,6 +11,8 @@ use hotlead_app::review::{OutcomeInput, Review};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
+
+use crate::extract::{Path, Query};
 
 use crate::{
     ApiError, AppState, Auth, check_admin, header_text, media_type, read_body, unsupported,

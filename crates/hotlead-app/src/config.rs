@@ -118,8 +118,50 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// What is wrong with a CORS origin, if anything: an origin is `http(s)://host[:port]`.
+fn origin_problem(origin: &str) -> Option<&'static str> {
+    if origin.trim() == "*" {
+        return Some(
+            "`*` is not accepted: list each site's origin, e.g. https://www.example.co.jp",
+        );
+    }
+    let Some((scheme, host)) = origin.trim_end_matches('/').split_once("://") else {
+        return Some("expected an origin like https://www.example.co.jp (scheme and host)");
+    };
+    if scheme != "https" && scheme != "http" {
+        return Some("expected an http:// or https:// origin");
+    }
+    let bad = |c: char| !c.is_ascii_graphic() || matches!(c, '/' | '?' | '#' | '*' | '@');
+    if host.is_empty() || host.chars().any(bad) {
+        return Some(
+            "expected scheme, host and optional port only (no path, query, spaces or wildcards)",
+        );
+    }
+    None
+}
+
 impl Config {
+    /// Reads and checks a configuration file; every error names the file, the line and
+    /// the setting.
     pub fn from_toml(file: &str, source: &str) -> Result<Config, ConfigError> {
+        let config = Config::parse(file, source)?;
+        for (index, origin) in config.cors_origins.iter().enumerate() {
+            if let Some(problem) = origin_problem(origin) {
+                let line = source
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("cors_origins"))
+                    .map_or(1, |i| i + 1);
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    location: format!("{line}:1:"),
+                    message: format!("cors_origins[{index}] ({origin:?}): {problem}"),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
         toml::from_str(source).map_err(|e: toml::de::Error| {
             let location = e
                 .span()
@@ -332,5 +374,35 @@ owners = { east = "rep-east@example.com" }
                 .starts_with("c.toml:1:1: unknown field `langauge`"),
             "{error}"
         );
+    }
+}
+
+#[cfg(test)]
+mod origins {
+    use super::*;
+
+    #[test]
+    fn cors_origins_must_be_origins_and_are_named_when_not() {
+        for (origins, wanted) in [
+            ("[\"*\"]", "cors_origins[0]"),
+            (
+                "[\"https://www.example.co.jp\", \"www.example.co.jp\"]",
+                "cors_origins[1]",
+            ),
+            ("[\"https://www.example.co.jp/path\"]", "cors_origins[0]"),
+            ("[\"https://exa mple.jp\"]", "cors_origins[0]"),
+        ] {
+            let error = Config::from_toml("c.toml", &format!("cors_origins = {origins}\n"))
+                .expect_err(origins)
+                .to_string();
+            assert!(error.starts_with("c.toml:1:"), "{error}");
+            assert!(error.contains(wanted), "{origins}: {error}");
+        }
+        let ok = Config::from_toml(
+            "c.toml",
+            "cors_origins = [\"https://www.example.co.jp\", \"http://localhost:3000/\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.cors_origins.len(), 2);
     }
 }

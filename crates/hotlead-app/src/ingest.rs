@@ -444,6 +444,11 @@ impl Ingest {
                 }
             }
         }
+        // In the Segment spec `timestamp` is optional: a call without one happened when
+        // it was received.
+        if object.get("timestamp").is_none_or(Value::is_null) {
+            object.insert("timestamp".into(), json!(self.clock.now().to_rfc3339()));
+        }
         let value = Value::Object(object);
         let event =
             Event::from_segment(&value).map_err(|e| IngestError::invalid(e.field, e.message))?;

@@ -48,7 +48,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_api_gateway_page_call_without_a_timestamp_is_422_naming_it() {
+    async fn an_api_gateway_page_call_with_an_unreadable_timestamp_is_422_naming_it() {
         let (status, body) = send(include_str!("../fixtures/apigw-v2-page-invalid.json")).await;
         assert_eq!(status, 422);
         assert_eq!(body["field"], "timestamp");
