@@ -111,15 +111,7 @@ impl IntoResponse for ApiError {
                 results.len()
             );
             let body = json!({"error": "unavailable", "message": message, "stored": results.len(), "results": results});
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(
-                    axum::http::header::RETRY_AFTER,
-                    RETRY_AFTER_SECONDS.to_string(),
-                )],
-                Json(body),
-            )
-                .into_response();
+            return with_retry_after((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
         }
         let retry_after = matches!(self, ApiError::Unavailable);
         let (status, code, message, field) = match self {
@@ -158,6 +150,7 @@ impl IntoResponse for ApiError {
                 "the service is busy; nothing was stored, please retry".to_string(),
                 None,
             ),
+            // (A batch interrupted is answered above.)
             ApiError::Internal | ApiError::BatchInterrupted { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -169,13 +162,20 @@ impl IntoResponse for ApiError {
         if let Some(field) = field {
             body["field"] = json!(field);
         }
-        let mut response = (status, Json(body)).into_response();
+        let response = (status, Json(body)).into_response();
         if retry_after {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
-            );
+            with_retry_after(response)
+        } else {
+            response
         }
-        response
     }
+}
+
+/// A 503 tells the client when to try again.
+fn with_retry_after(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+    );
+    response
 }

@@ -65,6 +65,18 @@ impl FaultyStore {
         }
     }
 
+    /// The fault injected into reading lead `id`, if any.
+    fn read_fault(&self, id: &str) -> Option<StoreError> {
+        let has = |set: &Mutex<HashSet<String>>| set.lock().expect("faults lock").contains(id);
+        if has(&self.faults.unreachable_leads) {
+            Some(StoreError::Unavailable(format!("injected: reading {id}")))
+        } else if has(&self.faults.corrupt_leads) {
+            Some(StoreError::Corrupt(format!("injected: lead {id}")))
+        } else {
+            None
+        }
+    }
+
     pub fn corrupt(&self, lead_id: &str) {
         self.faults
             .corrupt_leads
@@ -98,36 +110,16 @@ impl Store for FaultyStore {
         Ok(recorded)
     }
     async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
-        if self
-            .faults
-            .unreachable_leads
-            .lock()
-            .expect("faults lock")
-            .contains(id)
-        {
-            return Err(StoreError::Unavailable(format!("injected: reading {id}")));
-        }
-        if self
-            .faults
-            .corrupt_leads
-            .lock()
-            .expect("faults lock")
-            .contains(id)
-        {
-            return Err(StoreError::Corrupt(format!("injected: lead {id}")));
+        if let Some(fault) = self.read_fault(id) {
+            return Err(fault);
         }
         self.inner.lead(id).await
     }
     async fn events(&self, lead_id: &str) -> Result<Vec<Event>, StoreError> {
+        // A merged lead's id stands for the lead it merged into.
         let current = self.inner.lead(lead_id).await?.map(|l| l.id);
-        let corrupt = {
-            let corrupt = self.faults.corrupt_leads.lock().expect("faults lock");
-            corrupt.contains(lead_id) || current.is_some_and(|id| corrupt.contains(&id))
-        };
-        if corrupt {
-            return Err(StoreError::Corrupt(format!(
-                "injected: events of {lead_id}"
-            )));
+        if let Some(fault) = current.as_deref().and_then(|id| self.read_fault(id)) {
+            return Err(fault);
         }
         self.inner.events(lead_id).await
     }

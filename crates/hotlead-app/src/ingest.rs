@@ -132,6 +132,34 @@ fn fnv1a(parts: &[&str]) -> u64 {
     hash
 }
 
+/// An event the service makes itself (a form submission, a CRM import), with one
+/// property saying where it came from.
+fn own_event(
+    message_id: String,
+    kind: EventType,
+    name: Option<&str>,
+    timestamp: chrono::DateTime<chrono::Utc>,
+    anonymous_id: Option<String>,
+    (property, value): (&str, Value),
+) -> Event {
+    Event {
+        message_id,
+        kind,
+        name: name.map(str::to_string),
+        timestamp,
+        user_id: None,
+        anonymous_id,
+        path: None,
+        url: None,
+        referrer: None,
+        campaign: Default::default(),
+        properties: Map::from_iter([(property.to_string(), value)]),
+        traits: Map::new(),
+        ip: None,
+        user_agent: None,
+    }
+}
+
 impl Ingest {
     pub fn new(
         store: Arc<dyn Store>,
@@ -248,22 +276,14 @@ impl Ingest {
             format!("form-{:016x}", fnv1a(&refs))
         });
         let now = self.clock.now();
-        let event = Event {
-            message_id: submission_id,
-            kind: EventType::Track,
-            name: Some("Form Submitted".to_string()),
-            timestamp: now,
-            user_id: None,
-            anonymous_id: anonymous_id.clone(),
-            path: None,
-            url: None,
-            referrer: None,
-            campaign: Default::default(),
-            properties: Map::from_iter([("form_id".to_string(), json!(form_id))]),
-            traits: Map::new(),
-            ip: None,
-            user_agent: None,
-        };
+        let event = own_event(
+            submission_id,
+            EventType::Track,
+            Some("Form Submitted"),
+            now,
+            anonymous_id.clone(),
+            ("form_id", json!(form_id)),
+        );
         let mut keys = vec![email];
         keys.extend(anonymous_id.map(IdentityKey::Anonymous));
         let recorded = self
@@ -323,22 +343,14 @@ impl Ingest {
         }
         parts.sort();
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let event = Event {
-            message_id: format!("import-{:016x}", fnv1a(&refs)),
-            kind: EventType::Identify,
-            name: None,
-            timestamp: self.clock.now(),
-            user_id: None,
-            anonymous_id: None,
-            path: None,
-            url: None,
-            referrer: None,
-            campaign: Default::default(),
-            properties: Map::from_iter([("source".to_string(), json!("import"))]),
-            traits: Map::new(),
-            ip: None,
-            user_agent: None,
-        };
+        let event = own_event(
+            format!("import-{:016x}", fnv1a(&refs)),
+            EventType::Identify,
+            None,
+            self.clock.now(),
+            None,
+            ("source", json!("import")),
+        );
         self.save(
             Accepted {
                 event,

@@ -255,7 +255,8 @@ pub trait Store: Send + Sync {
     /// score clears it.
     async fn set_aside(&self, aside: &SetAside) -> Result<(), StoreError>;
 
-    /// Leads set aside and waiting for their retry, oldest failure first.
+    /// Leads set aside and waiting for their retry, at most `limit` (a store may pick
+    /// them by retry time), oldest failure first.
     async fn set_aside_leads(&self, limit: usize) -> Result<Vec<SetAside>, StoreError>;
 
     /// Leads whose last score was computed before `before`, oldest first: rescoring them

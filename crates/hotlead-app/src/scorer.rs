@@ -12,9 +12,9 @@ use hotlead_core::alert::{self, AlertReason, Presentation};
 use hotlead_core::{Band, RuleSet, score};
 use tokio::sync::Notify;
 
-use crate::config::Config;
 use serde::Serialize;
 
+use crate::config::Config;
 use crate::ports::{
     Clock, LearningStore, Notifier, NotifyError, OutboxEntry, RulesVersion, SaveOutcome,
     ScoreUpdate, SetAside, Store, StoreError,
@@ -224,13 +224,6 @@ impl Scorer {
         Ok(pass)
     }
 
-    /// [`Scorer::follow_rules_pass`], errors logged (and retried next round).
-    pub async fn follow_rules(&self) {
-        if let Err(error) = self.follow_rules_pass().await {
-            tracing::error!(%error, "following the active rules failed; retrying next round");
-        }
-    }
-
     /// The rules in use.
     pub fn rules(&self) -> Arc<RuleSet> {
         match self.rules.read() {
@@ -328,25 +321,22 @@ impl Scorer {
         if let Err(error) = self.refresh_rules().await {
             tracing::error!(%error, "reading the active rules failed; scoring with the last known");
         }
-        let mut order: Vec<&LeadChange> = Vec::new();
-        let mut newest: HashMap<&str, i64> = HashMap::new();
-        let mut sequences: HashMap<&str, Vec<String>> = HashMap::new();
+        // Each lead once, in the order first seen, with its newest change counter and all
+        // its records.
+        let mut leads: Vec<(&LeadChange, i64, Vec<String>)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
         for change in changes.iter().filter(|c| c.needs_rescore()) {
-            let lead = change.lead_id.as_str();
-            if !newest.contains_key(lead) {
-                order.push(change);
-            }
-            let seq = newest.entry(lead).or_insert(change.dirty_seq);
+            let at = *index.entry(change.lead_id.as_str()).or_insert_with(|| {
+                leads.push((change, change.dirty_seq, Vec::new()));
+                leads.len() - 1
+            });
+            let (_, seq, sequences) = &mut leads[at];
             *seq = (*seq).max(change.dirty_seq);
-            sequences
-                .entry(lead)
-                .or_default()
-                .push(change.sequence.clone());
+            sequences.push(change.sequence.clone());
         }
         let mut failed = Vec::new();
-        for change in order {
+        for (change, seq, sequences) in leads {
             let lead = change.lead_id.as_str();
-            let seq = newest[lead];
             let error = match self.rescore(lead, seq).await {
                 Ok(_) => {
                     round.rescored += 1;
@@ -365,7 +355,7 @@ impl Scorer {
             };
             round.outages += 1;
             tracing::warn!(lead, %error, "rescoring failed; the records will be retried");
-            failed.extend(sequences.remove(lead).unwrap_or_default());
+            failed.extend(sequences);
         }
         match self.deliver_pending().await {
             Ok(delivery) => round.delivery = delivery,
@@ -386,39 +376,27 @@ impl Scorer {
     /// step runs even when an earlier one met a store outage.
     pub async fn scheduled_round(&self) -> Round {
         let mut round = Round::default();
-        match self.follow_rules_pass().await {
+        let passes = [
+            ("following the active rules", self.follow_rules_pass().await),
+            ("rescoring marked leads", self.rescore_all(None).await),
+            (
+                "rescoring aged leads",
+                self.rescore_all(Some(self.clock.now() - RESCORE_AFTER))
+                    .await,
+            ),
+        ];
+        let [rules_rescored, rescored, aged] = passes.map(|(step, result)| match result {
             Ok(pass) => {
-                round.rules_rescored = pass.saved;
                 round.set_aside += pass.set_aside;
+                pass.saved
             }
             Err(error) => {
                 round.outages += 1;
-                tracing::error!(%error, "following the active rules failed; retrying next round");
+                tracing::error!(%error, step, "a scoring step failed; retrying next round");
+                0
             }
-        }
-        match self.rescore_all(None).await {
-            Ok(pass) => {
-                round.rescored = pass.saved;
-                round.set_aside += pass.set_aside;
-            }
-            Err(error) => {
-                round.outages += 1;
-                tracing::error!(%error, "rescoring marked leads failed; retrying next round");
-            }
-        }
-        match self
-            .rescore_all(Some(self.clock.now() - RESCORE_AFTER))
-            .await
-        {
-            Ok(pass) => {
-                round.aged = pass.saved;
-                round.set_aside += pass.set_aside;
-            }
-            Err(error) => {
-                round.outages += 1;
-                tracing::error!(%error, "rescoring aged leads failed; retrying next round");
-            }
-        }
+        });
+        (round.rules_rescored, round.rescored, round.aged) = (rules_rescored, rescored, aged);
         match self.deliver_pending().await {
             Ok(delivery) => round.delivery = delivery,
             Err(error) => {
@@ -605,16 +583,20 @@ impl Scorer {
     }
 }
 
+/// `first`, doubling per try after the first, up to `max`.
+fn doubling(first: Duration, max: Duration, tries: u32) -> Duration {
+    let factor = 1i64 << tries.saturating_sub(1).min(20);
+    (first * factor as i32).min(max)
+}
+
 /// 5 s, 10 s, 20 s, ... up to 30 min.
 pub fn retry_delay(attempts: u32) -> Duration {
-    let factor = 1i64 << attempts.saturating_sub(1).min(20);
-    (FIRST_RETRY * factor as i32).min(MAX_RETRY)
+    doubling(FIRST_RETRY, MAX_RETRY, attempts)
 }
 
 /// 1 min, 2 min, 4 min, ... up to an hour.
 pub fn aside_delay(failures: u32) -> Duration {
-    let factor = 1i64 << failures.saturating_sub(1).min(20);
-    (FIRST_ASIDE * factor as i32).min(MAX_ASIDE)
+    doubling(FIRST_ASIDE, MAX_ASIDE, failures)
 }
 
 /// A clock fixed by hand, for demos and tests.

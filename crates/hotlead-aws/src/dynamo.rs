@@ -804,6 +804,9 @@ impl Store for DynamoStore {
 
     async fn dirty(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Dirty>, StoreError> {
         let dirty = |i: &Item| {
+            if get_s(i, "merged_into").is_some() {
+                return None;
+            }
             Some(Dirty {
                 lead_id: get_s(i, "id")?.to_string(),
                 seq: get_n(i, "dirty_seq"),
@@ -813,11 +816,7 @@ impl Store for DynamoStore {
         let items = self
             .query_index("dirty", "dirty_pk", "DIRTY", None, limit)
             .await?;
-        let mut marked: Vec<Dirty> = items
-            .iter()
-            .filter(|i| get_s(i, "merged_into").is_none())
-            .filter_map(dirty)
-            .collect();
+        let mut marked: Vec<Dirty> = items.iter().filter_map(dirty).collect();
         let left = limit.saturating_sub(marked.len());
         if left > 0 {
             let due = format!("{}#~", time(now));
@@ -830,12 +829,7 @@ impl Store for DynamoStore {
                     left,
                 )
                 .await?;
-            marked.extend(
-                items
-                    .iter()
-                    .filter(|i| get_s(i, "merged_into").is_none())
-                    .filter_map(dirty),
-            );
+            marked.extend(items.iter().filter_map(dirty));
         }
         Ok(marked)
     }
@@ -869,8 +863,10 @@ impl Store for DynamoStore {
     }
 
     async fn set_aside_leads(&self, limit: usize) -> Result<Vec<SetAside>, StoreError> {
+        // At most `limit` items read (the partition is ordered by retry time), so the
+        // scheduled round's count stays one bounded query.
         let items = self
-            .query_index("dirty", "dirty_pk", "ASIDE", None, usize::MAX >> 1)
+            .query_index("dirty", "dirty_pk", "ASIDE", None, limit)
             .await?;
         let mut leads = Vec::new();
         for item in items.iter().filter(|i| get_s(i, "merged_into").is_none()) {

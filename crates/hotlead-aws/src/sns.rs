@@ -182,11 +182,6 @@ mod tests {
             assert!(!subject.trim().is_empty());
         }
     }
-}
-
-#[cfg(test)]
-mod limits {
-    use super::*;
 
     #[test]
     fn bodies_are_cut_on_a_character_boundary_and_attributes_never_empty() {

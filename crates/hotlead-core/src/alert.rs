@@ -150,29 +150,26 @@ pub fn throttle(
             continue;
         };
         let quiet = last.is_some_and(|l| now < l.raised_at + rule.once_per);
-        if rule.once_per.is_zero() {
+        let raised: &[&AlertTrigger] = if quiet {
+            &[]
+        } else if rule.once_per.is_zero() {
             // Every action alerts.
-            throttled.raise.extend(fresh.iter().map(|t| (*t).clone()));
-        } else if !quiet {
-            throttled.raise.push((*newest).clone());
-        }
-        let held_back = if rule.once_per.is_zero() {
-            0
-        } else if quiet {
-            fresh.len()
+            &fresh
         } else {
-            fresh.len() - 1
+            std::slice::from_ref(newest)
         };
+        throttled.raise.extend(raised.iter().map(|t| (*t).clone()));
+        let held_back = u32::try_from(fresh.len() - raised.len()).unwrap_or(u32::MAX);
         let state = match last {
             Some(l) if quiet => LastInstant {
-                held_back: u32::try_from(held_back).unwrap_or(u32::MAX),
+                held_back,
                 ..l.clone()
             },
             _ => LastInstant {
                 raised_at: now,
                 action_at: newest.timestamp,
                 message_id: newest.message_id.clone(),
-                held_back: u32::try_from(held_back).unwrap_or(u32::MAX),
+                held_back,
             },
         };
         throttled.state.insert(rule.id.clone(), state);
