@@ -571,6 +571,7 @@ fn an_operator_imports_crm_attributes_lists_and_retries_set_aside_leads_and_list
                 attributes: vec![],
                 received_at: now,
                 new_lead_id: "L-other".into(),
+                digest: String::new(),
             })
             .await
             .unwrap();

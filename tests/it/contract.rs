@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use hotlead_app::ports::{Dirty, OutboxEntry, Record, SaveOutcome, ScoreUpdate, Store, StoreError};
+use hotlead_app::ports::{
+    Dirty, OutboxEntry, Record, SaveOutcome, ScoreUpdate, Store, StoreError, content_digest,
+};
 use hotlead_core::alert::{AlertMessage, Routing};
 use hotlead_core::identity::IdentityKey;
 use hotlead_core::{Band, Lead, score};
@@ -36,8 +38,10 @@ fn page_record(
     let mut call = json!({"type": "page", "messageId": message_id, "timestamp": at(minutes).to_rfc3339(),
         "context": {"page": {"path": "/pricing"}}});
     call["anonymousId"] = json!(anonymous.unwrap_or("someone"));
+    let event = segment(call);
     Record {
-        event: segment(call),
+        digest: content_digest(&event, &[]),
+        event,
         keys,
         attributes: vec![],
         received_at: at(minutes),
@@ -60,6 +64,9 @@ fn form_record(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    let mut extra = vec![("email", address)];
+    extra.extend(attributes.iter().copied());
+    record.digest = content_digest(&record.event, &extra);
     record
 }
 
@@ -117,10 +124,19 @@ pub async fn a_message_id_is_stored_once(store: &dyn Store) {
         ))
         .await
         .unwrap();
-    assert!(again.duplicate);
-    assert_eq!(again.lead_id.as_deref(), Some("L-1"));
     assert!(
-        store.lead("L-2").await.unwrap().is_none(),
+        again.duplicate && again.conflicting,
+        "other content under one id"
+    );
+    assert_eq!(again.lead_id, None, "a reused id names no lead");
+    let same = store
+        .record(form_record("m1", 9, "a@b.jp", None, &[], "L-3"))
+        .await
+        .unwrap();
+    assert!(same.duplicate && !same.conflicting, "the same call again");
+    assert_eq!(same.lead_id.as_deref(), Some("L-1"));
+    assert!(
+        store.lead("L-2").await.unwrap().is_none() && store.lead("L-3").await.unwrap().is_none(),
         "a duplicate creates nothing"
     );
     assert_eq!(store.events("L-1").await.unwrap().len(), 1);
@@ -524,6 +540,118 @@ pub async fn aged_scores_are_found_oldest_first(store: &dyn Store) {
     assert_eq!(store.scored_before(at(25), 1).await.unwrap().len(), 1);
 }
 
+/// A merge keeps the higher hot-crossing count, so the survivor's next crossing never
+/// reuses an alert key the merged lead's crossings used.
+pub async fn a_merge_keeps_the_higher_hot_crossing_count(store: &dyn Store) {
+    let user = IdentityKey::User("u-1".into());
+    let mut older = page_record("m1", 0, Some("b1"), vec![user.clone(), anon("b1")], "L-old");
+    older.event.user_id = Some("u-1".into());
+    store.record(older).await.unwrap();
+    store
+        .record(form_record("m2", 1, "hot@b.jp", None, &[], "L-hot"))
+        .await
+        .unwrap();
+    store
+        .save_score(ScoreUpdate {
+            lead_id: "L-hot".into(),
+            seen_seq: 1,
+            score: a_score("L-hot", 90),
+            hot_crossings: 2,
+            alerts: vec![],
+        })
+        .await
+        .unwrap();
+    let mut joining = form_record("m3", 2, "hot@b.jp", None, &[], "L-new");
+    joining.keys.push(user);
+    let recorded = store.record(joining).await.unwrap();
+    assert_eq!(
+        recorded.lead_id.as_deref(),
+        Some("L-old"),
+        "the oldest survives"
+    );
+    assert_eq!(recorded.merged, vec!["L-hot".to_string()]);
+    let survivor = store.lead("L-old").await.unwrap().unwrap();
+    assert_eq!(survivor.hot_crossings, 2);
+}
+
+/// A lead's keys and attributes stay within their limits whatever it is sent, and every
+/// call is stored.
+pub async fn a_lead_stays_within_its_limits(store: &dyn Store) {
+    use hotlead_core::identity::{MAX_ATTRIBUTES, MAX_IDENTITIES};
+    for i in 0..40 {
+        let attributes: Vec<(String, String)> = (0..10)
+            .map(|j| (format!("field_{i}_{j}"), "x".repeat(50)))
+            .collect();
+        let mut record = form_record(
+            &format!("m{i}"),
+            i,
+            "full@b.jp",
+            Some(&format!("b{i}")),
+            &[],
+            "L-1",
+        );
+        record.attributes = attributes;
+        record.digest = format!("d{i}");
+        let recorded = store.record(record).await.unwrap();
+        assert_eq!(recorded.lead_id.as_deref(), Some("L-1"));
+        assert_eq!(
+            recorded.dropped_attributes.is_empty(),
+            i < MAX_ATTRIBUTES as i64 / 10,
+            "call {i}"
+        );
+    }
+    let lead = store.lead("L-1").await.unwrap().unwrap();
+    assert_eq!(lead.attributes.len(), MAX_ATTRIBUTES);
+    let mut record = form_record(
+        "m-plain",
+        60,
+        "full@b.jp",
+        None,
+        &[("company", "株式会社フル")],
+        "L-1",
+    );
+    record.digest = "plain".into();
+    let recorded = store.record(record).await.unwrap();
+    assert!(
+        recorded.dropped_attributes.is_empty(),
+        "the company is always kept"
+    );
+    assert_eq!(
+        store.lead("L-1").await.unwrap().unwrap().attributes["company"],
+        "株式会社フル"
+    );
+    assert_eq!(lead.identities.len(), MAX_IDENTITIES);
+    assert_eq!(lead.identities[0], "email:full@b.jp");
+    assert!(lead.identities.contains(&"anon:b39".to_string()));
+    assert!(
+        !lead.identities.contains(&"anon:b0".to_string()),
+        "the oldest browser went"
+    );
+    // An unlinked browser is anonymous again; the newest still leads to the person.
+    let old = store
+        .record(page_record(
+            "p-old",
+            50,
+            Some("b0"),
+            vec![anon("b0")],
+            "L-x",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(old.lead_id, None);
+    let new = store
+        .record(page_record(
+            "p-new",
+            51,
+            Some("b39"),
+            vec![anon("b39")],
+            "L-x",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(new.lead_id.as_deref(), Some("L-1"));
+}
+
 /// Runs every contract function, each on a fresh store from `fresh`.
 macro_rules! store_contract {
     ($module:ident, $fresh:path) => {
@@ -578,6 +706,14 @@ macro_rules! store_contract {
                 super::aged_scores_are_found_oldest_first(&$fresh().await).await;
             }
             #[tokio::test]
+            async fn a_merge_keeps_the_higher_hot_crossing_count() {
+                super::a_merge_keeps_the_higher_hot_crossing_count(&$fresh().await).await;
+            }
+            #[tokio::test]
+            async fn a_lead_stays_within_its_limits() {
+                super::a_lead_stays_within_its_limits(&$fresh().await).await;
+            }
+            #[tokio::test]
             async fn the_ranking_pages_through_leads_by_score() {
                 super::the_ranking_pages_through_leads_by_score(&$fresh().await).await;
             }
@@ -608,6 +744,6 @@ async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
             .unwrap();
     }
     let reopened = hotlead_embedded::SqliteStore::open(&path).unwrap();
-    assert_eq!(reopened.schema_version().unwrap(), 4);
+    assert_eq!(reopened.schema_version().unwrap(), 5);
     assert!(reopened.lead("L-1").await.unwrap().is_some());
 }

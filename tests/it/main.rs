@@ -3,6 +3,7 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod abuse;
 mod aws;
 mod browser;
 mod cli;

@@ -76,6 +76,7 @@ impl From<IngestError> for ApiError {
         match error {
             IngestError::Invalid { field, message } => ApiError::Invalid { field, message },
             IngestError::TooMany { .. } => ApiError::TooLarge(error.to_string()),
+            IngestError::Reused { .. } => ApiError::Conflict(error.to_string()),
             IngestError::Interrupted { stored, source } => {
                 tracing::warn!(stored = stored.len(), error = %source, "a batch stopped part way");
                 ApiError::BatchInterrupted {

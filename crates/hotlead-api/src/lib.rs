@@ -313,10 +313,14 @@ async fn form(
             lead_id,
             duplicate,
             redirect: None,
-        } => Ok(
-            Json(json!({"status": "stored", "lead_id": lead_id, "duplicate": duplicate}))
-                .into_response(),
-        ),
+            dropped_attributes,
+        } => {
+            let mut body = json!({"status": "stored", "lead_id": lead_id, "duplicate": duplicate});
+            if !dropped_attributes.is_empty() {
+                body["attributes_not_stored"] = json!(dropped_attributes);
+            }
+            Ok(Json(body).into_response())
+        }
         FormOutcome::Ignored { redirect: None } => {
             Ok(Json(json!({"status": "stored"})).into_response())
         }
@@ -441,7 +445,16 @@ async fn authorised_segment_body(
 }
 
 pub(crate) fn recorded_json(recorded: &Recorded) -> Value {
-    json!({"duplicate": recorded.duplicate, "lead_id": recorded.lead_id})
+    let mut body = json!({"duplicate": recorded.duplicate, "lead_id": recorded.lead_id});
+    if recorded.conflicting {
+        body["conflict"] = json!(true);
+        body["message"] =
+            json!("this message id was used before for another call; this call was not stored");
+    }
+    if !recorded.dropped_attributes.is_empty() {
+        body["attributes_not_stored"] = json!(recorded.dropped_attributes);
+    }
+    body
 }
 
 async fn call(
@@ -482,16 +495,31 @@ async fn batch(
             )));
         }
         let mut call = call.clone();
-        if let (Value::Object(call), Some(context)) = (&mut call, value.get("context")) {
-            call.entry("context").or_insert_with(|| context.clone());
+        if let Value::Object(call) = &mut call {
+            // A batch's own context and `sentAt` hold for each of its calls.
+            for shared in ["context", "sentAt"] {
+                if let Some(value) = value.get(shared) {
+                    call.entry(shared).or_insert_with(|| value.clone());
+                }
+            }
         }
         prepared.push(with_request_context(call, &headers));
     }
     let results = state.ingest()?.batch(&prepared).await?;
-    Ok(Json(
-        json!({"success": true, "results": results.iter().map(recorded_json).collect::<Vec<_>>()}),
-    )
-    .into_response())
+    let results: Vec<Value> = results.iter().map(recorded_json).collect();
+    let reused = results.iter().filter(|r| r["conflict"] == true).count();
+    if reused > 0 {
+        let message = format!(
+            "{reused} calls of the batch reuse message ids of other calls and were not stored \
+             (see `results`); the others were stored"
+        );
+        return Ok((
+            StatusCode::CONFLICT,
+            Json(json!({"error": "conflict", "message": message, "results": results})),
+        )
+            .into_response());
+    }
+    Ok(Json(json!({"success": true, "results": results})).into_response())
 }
 
 fn lead_summary(stored: &StoredLead) -> Value {

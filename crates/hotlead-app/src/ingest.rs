@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use hotlead_core::event::{Event, EventType};
+use chrono::{DateTime, Duration, Utc};
+use hotlead_core::event::{Event, EventType, check_id};
 use hotlead_core::identity::IdentityKey;
 use hotlead_core::lead::attribute_name;
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::ports::{Clock, IdSource, Record, Recorded, Store, StoreError};
+use crate::ports::{Clock, IdSource, Record, Recorded, Store, StoreError, content_digest};
 
 /// Longest accepted form value, in characters.
 pub const MAX_FIELD_CHARS: usize = 2_000;
@@ -19,6 +20,16 @@ pub const MAX_FIELD_CHARS: usize = 2_000;
 pub const MAX_FIELDS: usize = 200;
 /// Most calls accepted in one Segment `batch` (the size limits apply too).
 pub const MAX_BATCH_CALLS: usize = 100;
+/// Longest accepted form field name, in characters.
+pub const MAX_FIELD_NAME_CHARS: usize = 100;
+/// A form submission without an id of its own is told apart by its form, browser and
+/// values within one hour: a double submit is one event, the same form sent again later
+/// is another.
+pub const FORM_REPEAT_WINDOW_SECONDS: i64 = 3_600;
+/// How far ahead of the time received a call's (corrected) timestamp may be.
+pub const MAX_FUTURE: Duration = Duration::days(1);
+/// How far back a call's timestamp may be.
+pub const MAX_PAST: Duration = Duration::days(730);
 
 /// Why a call was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +40,10 @@ pub enum IngestError {
     /// More items than accepted in one request.
     #[error("at most {limit} {what} are accepted in one request")]
     TooMany { what: &'static str, limit: usize },
+    /// The message id was used before by a call that said something else: nothing was
+    /// stored (a message id names one call; send a new one for a new call).
+    #[error("message id {message_id:?} was used before for another call; nothing was stored")]
+    Reused { message_id: String },
     /// A batch stopped part way: the first `stored.len()` calls are stored (a retry of
     /// the whole batch stores the rest and repeats none); the others are not.
     #[error("stored {} calls of the batch, then: {source}", stored.len())]
@@ -80,6 +95,8 @@ pub enum FormOutcome {
         lead_id: String,
         duplicate: bool,
         redirect: Option<String>,
+        /// Attributes not stored: the lead holds as many as it may.
+        dropped_attributes: Vec<String>,
     },
     /// The honeypot was filled in: a bot. Nothing was stored; it is told nothing.
     Ignored { redirect: Option<String> },
@@ -99,6 +116,59 @@ struct Accepted {
     event: Event,
     keys: Vec<IdentityKey>,
     attributes: Vec<(String, String)>,
+    /// See [`content_digest`].
+    digest: String,
+}
+
+/// Checks an id the client gave, naming the field it came in.
+fn checked_id(field: &str, id: &str) -> Result<(), IngestError> {
+    check_id(field, id).map_err(|e| IngestError::invalid(e.field, e.message))
+}
+
+/// The time of a Segment call, as Segment takes it: the call's `timestamp` corrected by
+/// the sender's clock skew (`received - sentAt`) when it says when it was sent, or the
+/// time received when it has none; refused when far outside the present.
+fn call_time(
+    object: &Map<String, Value>,
+    received: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, IngestError> {
+    let time_of = |field: &str| -> Result<Option<DateTime<Utc>>, IngestError> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => DateTime::parse_from_rfc3339(text)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|_| {
+                    IngestError::invalid(
+                        field,
+                        format!("expected an RFC 3339 date-time, got {text:?}"),
+                    )
+                }),
+            Some(_) => Err(IngestError::invalid(
+                field,
+                "expected an RFC 3339 date-time",
+            )),
+        }
+    };
+    let timestamp = match (time_of("timestamp")?, time_of("sentAt")?) {
+        (None, _) => return Ok(None),
+        (Some(timestamp), None) => timestamp,
+        (Some(timestamp), Some(sent)) => timestamp
+            .checked_add_signed(received - sent)
+            .ok_or_else(|| IngestError::invalid("sentAt", "is too far from the time received"))?,
+    };
+    if timestamp > received + MAX_FUTURE {
+        return Err(IngestError::invalid(
+            "timestamp",
+            "is more than a day after the time received (send `sentAt` if the sender's clock is off)",
+        ));
+    }
+    if timestamp < received - MAX_PAST {
+        return Err(IngestError::invalid(
+            "timestamp",
+            "is more than two years before the time received",
+        ));
+    }
+    Ok(Some(timestamp))
 }
 
 /// The ingestion service.
@@ -215,11 +285,21 @@ impl Ingest {
             return Ok(FormOutcome::Ignored { redirect });
         }
 
+        if let Some(key) = &submission.idempotency_key {
+            checked_id("Idempotency-Key", key)?;
+        }
         let mut anonymous_id = None;
         let mut submission_id = submission.idempotency_key.clone();
         let mut attributes: Vec<(String, String)> = Vec::new();
         let mut email_field = None;
         for (name, value) in &submission.fields {
+            if name.chars().count() > MAX_FIELD_NAME_CHARS {
+                let start: String = name.chars().take(40).collect();
+                return Err(IngestError::invalid(
+                    format!("{start}…"),
+                    format!("field names are at most {MAX_FIELD_NAME_CHARS} characters"),
+                ));
+            }
             if value.chars().count() > MAX_FIELD_CHARS {
                 return Err(IngestError::invalid(
                     name,
@@ -228,10 +308,12 @@ impl Ingest {
             }
             let value = value.trim();
             if ANONYMOUS_ID_FIELDS.contains(&name.as_str()) {
+                checked_id(name, value)?;
                 anonymous_id = (!value.is_empty()).then(|| value.to_string());
                 continue;
             }
             if SUBMISSION_ID_FIELDS.contains(&name.as_str()) {
+                checked_id(name, value)?;
                 submission_id = (!value.is_empty())
                     .then(|| value.to_string())
                     .or(submission_id);
@@ -250,7 +332,13 @@ impl Ingest {
             attributes.retain(|(a, _)| a != &attribute);
             attributes.push((attribute, value.to_string()));
         }
-        let anonymous_id = anonymous_id.or(submission.cookie_anonymous_id.clone());
+        // A cookie the visitor cannot fix is not a reason to refuse their form: an unusable
+        // one is left out.
+        let cookie = submission
+            .cookie_anonymous_id
+            .clone()
+            .filter(|c| check_id("hl_anon", c).is_ok());
+        let anonymous_id = anonymous_id.or(cookie);
         let Some((email_name, email_value)) = email_field else {
             return Err(IngestError::invalid(
                 "email",
@@ -264,18 +352,23 @@ impl Ingest {
             )
         })?;
 
+        let now = self.clock.now();
+        let mut parts: Vec<String> = submission
+            .fields
+            .iter()
+            .filter(|(n, _)| !SUBMISSION_ID_FIELDS.contains(&n.as_str()))
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        parts.sort();
         let submission_id = submission_id.unwrap_or_else(|| {
-            let mut parts: Vec<String> = submission
-                .fields
-                .iter()
-                .map(|(n, v)| format!("{n}={v}"))
-                .collect();
-            parts.sort();
-            let mut refs: Vec<&str> = vec![form_id, anonymous_id.as_deref().unwrap_or("")];
+            let bucket = now
+                .timestamp()
+                .div_euclid(FORM_REPEAT_WINDOW_SECONDS)
+                .to_string();
+            let mut refs: Vec<&str> = vec![form_id, anonymous_id.as_deref().unwrap_or(""), &bucket];
             refs.extend(parts.iter().map(String::as_str));
             format!("form-{:016x}", fnv1a(&refs))
         });
-        let now = self.clock.now();
         let event = own_event(
             submission_id,
             EventType::Track,
@@ -286,21 +379,30 @@ impl Ingest {
         );
         let mut keys = vec![email];
         keys.extend(anonymous_id.map(IdentityKey::Anonymous));
+        let values: Vec<(&str, &str)> = parts.iter().map(|p| ("field", p.as_str())).collect();
+        let digest = content_digest(&event, &values);
         let recorded = self
             .save(
                 Accepted {
                     event,
                     keys,
                     attributes,
+                    digest,
                 },
                 Channel::Public,
             )
             .await?;
+        if recorded.conflicting {
+            return Err(IngestError::Reused {
+                message_id: recorded_id(&submission, form_id),
+            });
+        }
         let lead_id = recorded.lead_id.unwrap_or_default();
         Ok(FormOutcome::Stored {
             lead_id,
             duplicate: recorded.duplicate,
             redirect,
+            dropped_attributes: recorded.dropped_attributes,
         })
     }
 
@@ -351,11 +453,13 @@ impl Ingest {
             None,
             ("source", json!("import")),
         );
+        let digest = content_digest(&event, &[]);
         self.save(
             Accepted {
                 event,
                 keys: vec![key],
                 attributes: cleaned,
+                digest,
             },
             Channel::Trusted,
         )
@@ -370,13 +474,20 @@ impl Ingest {
         route: Option<EventType>,
     ) -> Result<Recorded, IngestError> {
         let accepted = self.parse_call(value, route)?;
-        self.save(accepted, Channel::Public).await
+        let message_id = accepted.event.message_id.clone();
+        let recorded = self.save(accepted, Channel::Public).await?;
+        if recorded.conflicting {
+            return Err(IngestError::Reused { message_id });
+        }
+        Ok(recorded)
     }
 
     /// Stores a Segment batch: every call is checked first; one invalid call rejects the
     /// batch and nothing is stored. Calls are stored in order; when the store fails part
     /// way, the error says which were stored ([`IngestError::Interrupted`]), and since
     /// each call is stored once by its message id, the client retries the whole batch.
+    /// A call whose message id was used for another call is reported in its result
+    /// (`conflicting`); the others are stored.
     pub async fn batch(&self, calls: &[Value]) -> Result<Vec<Recorded>, IngestError> {
         if calls.len() > MAX_BATCH_CALLS {
             return Err(IngestError::TooMany {
@@ -413,6 +524,7 @@ impl Ingest {
             event,
             keys,
             mut attributes,
+            digest,
         } = accepted;
         if channel == Channel::Public {
             // Routing attributes come from trusted channels only: a public form or a
@@ -426,6 +538,7 @@ impl Ingest {
             attributes,
             received_at: self.clock.now(),
             new_lead_id: self.ids.new_lead_id(),
+            digest,
         };
         let recorded = self.store.record(record).await?;
         if !recorded.duplicate && recorded.lead_id.is_some() {
@@ -457,13 +570,17 @@ impl Ingest {
             }
         }
         // In the Segment spec `timestamp` is optional: a call without one happened when
-        // it was received.
-        if object.get("timestamp").is_none_or(Value::is_null) {
-            object.insert("timestamp".into(), json!(self.clock.now().to_rfc3339()));
-        }
+        // it was received. A sender's clock skew is corrected by `sentAt`.
+        let received = self.clock.now();
+        let timestamp = call_time(&object, received)?.unwrap_or(received);
+        object.insert(
+            "timestamp".into(),
+            json!(timestamp.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        );
         let value = Value::Object(object);
         let event =
             Event::from_segment(&value).map_err(|e| IngestError::invalid(e.field, e.message))?;
+        let digest = content_digest(&event, &[]);
         let mut keys = Vec::new();
         keys.extend(event.user_id.clone().map(IdentityKey::User));
         keys.extend(event.anonymous_id.clone().map(IdentityKey::Anonymous));
@@ -471,6 +588,20 @@ impl Ingest {
         match event.kind {
             EventType::Identify => {
                 attributes = traits_to_attributes(&event.traits);
+                for (name, value) in &attributes {
+                    if name.chars().count() > MAX_FIELD_NAME_CHARS {
+                        return Err(IngestError::invalid(
+                            "traits",
+                            format!("trait names are at most {MAX_FIELD_NAME_CHARS} characters"),
+                        ));
+                    }
+                    if value.chars().count() > MAX_FIELD_CHARS {
+                        return Err(IngestError::invalid(
+                            format!("traits.{name}"),
+                            format!("longer than {MAX_FIELD_CHARS} characters"),
+                        ));
+                    }
+                }
                 if let Some(raw) = event.traits.get("email") {
                     let text = raw.as_str().unwrap_or_default();
                     let email = IdentityKey::email(text).ok_or_else(|| {
@@ -488,6 +619,7 @@ impl Ingest {
                 let previous = previous.ok_or_else(|| {
                     IngestError::invalid("previousId", "is required for an alias call")
                 })?;
+                checked_id("previousId", &previous)?;
                 if event.user_id.is_none() {
                     return Err(IngestError::invalid(
                         "userId",
@@ -503,8 +635,20 @@ impl Ingest {
             event,
             keys,
             attributes,
+            digest,
         })
     }
+}
+
+/// The message id a form submission was stored under, for saying which was reused.
+fn recorded_id(submission: &FormSubmission, form_id: &str) -> String {
+    submission
+        .fields
+        .iter()
+        .find(|(n, v)| SUBMISSION_ID_FIELDS.contains(&n.as_str()) && !v.trim().is_empty())
+        .map(|(_, v)| v.trim().to_string())
+        .or_else(|| submission.idempotency_key.clone())
+        .unwrap_or_else(|| format!("a submission of form {form_id}"))
 }
 
 /// Segment traits as attributes: scalar traits by their canonical names, plus the common

@@ -48,17 +48,68 @@ pub struct Record {
     pub received_at: DateTime<Utc>,
     /// The id a new lead gets if this call creates one.
     pub new_lead_id: String,
+    /// What the call says, in a digest ([`content_digest`]): a later call under the same
+    /// message id is a duplicate only when its digest is the same.
+    pub digest: String,
+}
+
+/// The digest of what a call says, for telling a retry (same message id, same content)
+/// from a reused id (same message id, other content). The time is left out (a retry is
+/// sent later, and its time may be corrected by `sentAt` differently), and so is the
+/// address the server filled in; `extra` adds what the event does not hold (a form's
+/// fields). SHA-256: a sender cannot make other content pass as a duplicate.
+pub fn content_digest(event: &Event, extra: &[(&str, &str)]) -> String {
+    use sha2::Digest;
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if let serde_json::Value::Object(object) = &mut value {
+        object.remove("timestamp");
+        object.remove("ip");
+    }
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(value.to_string().as_bytes());
+    for (name, text) in extra {
+        hasher.update([0u8]);
+        hasher.update(name.as_bytes());
+        hasher.update([0u8]);
+        hasher.update(text.as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// What [`Store::record`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Recorded {
     /// The message id was stored before: nothing changed.
     pub duplicate: bool,
+    /// With `duplicate`: the call stored under that message id said something else. Nothing
+    /// changed, and `lead_id` is `None` (the caller is not told whose id it reused).
+    pub conflicting: bool,
     /// The lead the event belongs to; `None` while the visitor is anonymous.
     pub lead_id: Option<String>,
     /// Leads merged into `lead_id` by this call.
     pub merged: Vec<String>,
+    /// Attributes of the call not stored: the lead holds as many as it may
+    /// ([`hotlead_core::identity::MAX_ATTRIBUTES`], [`hotlead_core::identity::MAX_ATTRIBUTE_BYTES`]).
+    pub dropped_attributes: Vec<String>,
+}
+
+impl Recorded {
+    /// The answer to a call whose message id was stored before: the earlier call's lead
+    /// if the content is the same, else a conflict that names no lead.
+    pub fn duplicate_of(
+        stored_digest: Option<&str>,
+        digest: &str,
+        lead_id: Option<String>,
+    ) -> Self {
+        // Calls stored before digests were kept have none: taken as the same.
+        let conflicting = stored_digest.is_some_and(|d| d != digest);
+        Recorded {
+            duplicate: true,
+            conflicting,
+            lead_id: if conflicting { None } else { lead_id },
+            ..Recorded::default()
+        }
+    }
 }
 
 /// A lead as stored.

@@ -25,7 +25,7 @@ use hotlead_app::ports::{
     Dirty, FailedAlert, OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded,
     SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead,
 };
-use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
+use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -138,37 +138,102 @@ where
     }
 }
 
-/// A lead item as read.
+/// Why a `record` transaction was cancelled, from its cancellation reasons (one per write,
+/// in order; the first write is the message's dedupe item).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cancelled {
+    /// The dedupe item exists: the message id was stored before.
+    Duplicate,
+    /// An item is invalid as it stands (too large, a key too long): the same call can never
+    /// be stored; retrying it is pointless.
+    Rejected,
+    /// Another writer changed the lead or a key first: re-read and retry.
+    LostRace,
+    /// Throttled: retry with backoff (the SDK retries too).
+    Throttled,
+    /// Not a cancellation (no reasons).
+    Other,
+}
+
+pub(crate) fn cancellation(reasons: &[String]) -> Cancelled {
+    let has = |code: &str| reasons.iter().any(|r| r == code);
+    if has("ValidationError") || has("ItemCollectionSizeLimitExceeded") {
+        Cancelled::Rejected
+    } else if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+        Cancelled::Duplicate
+    } else if has("ConditionalCheckFailed") || has("TransactionConflict") {
+        Cancelled::LostRace
+    } else if has("ThrottlingError") || has("ProvisionedThroughputExceeded") {
+        Cancelled::Throttled
+    } else if reasons.is_empty() {
+        Cancelled::Other
+    } else {
+        // Only "None" reasons, or codes DynamoDB may add later: treat as a lost race, which
+        // is retried a bounded number of times.
+        Cancelled::LostRace
+    }
+}
+
+/// DynamoDB's limit on one item.
+const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// The size DynamoDB counts for an item: names and values, in UTF-8 bytes (numbers are
+/// counted as their text, an over-estimate).
+pub(crate) fn item_bytes(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(text) | AttributeValue::N(text) => text.len(),
+                    AttributeValue::B(blob) => blob.as_ref().len(),
+                    _ => 8,
+                }
+        })
+        .sum()
+}
+
+/// A lead item as read: what identity decides ([`LeadIdentity`]; its `history` is the
+/// anonymous partitions it reads), its change counter, and the item's size.
 #[derive(Debug, Clone)]
 struct LeadItem {
-    id: String,
-    created_at: DateTime<Utc>,
+    identity: LeadIdentity,
     seq: i64,
-    identities: Vec<String>,
-    anon_sources: Vec<String>,
-    merged_from: Vec<String>,
-    attributes: std::collections::BTreeMap<String, String>,
+    bytes: usize,
 }
 
 impl LeadItem {
     fn from_item(item: &Item) -> Result<LeadItem, StoreError> {
         Ok(LeadItem {
-            id: get_s(item, "id").ok_or_else(|| corrupt("id"))?.to_string(),
-            created_at: parse_time(
-                get_s(item, "created_at").ok_or_else(|| corrupt("created_at"))?,
-            )?,
+            identity: LeadIdentity {
+                id: get_s(item, "id").ok_or_else(|| corrupt("id"))?.to_string(),
+                created_at: parse_time(
+                    get_s(item, "created_at").ok_or_else(|| corrupt("created_at"))?,
+                )?,
+                identities: json_of(item, "identities")?,
+                history: json_of(item, "anon_sources")?,
+                merged_from: json_of(item, "merged_from")?,
+                attributes: json_of(item, "attributes")?,
+                hot_crossings: get_n(item, "hot_crossings").try_into().unwrap_or(0),
+            },
             seq: get_n(item, "dirty_seq"),
-            identities: json_of(item, "identities")?,
-            anon_sources: json_of(item, "anon_sources")?,
-            merged_from: json_of(item, "merged_from")?,
-            attributes: json_of(item, "attributes")?,
+            bytes: item_bytes(item),
         })
     }
 
-    fn email(&self) -> Option<String> {
-        self.identities
-            .iter()
-            .find_map(|k| k.strip_prefix("email:").map(str::to_string))
+    fn id(&self) -> &str {
+        &self.identity.id
+    }
+
+    /// The item's size once its identity fields are `after`'s.
+    fn bytes_after(&self, after: &LeadIdentity) -> Result<usize, StoreError> {
+        let before = &self.identity;
+        let size = |l: &LeadIdentity| -> Result<usize, StoreError> {
+            Ok(to_json(&l.attributes)?.len()
+                + to_json(&l.identities)?.len()
+                + to_json(&l.history)?.len()
+                + to_json(&l.merged_from)?.len())
+        };
+        Ok((self.bytes + size(after)?).saturating_sub(size(before)?))
     }
 }
 
@@ -309,25 +374,71 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// A conditional delete, as one write of a transaction: `condition` on `:from`.
+    pub(crate) fn delete(
+        &self,
+        key: Item,
+        condition: &str,
+        from: AttributeValue,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .condition_expression(condition)
+            .expression_attribute_values(":from", from)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
     /// One attempt of `record`: `Ok(None)` when a race was lost and it should be retried.
     async fn try_record(&self, record: &Record) -> Result<Option<Recorded>, StoreError> {
         let known = self.known(&record.keys).await?;
         let known_leads: Vec<KnownLead> = known
             .iter()
             .map(|(k, _, lead)| KnownLead {
-                lead_id: lead.id.clone(),
-                created_at: lead.created_at,
+                lead_id: lead.id().to_string(),
+                created_at: lead.identity.created_at,
                 via: k.clone(),
-                email: lead.email(),
+                email: lead.identity.email().map(str::to_string),
             })
             .collect();
         let now = time(record.received_at);
         let resolution = identity::resolve(&record.keys, &known_leads);
-        let survivor_id = match &resolution {
+        let find = |id: &str| known.iter().map(|(_, _, l)| l).find(|l| l.id() == id);
+        let plan = match &resolution {
             Resolution::Anonymous => None,
-            Resolution::Create => Some(record.new_lead_id.clone()),
-            Resolution::Use { survivor, .. } => Some(survivor.clone()),
+            Resolution::Create => Some((
+                None,
+                LeadIdentity::new(record.new_lead_id.clone(), record.received_at),
+                Vec::new(),
+            )),
+            Resolution::Use { survivor, merged } => {
+                let Some(lead) = find(survivor) else {
+                    return Ok(None);
+                };
+                let merging: Vec<LeadIdentity> = merged
+                    .iter()
+                    .filter_map(|id| find(id).map(|l| l.identity.clone()))
+                    .collect();
+                Some((Some(lead), lead.identity.clone(), merging))
+            }
         };
+        let links: Vec<(IdentityKey, Option<String>)> = record
+            .keys
+            .iter()
+            .map(|k| {
+                let linked = known
+                    .iter()
+                    .find(|(kk, _, _)| kk == k)
+                    .map(|(_, linked, _)| linked.clone());
+                (k.clone(), linked)
+            })
+            .collect();
+        let applied = plan.as_ref().map(|(_, survivor, merging)| {
+            identity::apply(survivor, merging, &links, &record.attributes)
+        });
+        let survivor_id = applied.as_ref().map(|a| a.lead.id.clone());
         let event = &record.event;
         let owner = match (&survivor_id, &event.anonymous_id) {
             (Some(id), _) => format!("LEAD#{id}"),
@@ -337,6 +448,7 @@ impl DynamoStore {
         let mut writes = Vec::new();
         let mut message = key(&format!("MSG#{}", event.message_id), "MSG");
         message.insert("owner".into(), s(&owner));
+        message.insert("digest".into(), s(&record.digest));
         if let Some(id) = &survivor_id {
             message.insert("lead_id".into(), s(id));
         }
@@ -346,175 +458,133 @@ impl DynamoStore {
             &format!("EVENT#{}#{}", time(event.timestamp), event.message_id),
         );
         event_item.insert("body".into(), s(to_json(event)?));
+        let event_bytes = item_bytes(&event_item);
+        if event_bytes > MAX_ITEM_BYTES {
+            return Err(StoreError::Rejected(format!(
+                "message {}: the event is {} KB, over DynamoDB's 400 KB item limit",
+                event.message_id,
+                event_bytes / 1024
+            )));
+        }
         writes.push(self.put(event_item, Some("attribute_not_exists(PK)"), None)?);
 
-        if let Some(survivor_id) = &survivor_id {
-            let merged: Vec<String> = match &resolution {
-                Resolution::Use { merged, .. } => merged.clone(),
-                _ => Vec::new(),
-            };
-            let find = |id: &str| {
-                known
-                    .iter()
-                    .map(|(_, _, l)| l)
-                    .find(|l| l.id == id)
-                    .cloned()
-            };
-            let mut lead = match find(survivor_id) {
-                Some(lead) => lead,
-                None => LeadItem {
-                    id: survivor_id.clone(),
-                    created_at: record.received_at,
-                    seq: 0,
-                    identities: Vec::new(),
-                    anon_sources: Vec::new(),
-                    merged_from: Vec::new(),
-                    attributes: Default::default(),
-                },
-            };
-            let is_new = find(survivor_id).is_none();
-            let expected_seq = lead.seq;
-            // Merged leads: their history, keys and missing attributes move to the survivor.
-            for from_id in &merged {
+        if let (Some(applied), Some((before, _, _))) = (&applied, &plan) {
+            let survivor_id = &applied.lead.id;
+            let lead = &applied.lead;
+            for from_id in &applied.merged {
                 let Some(from) = find(from_id) else { continue };
-                lead.merged_from.push(from.id.clone());
-                lead.merged_from.extend(from.merged_from.iter().cloned());
-                lead.anon_sources.extend(from.anon_sources.iter().cloned());
-                for (name, value) in &from.attributes {
-                    lead.attributes.entry(name.clone()).or_insert(value.clone());
-                }
-                for identity in &from.identities {
-                    if !lead.identities.contains(identity) {
-                        lead.identities.push(identity.clone());
-                    }
-                    let mut item = key(&format!("ID#{identity}"), "ID");
-                    item.insert("lead_id".into(), s(survivor_id));
-                    item.insert("linked_at".into(), s(&now));
-                    writes.push(self.put(
-                        item,
-                        Some("lead_id = :from"),
-                        Some(HashMap::from([(":from".into(), s(&from.id))])),
-                    )?);
-                }
                 writes.push(self.update(
-                    key(&format!("LEAD#{}", from.id), "LEAD"),
+                    key(&format!("LEAD#{from_id}"), "LEAD"),
                     "SET merged_into = :into, updated_at = :now REMOVE rank_pk, rank_sk, band_pk, dirty_pk, dirty_sk, scored_pk, scored_sk",
                     "dirty_seq = :seq AND attribute_not_exists(merged_into)",
                     HashMap::from([(":into".into(), s(survivor_id)), (":now".into(), s(&now)), (":seq".into(), n(from.seq))]),
                     None,
                 )?);
             }
-            // The call's keys: new ones are claimed, moved ones re-pointed.
-            for k in &record.keys {
-                let storage = k.storage_key();
-                let previously = known
-                    .iter()
-                    .find(|(kk, _, _)| kk == k)
-                    .map(|(_, linked, l)| (linked.clone(), l.id.clone()));
-                if previously
-                    .as_ref()
-                    .is_some_and(|(_, current)| current == survivor_id)
-                    && lead.identities.contains(&storage)
-                {
-                    continue;
-                }
-                let mut item = key(&format!("ID#{storage}"), "ID");
-                item.insert("lead_id".into(), s(survivor_id));
-                item.insert("linked_at".into(), s(&now));
-                match &previously {
-                    None => {
-                        if let IdentityKey::Anonymous(anonymous) = k {
-                            lead.anon_sources.push(anonymous.clone());
-                        }
-                        writes.push(self.put(item, Some("attribute_not_exists(PK)"), None)?);
+            for link in &applied.links {
+                let write = match link {
+                    LinkChange::Claim { key: k } => {
+                        let mut item = key(&format!("ID#{k}"), "ID");
+                        item.insert("lead_id".into(), s(survivor_id));
+                        item.insert("linked_at".into(), s(&now));
+                        self.put(item, Some("attribute_not_exists(PK)"), None)?
                     }
-                    Some((linked, _))
-                        if merged.is_empty() || !lead.identities.contains(&storage) =>
-                    {
-                        writes.push(self.put(
+                    LinkChange::Move { key: k, from } => {
+                        let mut item = key(&format!("ID#{k}"), "ID");
+                        item.insert("lead_id".into(), s(survivor_id));
+                        item.insert("linked_at".into(), s(&now));
+                        self.put(
                             item,
-                            Some("lead_id = :was"),
-                            Some(HashMap::from([(":was".into(), s(linked))])),
-                        )?);
+                            Some("lead_id = :from"),
+                            Some(HashMap::from([(":from".into(), s(from))])),
+                        )?
                     }
-                    Some(_) => {}
-                }
-                if !lead.identities.contains(&storage) {
-                    lead.identities.push(storage);
-                }
-            }
-            lead.identities.sort();
-            lead.identities.dedup();
-            lead.anon_sources.sort();
-            lead.anon_sources.dedup();
-            lead.merged_from.sort();
-            lead.merged_from.dedup();
-            for (name, value) in &record.attributes {
-                lead.attributes.insert(name.clone(), value.clone());
+                    LinkChange::Unlink { key: k, from } => {
+                        self.delete(key(&format!("ID#{k}"), "ID"), "lead_id = :from", s(from))?
+                    }
+                };
+                writes.push(write);
             }
             let values = HashMap::from([
                 (":attributes".into(), s(to_json(&lead.attributes)?)),
                 (":identities".into(), s(to_json(&lead.identities)?)),
-                (":anon".into(), s(to_json(&lead.anon_sources)?)),
+                (":anon".into(), s(to_json(&lead.history)?)),
                 (":merged".into(), s(to_json(&lead.merged_from)?)),
                 (":now".into(), s(&now)),
-                (":next".into(), n(expected_seq + 1)),
                 (":dirty".into(), s("DIRTY")),
                 (":dirty_sk".into(), s(format!("{now}#{survivor_id}"))),
             ]);
-            if is_new {
-                let mut item = key(&format!("LEAD#{survivor_id}"), "LEAD");
-                item.insert("id".into(), s(survivor_id));
-                item.insert("created_at".into(), s(&now));
-                item.insert("hot_crossings".into(), n(0));
-                item.insert("scored_seq".into(), n(0));
-                for (name, value) in [
-                    ("attributes", ":attributes"),
-                    ("identities", ":identities"),
-                    ("anon_sources", ":anon"),
-                    ("merged_from", ":merged"),
-                    ("updated_at", ":now"),
-                    ("dirty_seq", ":next"),
-                    ("dirty_pk", ":dirty"),
-                    ("dirty_sk", ":dirty_sk"),
-                ] {
-                    item.insert(name.into(), values[value].clone());
+            match before {
+                None => {
+                    let mut item = key(&format!("LEAD#{survivor_id}"), "LEAD");
+                    item.insert("id".into(), s(survivor_id));
+                    item.insert("created_at".into(), s(&now));
+                    item.insert("hot_crossings".into(), n(0));
+                    item.insert("scored_seq".into(), n(0));
+                    item.insert("dirty_seq".into(), n(1));
+                    for (name, value) in [
+                        ("attributes", ":attributes"),
+                        ("identities", ":identities"),
+                        ("anon_sources", ":anon"),
+                        ("merged_from", ":merged"),
+                        ("updated_at", ":now"),
+                        ("dirty_pk", ":dirty"),
+                        ("dirty_sk", ":dirty_sk"),
+                    ] {
+                        item.insert(name.into(), values[value].clone());
+                    }
+                    writes.push(self.put(item, Some("attribute_not_exists(PK)"), None)?);
                 }
-                writes.push(self.put(item, Some("attribute_not_exists(PK)"), None)?);
-            } else if find(survivor_id).is_some_and(|before| {
-                before.identities == lead.identities
-                    && before.anon_sources == lead.anon_sources
-                    && before.merged_from == lead.merged_from
-                    && before.attributes == lead.attributes
-            }) {
-                // A plain event of a known lead (a page view, a track call): nothing of the
-                // lead but its change counter changes, so it is counted atomically rather
-                // than conditioned on the counter. A burst of events for one lead then
-                // never loses races against itself.
-                let values = HashMap::from([
-                    (":now".into(), s(&now)),
-                    (":one".into(), n(1)),
-                    (":dirty".into(), s("DIRTY")),
-                    (":dirty_sk".into(), s(format!("{now}#{survivor_id}"))),
-                ]);
-                writes.push(self.update(
-                    key(&format!("LEAD#{survivor_id}"), "LEAD"),
-                    "SET updated_at = :now, dirty_pk = :dirty, dirty_sk = :dirty_sk ADD dirty_seq :one",
-                    "attribute_exists(PK) AND attribute_not_exists(merged_into)",
-                    values,
-                    None,
-                )?);
-            } else {
-                let mut values = values;
-                values.insert(":seq".into(), n(expected_seq));
-                writes.push(self.update(
-                    key(&format!("LEAD#{survivor_id}"), "LEAD"),
-                    "SET attributes = :attributes, identities = :identities, anon_sources = :anon, merged_from = :merged, \
-                     updated_at = :now, dirty_seq = :next, dirty_pk = :dirty, dirty_sk = :dirty_sk",
-                    "dirty_seq = :seq AND attribute_not_exists(merged_into)",
-                    values,
-                    None,
-                )?);
+                Some(before) if applied.changes_only_the_counter(&before.identity) => {
+                    // A plain event of a known lead (a page view, a track call): nothing of
+                    // the lead but its change counter changes, so it is counted atomically
+                    // rather than conditioned on the counter. A burst of events for one
+                    // lead then never loses races against itself.
+                    let values = HashMap::from([
+                        (":now".into(), s(&now)),
+                        (":one".into(), n(1)),
+                        (":dirty".into(), s("DIRTY")),
+                        (":dirty_sk".into(), s(format!("{now}#{survivor_id}"))),
+                    ]);
+                    writes.push(self.update(
+                        key(&format!("LEAD#{survivor_id}"), "LEAD"),
+                        "SET updated_at = :now, dirty_pk = :dirty, dirty_sk = :dirty_sk ADD dirty_seq :one",
+                        "attribute_exists(PK) AND attribute_not_exists(merged_into)",
+                        values,
+                        None,
+                    )?);
+                }
+                Some(before) => {
+                    let bytes = before.bytes_after(lead)?;
+                    if bytes > MAX_ITEM_BYTES {
+                        return Err(StoreError::Rejected(format!(
+                            "lead {survivor_id}: its item would be {} KB, over DynamoDB's 400 KB item limit",
+                            bytes / 1024
+                        )));
+                    }
+                    let mut values = values;
+                    values.insert(":seq".into(), n(before.seq));
+                    values.insert(":next".into(), n(before.seq + 1));
+                    let mut expression = "SET attributes = :attributes, identities = :identities, anon_sources = :anon, merged_from = :merged, \
+                         updated_at = :now, dirty_seq = :next, dirty_pk = :dirty, dirty_sk = :dirty_sk".to_string();
+                    let mut condition =
+                        "dirty_seq = :seq AND attribute_not_exists(merged_into)".to_string();
+                    if lead.hot_crossings != before.identity.hot_crossings {
+                        // A merge brings a higher hot-crossing count; a score saved meanwhile
+                        // (which counts crossings) makes this attempt lose and re-read.
+                        expression.push_str(", hot_crossings = :hot");
+                        condition.push_str(" AND hot_crossings = :seen_hot");
+                        values.insert(":hot".into(), n(lead.hot_crossings));
+                        values.insert(":seen_hot".into(), n(before.identity.hot_crossings));
+                    }
+                    writes.push(self.update(
+                        key(&format!("LEAD#{survivor_id}"), "LEAD"),
+                        &expression,
+                        &condition,
+                        values,
+                        None,
+                    )?);
+                }
             }
         }
 
@@ -524,68 +594,64 @@ impl DynamoStore {
             .set_transact_items(Some(writes))
             .send()
             .await;
-        match result {
-            Ok(_) => {
-                let merged = match resolution {
-                    Resolution::Use { merged, .. } => merged,
-                    _ => Vec::new(),
+        let Err(error) = result else {
+            let (merged, dropped_attributes) = applied
+                .map(|a| (a.merged, a.dropped_attributes))
+                .unwrap_or_default();
+            return Ok(Some(Recorded {
+                lead_id: survivor_id,
+                merged,
+                dropped_attributes,
+                ..Recorded::default()
+            }));
+        };
+        let reasons: Vec<String> = match error.as_service_error() {
+            Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        match cancellation(&reasons) {
+            Cancelled::Duplicate => {
+                // The message id was stored before.
+                let message = self
+                    .get(&format!("MSG#{}", event.message_id), "MSG")
+                    .await?;
+                let lead_id = match message.as_ref().and_then(|m| get_s(m, "lead_id")) {
+                    Some(id) => self
+                        .current_lead(id)
+                        .await?
+                        .and_then(|l| get_s(&l, "id").map(str::to_string)),
+                    None => None,
                 };
-                Ok(Some(Recorded {
-                    duplicate: false,
-                    lead_id: survivor_id,
-                    merged,
-                }))
+                let digest = message.as_ref().and_then(|m| get_s(m, "digest"));
+                Ok(Some(Recorded::duplicate_of(
+                    digest,
+                    &record.digest,
+                    lead_id,
+                )))
             }
-            Err(error) => {
-                let service = error.as_service_error();
-                let reasons: Vec<String> = service
-                    .and_then(|e| match e {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
-                            Some(c.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_string()).collect())
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                if reasons.iter().any(|r| r == "ValidationError") {
-                    // Not a lost race: DynamoDB refused an item of this call as it is.
-                    return Err(StoreError::Rejected(format!(
-                        "message {}: an item of this call is invalid for DynamoDB ({})",
-                        event.message_id,
-                        reasons.join(", ")
-                    )));
-                }
-                if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
-                    // The message id was stored before.
-                    let message = self
-                        .get(&format!("MSG#{}", event.message_id), "MSG")
-                        .await?;
-                    let lead_id = match message.as_ref().and_then(|m| get_s(m, "lead_id")) {
-                        Some(id) => self
-                            .current_lead(id)
-                            .await?
-                            .and_then(|l| get_s(&l, "id").map(str::to_string)),
-                        None => None,
-                    };
-                    return Ok(Some(Recorded {
-                        duplicate: true,
-                        lead_id,
-                        merged: Vec::new(),
-                    }));
-                }
-                let conflict = !reasons.is_empty()
-                    || matches!(
-                        error.code(),
-                        Some(
-                            "TransactionConflictException"
-                                | "ThrottlingException"
-                                | "ProvisionedThroughputExceededException"
-                        )
-                    );
-                if conflict {
-                    return Ok(None);
-                }
-                Err(sdk(error))
+            Cancelled::Rejected => Err(StoreError::Rejected(format!(
+                "message {}: DynamoDB refused an item of this call as it is ({})",
+                event.message_id,
+                reasons.join(", ")
+            ))),
+            Cancelled::LostRace | Cancelled::Throttled => Ok(None),
+            Cancelled::Other
+                if matches!(
+                    error.code(),
+                    Some(
+                        "TransactionConflictException"
+                            | "ThrottlingException"
+                            | "ProvisionedThroughputExceededException"
+                    )
+                ) =>
+            {
+                Ok(None)
             }
+            Cancelled::Other => Err(sdk(error)),
         }
     }
 
@@ -710,7 +776,7 @@ impl DynamoStore {
     }
 
     fn stored_lead(item: &Item) -> Result<StoredLead, StoreError> {
-        let lead = LeadItem::from_item(item)?;
+        let lead = LeadItem::from_item(item)?.identity;
         Ok(StoredLead {
             id: lead.id,
             created_at: lead.created_at,
@@ -759,10 +825,10 @@ impl Store for DynamoStore {
         let Some(item) = self.current_lead(lead_id).await? else {
             return Ok(Vec::new());
         };
-        let lead = LeadItem::from_item(&item)?;
+        let lead = LeadItem::from_item(&item)?.identity;
         let mut partitions = vec![format!("LEAD#{}", lead.id)];
         partitions.extend(lead.merged_from.iter().map(|m| format!("LEAD#{m}")));
-        partitions.extend(lead.anon_sources.iter().map(|a| format!("ANON#{a}")));
+        partitions.extend(lead.history.iter().map(|a| format!("ANON#{a}")));
         let mut events = Vec::new();
         for partition in partitions {
             for item in self.query_all(&partition, "EVENT#").await? {

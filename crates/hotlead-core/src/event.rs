@@ -148,14 +148,34 @@ fn object_at(object: &Map<String, Value>, key: &str) -> Result<Map<String, Value
 }
 
 /// An id may be a string or a number in Segment payloads.
-fn id_at(object: &Map<String, Value>, key: &str) -> Result<Option<String>, EventError> {
-    match object.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(EventError::new(key, "expected a string or a number")),
+/// Longest accepted id (`messageId`, `userId`, `anonymousId`, `previousId`, an
+/// idempotency key), in characters: ids become store keys, which have limits of their own.
+pub const MAX_ID_CHARS: usize = 200;
+
+/// Checks an id's length and characters: at most [`MAX_ID_CHARS`], no control characters.
+pub fn check_id(field: &str, id: &str) -> Result<(), EventError> {
+    if id.chars().count() > MAX_ID_CHARS {
+        return Err(EventError::new(
+            field,
+            format!("is longer than {MAX_ID_CHARS} characters"),
+        ));
     }
+    if id.chars().any(char::is_control) {
+        return Err(EventError::new(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn id_at(object: &Map<String, Value>, key: &str) -> Result<Option<String>, EventError> {
+    let id = match object.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err(EventError::new(key, "expected a string or a number")),
+    };
+    check_id(key, &id)?;
+    Ok(Some(id))
 }
 
 fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, EventError> {

@@ -2,7 +2,6 @@
 //! implemented on it. Every operation is one transaction on one connection, so calls are
 //! serialised and concurrent first submissions of one e-mail make one lead.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +12,7 @@ use hotlead_app::ports::{
     RankingPage, Record, Recorded, RulesVersion, SaveOutcome, ScoreUpdate, SetAside, Store,
     StoreError, StoredLead, StoredSuggestion, SuggestionHead, SuggestionStatus, with_version,
 };
-use hotlead_core::identity::{self, IdentityKey, KnownLead, Resolution};
+use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -101,6 +100,11 @@ const MIGRATIONS: &[&str] = &[
      DROP INDEX outbox_pending;
      CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
      CREATE INDEX outbox_failed ON outbox (failed_at) WHERE failed_at IS NOT NULL;",
+    // 5: what each call said (a reused message id is told from a retry); the order of a
+    // lead's keys (the oldest go first past the limit); finding merged leads.
+    "ALTER TABLE events ADD COLUMN digest TEXT;
+     ALTER TABLE identities ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX leads_merged_into ON leads (merged_into) WHERE merged_into IS NOT NULL;",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -238,13 +242,53 @@ fn current_id(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreErr
     Err(StoreError::Corrupt(format!("merge chain of {id} too long")))
 }
 
-fn attributes_of(tx: &Transaction<'_>, id: &str) -> Result<BTreeMap<String, String>, StoreError> {
-    let text: String = tx
-        .query_row("SELECT attributes FROM leads WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+/// A lead's keys, oldest first.
+fn identities_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<String>, StoreError> {
+    let mut statement = tx
+        .prepare_cached(
+            "SELECT key FROM identities WHERE lead_id = ?1 ORDER BY position, linked_at, key",
+        )
         .map_err(sql)?;
-    json(&text)
+    let keys = statement
+        .query_map([id], |r| r.get(0))
+        .map_err(sql)?
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(sql)?;
+    Ok(keys)
+}
+
+/// What identity decides of a stored lead. Its history is its rows of `events` (an
+/// adopted browser's rows are moved to it), so `history` stays empty here.
+fn lead_identity(tx: &Transaction<'_>, id: &str) -> Result<LeadIdentity, StoreError> {
+    let (created, attributes, hot_crossings): (String, String, u32) = tx
+        .query_row(
+            "SELECT created_at, attributes, hot_crossings FROM leads WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(sql)?;
+    let mut statement = tx
+        .prepare_cached(
+            "WITH RECURSIVE merged(id) AS (
+                SELECT id FROM leads WHERE merged_into = ?1
+                UNION SELECT l.id FROM leads l JOIN merged m ON l.merged_into = m.id)
+             SELECT id FROM merged ORDER BY id",
+        )
+        .map_err(sql)?;
+    let merged_from = statement
+        .query_map([id], |r| r.get(0))
+        .map_err(sql)?
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(sql)?;
+    Ok(LeadIdentity {
+        id: id.to_string(),
+        created_at: parse_time(&created)?,
+        identities: identities_of(tx, id)?,
+        history: Vec::new(),
+        merged_from,
+        attributes: json(&attributes)?,
+        hot_crossings,
+    })
 }
 
 fn email_of(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreError> {
@@ -256,27 +300,28 @@ fn email_of(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreError
 }
 
 fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreError> {
-    let seen: Option<Option<String>> = tx
+    let seen: Option<(Option<String>, Option<String>)> = tx
         .query_row(
-            "SELECT lead_id FROM events WHERE message_id = ?1",
+            "SELECT lead_id, digest FROM events WHERE message_id = ?1",
             [&record.event.message_id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
         .map_err(sql)?;
-    if let Some(lead_id) = seen {
+    if let Some((lead_id, digest)) = seen {
         let lead_id = match lead_id {
             Some(id) => current_id(tx, &id)?,
             None => None,
         };
-        return Ok(Recorded {
-            duplicate: true,
+        return Ok(Recorded::duplicate_of(
+            digest.as_deref(),
+            &record.digest,
             lead_id,
-            merged: Vec::new(),
-        });
+        ));
     }
 
     let mut known = Vec::new();
+    let mut links: Vec<(IdentityKey, Option<String>)> = Vec::new();
     for key in &record.keys {
         let linked: Option<String> = tx
             .query_row(
@@ -286,6 +331,7 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
             )
             .optional()
             .map_err(sql)?;
+        links.push((key.clone(), linked.clone()));
         let Some(linked) = linked else { continue };
         let Some(lead_id) = current_id(tx, &linked)? else {
             continue;
@@ -305,52 +351,59 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
         });
     }
     let now = time(record.received_at);
-    let (lead_id, merged) = match identity::resolve(&record.keys, &known) {
-        Resolution::Anonymous => (None, Vec::new()),
+    let (survivor, merging) = match identity::resolve(&record.keys, &known) {
+        Resolution::Anonymous => {
+            insert_event(tx, &record, None, &now)?;
+            return Ok(Recorded::default());
+        }
         Resolution::Create => {
             tx.execute(
                 "INSERT INTO leads (id, created_at, updated_at) VALUES (?1, ?2, ?2)",
                 params![record.new_lead_id, now],
             )
             .map_err(sql)?;
-            (Some(record.new_lead_id.clone()), Vec::new())
+            (
+                LeadIdentity::new(record.new_lead_id.clone(), record.received_at),
+                Vec::new(),
+            )
         }
-        Resolution::Use { survivor, merged } => {
-            for from in &merged {
-                merge(tx, from, &survivor, &now)?;
+        Resolution::Use { survivor, merged } => (
+            lead_identity(tx, &survivor)?,
+            merged
+                .iter()
+                .map(|id| lead_identity(tx, id))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let applied = identity::apply(&survivor, &merging, &links, &record.attributes);
+    let lead_id = applied.lead.id.clone();
+    for from in &applied.merged {
+        merge(tx, from, &lead_id, &now)?;
+    }
+    for link in &applied.links {
+        match link {
+            LinkChange::Claim { key } | LinkChange::Move { key, .. } => tx.execute(
+                "INSERT INTO identities (key, lead_id, linked_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET lead_id = excluded.lead_id, linked_at = excluded.linked_at",
+                params![key, lead_id, now],
+            ),
+            LinkChange::Unlink { key, .. } => {
+                tx.execute("DELETE FROM identities WHERE key = ?1", [key])
             }
-            (Some(survivor), merged)
         }
-    };
-
-    tx.execute(
-        "INSERT INTO events (message_id, lead_id, anonymous_id, timestamp, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            record.event.message_id,
-            lead_id,
-            record.event.anonymous_id,
-            time(record.event.timestamp),
-            now,
-            to_json(&record.event)?
-        ],
-    )
-    .map_err(sql)?;
-
-    let Some(lead_id) = lead_id else {
-        return Ok(Recorded {
-            duplicate: false,
-            lead_id: None,
-            merged,
-        });
-    };
-    for key in &record.keys {
-        tx.execute(
-            "INSERT INTO identities (key, lead_id, linked_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key) DO UPDATE SET lead_id = excluded.lead_id, linked_at = excluded.linked_at
-             WHERE identities.lead_id <> excluded.lead_id",
-            params![key.storage_key(), lead_id, now],
-        )
         .map_err(sql)?;
+    }
+    if !applied.links.is_empty() {
+        for (position, key) in applied.lead.identities.iter().enumerate() {
+            tx.execute(
+                "UPDATE identities SET position = ?2 WHERE key = ?1",
+                params![key, position as i64],
+            )
+            .map_err(sql)?;
+        }
+    }
+    insert_event(tx, &record, Some(&lead_id), &now)?;
+    for key in &record.keys {
         if let IdentityKey::Anonymous(anonymous_id) = key {
             tx.execute(
                 "UPDATE events SET lead_id = ?1 WHERE lead_id IS NULL AND anonymous_id = ?2",
@@ -359,44 +412,55 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
             .map_err(sql)?;
         }
     }
-    let mut attributes = attributes_of(tx, &lead_id)?;
-    for (name, value) in &record.attributes {
-        attributes.insert(name.clone(), value.clone());
-    }
     tx.execute(
-        "UPDATE leads SET attributes = ?2, updated_at = ?3, dirty_seq = dirty_seq + 1, aside_until = NULL WHERE id = ?1",
-        params![lead_id, to_json(&attributes)?, now],
+        "UPDATE leads SET attributes = ?2, hot_crossings = ?3, updated_at = ?4,
+            dirty_seq = dirty_seq + 1, aside_until = NULL
+         WHERE id = ?1",
+        params![
+            lead_id,
+            to_json(&applied.lead.attributes)?,
+            applied.lead.hot_crossings,
+            now
+        ],
     )
     .map_err(sql)?;
     Ok(Recorded {
-        duplicate: false,
         lead_id: Some(lead_id),
-        merged,
+        merged: applied.merged,
+        dropped_attributes: applied.dropped_attributes,
+        ..Recorded::default()
     })
 }
 
-/// Moves everything of lead `from` to `into`; `from` then redirects to `into`.
+fn insert_event(
+    tx: &Transaction<'_>,
+    record: &Record,
+    lead_id: Option<&str>,
+    now: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO events (message_id, lead_id, anonymous_id, timestamp, received_at, body, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            record.event.message_id,
+            lead_id,
+            record.event.anonymous_id,
+            time(record.event.timestamp),
+            now,
+            to_json(&record.event)?,
+            record.digest,
+        ],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Moves the events of lead `from` to `into`; `from` then redirects to `into`. (Its keys
+/// and attributes move as [`identity::apply`] says.)
 fn merge(tx: &Transaction<'_>, from: &str, into: &str, now: &str) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE events SET lead_id = ?2 WHERE lead_id = ?1",
         params![from, into],
-    )
-    .map_err(sql)?;
-    tx.execute(
-        "UPDATE identities SET lead_id = ?2 WHERE lead_id = ?1",
-        params![from, into],
-    )
-    .map_err(sql)?;
-    let mut attributes = attributes_of(tx, into)?;
-    for (name, value) in attributes_of(tx, from)? {
-        attributes.entry(name).or_insert(value);
-    }
-    tx.execute(
-        "UPDATE leads SET attributes = ?2, updated_at = ?3,
-            hot_crossings = MAX(hot_crossings, (SELECT hot_crossings FROM leads WHERE id = ?4)),
-            dirty_seq = dirty_seq + 1, aside_until = NULL
-         WHERE id = ?1",
-        params![into, to_json(&attributes)?, now, from],
     )
     .map_err(sql)?;
     tx.execute(
@@ -418,14 +482,7 @@ fn load_lead(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredLead>, Store
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, u32>(4)?)),
         )
         .map_err(sql)?;
-    let mut statement = tx
-        .prepare_cached("SELECT key FROM identities WHERE lead_id = ?1 ORDER BY key")
-        .map_err(sql)?;
-    let identities = statement
-        .query_map([&id], |r| r.get(0))
-        .map_err(sql)?
-        .collect::<Result<Vec<String>, _>>()
-        .map_err(sql)?;
+    let identities = identities_of(tx, &id)?;
     Ok(Some(StoredLead {
         id,
         created_at: parse_time(&row.0)?,
