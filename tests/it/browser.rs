@@ -1,7 +1,8 @@
 //! A real browser: headless Chromium, driven over WebDriver (chromedriver), loads a site
 //! with the tracking script, browses two pages, submits a plain HTML form, and the lead
-//! shows up hot with those page views in its history. `scripts/test` installs Debian's
-//! `chromium` and `chromium-driver`.
+//! shows up hot with those page views in its history. Then the script's privacy: consent,
+//! Do Not Track and Global Privacy Control, the URLs it sends, the forms it touches.
+//! `scripts/test` installs Debian's `chromium` and `chromium-driver`.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -317,5 +318,513 @@ async fn a_visitor_browses_two_pages_submits_the_form_and_turns_up_hot_with_its_
     assert!(
         agent.contains("Chrome"),
         "page views carry the browser's user agent: {agent}"
+    );
+}
+
+/// Put before the tracking script: records every call the page sends (fetch or beacon) in
+/// `window.__sent`, the body parsed, so a test sees what left the browser, and what did not.
+const RECORDER: &str = "<script>window.__sent=[];(function(){\
+    var f=window.fetch;window.fetch=function(u,o){var b=null;try{b=JSON.parse(o.body)}catch(e){}\
+    window.__sent.push({url:String(u),body:b});return f.apply(this,arguments)};\
+    var s=navigator.sendBeacon&&navigator.sendBeacon.bind(navigator);\
+    if(s)navigator.sendBeacon=function(u,d){window.__sent.push({url:String(u),body:String(d)});return s(u,d)};\
+    })();</script>";
+
+/// A page of the privacy tests: `before` runs first (it may set the browser's privacy
+/// signals), then the recorder, then the tracking script with `attributes`.
+fn privacy_page(api: &str, before: &str, attributes: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\">{before}{RECORDER}\
+         <script src=\"{api}/hotlead.js\" data-write-key=\"site-key\" {attributes}></script>\
+         <title>Page</title></head><body>{body}</body></html>"
+    )
+}
+
+/// The API, and a site on its own origin (named in the API's CORS settings) serving the
+/// pages `pages` makes from the API's URL.
+async fn site_with_pages(
+    pages: impl FnOnce(&str) -> Vec<(&'static str, String)>,
+) -> (String, hotlead_tests::TestApp) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site = format!("http://{}", listener.local_addr().unwrap());
+    let config = format!(
+        "cors_origins = [\"{site}\"]\n[forms.contact]\nthank_you_url = \"{site}/thanks.html\"\n\
+         fields = {{ \"email\" = \"email\" }}\n"
+    );
+    let app = spawn_app(AppSettings {
+        rules: Some(RULES.into()),
+        config: Some(config),
+        write_key: Some("site-key".into()),
+        ..AppSettings::default()
+    })
+    .await;
+    let mut router = axum::Router::new();
+    for (path, html) in pages(&app.url) {
+        router = router.route(path, get(move || async move { Html(html) }));
+    }
+    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    (site, app)
+}
+
+impl Driver {
+    /// Waits (up to 10 s) until `expression` is truthy in the page, and answers its value.
+    async fn wait_for(&self, expression: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let value = self.script(&format!("return {expression};")).await;
+            if !matches!(&value, Value::Null | Value::Bool(false))
+                && value != json!(0)
+                && value != json!("")
+            {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never had {expression}; sent: {:#}",
+                self.script("return window.__sent;").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The calls the page sent so far (see [`RECORDER`]).
+    async fn sent(&self) -> Vec<Value> {
+        self.script("return window.__sent;")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn cookies(&self) -> String {
+        self.script("return document.cookie;")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Links the browser's anonymous id to a lead by e-mail, as a later form would, and
+/// answers the lead with its timeline once the page views `paths` are in it.
+async fn lead_of_visitor(
+    app: &hotlead_tests::TestApp,
+    anonymous_id: &str,
+    paths: &[&str],
+) -> Value {
+    let answer: Value = app
+        .client
+        .post(format!("{}/v1/identify", app.url))
+        .json(&json!({"writeKey": "site-key", "messageId": format!("id-{anonymous_id}"),
+            "anonymousId": anonymous_id, "traits": {"email": format!("{anonymous_id}@example.jp")}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lead_id = answer["lead_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no lead: {answer}"))
+        .to_string();
+    app.wait_for_lead(&lead_id, |lead| {
+        paths.iter().all(|path| {
+            lead["timeline"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|e| e["path"] == *path))
+        })
+    })
+    .await
+}
+
+fn time_of(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    value
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("an ISO time: {value}"))
+        .to_utc()
+}
+
+const API_FORM: &str = "<form id=\"api\" action=\"API/v1/forms/contact\" method=\"post\"><input name=\"email\"></form>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_consent_required_nothing_is_stored_or_sent_until_the_site_grants_it_and_revoking_stops_it()
+ {
+    let (site, app) = site_with_pages(|api| {
+        let form = API_FORM.replace("API", api);
+        vec![
+            (
+                "/consent.html",
+                privacy_page(api, "", "data-consent=\"required\"", &form),
+            ),
+            (
+                "/queued.html",
+                privacy_page(
+                    api,
+                    "<script>window.hotlead = window.hotlead || []; hotlead.push([\"consent\", true]);</script>",
+                    "data-consent=\"required\" async",
+                    "",
+                ),
+            ),
+        ]
+    })
+    .await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = Driver::start(profile.path()).await;
+
+    browser.go(&format!("{site}/consent.html")).await;
+    browser
+        .wait_for("window.hotlead && window.hotlead.loaded")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        !browser.cookies().await.contains("hl_anon"),
+        "no cookie before consent: {}",
+        browser.cookies().await
+    );
+    assert_eq!(
+        browser.sent().await,
+        Vec::<Value>::new(),
+        "no call before consent"
+    );
+    assert_eq!(
+        browser.script("return hotlead.anonymousId();").await,
+        Value::Null
+    );
+    assert_eq!(
+        browser
+            .script("return document.querySelectorAll(\"#api input[name='anonymousId']\").length;")
+            .await,
+        0,
+        "no anonymous id in the form before consent"
+    );
+
+    assert_eq!(browser.script("return hotlead.consent(true);").await, true);
+    browser.wait_for("window.__sent.length").await;
+    let sent = browser.sent().await;
+    assert_eq!(sent.len(), 1, "the held page view, once: {sent:#?}");
+    let call = &sent[0]["body"];
+    assert_eq!(call["type"], "page", "{call:#}");
+    let anonymous_id = browser
+        .script("return hotlead.anonymousId();")
+        .await
+        .as_str()
+        .expect("an anonymous id once consent is given")
+        .to_string();
+    assert_eq!(call["anonymousId"], anonymous_id.as_str());
+    assert!(
+        browser
+            .cookies()
+            .await
+            .contains(&format!("hl_anon={anonymous_id}")),
+        "the cookie is set once consent is given: {}",
+        browser.cookies().await
+    );
+    let held_for = time_of(&call["sentAt"]) - time_of(&call["timestamp"]);
+    assert!(
+        held_for >= chrono::Duration::milliseconds(800),
+        "timestamp is when the page view happened, sentAt when it was sent after consent: {call:#}"
+    );
+    assert_eq!(
+        browser
+            .script("return document.querySelector(\"#api input[name='anonymousId']\").value;")
+            .await,
+        anonymous_id.as_str(),
+        "consent puts the anonymous id into the API's form"
+    );
+    let lead = lead_of_visitor(&app, &anonymous_id, &["/consent.html"]).await;
+    let views = lead["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["path"] == "/consent.html")
+        .count();
+    assert_eq!(views, 1, "the held page view is stored once: {lead:#}");
+
+    assert_eq!(
+        browser.script("return hotlead.consent(false);").await,
+        false
+    );
+    assert!(
+        !browser.cookies().await.contains("hl_anon"),
+        "revoking deletes the cookie: {}",
+        browser.cookies().await
+    );
+    assert_eq!(
+        browser
+            .script("return document.querySelectorAll(\"#api input[name='anonymousId']\").length;")
+            .await,
+        0,
+        "revoking takes the anonymous id back out of the form"
+    );
+    browser
+        .script("hotlead.track('Clicked after revoking'); hotlead.page(); return null;")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(browser.sent().await.len(), 1, "nothing sent after revoking");
+    assert_eq!(
+        browser.script("return hotlead.anonymousId();").await,
+        Value::Null
+    );
+    assert!(!browser.cookies().await.contains("hl_anon"));
+
+    // Consent queued before the script (loaded async) runs: the page view goes at once.
+    browser.go(&format!("{site}/queued.html")).await;
+    let call = browser
+        .wait_for("window.__sent[0] && window.__sent[0].body")
+        .await;
+    assert_eq!(call["type"], "page", "{call:#}");
+    assert!(call["sentAt"].is_string(), "{call:#}");
+    assert!(browser.cookies().await.contains("hl_anon="));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn do_not_track_and_global_privacy_control_stop_the_cookie_and_every_call_unless_the_site_overrides()
+ {
+    const GPC: &str =
+        "<script>Object.defineProperty(navigator, 'globalPrivacyControl', {value: true});</script>";
+    const DNT: &str =
+        "<script>Object.defineProperty(navigator, 'doNotTrack', {value: '1'});</script>";
+    let (site, _app) = site_with_pages(|api| {
+        let form = API_FORM.replace("API", api);
+        vec![
+            ("/gpc.html", privacy_page(api, GPC, "", &form)),
+            ("/dnt.html", privacy_page(api, DNT, "", &form)),
+            (
+                "/gpc-consent.html",
+                privacy_page(api, GPC, "data-consent=\"required\"", &form),
+            ),
+            (
+                "/override.html",
+                privacy_page(api, GPC, "data-respect-privacy-signals=\"false\"", &form),
+            ),
+        ]
+    })
+    .await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = Driver::start(profile.path()).await;
+
+    // The site overriding the signal: it sends, and the cookie is set.
+    browser.go(&format!("{site}/override.html")).await;
+    let call = browser
+        .wait_for("window.__sent[0] && window.__sent[0].body")
+        .await;
+    assert_eq!(call["type"], "page", "{call:#}");
+    assert!(
+        browser.cookies().await.contains("hl_anon="),
+        "with the override the cookie is set: {}",
+        browser.cookies().await
+    );
+
+    for page in ["gpc.html", "dnt.html", "gpc-consent.html"] {
+        browser.go(&format!("{site}/{page}")).await;
+        browser
+            .wait_for("window.hotlead && window.hotlead.loaded")
+            .await;
+        if page == "gpc-consent.html" {
+            assert_eq!(
+                browser.script("return hotlead.consent(true);").await,
+                false,
+                "the site's consent does not override the visitor's signal"
+            );
+        }
+        browser
+            .script("hotlead.track('Clicked'); hotlead.identify('u-1', {}); hotlead.attachForms(); return null;")
+            .await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(
+            browser.sent().await,
+            Vec::<Value>::new(),
+            "{page}: nothing sent"
+        );
+        assert!(
+            !browser.cookies().await.contains("hl_anon"),
+            "{page}: no cookie (the one set before is deleted): {}",
+            browser.cookies().await
+        );
+        assert_eq!(
+            browser.script("return hotlead.anonymousId();").await,
+            Value::Null,
+            "{page}"
+        );
+        assert_eq!(
+            browser
+                .script(
+                    "return document.querySelectorAll(\"#api input[name='anonymousId']\").length;"
+                )
+                .await,
+            0,
+            "{page}: no anonymous id in the form"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_urls_and_referrers_keep_only_the_campaign_parameters_and_never_the_fragment() {
+    let (site, app) = site_with_pages(|api| {
+        vec![
+            (
+                "/start.html",
+                privacy_page(
+                    api,
+                    "",
+                    "",
+                    "<a id=\"next\" href=\"/pricing.html?email=a@b.jp&utm_source=x&token=secret#frag\">Pricing</a>",
+                ),
+            ),
+            ("/pricing.html", privacy_page(api, "", "", "")),
+            (
+                "/ads.html",
+                privacy_page(api, "", "data-keep-params=\"gclid, ref_*\"", ""),
+            ),
+        ]
+    })
+    .await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = Driver::start(profile.path()).await;
+
+    browser
+        .go(&format!(
+            "{site}/start.html?session=abc&utm_medium=mail#top"
+        ))
+        .await;
+    let start = browser
+        .wait_for("window.__sent[0] && window.__sent[0].body")
+        .await;
+    browser.click("#next").await;
+    browser
+        .wait_for("location.pathname === '/pricing.html'")
+        .await;
+    let pricing = browser
+        .wait_for("window.__sent[0] && window.__sent[0].body")
+        .await;
+    browser
+        .go(&format!(
+            "{site}/ads.html?gclid=g1&ref_code=r&utm_source=y&other=z#f"
+        ))
+        .await;
+    let ads = browser
+        .wait_for("window.__sent[0] && window.__sent[0].body")
+        .await;
+
+    assert_eq!(
+        start["context"]["page"]["url"],
+        format!("{site}/start.html?utm_medium=mail"),
+        "{start:#}"
+    );
+    assert_eq!(
+        pricing["context"]["page"]["url"],
+        format!("{site}/pricing.html?utm_source=x"),
+        "{pricing:#}"
+    );
+    assert_eq!(
+        pricing["context"]["page"]["referrer"],
+        format!("{site}/start.html?utm_medium=mail"),
+        "{pricing:#}"
+    );
+    assert_eq!(pricing["context"]["campaign"], json!({"source": "x"}));
+    assert_eq!(
+        ads["context"]["page"]["url"],
+        format!("{site}/ads.html?gclid=g1&ref_code=r"),
+        "data-keep-params replaces the default list: {ads:#}"
+    );
+    assert_eq!(ads["context"]["campaign"], json!({"source": "y"}));
+    for call in [&start, &pricing, &ads] {
+        assert!(
+            time_of(&call["sentAt"]) >= time_of(&call["timestamp"]),
+            "every call carries sentAt: {call:#}"
+        );
+    }
+
+    let anonymous_id = pricing["anonymousId"].as_str().unwrap().to_string();
+    let lead = lead_of_visitor(
+        &app,
+        &anonymous_id,
+        &["/start.html", "/pricing.html", "/ads.html"],
+    )
+    .await;
+    let stored = |path: &str| {
+        lead["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == path)
+            .cloned()
+            .unwrap()
+    };
+    let view = stored("/pricing.html");
+    assert_eq!(
+        view["url"],
+        format!("{site}/pricing.html?utm_source=x"),
+        "{view:#}"
+    );
+    assert_eq!(
+        view["referrer"],
+        format!("{site}/start.html?utm_medium=mail"),
+        "{view:#}"
+    );
+    assert_eq!(view["campaign"]["source"], "x", "{view:#}");
+    assert_eq!(
+        stored("/ads.html")["url"],
+        format!("{site}/ads.html?gclid=g1&ref_code=r")
+    );
+    let timeline = lead["timeline"].to_string();
+    for secret in ["a@b.jp", "secret", "session", "frag", "#top", "other=z"] {
+        assert!(
+            !timeline.contains(secret),
+            "{secret} was stored: {timeline}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anonymous_id_goes_only_into_forms_posting_to_this_api() {
+    let (site, _app) = site_with_pages(|api| {
+        let forms = format!(
+            "<form id=\"api\" action=\"{api}/v1/forms/contact\" method=\"post\"></form>\
+             <form id=\"elsewhere\" action=\"https://forms.example.com/v1/forms/contact\" method=\"post\"></form>\
+             <form id=\"self\" method=\"post\"></form>\
+             <form id=\"relative\" action=\"/v1/forms/contact\" method=\"post\"></form>\
+             <form id=\"other-route\" action=\"{api}/v1/track\" method=\"post\"></form>\
+             <form id=\"skipped\" action=\"{api}/v1/forms/contact\" method=\"post\" data-hotlead-skip></form>"
+        );
+        vec![("/forms.html", privacy_page(api, "", "", &forms))]
+    })
+    .await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = Driver::start(profile.path()).await;
+    browser.go(&format!("{site}/forms.html")).await;
+    browser.wait_for("window.__sent.length").await;
+    // Forms added later, then the site's call.
+    let api = browser.script("return hotlead.api;").await;
+    browser
+        .script(&format!(
+            "var a = document.createElement('form'); a.id = 'late-api'; \
+             a.setAttribute('action', {api} + '/v1/forms/contact'); document.body.appendChild(a); \
+             var b = document.createElement('form'); b.id = 'late-elsewhere'; \
+             b.setAttribute('action', 'https://forms.example.com/subscribe'); document.body.appendChild(b); \
+             hotlead.attachForms(); return null;"
+        ))
+        .await;
+    let with_id = browser
+        .script(
+            "return Array.prototype.map.call(document.querySelectorAll('form'), function (f) { \
+             var i = f.querySelector(\"input[name='anonymousId']\"); return [f.id, i ? i.value : null]; });",
+        )
+        .await;
+    let anonymous_id = browser.script("return hotlead.anonymousId();").await;
+    assert!(anonymous_id.is_string());
+    assert_eq!(
+        with_id,
+        json!([
+            ["api", anonymous_id],
+            ["elsewhere", null],
+            ["self", null],
+            ["relative", null],
+            ["other-route", null],
+            ["skipped", null],
+            ["late-api", anonymous_id],
+            ["late-elsewhere", null]
+        ])
     );
 }
