@@ -839,3 +839,110 @@ async fn a_call_without_a_timestamp_takes_the_time_it_was_received() {
         "{event}"
     );
 }
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn gzip_and_deflate_bodies_are_taken_and_a_bomb_is_a_413() {
+    use std::io::Write;
+    let app = spawn_app(AppSettings::default()).await;
+    let post = |route: &str, encoding: &str, content_type: &str, body: Vec<u8>| {
+        app.client
+            .post(format!("{}{route}", app.url))
+            .header("content-encoding", encoding)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let form = post(
+        "/v1/forms/contact",
+        "gzip",
+        "application/x-www-form-urlencoded",
+        gzip(b"email=gzip%40example.co.jp&anonymousId=gz-browser"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    let lead_id = form.json::<Value>().await.unwrap()["lead_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let call = page_call("gz-1", "gz-browser", "/pricing", 1);
+    let page = post(
+        "/v1/page",
+        "gzip",
+        "application/json",
+        gzip(call.to_string().as_bytes()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(
+        page.json::<Value>().await.unwrap()["lead_id"],
+        lead_id.as_str()
+    );
+    let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let batch = json!({"batch": [page_call("gz-2", "gz-browser", "/pricing", 0)]});
+    deflate.write_all(batch.to_string().as_bytes()).unwrap();
+    let response = post(
+        "/v1/batch",
+        "deflate",
+        "text/plain",
+        deflate.finish().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // 10 MB of JSON whitespace in a 10 KB gzip: refused once the limit is read.
+    let mut bomb = b"{\"batch\": [".to_vec();
+    bomb.extend(std::iter::repeat_n(b' ', 10 * 1024 * 1024));
+    bomb.extend(b"]}");
+    let compressed = gzip(&bomb);
+    assert!(compressed.len() < 64 * 1024, "{} bytes", compressed.len());
+    let response = post("/v1/batch", "gzip", "application/json", compressed)
+        .await
+        .unwrap();
+    let body = error_of(response, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("500 KB"),
+        "{body}"
+    );
+    let response = post(
+        "/v1/page",
+        "gzip",
+        "application/json",
+        b"not gzip at all".to_vec(),
+    )
+    .await
+    .unwrap();
+    error_of(response, StatusCode::BAD_REQUEST, "malformed").await;
+    let response = post(
+        "/v1/page",
+        "br",
+        "application/json",
+        call.to_string().into_bytes(),
+    )
+    .await
+    .unwrap();
+    assert!(response.headers().contains_key("accept-encoding"));
+    error_of(
+        response,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    let lead = app
+        .wait_for_lead(&lead_id, |l| l["explanation"]["events"]["received"] == 3)
+        .await;
+    assert_eq!(
+        lead["timeline"].as_array().map(Vec::len),
+        Some(3),
+        "nothing else stored"
+    );
+}

@@ -26,6 +26,7 @@ use hotlead_core::{Band, Lead};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::extract::{Path, Query};
 
@@ -73,16 +74,31 @@ pub fn router(ingest: Ingest, review: Review, auth: Auth) -> Router {
         .layer(axum::middleware::map_response(json_errors))
 }
 
-/// axum's own 405 (a route that takes other methods) in the API's error shape, its
-/// `Allow` header kept.
+/// Answers made by layers rather than handlers in the API's error shape: axum's own 405
+/// (a route that takes other methods; its `Allow` header kept) and the decompression
+/// layer's 415 for a `Content-Encoding` it does not take (its `Accept-Encoding` kept).
 async fn json_errors(response: Response) -> Response {
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return response;
-    }
-    let allow = response.headers().get(header::ALLOW).cloned();
-    let mut answer = ApiError::MethodNotAllowed.into_response();
-    if let Some(allow) = allow {
-        answer.headers_mut().insert(header::ALLOW, allow);
+    let keep = match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED => header::ALLOW,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+            if !response.headers().contains_key(header::CONTENT_TYPE) =>
+        {
+            header::ACCEPT_ENCODING
+        }
+        _ => return response,
+    };
+    let kept = response.headers().get(&keep).cloned();
+    let mut answer = if keep == header::ALLOW {
+        ApiError::MethodNotAllowed.into_response()
+    } else {
+        ApiError::UnsupportedMediaType(
+            "this Content-Encoding is not accepted; send gzip, deflate or an uncompressed body"
+                .into(),
+        )
+        .into_response()
+    };
+    if let Some(kept) = kept {
+        answer.headers_mut().insert(keep, kept);
     }
     answer
 }
@@ -137,6 +153,9 @@ fn public_routes(ingest: Ingest, auth: Auth) -> Router {
         .route("/v1/group", segment_route(EventType::Group))
         .route("/v1/alias", segment_route(EventType::Alias))
         .route("/v1/batch", post(batch))
+        // gzip and deflate bodies (Segment's and RudderStack's clients send them); the size
+        // limits apply to the decompressed body, read as a stream, so a small bomb is a 413.
+        .layer(RequestDecompressionLayer::new())
         .layer(cors)
         .route("/hotlead.js", get(tracking_script))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -206,9 +225,22 @@ pub(crate) async fn read_body(
     {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let error = error.into_inner();
+        let over =
+            std::iter::successors(Some(&*error as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+        if over {
+            too_large()
+        } else {
+            // A compressed body that does not decompress, or a connection cut short.
+            ApiError::Malformed(
+                "the body could not be read (is its Content-Encoding right?)".into(),
+            )
+        }
+    })
 }
 
 pub(crate) fn media_type(headers: &HeaderMap) -> String {
