@@ -16,4 +16,5 @@ mod properties;
 mod reliability;
 mod schema;
 mod service;
+mod template;
 mod tidy;
