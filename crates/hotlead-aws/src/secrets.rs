@@ -2,7 +2,8 @@
 //! for the life of its execution environment.
 //!
 //! For a secret `NAME` (e.g. `HOTLEAD_WRITE_KEY`):
-//! - `NAME_SECRET_ARN` set (the deployment template sets it): the value is the
+//! - `NAME_SECRET_ARN` set (`NAME_ARN` for a name ending in `_SECRET`, as
+//!   `HOTLEAD_WEBHOOK_SECRET_ARN`; the deployment template sets it): the value is the
 //!   `SecretString` of that Secrets Manager secret (an ARN or a name). If it cannot be
 //!   read, the function does not start; the error names the variable and the secret,
 //!   never a value.
@@ -68,9 +69,15 @@ pub enum Source {
     Absent,
 }
 
-/// The variable naming the Secrets Manager secret that holds `name`.
+/// The variable naming the Secrets Manager secret that holds `name`: `<name>_SECRET_ARN`
+/// (`HOTLEAD_WRITE_KEY_SECRET_ARN`), or `<name>_ARN` when `name` already ends in
+/// `_SECRET` (`HOTLEAD_WEBHOOK_SECRET_ARN`).
 pub fn arn_variable(name: &str) -> String {
-    format!("{name}_SECRET_ARN")
+    if name.ends_with("_SECRET") {
+        format!("{name}_ARN")
+    } else {
+        format!("{name}_SECRET_ARN")
+    }
 }
 
 /// Decides where `name` comes from; `env` reads a variable (`std::env::var` in a function).
@@ -212,6 +219,18 @@ mod tests {
             Source::Plain(Secret::new("k"))
         );
         assert_eq!(source("HOTLEAD_WRITE_KEY", env(&[])), Source::Absent);
+    }
+
+    #[test]
+    fn the_variables_are_the_ones_the_template_sets() {
+        assert_eq!(
+            arn_variable("HOTLEAD_WRITE_KEY"),
+            "HOTLEAD_WRITE_KEY_SECRET_ARN"
+        );
+        assert_eq!(
+            arn_variable("HOTLEAD_WEBHOOK_SECRET"),
+            "HOTLEAD_WEBHOOK_SECRET_ARN"
+        );
     }
 
     #[test]
