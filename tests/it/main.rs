@@ -15,6 +15,7 @@ mod openapi;
 mod properties;
 mod reliability;
 mod schema;
+mod secrets;
 mod service;
 mod template;
 mod tidy;
