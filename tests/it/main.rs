@@ -16,5 +16,7 @@ mod openapi;
 mod properties;
 mod reliability;
 mod schema;
+mod secrets;
 mod service;
+mod template;
 mod tidy;

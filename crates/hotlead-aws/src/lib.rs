@@ -5,11 +5,15 @@
 
 pub mod cost;
 mod dynamo;
+pub mod iam;
 mod learning;
 pub mod runtime;
+pub mod secrets;
 mod sns;
 pub mod stream;
 pub mod table;
+#[cfg(test)]
+mod test_http;
 
 pub use dynamo::DynamoStore;
 pub use sns::{SnsNotifier, SnsReviewNotifier};

@@ -9,10 +9,10 @@ use hotlead_aws::runtime::{FunctionEnv, init_tracing};
 async fn main() -> Result<(), lambda_http::Error> {
     init_tracing();
     let env = FunctionEnv::from_env()?;
-    let write_key = std::env::var("HOTLEAD_WRITE_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
     let sdk = hotlead_aws::sdk_config().await;
+    // Read once, before serving: HOTLEAD_WRITE_KEY_SECRET_ARN on AWS (a secret that
+    // cannot be read stops the start), HOTLEAD_WRITE_KEY for local use.
+    let write_key = hotlead_aws::secrets::read_at_start(&sdk, "HOTLEAD_WRITE_KEY").await?;
     let store = Arc::new(hotlead_aws::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         env.table,

@@ -13,9 +13,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         aws_sdk_dynamodb::Client::new(&sdk),
         env.table,
     ));
-    let secret = std::env::var("HOTLEAD_WEBHOOK_SECRET")
-        .ok()
-        .filter(|s| !s.trim().is_empty());
+    // Read once, before serving: HOTLEAD_WEBHOOK_SECRET_ARN on AWS (a secret that cannot
+    // be read stops the start), HOTLEAD_WEBHOOK_SECRET for local use.
+    let secret = hotlead_aws::secrets::read_at_start(&sdk, "HOTLEAD_WEBHOOK_SECRET").await?;
     lambda_http::run(review::app(
         store,
         Arc::new(hotlead_app::SystemClock),

@@ -1,0 +1,312 @@
+//! What the functions' IAM policies in `infra/template.yaml` must allow, kept beside the
+//! code that needs it. The tests here check the constants against what the adapters send;
+//! `tests/it/template.rs` checks the template against the constants.
+
+/// The partition-key prefixes of every item the `ingest` function reads or writes
+/// ([`hotlead_app::ports::Store::record`] on [`crate::DynamoStore`]): leads and their
+/// events (`LEAD#`), identity links (`ID#`), dedupe keys (`MSG#`) and anonymous
+/// visitors' events (`ANON#`). The template limits `ingest` to them with
+/// `dynamodb:LeadingKeys`, so it can touch no rules version, suggestion, outcome or alert.
+pub const INGEST_PARTITIONS: &[&str] = &["LEAD#", "ID#", "MSG#", "ANON#"];
+
+/// The DynamoDB actions `ingest` needs: reads of single items and identity links, and the
+/// puts and updates of its one `TransactWriteItems` per call (a transaction is authorised
+/// as its parts). No `Query`, no index: the ingest path reads nothing else.
+pub const INGEST_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+];
+
+/// The IAM policy pattern of a partition prefix (`LEAD#` -> `LEAD#*`), as the template
+/// writes it in `ForAllValues:StringLike` on `dynamodb:LeadingKeys`.
+pub fn leading_key_pattern(prefix: &str) -> String {
+    format!("{prefix}*")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use chrono::{DateTime, Utc};
+    use hotlead_app::ports::{Record, Store};
+    use hotlead_core::Event;
+    use hotlead_core::identity::IdentityKey;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::DynamoStore;
+    use crate::test_http::{FakeHttp, Seen, json_error, json_ok};
+
+    const TABLE: &str = "hotlead-test";
+
+    /// A DynamoDB that holds `items` (by PK) and answers reads from them; transactions
+    /// succeed, or are cancelled on their first condition with `duplicate`.
+    fn fake_dynamodb(items: Vec<Value>, duplicate: bool) -> FakeHttp {
+        let by_pk: HashMap<String, Value> = items
+            .into_iter()
+            .map(|item| (item["PK"]["S"].as_str().unwrap().to_string(), item))
+            .collect();
+        FakeHttp::new(move |seen: &Seen| {
+            let op = seen.target.trim_start_matches("DynamoDB_20120810.");
+            match op {
+                "GetItem" => {
+                    let pk = seen.body["Key"]["PK"]["S"].as_str().unwrap();
+                    match by_pk.get(pk) {
+                        Some(item) => json_ok(json!({"Item": item})),
+                        None => json_ok(json!({})),
+                    }
+                }
+                "BatchGetItem" => {
+                    let keys = seen.body["RequestItems"][TABLE]["Keys"].as_array().unwrap();
+                    let found: Vec<&Value> = keys
+                        .iter()
+                        .filter_map(|k| by_pk.get(k["PK"]["S"].as_str().unwrap()))
+                        .collect();
+                    json_ok(json!({"Responses": {TABLE: found}, "UnprocessedKeys": {}}))
+                }
+                "TransactWriteItems" if duplicate => {
+                    let n = seen.body["TransactItems"].as_array().unwrap().len();
+                    let mut reasons = vec![json!({"Code": "ConditionalCheckFailed"})];
+                    reasons.resize(n, json!({"Code": "None"}));
+                    let mut answer = json_error(
+                        400,
+                        "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                        "Transaction cancelled",
+                    );
+                    answer.body_mut()["CancellationReasons"] = Value::Array(reasons);
+                    answer
+                }
+                "TransactWriteItems" => json_ok(json!({})),
+                other => panic!("the ingest path made an unexpected call: {other}"),
+            }
+        })
+    }
+
+    fn store(fake: &FakeHttp) -> DynamoStore {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("ap-northeast-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "AKIDTEST", "test", None, None, "test",
+            ))
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .http_client(fake.client())
+            .build();
+        DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), TABLE)
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn record(segment: Value, keys: Vec<IdentityKey>, attributes: &[(&str, &str)]) -> Record {
+        Record {
+            event: Event::from_segment(&segment).unwrap(),
+            keys,
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            received_at: at("2026-02-01T09:00:00Z"),
+            new_lead_id: "L-NEW".into(),
+        }
+    }
+
+    fn lead_item(id: &str, created: &str, identities: &[&str], anon: &[&str]) -> Value {
+        let email = identities.iter().find(|i| i.starts_with("email:"));
+        let attributes = match email {
+            Some(e) => json!({"email": e.trim_start_matches("email:")}),
+            None => json!({}),
+        };
+        json!({
+            "PK": {"S": format!("LEAD#{id}")}, "SK": {"S": "LEAD"},
+            "id": {"S": id}, "created_at": {"S": created}, "updated_at": {"S": created},
+            "dirty_seq": {"N": "3"}, "scored_seq": {"N": "3"}, "hot_crossings": {"N": "0"},
+            "identities": {"S": serde_json::to_string(identities).unwrap()},
+            "anon_sources": {"S": serde_json::to_string(anon).unwrap()},
+            "merged_from": {"S": "[]"},
+            "attributes": {"S": attributes.to_string()},
+        })
+    }
+
+    fn id_item(storage: &str, lead: &str) -> Value {
+        json!({"PK": {"S": format!("ID#{storage}")}, "SK": {"S": "ID"}, "lead_id": {"S": lead}})
+    }
+
+    /// Every partition key a request names (keys, items, batch keys, transaction parts).
+    fn partition_keys(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (name, inner) in map {
+                    match (name.as_str(), inner.get("S").and_then(Value::as_str)) {
+                        ("PK", Some(pk)) => out.push(pk.to_string()),
+                        _ => partition_keys(inner, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| partition_keys(i, out)),
+            _ => {}
+        }
+    }
+
+    /// The IAM actions a request is authorised as.
+    fn actions(seen: &Seen) -> Vec<String> {
+        let op = seen.target.trim_start_matches("DynamoDB_20120810.");
+        if op != "TransactWriteItems" {
+            return vec![format!("dynamodb:{op}")];
+        }
+        seen.body["TransactItems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|part| part.as_object().unwrap().keys().cloned())
+            .map(|kind| match kind.as_str() {
+                "ConditionCheck" => "dynamodb:ConditionCheckItem".to_string(),
+                other => format!("dynamodb:{other}Item"),
+            })
+            .collect()
+    }
+
+    /// Records `record` on a fake table holding `items`; checks that every key it sends
+    /// is in an ingest partition and every call is an ingest action; returns the actions.
+    async fn check(items: Vec<Value>, duplicate: bool, record: Record) -> BTreeSet<String> {
+        let fake = fake_dynamodb(items, duplicate);
+        store(&fake).record(record).await.unwrap();
+        let mut used = BTreeSet::new();
+        for seen in fake.requests() {
+            assert!(
+                seen.body["TableName"] == TABLE
+                    || seen.body["RequestItems"].get(TABLE).is_some()
+                    || seen.body["TransactItems"].is_array(),
+                "{seen:?}"
+            );
+            let mut keys = Vec::new();
+            partition_keys(&seen.body, &mut keys);
+            assert!(!keys.is_empty(), "a call without a partition key: {seen:?}");
+            for pk in keys {
+                assert!(
+                    INGEST_PARTITIONS.iter().any(|p| pk.starts_with(p)),
+                    "ingest touched {pk:?}, outside INGEST_PARTITIONS; update the constant \
+                     and the template's LeadingKeys together ({})",
+                    seen.target
+                );
+            }
+            for action in actions(&seen) {
+                assert!(
+                    INGEST_ACTIONS.contains(&action.as_str()),
+                    "ingest needs {action}, not in INGEST_ACTIONS"
+                );
+                used.insert(action);
+            }
+        }
+        used
+    }
+
+    #[tokio::test]
+    async fn every_key_the_ingest_path_sends_is_in_an_ingest_partition() {
+        let email = || IdentityKey::Email("sato@example.co.jp".into());
+        let anon = |a: &str| IdentityKey::Anonymous(a.into());
+        let mut used = BTreeSet::new();
+
+        // An anonymous page view: its event goes to the browser's partition.
+        let page = json!({"type": "page", "messageId": "m-1", "anonymousId": "a-1",
+                          "timestamp": "2026-02-01T08:59:00Z"});
+        used.extend(check(vec![], false, record(page, vec![anon("a-1")], &[])).await);
+
+        // A form names an e-mail address: a new lead, its links, its event.
+        let form = json!({"type": "identify", "messageId": "m-2", "anonymousId": "a-1",
+                          "traits": {"email": "sato@example.co.jp"},
+                          "timestamp": "2026-02-01T08:59:00Z"});
+        used.extend(
+            check(
+                vec![],
+                false,
+                record(
+                    form.clone(),
+                    vec![email(), anon("a-1")],
+                    &[("email", "sato@example.co.jp")],
+                ),
+            )
+            .await,
+        );
+
+        // A plain event of a known lead: its counter is counted.
+        let known = vec![
+            id_item("anon:a-1", "L-1"),
+            lead_item(
+                "L-1",
+                "2026-01-01T00:00:00Z",
+                &["anon:a-1", "email:sato@example.co.jp"],
+                &["a-1"],
+            ),
+        ];
+        let track = json!({"type": "track", "event": "Viewed pricing", "messageId": "m-3",
+                           "anonymousId": "a-1", "timestamp": "2026-02-01T08:59:00Z"});
+        used.extend(
+            check(
+                known.clone(),
+                false,
+                record(track.clone(), vec![anon("a-1")], &[]),
+            )
+            .await,
+        );
+
+        // Two leads of one person merge into the older: links re-pointed, the other redirected.
+        let merging = vec![
+            id_item("email:sato@example.co.jp", "L-1"),
+            id_item("anon:a-2", "L-2"),
+            lead_item(
+                "L-1",
+                "2026-01-01T00:00:00Z",
+                &["email:sato@example.co.jp"],
+                &[],
+            ),
+            lead_item("L-2", "2026-01-10T00:00:00Z", &["anon:a-2"], &["a-2"]),
+        ];
+        let merge = json!({"type": "identify", "messageId": "m-4", "anonymousId": "a-2",
+                           "traits": {"email": "sato@example.co.jp"},
+                           "timestamp": "2026-02-01T08:59:00Z"});
+        used.extend(
+            check(
+                merging,
+                false,
+                record(merge, vec![email(), anon("a-2")], &[]),
+            )
+            .await,
+        );
+
+        // A message id seen before: the dedupe key and the lead it went to are read back.
+        let mut seen_before = known;
+        seen_before.push(json!({"PK": {"S": "MSG#m-3"}, "SK": {"S": "MSG"},
+                                "owner": {"S": "LEAD#L-1"}, "lead_id": {"S": "L-1"}}));
+        used.extend(check(seen_before, true, record(track, vec![anon("a-1")], &[])).await);
+
+        let all: BTreeSet<String> = INGEST_ACTIONS.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            used, all,
+            "INGEST_ACTIONS grants an action the ingest path never uses"
+        );
+    }
+
+    #[test]
+    fn no_ingest_partition_is_a_prefix_of_the_review_and_learning_items() {
+        for other in [
+            "RULES",
+            "SUGGESTIONS",
+            "SUGGESTION#s-1",
+            "OUTCOMES#3",
+            "ALERT#hot:L-1:1",
+        ] {
+            assert!(
+                !INGEST_PARTITIONS
+                    .iter()
+                    .any(|p| other.starts_with(p) || leading_key_pattern(p) == other),
+                "{other} would be writable by ingest"
+            );
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The deployment template (`infra/template.yaml`) against what the code needs: the
+//! `ingest` function's DynamoDB grant limited by `dynamodb:LeadingKeys` to exactly the
+//! partitions `hotlead_aws::iam` lists, secrets passed by ARN (never resolved into an
+//! environment), per-route throttling on the public API.
+
+use std::collections::BTreeSet;
+
+use hotlead_aws::iam::{INGEST_ACTIONS, INGEST_PARTITIONS, leading_key_pattern};
+use yaml_rust2::{Yaml, YamlLoader};
+
+const TEMPLATE: &str = include_str!("../../infra/template.yaml");
+
+/// The template, short-form tags dropped (`!Ref X` reads as `X`, `!If [c, a, b]` as the list).
+fn template() -> Yaml {
+    YamlLoader::load_from_str(TEMPLATE)
+        .expect("infra/template.yaml is YAML")
+        .remove(0)
+}
+
+fn strings(value: &Yaml) -> Vec<String> {
+    match value {
+        Yaml::String(s) => vec![s.clone()],
+        Yaml::Array(items) => items.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The inline policy statements of a function; any other kind of policy (a managed
+/// policy, a SAM policy template) fails, since it could grant what the statements do not.
+fn statements(function: &str) -> Vec<Yaml> {
+    let t = template();
+    let policies = &t["Resources"][function]["Properties"]["Policies"];
+    let policies = policies
+        .as_vec()
+        .unwrap_or_else(|| panic!("{function} has a list of Policies"));
+    let mut out = Vec::new();
+    for policy in policies {
+        let list = policy["Statement"].as_vec().unwrap_or_else(|| {
+            panic!("{function}: every policy is an inline document, not {policy:?}")
+        });
+        out.extend(list.iter().cloned());
+    }
+    out
+}
+
+fn actions(statement: &Yaml) -> Vec<String> {
+    strings(&statement["Action"])
+}
+
+#[test]
+fn ingest_may_touch_only_the_partitions_it_writes() {
+    let expected: BTreeSet<String> = INGEST_PARTITIONS
+        .iter()
+        .map(|p| leading_key_pattern(p))
+        .collect();
+    let mut granted = BTreeSet::new();
+    let mut dynamo_statements = 0;
+    for statement in statements("IngestFunction") {
+        let dynamo: Vec<String> = actions(&statement)
+            .into_iter()
+            .filter(|a| a.starts_with("dynamodb:"))
+            .collect();
+        if dynamo.is_empty() {
+            continue;
+        }
+        dynamo_statements += 1;
+        let sid = statement["Sid"].as_str().unwrap_or("(no Sid)");
+        assert_eq!(
+            statement["Effect"].as_str(),
+            Some("Allow"),
+            "{sid}: an Allow statement"
+        );
+        assert!(
+            dynamo.iter().all(|a| !a.contains('*')),
+            "{sid}: no wildcard DynamoDB actions: {dynamo:?}"
+        );
+        let condition = statement["Condition"]
+            .as_hash()
+            .unwrap_or_else(|| panic!("{sid}: ingest's DynamoDB grant has no Condition"));
+        assert_eq!(
+            condition.len(),
+            1,
+            "{sid}: one condition operator, ForAllValues:StringLike"
+        );
+        let leading = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+        assert!(
+            !leading.is_badvalue(),
+            "{sid}: ingest's DynamoDB grant lacks ForAllValues:StringLike on dynamodb:LeadingKeys"
+        );
+        let allowed: BTreeSet<String> = strings(leading).into_iter().collect();
+        assert_eq!(
+            allowed, expected,
+            "{sid}: the LeadingKeys prefixes differ from hotlead_aws::iam::INGEST_PARTITIONS"
+        );
+        for resource in strings(&statement["Resource"]) {
+            assert!(
+                !resource.contains("/index/") && !resource.contains('*'),
+                "{sid}: the ingest path reads no index; grant {resource} in a statement of its own, \
+                 with LeadingKeys on the index's partition values, if it ever does"
+            );
+        }
+        granted.extend(dynamo);
+    }
+    assert!(dynamo_statements > 0, "ingest has no DynamoDB grant at all");
+    let needed: BTreeSet<String> = INGEST_ACTIONS.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        granted, needed,
+        "ingest's DynamoDB actions differ from hotlead_aws::iam::INGEST_ACTIONS"
+    );
+}
+
+#[test]
+fn no_rules_suggestion_outcome_or_alert_partition_is_writable_by_ingest() {
+    let t = template();
+    for statement in statements("IngestFunction") {
+        let leading = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+        for pattern in strings(leading) {
+            let prefix = pattern.trim_end_matches('*');
+            assert!(!prefix.is_empty(), "a pattern that matches every key");
+            for other in [
+                "RULES",
+                "SUGGESTIONS",
+                "SUGGESTION#1",
+                "OUTCOMES#0",
+                "ALERT#k",
+            ] {
+                assert!(!other.starts_with(prefix), "{pattern} matches {other}");
+            }
+        }
+    }
+    assert!(!t["Resources"]["IngestFunction"].is_badvalue());
+}
+
+#[test]
+fn secrets_reach_the_functions_by_arn_only_and_each_may_read_just_its_own() {
+    assert!(
+        !TEMPLATE.contains("resolve:secretsmanager"),
+        "a secret is resolved into the template (and so into a plain environment variable)"
+    );
+    let t = template();
+    for (function, name) in [
+        ("IngestFunction", "HOTLEAD_WRITE_KEY"),
+        ("ReviewFunction", "HOTLEAD_WEBHOOK_SECRET"),
+    ] {
+        let variables = &t["Resources"][function]["Properties"]["Environment"]["Variables"];
+        assert!(
+            variables[name].is_badvalue(),
+            "{function} gets {name} in plain in its environment"
+        );
+        let arn_variable = hotlead_aws::secrets::arn_variable(name);
+        let arn = strings(&variables[arn_variable.as_str()]);
+        assert!(!arn.is_empty(), "{function} lacks {arn_variable}");
+        let reads: Vec<Yaml> = statements(function)
+            .into_iter()
+            .filter(|s| actions(s).iter().any(|a| a.starts_with("secretsmanager:")))
+            .collect();
+        assert_eq!(reads.len(), 1, "{function}: one Secrets Manager statement");
+        assert_eq!(actions(&reads[0]), ["secretsmanager:GetSecretValue"]);
+        assert_eq!(
+            strings(&reads[0]["Resource"]),
+            arn,
+            "{function} may read exactly the secret its environment names"
+        );
+    }
+    for function in ["ScoreFunction", "LearnFunction"] {
+        assert!(
+            statements(function)
+                .iter()
+                .all(|s| actions(s).iter().all(|a| !a.starts_with("secretsmanager:"))),
+            "{function} reads no secret"
+        );
+    }
+}
+
+#[test]
+fn the_form_and_batch_routes_have_their_own_throttling() {
+    let t = template();
+    let events = &t["Resources"]["IngestFunction"]["Properties"]["Events"];
+    for event in ["Form", "Batch"] {
+        let settings = &events[event]["Properties"]["RouteSettings"];
+        for limit in ["ThrottlingRateLimit", "ThrottlingBurstLimit"] {
+            let parameter = settings[limit]
+                .as_str()
+                .unwrap_or_else(|| panic!("the {event} route has no {limit}"));
+            assert!(
+                !t["Parameters"][parameter].is_badvalue(),
+                "{event}'s {limit} is the parameter {parameter}"
+            );
+        }
+    }
+}
