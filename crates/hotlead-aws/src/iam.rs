@@ -10,13 +10,15 @@
 pub const INGEST_PARTITIONS: &[&str] = &["LEAD#", "ID#", "MSG#", "ANON#"];
 
 /// The DynamoDB actions `ingest` needs: reads of single items and identity links, and the
-/// puts and updates of its one `TransactWriteItems` per call (a transaction is authorised
-/// as its parts). No `Query`, no index: the ingest path reads nothing else.
+/// puts, updates and deletes (an identity link let go past a lead's key limit) of its one
+/// `TransactWriteItems` per call (a transaction is authorised as its parts). No `Query`,
+/// no index: the ingest path reads nothing else.
 pub const INGEST_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
 ];
 
 /// The IAM policy pattern of a partition prefix (`LEAD#` -> `LEAD#*`), as the template
@@ -113,6 +115,7 @@ mod tests {
                 .collect(),
             received_at: at("2026-02-01T09:00:00Z"),
             new_lead_id: "L-NEW".into(),
+            digest: "d".into(),
         }
     }
 
@@ -275,6 +278,28 @@ mod tests {
                 merging,
                 false,
                 record(merge, vec![email(), anon("a-2")], &[]),
+            )
+            .await,
+        );
+
+        // A lead holding as many keys as it may takes a new browser: its oldest link goes.
+        let mut full: Vec<String> = (0..hotlead_core::identity::MAX_IDENTITIES - 1)
+            .map(|i| format!("anon:old-{i}"))
+            .collect();
+        full.insert(0, "email:sato@example.co.jp".into());
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let holding = vec![
+            id_item("email:sato@example.co.jp", "L-1"),
+            lead_item("L-1", "2026-01-01T00:00:00Z", &full, &[]),
+        ];
+        let new_browser = json!({"type": "identify", "messageId": "m-5", "anonymousId": "a-new",
+                           "traits": {"email": "sato@example.co.jp"},
+                           "timestamp": "2026-02-01T08:59:00Z"});
+        used.extend(
+            check(
+                holding,
+                false,
+                record(new_browser, vec![email(), anon("a-new")], &[]),
             )
             .await,
         );
