@@ -115,6 +115,7 @@ pub async fn spawn_app(settings: AppSettings) -> TestApp {
             webhook_secret: settings.webhook_secret,
         },
         tick: std::time::Duration::from_millis(50),
+        open_admin: false,
     };
     let running = hotlead::serve::start(options)
         .await

@@ -58,6 +58,7 @@ async fn start(dir: tempfile::TempDir, backend: hotlead::serve::Backend) -> Serv
         config: None,
         auth: hotlead_api::Auth::default(),
         tick: StdDuration::from_millis(200),
+        open_admin: false,
     })
     .await
     .unwrap();

@@ -177,6 +177,7 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
         config: Some(hotlead_tests::repo_file("examples/config/hotlead.toml")),
         auth: hotlead_api::Auth::default(),
         tick: std::time::Duration::from_millis(100),
+        open_admin: false,
     })
     .await
     .unwrap();

@@ -278,8 +278,10 @@ async fn post(app: &TestApp, route: &str, body: &Value) -> reqwest::Response {
         .unwrap()
 }
 
-fn signature(body: &[u8]) -> String {
+/// The signature of `body` sent at `timestamp` (unix seconds), as a CRM computes it.
+fn signature(timestamp: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -381,26 +383,45 @@ async fn outcomes_in_suggestion_reviewed_approval_rescores_every_lead_and_alerts
         .map(|(i, l)| outcome(l, i + 30))
         .collect();
     let body = serde_json::to_vec(&rest).unwrap();
-    let send = |sig: Option<String>| {
+    let now = chrono::Utc::now().timestamp();
+    let send = |sig: Option<(i64, String)>| {
         let mut request = app
             .client
             .post(format!("{}/v1/outcomes", app.url))
             .header("content-type", "application/json")
             .body(body.clone());
-        if let Some(sig) = sig {
-            request = request.header("x-hotlead-signature", sig);
+        if let Some((timestamp, sig)) = sig {
+            request = request
+                .header("x-hotlead-timestamp", timestamp.to_string())
+                .header("x-hotlead-signature", sig);
         }
         request.send()
     };
     assert_eq!(send(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        send(Some(signature(b"something else")))
+        send(Some((now, signature(now, b"something else"))))
             .await
             .unwrap()
             .status(),
         StatusCode::FORBIDDEN
     );
-    let signed = send(Some(signature(&body))).await.unwrap();
+    // A request captured ten minutes ago does not pass again, nor with a new timestamp.
+    let old = now - 600;
+    assert_eq!(
+        send(Some((old, signature(old, &body))))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(Some((now, signature(old, &body))))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let signed = send(Some((now, signature(now, &body)))).await.unwrap();
     assert_eq!(signed.status(), StatusCode::OK);
     assert_eq!(signed.json::<Value>().await.unwrap()["stored"], 15);
     let all_bad = post(

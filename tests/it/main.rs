@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod abuse;
+mod access;
 mod aws;
 mod browser;
 mod cli;

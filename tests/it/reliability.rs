@@ -938,6 +938,7 @@ async fn over_http_on_dynamodb_a_burst_for_one_lead_gives_its_exact_score() {
         config: None,
         auth: hotlead_api::Auth::default(),
         tick: StdDuration::from_millis(100),
+        open_admin: false,
     })
     .await
     .unwrap();

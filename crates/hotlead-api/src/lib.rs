@@ -44,6 +44,12 @@ pub const TIMELINE_EVENTS: usize = 200;
 
 const TRACKING_SCRIPT: &str = include_str!("../assets/hotlead.js");
 
+/// The address of the peer the platform saw (API Gateway's source IP, or the socket's
+/// peer), put in the request's extensions by whoever runs the router. Without it a
+/// visitor's address is unknown: `X-Forwarded-For` alone is never believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// Credentials the API requires; `None` leaves that side open (local use).
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
@@ -203,9 +209,10 @@ impl AppState {
 /// `POST /v1/<type>`: one Segment call of that type.
 fn segment_route(kind: EventType) -> axum::routing::MethodRouter<AppState> {
     post(
-        move |state: State<AppState>, headers: HeaderMap, body: Body| {
-            call(state, headers, body, Some(kind))
-        },
+        move |state: State<AppState>,
+              peer: Option<axum::Extension<ClientAddr>>,
+              headers: HeaderMap,
+              body: Body| { call(state, peer, headers, body, Some(kind)) },
     )
 }
 
@@ -395,8 +402,15 @@ fn check_write_key(
     }
 }
 
+/// Compares secrets in time that depends on neither their contents nor their lengths: both
+/// are hashed to 32 bytes first, and the digests compared without an early exit.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::Digest;
+    let (a, b) = (sha2::Sha256::digest(a), sha2::Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 pub(crate) fn check_admin(auth: &Auth, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -435,13 +449,24 @@ fn segment_json(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))
 }
 
-/// Drops the body's write key, and fills `context.ip` from the request for calls of the
-/// tracking script (a browser cannot know its address). Server-side callers set their own
-/// context: their request address is their server, not the visitor.
-fn with_request_context(mut call: Value, headers: &HeaderMap) -> Value {
-    let ip = header_text(headers, "x-forwarded-for")
-        .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()))
-        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+/// The visitor's address as far as it can be known: the platform's peer, or behind the
+/// configured trusted proxies, the address they forwarded.
+fn client_ip(
+    state: &AppState,
+    peer: Option<axum::Extension<ClientAddr>>,
+    headers: &HeaderMap,
+) -> Option<String> {
+    let config = state.ingest.as_ref()?.config();
+    let forwarded = header_text(headers, "x-forwarded-for");
+    config
+        .client_ip(peer.map(|p| p.0.0), forwarded.as_deref())
+        .map(|ip| ip.to_string())
+}
+
+/// Drops the body's write key, and fills `context.ip` with the visitor's address for calls
+/// of the tracking script (a browser cannot know its address). Server-side callers set
+/// their own context: their request address is their server, not the visitor.
+fn with_request_context(mut call: Value, ip: Option<&str>) -> Value {
     if let Value::Object(object) = &mut call {
         object.remove("writeKey");
         if let Some(Value::Object(context)) = object.get_mut("context") {
@@ -491,15 +516,17 @@ pub(crate) fn recorded_json(recorded: &Recorded) -> Value {
 
 async fn call(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
     route: Option<EventType>,
 ) -> Result<Response, ApiError> {
     let value =
         authorised_segment_body(&state, &headers, body, MAX_EVENT_BYTES, "an event").await?;
+    let ip = client_ip(&state, peer, &headers);
     let recorded = state
         .ingest()?
-        .call(&with_request_context(value, &headers), route)
+        .call(&with_request_context(value, ip.as_deref()), route)
         .await?;
     let mut body = recorded_json(&recorded);
     body["success"] = json!(true);
@@ -508,10 +535,12 @@ async fn call(
 
 async fn batch(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let value = authorised_segment_body(&state, &headers, body, MAX_BATCH_BYTES, "a batch").await?;
+    let ip = client_ip(&state, peer, &headers);
     let Some(calls) = value.get("batch").and_then(Value::as_array) else {
         return Err(ApiError::invalid("batch", "expected an array of calls"));
     };
@@ -535,7 +564,7 @@ async fn batch(
                 }
             }
         }
-        prepared.push(with_request_context(call, &headers));
+        prepared.push(with_request_context(call, ip.as_deref()));
     }
     let results = state.ingest()?.batch(&prepared).await?;
     let results: Vec<Value> = results.iter().map(recorded_json).collect();

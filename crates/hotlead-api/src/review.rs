@@ -27,25 +27,76 @@ fn authorised<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Review
 /// Largest accepted outcomes body.
 pub const MAX_OUTCOMES_BYTES: usize = 1024 * 1024;
 const SIGNATURE_HEADER: &str = "x-hotlead-signature";
+const TIMESTAMP_HEADER: &str = "x-hotlead-timestamp";
+/// How far a signed webhook's timestamp may be from the time received, in seconds: a
+/// captured request cannot be replayed later than this.
+pub const WEBHOOK_WINDOW_SECONDS: i64 = 300;
 
-/// A signed webhook passes with a valid signature; anything else needs the admin token.
-fn check_outcome_auth(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+/// Checks a signed webhook: `X-Hotlead-Timestamp: <unix seconds>` within
+/// [`WEBHOOK_WINDOW_SECONDS`] of `now`, and `X-Hotlead-Signature: sha256=<hex
+/// HMAC-SHA256 of "<timestamp>.<body>">`.
+fn check_signature(
+    secret: &str,
+    signature: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
+    let timestamp = header_text(headers, TIMESTAMP_HEADER).ok_or(ApiError::Unauthorized(
+        "a signed request needs X-Hotlead-Timestamp: <unix seconds>, signed with the body",
+    ))?;
+    let seconds: i64 = timestamp.parse().map_err(|_| {
+        ApiError::Unauthorized("X-Hotlead-Timestamp must be a number of seconds since 1970")
+    })?;
+    if (now.timestamp() - seconds).abs() > WEBHOOK_WINDOW_SECONDS {
+        return Err(ApiError::Forbidden(
+            "X-Hotlead-Timestamp is more than 5 minutes from now (a replay, or a clock off)",
+        ));
+    }
+    let hex_digest = signature
+        .strip_prefix("sha256=")
+        .ok_or(ApiError::Unauthorized(
+            "the signature must read sha256=<hex HMAC-SHA256 of \"<timestamp>.<body>\">",
+        ))?;
+    let given = hex::decode(hex_digest.trim())
+        .map_err(|_| ApiError::Unauthorized("the signature is not hexadecimal"))?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| ApiError::Internal)?;
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&given)
+        .map_err(|_| ApiError::Forbidden("the signature does not match the timestamp and the body"))
+}
+
+/// A signed webhook passes with a valid signature; otherwise the admin token is needed.
+/// With a webhook secret set, a request that is neither signed nor carries a valid admin
+/// token is refused, whether an admin token is configured or not.
+fn check_outcome_auth(
+    auth: &Auth,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
     match (header_text(headers, SIGNATURE_HEADER), &auth.webhook_secret) {
-        (Some(signature), Some(secret)) => {
-            let hex_digest = signature
-                .strip_prefix("sha256=")
-                .ok_or(ApiError::Unauthorized(
-                    "the signature must read sha256=<hex HMAC-SHA256 of the body>",
-                ))?;
-            let given = hex::decode(hex_digest.trim())
-                .map_err(|_| ApiError::Unauthorized("the signature is not hexadecimal"))?;
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-                .map_err(|_| ApiError::Internal)?;
-            mac.update(body);
-            mac.verify_slice(&given)
-                .map_err(|_| ApiError::Forbidden("the signature does not match the body"))
-        }
+        (Some(signature), Some(secret)) => check_signature(secret, &signature, headers, body, now),
+        (None, Some(_)) if auth.admin_token.is_none() => Err(ApiError::Unauthorized(
+            "sign the request (X-Hotlead-Timestamp and X-Hotlead-Signature)",
+        )),
         _ => check_admin(auth, headers),
+    }
+}
+
+/// Admin POSTs take `application/json` only, with or without a body: a browser cannot
+/// send that cross-site without a preflight, which the admin routes never grant, so a
+/// page elsewhere cannot make a reviewer's browser approve, reject or activate.
+fn json_only(headers: &HeaderMap) -> Result<(), ApiError> {
+    let media = media_type(headers);
+    if media == "application/json" {
+        Ok(())
+    } else {
+        Err(unsupported(&media, "application/json"))
     }
 }
 
@@ -56,7 +107,7 @@ pub(crate) async fn outcomes(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, MAX_OUTCOMES_BYTES, "an outcomes body").await?;
-    check_outcome_auth(&state.auth, &headers, &bytes)?;
+    check_outcome_auth(&state.auth, &headers, &bytes, state.review()?.now())?;
     let media = media_type(&headers);
     if media != "application/json" {
         return Err(unsupported(&media, "application/json"));
@@ -177,6 +228,7 @@ pub struct Decision {
 
 /// An optional JSON body of a decision.
 async fn decision(headers: &HeaderMap, body: Body) -> Result<Decision, ApiError> {
+    json_only(headers)?;
     let bytes = read_body(headers, body, 16 * 1024, "a decision").await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Decision::default());
@@ -263,6 +315,7 @@ pub(crate) async fn activate(
     Path(version): Path<String>,
 ) -> Result<Response, ApiError> {
     let review = authorised(&state, &headers)?;
+    json_only(&headers)?;
     let number = version_number(&version)?;
     let active = review.rollback(number).await?;
     tracing::info!(version = active.version, "rules version activated");

@@ -22,6 +22,13 @@ pub struct Config {
     /// Browser origins allowed to send events and forms (CORS), e.g. `https://www.example.co.jp`.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Proxies in front of the service whose `X-Forwarded-For` is believed, as addresses
+    /// or CIDR blocks (`10.0.0.0/8`). A visitor's address is the platform's (API Gateway's
+    /// source IP, or the socket's peer) unless that is one of these; then the last
+    /// address `X-Forwarded-For` names that is not one of them. Empty: the header is
+    /// never believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Forms by id (`POST /v1/forms/{id}`). A form not listed takes canonical attribute
     /// names as they are.
     #[serde(default)]
@@ -140,11 +147,93 @@ fn origin_problem(origin: &str) -> Option<&'static str> {
     None
 }
 
+/// An address block: an IP address and how many leading bits of it count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    pub address: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Network {
+    /// `10.0.0.0/8`, `2001:db8::/32`, or one address.
+    pub fn parse(text: &str) -> Option<Network> {
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let address: std::net::IpAddr = address.parse().ok()?;
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= bits)?,
+            None => bits,
+        };
+        Some(Network { address, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let (network, ip, bits) = match (self.address, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                (u128::from(n.to_bits()), u128::from(i.to_bits()), 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => (n.to_bits(), i.to_bits(), 128),
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || (network >> shift) == (ip >> shift)
+    }
+}
+
 impl Config {
+    /// The visitor's address: the platform's `peer` unless it is a trusted proxy, then
+    /// the last `X-Forwarded-For` entry that is not one.
+    pub fn client_ip(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        forwarded_for: Option<&str>,
+    ) -> Option<std::net::IpAddr> {
+        let trusted: Vec<Network> = self
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| Network::parse(p))
+            .collect();
+        let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+        let peer = peer?;
+        if !is_trusted(peer) {
+            return Some(peer);
+        }
+        let mut last = peer;
+        for entry in forwarded_for.unwrap_or_default().rsplit(',') {
+            let Ok(ip) = entry.trim().parse::<std::net::IpAddr>() else {
+                break;
+            };
+            last = ip;
+            if !is_trusted(ip) {
+                break;
+            }
+        }
+        Some(last)
+    }
+
     /// Reads and checks a configuration file; every error names the file, the line and
     /// the setting.
     pub fn from_toml(file: &str, source: &str) -> Result<Config, ConfigError> {
         let config = Config::parse(file, source)?;
+        for (index, proxy) in config.trusted_proxies.iter().enumerate() {
+            if Network::parse(proxy).is_none() {
+                let line = source
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("trusted_proxies"))
+                    .map_or(1, |i| i + 1);
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    location: format!("{line}:1:"),
+                    message: format!(
+                        "trusted_proxies[{index}] ({proxy:?}): expected an IP address or a CIDR block like 10.0.0.0/8"
+                    ),
+                });
+            }
+        }
         for (index, origin) in config.cors_origins.iter().enumerate() {
             if let Some(problem) = origin_problem(origin) {
                 let line = source
@@ -404,5 +493,47 @@ mod origins {
         )
         .unwrap();
         assert_eq!(ok.cors_origins.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use super::*;
+
+    fn ip(text: &str) -> std::net::IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let open = Config::default();
+        let spoofed = Some("10.1.2.3, 198.51.100.7");
+        assert_eq!(
+            open.client_ip(Some(ip("203.0.113.9")), spoofed),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(open.client_ip(None, spoofed), None);
+        let behind =
+            Config::from_toml("c.toml", "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        // The proxy appends the address it saw; what the client wrote before it is not believed.
+        assert_eq!(
+            behind.client_ip(
+                Some(ip("10.0.0.5")),
+                Some("10.9.9.9, 203.0.113.9, 10.0.0.7")
+            ),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            behind.client_ip(Some(ip("::1")), Some("198.51.100.7")),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            behind.client_ip(Some(ip("10.0.0.5")), None),
+            Some(ip("10.0.0.5"))
+        );
+        let error =
+            Config::from_toml("c.toml", "trusted_proxies = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert!(error.to_string().contains("trusted_proxies[0]"), "{error}");
+        assert!(Network::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
     }
 }

@@ -192,6 +192,11 @@ impl Review {
         Review { store, clock }
     }
 
+    /// The time, from the service's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     pub fn store(&self) -> &Arc<dyn Storage> {
         &self.store
     }

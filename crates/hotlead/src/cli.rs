@@ -128,10 +128,14 @@ pub struct ServeArgs {
     /// Bearer token required on the lead and review routes.
     #[arg(long, env = "HOTLEAD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Shared secret with which a CRM signs outcome webhooks (X-Hotlead-Signature:
-    /// sha256=<hex HMAC-SHA256 of the body>).
+    /// Shared secret with which a CRM signs outcome webhooks (X-Hotlead-Timestamp: <unix
+    /// seconds>, X-Hotlead-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">).
     #[arg(long, env = "HOTLEAD_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// Listen on a non-loopback --host without an admin token, leaving the lead and review
+    /// routes open to anyone who reaches them. Without it, that is refused.
+    #[arg(long)]
+    pub open_admin: bool,
 }
 
 /// Where `serve` keeps its data.
@@ -306,6 +310,7 @@ async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<(
         },
         // The AWS backend polls its stream: a short tick keeps scoring prompt.
         tick: std::time::Duration::from_secs(if aws { 1 } else { 5 }),
+        open_admin: args.open_admin,
     };
     let auth = options.auth.clone();
     let running = crate::serve::start(options).await?;

@@ -70,6 +70,18 @@ pub struct ServeOptions {
     pub auth: Auth,
     /// How often the scorer retries deliveries when nothing wakes it.
     pub tick: Duration,
+    /// Listen on a non-loopback address without an admin token (every lead readable by
+    /// anyone who reaches it). Refused unless this is set.
+    pub open_admin: bool,
+}
+
+/// Whether `host` only accepts connections from this machine.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A running server.
@@ -175,6 +187,20 @@ struct Opened {
 
 /// Opens the store, starts the scorer and binds the API. Returns once listening.
 pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
+    if !is_loopback(&options.host) && options.auth.admin_token.is_none() {
+        if !options.open_admin {
+            anyhow::bail!(
+                "refusing to listen on {} without an admin token: anyone who reaches it could read every lead \
+                 and change the rules. Set --admin-token (or HOTLEAD_ADMIN_TOKEN), listen on 127.0.0.1, \
+                 or pass --open-admin to accept that",
+                options.host
+            );
+        }
+        tracing::warn!(
+            host = %options.host,
+            "listening beyond this machine WITHOUT an admin token (--open-admin): the lead and review routes are open to anyone who reaches them"
+        );
+    }
     let mut config = load_config(options.config.as_deref())?;
     let listener = TcpListener::bind((options.host.as_str(), options.port))
         .await
@@ -267,8 +293,22 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         }
     };
     let ingest = Ingest::new(store, clock, ids, config, wake);
-    let app = router(ingest, review, options.auth.clone());
+    // The socket's peer is the visitor's address (or a trusted proxy's, see
+    // `trusted_proxies`).
+    let app = router(ingest, review, options.auth.clone()).layer(axum::middleware::map_request(
+        |mut request: axum::extract::Request| async move {
+            let peer = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip());
+            if let Some(ip) = peer {
+                request.extensions_mut().insert(hotlead_api::ClientAddr(ip));
+            }
+            request
+        },
+    ));
     let server = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "server stopped");
         }

@@ -16,7 +16,25 @@ pub fn app(store: Arc<dyn Store>, config: Config, auth: Auth) -> hotlead_api::Ro
         Arc::new(config),
         Arc::new(Notify::new()),
     );
-    public_router(ingest, auth)
+    public_router(ingest, auth).layer(axum::middleware::map_request(source_ip))
+}
+
+/// API Gateway's source IP is the visitor's address (or, behind a trusted proxy, the
+/// proxy's: see `trusted_proxies`).
+async fn source_ip(mut request: axum::extract::Request) -> axum::extract::Request {
+    use lambda_http::RequestExt;
+    let ip = match request.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => context
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok()),
+        _ => None,
+    };
+    if let Some(ip) = ip {
+        request.extensions_mut().insert(hotlead_api::ClientAddr(ip));
+    }
+    request
 }
 
 #[cfg(test)]
