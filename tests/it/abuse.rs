@@ -326,28 +326,7 @@ async fn timestamps_are_bounded_and_corrected_by_sent_at(server: Server) {
     );
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::sqlite().await).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::dynamo().await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+on_both_stores!(
     a_flood_of_new_field_names_keeps_the_person_writable,
     a_flood_of_anonymous_ids_keeps_the_person_writable_and_mergeable,
     overlong_ids_are_refused_by_name,

@@ -61,35 +61,22 @@ async fn admin_posts_take_json_only_so_no_page_elsewhere_can_send_them() {
         "/v1/suggestions/s-1/reject",
     ] {
         for content_type in [
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "multipart/form-data; boundary=x",
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            None,
         ] {
-            let response = app
-                .client
-                .post(format!("{}{route}", app.url))
-                .header("content-type", content_type)
-                .body("")
-                .send()
-                .await
-                .unwrap();
+            let mut request = app.client.post(format!("{}{route}", app.url)).body("");
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let response = request.send().await.unwrap();
             assert_eq!(
                 response.status(),
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "{route} {content_type}"
+                "{route} {content_type:?}"
             );
         }
-        let response = app
-            .client
-            .post(format!("{}{route}", app.url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "{route} without a type"
-        );
     }
     let response = app
         .client

@@ -3,6 +3,29 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+/// Runs each named `async fn(backend)` of the calling module twice: on SQLite
+/// (`super::sqlite()`) and on DynamoDB in the emulator (`super::dynamo()`).
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::sqlite().await).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::dynamo().await).await;
+                }
+            )*
+        }
+    };
+}
+
 mod abuse;
 mod access;
 mod aws;

@@ -611,27 +611,6 @@ async fn a_batch_that_stops_part_way_says_what_was_stored(store: Arc<dyn Store>)
     assert_eq!(w.store.events(&id).await.unwrap().len(), 6);
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::sqlite().await).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::dynamo().await).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_stores!(
     one_bad_lead_is_set_aside_and_the_others_are_scored,
     a_set_aside_lead_is_tried_again_on_its_next_event,

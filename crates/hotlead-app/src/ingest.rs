@@ -381,6 +381,7 @@ impl Ingest {
         keys.extend(anonymous_id.map(IdentityKey::Anonymous));
         let values: Vec<(&str, &str)> = parts.iter().map(|p| ("field", p.as_str())).collect();
         let digest = content_digest(&event, &values);
+        let message_id = event.message_id.clone();
         let recorded = self
             .save(
                 Accepted {
@@ -393,9 +394,7 @@ impl Ingest {
             )
             .await?;
         if recorded.conflicting {
-            return Err(IngestError::Reused {
-                message_id: recorded_id(&submission, form_id),
-            });
+            return Err(IngestError::Reused { message_id });
         }
         let lead_id = recorded.lead_id.unwrap_or_default();
         Ok(FormOutcome::Stored {
@@ -638,17 +637,6 @@ impl Ingest {
             digest,
         })
     }
-}
-
-/// The message id a form submission was stored under, for saying which was reused.
-fn recorded_id(submission: &FormSubmission, form_id: &str) -> String {
-    submission
-        .fields
-        .iter()
-        .find(|(n, v)| SUBMISSION_ID_FIELDS.contains(&n.as_str()) && !v.trim().is_empty())
-        .map(|(_, v)| v.trim().to_string())
-        .or_else(|| submission.idempotency_key.clone())
-        .unwrap_or_else(|| format!("a submission of form {form_id}"))
 }
 
 /// Segment traits as attributes: scalar traits by their canonical names, plus the common

@@ -366,8 +366,7 @@ pub fn apply(
                 from: from.clone(),
             }),
         }
-        lead.identities.push(storage.clone());
-        pointing.push((storage, linked.clone().unwrap_or_default()));
+        lead.identities.push(storage);
     }
     // Too many keys: let the oldest anonymous links go, then the oldest user ids.
     while lead.identities.len() > MAX_IDENTITIES {
@@ -380,21 +379,15 @@ pub fn apply(
             break;
         };
         let key = lead.identities.remove(index);
-        // A key this call claimed or moved is not written at all; one that was on the
-        // lead (or moved by the merge) is unlinked where it points.
-        let at = pointing
+        // Never one of the call's keys: it was the survivor's, or a merged lead's (whose
+        // planned move becomes an unlink where it points).
+        links.retain(|l| !matches!(l, LinkChange::Move { key: k, .. } if *k == key));
+        let from = pointing
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, at)| at.clone())
             .unwrap_or_default();
-        let planned = links.iter().position(|l| match l {
-            LinkChange::Claim { key: k } | LinkChange::Move { key: k, .. } => *k == key,
-            LinkChange::Unlink { .. } => false,
-        });
-        match planned.map(|i| links.remove(i)) {
-            Some(LinkChange::Claim { .. }) => {}
-            _ => links.push(LinkChange::Unlink { key, from: at }),
-        }
+        links.push(LinkChange::Unlink { key, from });
     }
     if lead.history.len() > MAX_HISTORY_SOURCES {
         let excess = lead.history.len() - MAX_HISTORY_SOURCES;
