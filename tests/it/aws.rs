@@ -454,6 +454,7 @@ async fn the_learn_function_stores_a_suggestion_in_dynamodb_and_tells_the_analys
                 received_at: t0 + chrono::Duration::hours(i as i64),
                 new_lead_id: format!("L-{i}"),
                 digest: String::new(),
+                retention: Default::default(),
             })
             .await
             .unwrap();

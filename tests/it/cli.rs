@@ -572,6 +572,7 @@ fn an_operator_imports_crm_attributes_lists_and_retries_set_aside_leads_and_list
                 received_at: now,
                 new_lead_id: "L-other".into(),
                 digest: String::new(),
+                retention: Default::default(),
             })
             .await
             .unwrap();

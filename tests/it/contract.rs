@@ -41,6 +41,7 @@ fn page_record(
     let event = segment(call);
     Record {
         digest: content_digest(&event, &[]),
+        retention: Default::default(),
         event,
         keys,
         attributes: vec![],
@@ -744,6 +745,6 @@ async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
             .unwrap();
     }
     let reopened = hotlead_embedded::SqliteStore::open(&path).unwrap();
-    assert_eq!(reopened.schema_version().unwrap(), 5);
+    assert_eq!(reopened.schema_version().unwrap(), 6);
     assert!(reopened.lead("L-1").await.unwrap().is_some());
 }

@@ -53,6 +53,7 @@ pub async fn outcomes_keep_the_latest_per_lead<S: Store + LearningStore>(store: 
         received_at: at(0),
         new_lead_id: "L-1".into(),
         digest: String::new(),
+        retention: Default::default(),
     };
     store.record(record).await.unwrap();
     let email = IdentityKey::Email("taro@example.co.jp".into());

@@ -32,6 +32,7 @@ mod aws;
 mod browser;
 mod cli;
 mod contract;
+mod erase;
 mod examples;
 mod http;
 mod learning;

@@ -26,7 +26,8 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 /// (method, path) of every `.route(...)` in the router's source.
 fn routed() -> BTreeSet<(String, String)> {
     let pattern =
-        regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*(get|post|segment_route)\("#).unwrap();
+        regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*(get|post|segment_route)\(([^\n]*)"#)
+            .unwrap();
     let mut routes = BTreeSet::new();
     for file in [
         "crates/hotlead-api/src/lib.rs",
@@ -39,6 +40,10 @@ fn routed() -> BTreeSet<(String, String)> {
                 _ => "POST",
             };
             routes.insert((method.to_string(), capture[1].to_string()));
+            // A second method on the same route: `get(read).delete(erase)`.
+            if capture[3].contains(".delete(") {
+                routes.insert(("DELETE".to_string(), capture[1].to_string()));
+            }
         }
     }
     routes
@@ -78,6 +83,7 @@ async fn every_documented_operation_answers_from_the_router() {
         let request = match method.as_str() {
             "GET" => app.client.get(&url),
             "POST" => app.client.post(&url),
+            "DELETE" => app.client.delete(&url),
             other => panic!("unexpected method {other}"),
         };
         let response = request.send().await.unwrap();

@@ -137,6 +137,41 @@ impl World {
     }
 }
 
+/// A form sent twice within the hour (a double click, a reload) is one event; the same
+/// values from the same browser an hour or months later are a new submission, which
+/// counts.
+#[tokio::test]
+async fn the_same_form_sent_again_later_is_a_new_submission() {
+    use hotlead_app::FormOutcome;
+    let w = world(0, Config::default());
+    let send = async || {
+        let submission = FormSubmission {
+            form_id: "contact".into(),
+            fields: vec![
+                ("email".into(), "a@b.jp".into()),
+                ("company".into(), "Example KK".into()),
+            ],
+            cookie_anonymous_id: Some("browser-1".into()),
+            ..FormSubmission::default()
+        };
+        match w.ingest.form(submission).await.unwrap() {
+            FormOutcome::Stored { duplicate, .. } => duplicate,
+            other => panic!("not stored: {other:?}"),
+        }
+    };
+    let start = time("2026-11-01T00:00:00Z");
+    assert!(!send().await, "the first submission");
+    w.clock.set(start + Duration::minutes(20));
+    assert!(send().await, "sent again within the hour: a duplicate");
+    w.clock.set(start + Duration::minutes(61));
+    assert!(!send().await, "an hour later: a new submission");
+    w.clock.set(start + Duration::days(120));
+    assert!(!send().await, "months later: a new submission");
+    let lead = w.ingest.store().lead("L-0001").await.unwrap().unwrap();
+    let forms = w.ingest.store().events(&lead.id).await.unwrap();
+    assert_eq!(forms.len(), 3, "three submissions are stored: {forms:?}");
+}
+
 #[tokio::test]
 async fn a_lead_alerts_once_per_hot_crossing_not_once_ever_nor_every_event() {
     let w = world(0, Config::default());

@@ -98,6 +98,10 @@ impl From<ReviewError> for ApiError {
                 tracing::error!(error = %m, "learning failed");
                 ApiError::Internal
             }
+            ReviewError::Unavailable(m) => {
+                tracing::warn!(error = %m, "unavailable");
+                ApiError::Unavailable
+            }
             ReviewError::Store(e) => e.into(),
         }
     }

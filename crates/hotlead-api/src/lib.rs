@@ -178,7 +178,7 @@ fn admin_routes(review: Review, auth: Auth) -> Router {
     };
     Router::new()
         .route("/v1/leads", get(ranking))
-        .route("/v1/leads/{lead_id}", get(lead))
+        .route("/v1/leads/{lead_id}", get(lead).delete(erase_lead))
         .route("/v1/outcomes", post(review::outcomes))
         .route("/v1/suggestions", get(review::suggestions))
         .route("/v1/suggestions/{id}", get(review::suggestion))
@@ -685,6 +685,27 @@ async fn lead(
             .collect::<Vec<_>>()
     );
     Ok(Json(body).into_response())
+}
+
+/// `DELETE /v1/leads/{id}`: erases the person (see [`hotlead_app::erase`]). A lead that is
+/// not there (never stored, or erased before) is a 404: erasing twice erases once.
+async fn erase_lead(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(lead_id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_admin(&state.auth, &headers)?;
+    let target = hotlead_app::erase::EraseTarget::Id(lead_id.clone());
+    match state.review()?.erase(&target).await? {
+        Some(erasure) => {
+            let mut body = json!(erasure);
+            body["status"] = json!("erased");
+            Ok(Json(body).into_response())
+        }
+        None => Err(ApiError::NotFound(format!(
+            "no lead {lead_id:?}: never stored, or erased already"
+        ))),
+    }
 }
 
 async fn tracking_script() -> impl IntoResponse {

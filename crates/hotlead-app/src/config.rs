@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 /// The default honeypot field: a hidden input people leave empty and bots fill in.
 pub const DEFAULT_HONEYPOT: &str = "_hp";
+/// The longest retention a setting may ask for (ten years).
+pub const MAX_RETENTION_DAYS: u32 = 3_650;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +37,10 @@ pub struct Config {
     pub forms: BTreeMap<String, FormConfig>,
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// How long what belongs to no lead is kept (`[retention]`: `anonymous_days`, default
+    /// 180; `dedupe_days`, default 30).
+    #[serde(default)]
+    pub retention: crate::ports::Retention,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -244,6 +250,24 @@ impl Config {
                     file: file.to_string(),
                     location: format!("{line}:1:"),
                     message: format!("cors_origins[{index}] ({origin:?}): {problem}"),
+                });
+            }
+        }
+        for (name, days) in [
+            ("anonymous_days", config.retention.anonymous_days),
+            ("dedupe_days", config.retention.dedupe_days),
+        ] {
+            if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+                let line = source
+                    .lines()
+                    .position(|l| l.trim_start().starts_with(name))
+                    .map_or(1, |i| i + 1);
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    location: format!("{line}:1:"),
+                    message: format!(
+                        "retention.{name} ({days}): expected a number of days from 1 to {MAX_RETENTION_DAYS}"
+                    ),
                 });
             }
         }
@@ -535,5 +559,23 @@ mod client_ip_tests {
             Config::from_toml("c.toml", "trusted_proxies = [\"10.0.0.0/33\"]\n").unwrap_err();
         assert!(error.to_string().contains("trusted_proxies[0]"), "{error}");
         assert!(Network::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+    }
+
+    #[test]
+    fn retention_has_defaults_and_a_bad_period_names_its_setting() {
+        let config = Config::from_toml("c.toml", "").unwrap();
+        assert_eq!(config.retention.anonymous_days, 180);
+        assert_eq!(config.retention.dedupe_days, 30);
+        let config = Config::from_toml("c.toml", "[retention]\nanonymous_days = 90\n").unwrap();
+        assert_eq!(config.retention.anonymous_days, 90);
+        assert_eq!(config.retention.dedupe_days, 30);
+        let error = Config::from_toml("c.toml", "[retention]\ndedupe_days = 0\n").unwrap_err();
+        assert_eq!(error.location, "2:1:");
+        assert!(
+            error.message.contains("retention.dedupe_days (0)"),
+            "{error}"
+        );
+        let error = Config::from_toml("c.toml", "[retention]\nkeep_forever = true\n").unwrap_err();
+        assert!(error.message.contains("keep_forever"), "{error}");
     }
 }

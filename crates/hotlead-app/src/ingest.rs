@@ -538,6 +538,7 @@ impl Ingest {
             received_at: self.clock.now(),
             new_lead_id: self.ids.new_lead_id(),
             digest,
+            retention: self.config.retention,
         };
         let recorded = self.store.record(record).await?;
         if !recorded.duplicate && recorded.lead_id.is_some() {

@@ -6,6 +6,7 @@
 //! crate itself depends on no database, no HTTP framework and no AWS SDK.
 
 pub mod config;
+pub mod erase;
 #[cfg(feature = "faults")]
 pub mod faults;
 pub mod ingest;

@@ -51,6 +51,79 @@ pub struct Record {
     /// What the call says, in a digest ([`content_digest`]): a later call under the same
     /// message id is a duplicate only when its digest is the same.
     pub digest: String,
+    /// How long the store keeps what this call leaves that is no lead's (see
+    /// [`Retention`]).
+    pub retention: Retention,
+}
+
+/// How long what belongs to no lead is kept: events of visitors never linked to a lead
+/// (their address, browser and pages), and the message ids kept to recognise retries.
+/// A lead's own events are kept with the lead until it is erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Days an anonymous visitor's events are kept unless a lead links them.
+    #[serde(default = "default_anonymous_days")]
+    pub anonymous_days: u32,
+    /// Days a message id is remembered, so that a retry within them is a duplicate.
+    #[serde(default = "default_dedupe_days")]
+    pub dedupe_days: u32,
+}
+
+fn default_anonymous_days() -> u32 {
+    180
+}
+
+fn default_dedupe_days() -> u32 {
+    30
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            anonymous_days: default_anonymous_days(),
+            dedupe_days: default_dedupe_days(),
+        }
+    }
+}
+
+impl Retention {
+    /// When an anonymous visitor's event received at `at` expires.
+    pub fn anonymous_until(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        at + chrono::Duration::days(i64::from(self.anonymous_days))
+    }
+
+    /// When the message id of a call received at `at` is forgotten.
+    pub fn dedupe_until(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        at + chrono::Duration::days(i64::from(self.dedupe_days))
+    }
+}
+
+/// What [`Store::erase`] removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Erased {
+    /// The lead erased (the id asked for may have been one merged into it).
+    pub lead_id: String,
+    /// Leads removed: the lead and every lead merged into it.
+    pub leads: usize,
+    /// Events removed, the visitor's anonymous ones included.
+    pub events: usize,
+    /// Identity links removed (e-mail, user id, anonymous ids).
+    pub identities: usize,
+    /// Alerts removed from the outbox (delivered or not).
+    pub alerts: usize,
+    /// Deal outcomes removed.
+    pub outcomes: usize,
+    /// Every lead id removed (the lead's and its merged leads'), for redacting what was
+    /// delivered outside the store.
+    pub lead_ids: Vec<String>,
+}
+
+/// What [`Store::sweep`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Swept {
+    /// Anonymous visitors' events past their retention.
+    pub anonymous_events: usize,
 }
 
 /// The digest of what a call says, for telling a retry (same message id, same content)
@@ -361,6 +434,19 @@ pub trait Store: Send + Sync {
 
     /// Alerts that failed for good, newest first.
     async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError>;
+
+    /// Erases a person: the lead `id` stands for and every lead merged into it, their
+    /// identity links, events (anonymous ones the lead linked included) and the message
+    /// ids kept for them, outbox entries with their bodies, deal outcomes, scores and
+    /// explanations. `None` when no lead has that id (never stored, or erased before):
+    /// erasing twice is erasing once. A call arriving meanwhile either lands before and
+    /// is erased, or after, as a new lead.
+    async fn erase(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Erased>, StoreError>;
+
+    /// Removes what `retention` says has expired at `now`: anonymous visitors' events no
+    /// lead linked. A store that expires items by itself (DynamoDB's TTL on `expires_at`)
+    /// removes nothing here.
+    async fn sweep(&self, now: DateTime<Utc>, retention: Retention) -> Result<Swept, StoreError>;
 }
 
 /// Why a delivery failed. A transient failure (the service is down, throttled) stays

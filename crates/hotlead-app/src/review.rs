@@ -32,6 +32,9 @@ pub enum ReviewError {
     Conflict(String),
     #[error("{0}")]
     Learn(String),
+    /// Something beside the store (the local outbox file) failed; retry later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -171,6 +174,7 @@ pub fn new_suggestion_id(now: DateTime<Utc>) -> String {
 pub struct Review {
     store: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
+    archive: Option<Arc<dyn crate::erase::AlertArchive>>,
 }
 
 impl std::fmt::Debug for Review {
@@ -189,7 +193,21 @@ pub enum LearnRun {
 
 impl Review {
     pub fn new(store: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Self {
-        Review { store, clock }
+        Review {
+            store,
+            clock,
+            archive: None,
+        }
+    }
+
+    /// Where delivered alerts are kept, redacted when a lead is erased.
+    pub fn with_alert_archive(mut self, archive: Arc<dyn crate::erase::AlertArchive>) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
+    pub(crate) fn alert_archive(&self) -> Option<&Arc<dyn crate::erase::AlertArchive>> {
+        self.archive.as_ref()
     }
 
     /// The time, from the service's clock.

@@ -22,8 +22,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    Dirty, FailedAlert, OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded,
-    SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead,
+    Dirty, Erased, FailedAlert, OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded,
+    Retention, SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead, Swept,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
@@ -276,6 +276,10 @@ impl DynamoStore {
             let Some(item) = self.get(&format!("LEAD#{id}"), "LEAD").await? else {
                 return Ok(None);
             };
+            // A lead being erased is gone for every reader (see `erase`).
+            if item.contains_key("erasing_at") {
+                return Ok(None);
+            }
             match get_s(&item, "merged_into") {
                 Some(next) => id = next.to_string(),
                 None => return Ok(Some(item)),
@@ -449,6 +453,14 @@ impl DynamoStore {
         let mut message = key(&format!("MSG#{}", event.message_id), "MSG");
         message.insert("owner".into(), s(&owner));
         message.insert("digest".into(), s(&record.digest));
+        // Retention: DynamoDB's TTL deletes the dedupe key, and an anonymous visitor's
+        // event, once expired (a lead's reading of its history keeps the latter: see
+        // `events`).
+        let expires = |at: DateTime<Utc>| n(at.timestamp());
+        message.insert(
+            "expires_at".into(),
+            expires(record.retention.dedupe_until(record.received_at)),
+        );
         if let Some(id) = &survivor_id {
             message.insert("lead_id".into(), s(id));
         }
@@ -458,6 +470,12 @@ impl DynamoStore {
             &format!("EVENT#{}#{}", time(event.timestamp), event.message_id),
         );
         event_item.insert("body".into(), s(to_json(event)?));
+        if survivor_id.is_none() {
+            event_item.insert(
+                "expires_at".into(),
+                expires(record.retention.anonymous_until(record.received_at)),
+            );
+        }
         let event_bytes = item_bytes(&event_item);
         if event_bytes > MAX_ITEM_BYTES {
             return Err(StoreError::Rejected(format!(
@@ -655,6 +673,23 @@ impl DynamoStore {
         }
     }
 
+    /// Removes an item's expiry (see `events`).
+    async fn keep(&self, item: &Item) -> Result<(), StoreError> {
+        let (Some(pk), Some(sk)) = (get_s(item, "PK"), get_s(item, "SK")) else {
+            return Err(corrupt("PK or SK"));
+        };
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .update_expression("REMOVE expires_at")
+            .condition_expression("attribute_exists(PK)")
+            .send()
+            .await;
+        conditional(out).map(|_| ())
+    }
+
     pub(crate) async fn query_all(
         &self,
         pk: &str,
@@ -663,18 +698,22 @@ impl DynamoStore {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let out = self
+            let mut request = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .consistent_read(true)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
                 .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":prefix", s(sk_prefix))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(sdk)?;
+                .set_exclusive_start_key(start.take());
+            // An empty prefix: the whole partition.
+            request = if sk_prefix.is_empty() {
+                request.key_condition_expression("PK = :pk")
+            } else {
+                request
+                    .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                    .expression_attribute_values(":prefix", s(sk_prefix))
+            };
+            let out = request.send().await.map_err(sdk)?;
             items.extend(out.items.unwrap_or_default());
             match out.last_evaluated_key {
                 Some(next) if !next.is_empty() => start = Some(next),
@@ -832,6 +871,12 @@ impl Store for DynamoStore {
         let mut events = Vec::new();
         for partition in partitions {
             for item in self.query_all(&partition, "EVENT#").await? {
+                if item.contains_key("expires_at") {
+                    // An anonymous visitor's event, linked to this lead since: it is the
+                    // lead's now, kept as long as the lead. The scorer reads every marked
+                    // lead's events within minutes of the link, long before any expiry.
+                    self.keep(&item).await?;
+                }
                 events.push(json_of::<Event>(&item, "body")?);
             }
         }
@@ -979,6 +1024,20 @@ impl Store for DynamoStore {
         // Alerts first: each is written once by its key, so a crash between the two
         // writes re-proposes the same keys on the next rescore and sends nothing twice.
         for alert in &update.alerts {
+            // A pointer in the lead's partition first, so that erasing the lead finds
+            // every alert of it without a scan (a pointer without its alert is harmless).
+            let mut pointer = key(
+                &format!("LEAD#{}", update.lead_id),
+                &format!("ALERT#{}", alert.key),
+            );
+            pointer.insert("key".into(), s(&alert.key));
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(pointer))
+                .send()
+                .await
+                .map_err(sdk)?;
             let mut item = key(&format!("ALERT#{}", alert.key), "ALERT");
             item.insert("key".into(), s(&alert.key));
             item.insert("lead_id".into(), s(&update.lead_id));
@@ -1165,6 +1224,15 @@ impl Store for DynamoStore {
             .await;
         // A failed condition: it moved on meanwhile, which is fine.
         conditional(out).map(|_| ())
+    }
+
+    async fn erase(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Erased>, StoreError> {
+        self.erase_lead(id, at).await
+    }
+
+    async fn sweep(&self, _now: DateTime<Utc>, _retention: Retention) -> Result<Swept, StoreError> {
+        // DynamoDB's TTL on `expires_at` deletes expired items by itself.
+        Ok(Swept::default())
     }
 
     async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError> {

@@ -116,6 +116,7 @@ mod tests {
             received_at: at("2026-02-01T09:00:00Z"),
             new_lead_id: "L-NEW".into(),
             digest: "d".into(),
+            retention: Default::default(),
         }
     }
 

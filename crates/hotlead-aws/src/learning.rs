@@ -39,6 +39,14 @@ fn shard_of(lead_id: &str) -> u64 {
     hash % OUTCOME_SHARDS
 }
 
+/// The key of a lead's outcome item.
+pub(crate) fn outcome_key(lead_id: &str) -> (String, String) {
+    (
+        format!("OUTCOMES#{}", shard_of(lead_id)),
+        format!("O#{lead_id}"),
+    )
+}
+
 fn version_sk(version: u32) -> String {
     format!("V#{version:010}")
 }
@@ -174,10 +182,8 @@ impl LearningStore for DynamoStore {
     async fn put_outcomes(&self, outcomes: &[DealOutcome]) -> Result<(), StoreError> {
         let mut pending = tokio::task::JoinSet::new();
         for outcome in outcomes {
-            let mut item = key(
-                &format!("OUTCOMES#{}", shard_of(&outcome.lead_id)),
-                &format!("O#{}", outcome.lead_id),
-            );
+            let (pk, sk) = outcome_key(&outcome.lead_id);
+            let mut item = key(&pk, &sk);
             item.insert("lead_id".into(), s(&outcome.lead_id));
             item.insert("won".into(), AttributeValue::Bool(outcome.won));
             item.insert("closed_at".into(), s(time(outcome.closed_at)));

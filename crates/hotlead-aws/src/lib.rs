@@ -5,6 +5,7 @@
 
 pub mod cost;
 mod dynamo;
+mod erase;
 pub mod iam;
 mod learning;
 pub mod runtime;

@@ -4,7 +4,12 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
+
+/// The attribute DynamoDB's TTL reads: epoch seconds after which an item may be deleted
+/// (anonymous visitors' events, dedupe keys; see `Retention`).
+pub const EXPIRES_AT: &str = "expires_at";
 
 /// Global secondary indexes: name, partition attribute, sort attribute.
 pub const INDEXES: &[(&str, &str, &str)] = &[
@@ -95,6 +100,24 @@ pub async fn create_table(client: &Client, table: &str) -> Result<Option<String>
             .and_then(|t| t.table_status())
             .map(|s| s.as_str().to_string());
         if status.as_deref() == Some("ACTIVE") {
+            client
+                .update_time_to_live()
+                .table_name(table)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .attribute_name(EXPIRES_AT)
+                        .enabled(true)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                )
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot turn on expiry for table {table}: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    )
+                })?;
             return Ok(stream);
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use hotlead_app::erase::AlertArchive;
 use hotlead_app::ports::{ReviewNote, ReviewNotifier};
 use hotlead_app::{Notifier, NotifyError};
 use hotlead_core::alert::AlertMessage;
@@ -84,5 +85,104 @@ impl Notifier for FileOutbox {
         })
         .to_string();
         self.append(line).await
+    }
+}
+
+/// What a redacted alert's line becomes (padded with spaces to the line's length).
+const REDACTED: &str = r#"{"redacted":true}"#;
+
+/// Redacts in place: each line of an erased lead is overwritten, byte for byte, by
+/// [`REDACTED`] and spaces, so that lines appended meanwhile (by this or another process)
+/// are neither moved nor lost.
+fn redact_file(path: &Path, lead_ids: &[String]) -> std::io::Result<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut content = Vec::new();
+    file.read_to_end(&mut content)?;
+    let mut redacted = 0;
+    let mut offset = 0u64;
+    for line in content.split_inclusive(|b| *b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let erased = serde_json::from_slice::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| {
+                v.get("lead_id")
+                    .and_then(|l| l.as_str())
+                    .map(str::to_string)
+            })
+            .is_some_and(|id| lead_ids.contains(&id));
+        if erased && text.len() >= REDACTED.len() {
+            let mut replacement = REDACTED.as_bytes().to_vec();
+            replacement.resize(text.len(), b' ');
+            file.seek(SeekFrom::Start(offset))?;
+            file.write_all(&replacement)?;
+            redacted += 1;
+        }
+        offset += line.len() as u64;
+    }
+    if redacted > 0 {
+        file.sync_all()?;
+    }
+    Ok(redacted)
+}
+
+#[async_trait]
+impl AlertArchive for FileOutbox {
+    async fn redact(&self, lead_ids: &[String]) -> Result<usize, NotifyError> {
+        let (path, lock, lead_ids) = (self.path.clone(), self.lock.clone(), lead_ids.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let _guard = lock
+                .lock()
+                .map_err(|_| NotifyError::transient("outbox lock poisoned"))?;
+            redact_file(&path, &lead_ids)
+                .map_err(|e| NotifyError::transient(format!("{}: {e}", path.display())))
+        })
+        .await
+        .map_err(|e| NotifyError::transient(format!("outbox task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacting_overwrites_only_the_erased_leads_lines_in_place() {
+        let dir = std::env::temp_dir().join(format!("hotlead-redact-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("alerts.jsonl");
+        let lines = [
+            r#"{"lead_id":"L-1","subject":"山田 太郎 (yamada@example.co.jp)"}"#,
+            r#"{"lead_id":"L-2","subject":"other"}"#,
+            r#"{"lead_id":"L-1","subject":"again"}"#,
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        assert_eq!(redact_file(&path, &["L-1".to_string()]).unwrap(), 2);
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(after.len(), lines.join("\n").len() + 1);
+        assert!(
+            !after.contains("L-1") && !after.contains("yamada"),
+            "{after}"
+        );
+        let parsed: Vec<serde_json::Value> = after
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(parsed[0], serde_json::json!({"redacted": true}));
+        assert_eq!(parsed[1]["lead_id"], "L-2");
+        assert_eq!(redact_file(&path, &["L-1".to_string()]).unwrap(), 0);
+        assert_eq!(
+            redact_file(&dir.join("none.jsonl"), &["L-1".to_string()]).unwrap(),
+            0
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    DealOutcome, Dirty, FailedAlert, LearningStore, NewRules, OutboxEntry, Pending, RankCursor,
-    RankingPage, Record, Recorded, RulesVersion, SaveOutcome, ScoreUpdate, SetAside, Store,
-    StoreError, StoredLead, StoredSuggestion, SuggestionHead, SuggestionStatus, with_version,
+    DealOutcome, Dirty, Erased, FailedAlert, LearningStore, NewRules, OutboxEntry, Pending,
+    RankCursor, RankingPage, Record, Recorded, Retention, RulesVersion, SaveOutcome, ScoreUpdate,
+    SetAside, Store, StoreError, StoredLead, StoredSuggestion, SuggestionHead, SuggestionStatus,
+    Swept, with_version,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
@@ -105,6 +106,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE events ADD COLUMN digest TEXT;
      ALTER TABLE identities ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
      CREATE INDEX leads_merged_into ON leads (merged_into) WHERE merged_into IS NOT NULL;",
+    // 6: the retention sweep of anonymous visitors' events; erasing a lead's alerts and
+    // outcome.
+    "CREATE INDEX events_anonymous_received ON events (received_at) WHERE lead_id IS NULL;
+     CREATE INDEX outbox_lead ON outbox (lead_id);",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -166,7 +171,9 @@ impl SqliteStore {
 
     fn prepare(mut connection: Connection) -> Result<SqliteStore, StoreError> {
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            // secure_delete: what is deleted (an erased person, expired events) is
+            // overwritten in the file, not left in free pages.
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;")
             .map_err(sql)?;
         let applied: i64 = connection
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -200,6 +207,28 @@ impl SqliteStore {
             .map_err(sql)
     }
 
+    /// Writes the write-ahead log back into the database file and truncates it, so that
+    /// deleted rows survive in neither file.
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = connection
+                .lock()
+                .map_err(|_| StoreError::Unavailable("connection poisoned".into()))?;
+            let busy: i64 = connection
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .map_err(sql)?;
+            if busy != 0 {
+                return Err(StoreError::Unavailable(
+                    "the write-ahead log could not be checkpointed (another process has the database open)".into(),
+                ));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+
     /// Runs `work` in one immediate transaction on the blocking pool.
     async fn transaction<T, F>(&self, work: F) -> Result<T, StoreError>
     where
@@ -221,6 +250,47 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
+}
+
+/// Erases the lead `id` stands for and every lead merged into it, in one transaction.
+fn erase_in(tx: &Transaction<'_>, id: &str) -> Result<Option<Erased>, StoreError> {
+    let Some(lead_id) = current_id(tx, id)? else {
+        return Ok(None);
+    };
+    let mut lead_ids = vec![lead_id.clone()];
+    lead_ids.extend(lead_identity(tx, &lead_id)?.merged_from);
+    let mut erased = Erased {
+        lead_id,
+        leads: lead_ids.len(),
+        ..Erased::default()
+    };
+    for id in &lead_ids {
+        // Anonymous events of the lead's browsers that are not its own yet (none, unless
+        // a link was let go and taken back): the same person's.
+        erased.events += tx
+            .execute(
+                "DELETE FROM events WHERE lead_id IS NULL AND anonymous_id IN
+                    (SELECT substr(key, 6) FROM identities WHERE lead_id = ?1 AND key LIKE 'anon:%')",
+                [id],
+            )
+            .map_err(sql)?;
+        erased.events += tx
+            .execute("DELETE FROM events WHERE lead_id = ?1", [id])
+            .map_err(sql)?;
+        erased.identities += tx
+            .execute("DELETE FROM identities WHERE lead_id = ?1", [id])
+            .map_err(sql)?;
+        erased.alerts += tx
+            .execute("DELETE FROM outbox WHERE lead_id = ?1", [id])
+            .map_err(sql)?;
+        erased.outcomes += tx
+            .execute("DELETE FROM outcomes WHERE lead_id = ?1", [id])
+            .map_err(sql)?;
+        tx.execute("DELETE FROM leads WHERE id = ?1", [id])
+            .map_err(sql)?;
+    }
+    erased.lead_ids = lead_ids;
+    Ok(Some(erased))
 }
 
 /// The id a possibly merged lead id now stands for.
@@ -828,6 +898,34 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn erase(&self, id: &str, _at: DateTime<Utc>) -> Result<Option<Erased>, StoreError> {
+        let id = id.to_string();
+        let erased = self.transaction(move |tx| erase_in(tx, &id)).await?;
+        // The write-ahead log still holds earlier versions of the erased rows: write it
+        // back into the database (whose deleted content secure_delete overwrote) and empty
+        // it. Also when there was nothing left to erase: a checkpoint that failed after an
+        // erasure is made good by erasing again.
+        self.checkpoint().await?;
+        Ok(erased)
+    }
+
+    async fn sweep(&self, now: DateTime<Utc>, retention: Retention) -> Result<Swept, StoreError> {
+        let cutoff = time(now - chrono::Duration::days(i64::from(retention.anonymous_days)));
+        let anonymous_events = self
+            .transaction(move |tx| {
+                tx.execute(
+                    "DELETE FROM events WHERE lead_id IS NULL AND received_at < ?1",
+                    [&cutoff],
+                )
+                .map_err(sql)
+            })
+            .await?;
+        if anonymous_events > 0 {
+            self.checkpoint().await?;
+        }
+        Ok(Swept { anonymous_events })
     }
 
     async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError> {

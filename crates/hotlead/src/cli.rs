@@ -77,6 +77,10 @@ pub enum Command {
     /// Alerts that failed for good.
     #[command(subcommand)]
     Alerts(crate::ops_cli::AlertsCommand),
+    /// What is kept of visitors no lead linked, and for how long (`[retention]` in the
+    /// configuration).
+    #[command(subcommand)]
+    Retention(crate::ops_cli::RetentionCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,6 +262,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, now: DateTime<Utc>) -> anyhow::Result<
         }
         Command::Leads(command) => runtime()?.block_on(crate::ops_cli::leads(command, out, now))?,
         Command::Alerts(command) => runtime()?.block_on(crate::ops_cli::alerts(command, out))?,
+        Command::Retention(command) => {
+            runtime()?.block_on(crate::ops_cli::retention(command, out, now))?
+        }
         Command::Rules(RulesCommand::Stored(command)) => {
             runtime()?.block_on(crate::review_cli::rules(command, out))?
         }

@@ -40,6 +40,30 @@ pub enum LeadsCommand {
         #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
         format: LearnFormat,
     },
+    /// Erase a person on request (GDPR Art. 17, APPI): the lead and every lead merged
+    /// into it, its identity links, events (its anonymous ones included), alerts and
+    /// their bodies, outcome, scores and explanations; delivered alerts in the local
+    /// outbox file are redacted. Erasing twice erases once. E-mail alerts already sent are
+    /// the recipients' mail.
+    #[command(
+        after_help = "Examples:\n  hotlead leads erase --email taro@example.co.jp\n  hotlead leads erase --id L-0042 --backend aws"
+    )]
+    Erase {
+        /// The person's e-mail address.
+        #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+        email: Option<String>,
+        /// The lead id (a merged lead's id stands for the lead it merged into).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The embedded backend's alert outbox file to redact (default: beside the
+        /// database).
+        #[arg(long)]
+        outbox: Option<std::path::PathBuf>,
+        #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
+        format: LearnFormat,
+    },
     /// Make set-aside leads due now (after fixing what made them fail): the running
     /// scorer retries them in its next round.
     #[command(after_help = "Examples:\n  hotlead leads retry L-0042\n  hotlead leads retry --all")]
@@ -66,6 +90,45 @@ pub enum AlertsCommand {
         #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
         format: LearnFormat,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Remove anonymous visitors' events older than `[retention] anonymous_days` (default
+    /// 180) that no lead linked. `hotlead serve` does this every hour; DynamoDB expires
+    /// them by itself (TTL on `expires_at`).
+    #[command(after_help = "Example:\n  hotlead retention sweep --config hotlead.toml")]
+    Sweep {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The configuration file whose `[retention]` applies (default: the defaults).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
+}
+
+pub async fn retention(
+    command: RetentionCommand,
+    out: &mut dyn Write,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let RetentionCommand::Sweep { store, config } = command;
+    let config = crate::serve::load_config(config.as_deref())?;
+    if matches!(store.backend, crate::cli::BackendArg::Aws) {
+        writeln!(
+            out,
+            "nothing to do: DynamoDB deletes expired items by itself (TTL on expires_at)"
+        )?;
+        return Ok(());
+    }
+    let storage = open_storage(&store).await?;
+    let swept = storage.sweep(now, config.retention).await?;
+    writeln!(
+        out,
+        "{} anonymous event(s) older than {} days removed",
+        swept.anonymous_events, config.retention.anonymous_days
+    )?;
+    Ok(())
 }
 
 fn when(t: DateTime<Utc>) -> String {
@@ -105,6 +168,13 @@ pub async fn leads(
                 }
             }
         }
+        LeadsCommand::Erase {
+            email,
+            id,
+            store,
+            outbox,
+            format,
+        } => erase(email, id, &store, outbox, format, out).await?,
         LeadsCommand::Retry { leads, all, store } => {
             let storage = open_storage(&store).await?;
             let waiting = storage.set_aside_leads(LIST_LIMIT).await?;
@@ -154,6 +224,64 @@ pub async fn alerts(command: AlertsCommand, out: &mut dyn Write) -> anyhow::Resu
                     alert.error
                 )?;
             }
+        }
+    }
+    Ok(())
+}
+
+async fn erase(
+    email: Option<String>,
+    id: Option<String>,
+    store: &StoreArgs,
+    outbox: Option<std::path::PathBuf>,
+    format: LearnFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use hotlead_app::erase::EraseTarget;
+    let target = match (email, id) {
+        (Some(email), _) => EraseTarget::Email(email),
+        (None, Some(id)) => EraseTarget::Id(id),
+        (None, None) => anyhow::bail!("say whom to erase: --email or --id"),
+    };
+    let storage = open_storage(store).await?;
+    let mut review =
+        hotlead_app::review::Review::new(storage, std::sync::Arc::new(hotlead_app::SystemClock));
+    if matches!(store.backend, crate::cli::BackendArg::Embedded) {
+        let path = outbox.unwrap_or_else(|| crate::serve::default_outbox(&store.db));
+        review = review.with_alert_archive(std::sync::Arc::new(hotlead_embedded::FileOutbox::new(
+            &path,
+        )));
+    }
+    let erasure = review
+        .erase(&target)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match (format, erasure) {
+        (LearnFormat::Json, erasure) => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&erasure)?)?
+        }
+        (LearnFormat::Text, None) => writeln!(
+            out,
+            "no lead to erase: none has that {} (never stored, or erased already)",
+            match target {
+                EraseTarget::Email(_) => "address",
+                EraseTarget::Id(_) => "id",
+            }
+        )?,
+        (LearnFormat::Text, Some(erasure)) => {
+            let e = &erasure.erased;
+            writeln!(
+                out,
+                "erased lead {} ({} lead(s) with those merged into it): {} event(s), {} identity link(s), \
+                 {} alert(s), {} outcome(s); {} delivered alert(s) redacted in the outbox file",
+                e.lead_id,
+                e.leads,
+                e.events,
+                e.identities,
+                e.alerts,
+                e.outcomes,
+                erasure.alerts_redacted
+            )?;
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hotlead_api::{Auth, router};
+use hotlead_app::erase::AlertArchive;
 use hotlead_app::ports::{Clock, IdSource, LearningStore, Store};
 use hotlead_app::review::{Review, Storage};
 use hotlead_app::{Config, Ingest, Scorer, SystemClock, UuidIds};
@@ -108,6 +109,33 @@ impl Running {
     }
 }
 
+/// How often `serve` removes what retention says has expired (embedded store).
+const SWEEP_PERIOD: Duration = Duration::from_secs(3_600);
+
+/// Removes expired anonymous events now and every `period` (see [`Store::sweep`]); a
+/// failed sweep is logged and tried again at the next.
+async fn sweep_every(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    retention: hotlead_app::ports::Retention,
+    period: Duration,
+) {
+    let mut ticks = tokio::time::interval(period);
+    loop {
+        ticks.tick().await;
+        match store.sweep(clock.now(), retention).await {
+            Ok(swept) if swept.anonymous_events > 0 => {
+                tracing::info!(
+                    anonymous_events = swept.anonymous_events,
+                    "expired events removed"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "the retention sweep failed; trying again later"),
+        }
+    }
+}
+
 /// The outbox file's default place: beside the database.
 pub fn default_outbox(db: &Path) -> PathBuf {
     db.with_file_name("alerts.jsonl")
@@ -158,11 +186,15 @@ pub async fn install_rules(review: &Review, path: Option<&Path>) -> anyhow::Resu
 async fn services<S: Storage + 'static>(
     store: Arc<S>,
     notifier: Arc<dyn hotlead_app::Notifier>,
+    archive: Option<Arc<dyn AlertArchive>>,
     clock: &Arc<dyn Clock>,
     config: &Arc<Config>,
     rules_file: Option<&Path>,
 ) -> anyhow::Result<(Review, Arc<RuleSet>, Scorer)> {
-    let review = Review::new(store.clone() as Arc<dyn Storage>, clock.clone());
+    let mut review = Review::new(store.clone() as Arc<dyn Storage>, clock.clone());
+    if let Some(archive) = archive {
+        review = review.with_alert_archive(archive);
+    }
     let rules = Arc::new(install_rules(&review, rules_file).await?);
     let scorer = Scorer::new(
         store.clone(),
@@ -230,13 +262,18 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             let notifier = Arc::new(FileOutbox::new(&outbox_path));
             let (review, rules, scorer) = services(
                 store.clone(),
-                notifier,
+                notifier.clone(),
+                Some(notifier),
                 &clock,
                 &config,
                 options.rules.as_deref(),
             )
             .await?;
-            let task = tokio::spawn(scorer.run(wake.clone(), options.tick));
+            let sweeper = sweep_every(store.clone(), clock.clone(), config.retention, SWEEP_PERIOD);
+            let scoring = scorer.run(wake.clone(), options.tick);
+            let task = tokio::spawn(async move {
+                tokio::join!(scoring, sweeper);
+            });
             let storage = format!(
                 "database {}, alerts appended to {}",
                 db.display(),
@@ -266,6 +303,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             let (review, rules, scorer) = services(
                 store.clone(),
                 notifier,
+                None,
                 &clock,
                 &config,
                 options.rules.as_deref(),

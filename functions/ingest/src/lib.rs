@@ -71,4 +71,37 @@ mod tests {
         assert_eq!(status, 422);
         assert_eq!(body["field"], "timestamp");
     }
+
+    /// The visitor's address is API Gateway's source IP; an `X-Forwarded-For` the client
+    /// wrote is not believed (no proxy is trusted by default).
+    #[tokio::test]
+    async fn the_visitors_address_is_api_gateways_source_ip_not_a_forwarded_header() {
+        let mut event: serde_json::Value =
+            serde_json::from_str(include_str!("../fixtures/apigw-v2-page-invalid.json")).unwrap();
+        event["headers"]["x-forwarded-for"] = "10.1.2.3, 203.0.113.66".into();
+        event["requestContext"]["http"]["sourceIp"] = "198.51.100.7".into();
+        event["body"] = serde_json::json!({
+            "type": "page", "messageId": "m-ip", "userId": "u-ip",
+            "context": {"page": {"path": "/pricing"}}
+        })
+        .to_string()
+        .into();
+        let store = Arc::new(hotlead_embedded::SqliteStore::in_memory().unwrap());
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let response = app(store.clone(), Config::default(), Auth::default())
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        use hotlead_app::ports::LearningStore;
+        let user = hotlead_core::identity::IdentityKey::User("u-ip".into());
+        let lead = store
+            .lead_for(&user)
+            .await
+            .unwrap()
+            .expect("the call made a lead");
+        let events = store.events(&lead).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].ip, Some("198.51.100.7".parse().unwrap()));
+    }
 }

@@ -237,6 +237,7 @@ mod tests {
                     received_at: t0 + Duration::hours(i as i64),
                     new_lead_id: format!("L-{i}"),
                     digest: String::new(),
+                    retention: Default::default(),
                 })
                 .await
                 .unwrap();

@@ -1,0 +1,266 @@
+//! Erasing a lead on DynamoDB, and the retention of what belongs to no lead.
+//!
+//! An erasure first *marks* the lead (`merged_into` set to [`ERASED`], `erasing_at`, its
+//! attributes, score and index keys removed): every writer conditions on
+//! `attribute_not_exists(merged_into)` and every reader follows `merged_into`, so from
+//! then on the lead is gone for all of them and no write can add to it. Then it deletes,
+//! without a scan, what the lead item leads to: the partitions `LEAD#<id>` of the lead and
+//! of every lead merged into it (events, and the `ALERT#<key>` pointers written with each
+//! alert), the outbox entries, the message ids of the events, the anonymous partitions
+//! the lead linked, the outcomes, the identity links still pointing at it; the lead item
+//! goes last. A process that dies part way leaves the marked item, and erasing again by
+//! the lead's id finishes the work.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration as StdDuration;
+
+use aws_sdk_dynamodb::types::{DeleteRequest, ReturnValue, WriteRequest};
+use chrono::{DateTime, Utc};
+use hotlead_app::ports::{Erased, StoreError};
+
+use crate::dynamo::{DynamoStore, Item, conditional, get_s, key, s, sdk, time};
+
+/// What `merged_into` holds while a lead is being erased: no lead has this id.
+pub(crate) const ERASED: &str = "-erased-";
+
+/// DynamoDB's limit of writes in one `BatchWriteItem`.
+const BATCH_WRITES: usize = 25;
+/// Rounds of retrying the writes DynamoDB left unprocessed (throttling).
+const BATCH_ATTEMPTS: u32 = 8;
+
+/// The message id in an event's sort key, `EVENT#<time>#<message id>` (times hold no `#`).
+fn message_id_of(sort_key: &str) -> Option<&str> {
+    let mut parts = sort_key.splitn(3, '#');
+    (parts.next()? == "EVENT").then_some(())?;
+    parts.next()?;
+    parts.next()
+}
+
+fn list_of(item: &Item, name: &str) -> Result<Vec<String>, StoreError> {
+    match get_s(item, name) {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+impl DynamoStore {
+    /// The lead item an id stands for, an erasure in progress included.
+    async fn lead_to_erase(&self, id: &str) -> Result<Option<Item>, StoreError> {
+        let mut id = id.to_string();
+        for _ in 0..32 {
+            let Some(item) = self.get(&format!("LEAD#{id}"), "LEAD").await? else {
+                return Ok(None);
+            };
+            if item.contains_key("erasing_at") {
+                return Ok(Some(item));
+            }
+            match get_s(&item, "merged_into") {
+                Some(next) => id = next.to_string(),
+                None => return Ok(Some(item)),
+            }
+        }
+        Err(StoreError::Corrupt(format!("merge chain of {id} too long")))
+    }
+
+    /// Marks the lead as being erased (see the module's documentation); `false` when it
+    /// was merged into another lead first (which is then erased instead).
+    async fn mark_erasing(&self, item: &Item, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        if item.contains_key("erasing_at") {
+            return Ok(true);
+        }
+        let pk = get_s(item, "PK").unwrap_or_default().to_string();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&pk, "LEAD")))
+            .update_expression(
+                "SET merged_into = :erased, erasing_at = :now \
+                 REMOVE attributes, score, score_h, band, rank_pk, rank_sk, band_pk, dirty_pk, dirty_sk, \
+                 scored_pk, scored_sk, aside_reason, aside_failures, aside_since, aside_until",
+            )
+            // Merged meanwhile: the lead it merged into is erased instead.
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(merged_into)")
+            .expression_attribute_values(":erased", s(ERASED))
+            .expression_attribute_values(":now", s(time(at)))
+            .send()
+            .await;
+        conditional(out)
+    }
+
+    /// Deletes items by key, 25 at a time, retrying what DynamoDB leaves unprocessed.
+    async fn delete_all(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in keys.chunks(BATCH_WRITES) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|k| {
+                    DeleteRequest::builder()
+                        .set_key(Some(k.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            for attempt in 0..BATCH_ATTEMPTS {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(sdk)?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(StdDuration::from_millis(50 << attempt)).await;
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "DynamoDB left deletions unprocessed; erase again".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes an item and says whether it was there.
+    async fn delete_counted(&self, pk: &str, sk: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(sdk)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    pub(crate) async fn erase_lead(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Erased>, StoreError> {
+        let mut marked = None;
+        for _ in 0..16 {
+            let Some(item) = self.lead_to_erase(id).await? else {
+                return Ok(None);
+            };
+            if self.mark_erasing(&item, at).await? {
+                marked = Some(item);
+                break;
+            }
+        }
+        let Some(item) = marked else {
+            return Err(StoreError::Conflict(format!(
+                "lead {id} kept changing while it was being erased"
+            )));
+        };
+        let lead_id = get_s(&item, "id")
+            .ok_or_else(|| crate::dynamo::corrupt("id"))?
+            .to_string();
+        let mut lead_ids = vec![lead_id.clone()];
+        lead_ids.extend(list_of(&item, "merged_from")?);
+        let mut identities: BTreeSet<String> = list_of(&item, "identities")?.into_iter().collect();
+        let mut partitions: Vec<String> = lead_ids.iter().map(|l| format!("LEAD#{l}")).collect();
+        partitions.extend(
+            list_of(&item, "anon_sources")?
+                .iter()
+                .map(|a| format!("ANON#{a}")),
+        );
+
+        let mut erased = Erased {
+            lead_id: lead_id.clone(),
+            leads: lead_ids.len(),
+            ..Erased::default()
+        };
+        let mut items_to_delete: Vec<Item> = Vec::new();
+        let mut merged_items: Vec<Item> = Vec::new();
+        let mut alerts: Vec<String> = Vec::new();
+        for partition in &partitions {
+            for found in self.query_all(partition, "").await? {
+                let sk = get_s(&found, "SK").unwrap_or_default().to_string();
+                if sk == "LEAD" {
+                    if partition != &format!("LEAD#{lead_id}") {
+                        identities.extend(list_of(&found, "identities").unwrap_or_default());
+                        merged_items.push(key(partition, &sk));
+                    }
+                    continue;
+                }
+                if let Some(message_id) = message_id_of(&sk) {
+                    erased.events += 1;
+                    items_to_delete.push(key(&format!("MSG#{message_id}"), "MSG"));
+                } else if let Some(alert) = sk.strip_prefix("ALERT#") {
+                    alerts.push(alert.to_string());
+                }
+                items_to_delete.push(key(partition, &sk));
+            }
+        }
+        for alert in &alerts {
+            if self
+                .delete_counted(&format!("ALERT#{alert}"), "ALERT")
+                .await?
+            {
+                erased.alerts += 1;
+            }
+        }
+        for lead in &lead_ids {
+            let (pk, sk) = crate::learning::outcome_key(lead);
+            if self.delete_counted(&pk, &sk).await? {
+                erased.outcomes += 1;
+            }
+        }
+        self.delete_all(items_to_delete).await?;
+        self.delete_all(merged_items).await?;
+        // Identity links go last but one: they are what a new call of the person would
+        // find, and the lead item is what erasing again starts from.
+        for identity in &identities {
+            let mut values: HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+                HashMap::new();
+            let mut names = Vec::new();
+            for (i, lead) in lead_ids.iter().enumerate() {
+                values.insert(format!(":l{i}"), s(lead));
+                names.push(format!(":l{i}"));
+            }
+            let out = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(&format!("ID#{identity}"), "ID")))
+                .condition_expression(format!("lead_id IN ({})", names.join(", ")))
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await;
+            // A link that points at another lead now is that lead's: left alone.
+            if conditional(out)? {
+                erased.identities += 1;
+            }
+        }
+        self.delete_all(vec![key(&format!("LEAD#{lead_id}"), "LEAD")])
+            .await?;
+        erased.lead_ids = lead_ids;
+        Ok(Some(erased))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_id_is_read_from_an_events_sort_key() {
+        assert_eq!(
+            message_id_of("EVENT#2026-12-01T00:00:00.000000Z#m-1#x"),
+            Some("m-1#x")
+        );
+        assert_eq!(message_id_of("ALERT#hot:L-1:1"), None);
+        assert_eq!(message_id_of("LEAD"), None);
+    }
+}

@@ -1,0 +1,619 @@
+//! Erasing a person, and the retention of what belongs to no lead, on both stores. The
+//! proof that nothing of an erased person remains reads the store as an attacker with the
+//! disk would: every item of the DynamoDB table (a scan), and for SQLite the raw database
+//! and write-ahead-log files.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use hotlead_app::erase::{AlertArchive, EraseTarget};
+use hotlead_app::ports::{
+    DealOutcome, OutboxEntry, Record, Retention, ScoreUpdate, Store, content_digest,
+};
+use hotlead_app::review::{Review, Storage};
+use hotlead_app::scorer::ManualClock;
+use hotlead_app::{Notifier, ports::SaveOutcome};
+use hotlead_core::alert::{AlertMessage, Routing};
+use hotlead_core::identity::IdentityKey;
+use hotlead_core::{Lead, score};
+use hotlead_embedded::FileOutbox;
+use hotlead_tests::{rules, segment, time};
+use serde_json::{Value, json};
+
+const T0: &str = "2026-11-01T00:00:00Z";
+
+/// What identifies the person to erase: none of it may remain.
+const TRACES: &[&str] = &[
+    "taro.erase@example.co.jp",
+    "山田 太郎",
+    "03-5555-0199",
+    "Erase Trading",
+    "anon-erase-1",
+    "anon-erase-2",
+    "crm-erase-77",
+    "L-ERASE-A",
+    "L-ERASE-B",
+    "msg-erase-",
+];
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    time(T0) + Duration::minutes(minutes)
+}
+
+fn record(
+    call: Value,
+    keys: Vec<IdentityKey>,
+    attributes: &[(&str, &str)],
+    minutes: i64,
+    new_id: &str,
+) -> Record {
+    let mut call = call;
+    call["timestamp"] = json!(at(minutes).to_rfc3339());
+    let event = segment(call);
+    let extra: Vec<(&str, &str)> = attributes.to_vec();
+    Record {
+        digest: content_digest(&event, &extra),
+        event,
+        keys,
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        received_at: at(minutes),
+        new_lead_id: new_id.into(),
+        retention: Retention::default(),
+    }
+}
+
+fn anon(id: &str) -> IdentityKey {
+    IdentityKey::Anonymous(id.into())
+}
+
+/// An alert about `lead`, naming the person it is about.
+fn alert_for(lead: &str, key: &str) -> OutboxEntry {
+    let (name, contact) = if lead == "L-OTHER" {
+        ("佐藤 花子", "hanako@example.com")
+    } else {
+        (
+            "山田 太郎 (Erase Trading)",
+            "taro.erase@example.co.jp 03-5555-0199",
+        )
+    };
+    OutboxEntry {
+        key: key.into(),
+        created_at: at(30),
+        message: AlertMessage {
+            lead_id: lead.into(),
+            reason: "hot".into(),
+            subject: format!("HOT: {name} {lead}"),
+            body: contact.into(),
+            score: 90.0,
+            band: "hot".into(),
+            grade: "A1".into(),
+            routing: Routing {
+                territory: "east".into(),
+                owner: None,
+                product: None,
+            },
+            lead_url: format!("http://x/v1/leads/{lead}"),
+        },
+    }
+}
+
+/// The person: two browsers, anonymous browsing, a form, a CRM user id on a lead of its
+/// own merged into the first, a score with alerts (one delivered to the outbox file), and
+/// a closed deal. Beside them another person, who must be left whole.
+async fn a_person_and_a_bystander(store: &dyn Storage, outbox: &FileOutbox) {
+    let steps = [
+        record(
+            json!({"type": "page", "messageId": "msg-erase-1", "anonymousId": "anon-erase-1",
+                   "context": {"page": {"url": "https://www.example.co.jp/pricing?ref=taro"}, "ip": "198.51.100.23"}}),
+            vec![anon("anon-erase-1")],
+            &[],
+            0,
+            "L-unused-1",
+        ),
+        record(
+            json!({"type": "identify", "messageId": "msg-erase-2", "anonymousId": "anon-erase-1",
+                   "traits": {"email": "taro.erase@example.co.jp"}}),
+            vec![
+                IdentityKey::email("taro.erase@example.co.jp").unwrap(),
+                anon("anon-erase-1"),
+            ],
+            &[
+                ("email", "taro.erase@example.co.jp"),
+                ("name", "山田 太郎"),
+                ("phone", "03-5555-0199"),
+                ("company", "Erase Trading"),
+            ],
+            5,
+            "L-ERASE-A",
+        ),
+        record(
+            json!({"type": "page", "messageId": "msg-erase-3", "anonymousId": "anon-erase-2",
+                   "context": {"page": {"path": "/demo"}}}),
+            vec![anon("anon-erase-2")],
+            &[],
+            6,
+            "L-unused-2",
+        ),
+        record(
+            json!({"type": "identify", "messageId": "msg-erase-4", "anonymousId": "anon-erase-2", "userId": "crm-erase-77"}),
+            vec![
+                IdentityKey::User("crm-erase-77".into()),
+                anon("anon-erase-2"),
+            ],
+            &[("title", "部長")],
+            7,
+            "L-ERASE-B",
+        ),
+        record(
+            json!({"type": "track", "messageId": "msg-erase-5", "userId": "crm-erase-77", "event": "Demo Requested",
+                   "properties": {"email": "taro.erase@example.co.jp"}}),
+            vec![
+                IdentityKey::User("crm-erase-77".into()),
+                IdentityKey::email("taro.erase@example.co.jp").unwrap(),
+            ],
+            &[],
+            8,
+            "L-unused-3",
+        ),
+        record(
+            json!({"type": "identify", "messageId": "other-1", "anonymousId": "anon-other",
+                   "traits": {"email": "hanako@example.com"}}),
+            vec![
+                IdentityKey::email("hanako@example.com").unwrap(),
+                anon("anon-other"),
+            ],
+            &[("email", "hanako@example.com"), ("name", "佐藤 花子")],
+            9,
+            "L-OTHER",
+        ),
+    ];
+    let scoring = rules(
+        "name = \"e\"\nversion = 1\n[bands]\nhot = 80\nwarm = 40\n[groups.fit]\naxis = \"fit\"\n\
+         [[rules]]\nid = \"p\"\ngroup = \"fit\"\npoints = 90\nwhen = { attribute = \"email\", present = true }\n",
+    );
+    // Scores a lead with one alert; `deliver` also appends it to the outbox file.
+    let score_with_alert = async |lead: &str, key: &str, deliver: bool| {
+        let stored = store.lead(lead).await.unwrap().unwrap();
+        let dirty = store.dirty(at(20), 10).await.unwrap();
+        let seq = dirty.iter().find(|d| d.lead_id == lead).unwrap().seq;
+        let update = ScoreUpdate {
+            lead_id: lead.into(),
+            seen_seq: seq,
+            score: score(
+                &scoring,
+                &Lead::from_raw(
+                    lead,
+                    stored
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
+                &[],
+                at(20),
+                None,
+            ),
+            hot_crossings: 1,
+            alerts: vec![alert_for(lead, key)],
+        };
+        assert_eq!(store.save_score(update).await.unwrap(), SaveOutcome::Saved);
+        if deliver {
+            outbox.deliver(&alert_for(lead, key).message).await.unwrap();
+            store.alert_delivered(key, at(31)).await.unwrap();
+        }
+    };
+    let mut steps = steps.into_iter();
+    for step in steps.by_ref().take(4) {
+        store.record(step).await.unwrap();
+    }
+    // The CRM user's lead has an alert of its own (pending) before it merges.
+    score_with_alert("L-ERASE-B", "hot:L-ERASE-B:1", false).await;
+    for step in steps {
+        store.record(step).await.unwrap();
+    }
+    let merged = store.lead("L-ERASE-B").await.unwrap().unwrap();
+    assert_eq!(
+        merged.id, "L-ERASE-A",
+        "the CRM user's lead merged into the first"
+    );
+    score_with_alert("L-ERASE-A", "hot:L-ERASE-A:1", true).await;
+    score_with_alert("L-OTHER", "hot:L-OTHER:1", true).await;
+    store
+        .put_outcomes(&[DealOutcome {
+            lead_id: "L-ERASE-A".into(),
+            won: true,
+            closed_at: at(60),
+            amount: Some(1_200_000.0),
+            received_at: at(61),
+        }])
+        .await
+        .unwrap();
+}
+
+/// Erases the person and checks what the services see.
+async fn erase_and_check(store: Arc<dyn Storage>, outbox: Arc<FileOutbox>) {
+    a_person_and_a_bystander(store.as_ref(), &outbox).await;
+    let review = Review::new(store.clone(), Arc::new(ManualClock::at(at(100))))
+        .with_alert_archive(outbox.clone() as Arc<dyn AlertArchive>);
+
+    // By a merged lead's id: the person is erased whole.
+    let erasure = review
+        .erase(&EraseTarget::Id("L-ERASE-B".into()))
+        .await
+        .unwrap()
+        .expect("there was a lead to erase");
+    assert_eq!(erasure.erased.lead_id, "L-ERASE-A");
+    assert_eq!(erasure.erased.leads, 2);
+    assert_eq!(erasure.erased.events, 5, "{erasure:?}");
+    assert_eq!(erasure.erased.identities, 4, "{erasure:?}");
+    assert_eq!(erasure.erased.alerts, 2);
+    assert_eq!(erasure.erased.outcomes, 1);
+    assert_eq!(erasure.alerts_redacted, 1);
+
+    for id in ["L-ERASE-A", "L-ERASE-B"] {
+        assert!(
+            store.lead(id).await.unwrap().is_none(),
+            "{id} is still there"
+        );
+        assert!(store.events(id).await.unwrap().is_empty());
+    }
+    let email = IdentityKey::email("taro.erase@example.co.jp").unwrap();
+    assert_eq!(store.lead_for(&email).await.unwrap(), None);
+    assert!(store.outcomes().await.unwrap().is_empty());
+    let ranking = store.ranking(None, 10, None).await.unwrap();
+    assert_eq!(
+        ranking
+            .leads
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>(),
+        ["L-OTHER"]
+    );
+    assert!(store.dirty(at(200), 10).await.unwrap().is_empty());
+
+    // Idempotent: again, and by address, there is nothing left to erase.
+    assert!(
+        review
+            .erase(&EraseTarget::Id("L-ERASE-A".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        review
+            .erase(&EraseTarget::Email("Taro.Erase@example.co.jp".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // The bystander is whole.
+    let other = store.lead("L-OTHER").await.unwrap().unwrap();
+    assert_eq!(other.attributes["name"], "佐藤 花子");
+    assert_eq!(store.events("L-OTHER").await.unwrap().len(), 1);
+    let delivered = std::fs::read_to_string(outbox.path()).unwrap();
+    assert!(delivered.contains("L-OTHER"));
+    for trace in TRACES {
+        assert!(
+            !delivered.contains(trace),
+            "the outbox file still holds {trace:?}: {delivered}"
+        );
+    }
+
+    // The person comes back: a new lead, nothing of the old one.
+    let back = store
+        .record(record(
+            json!({"type": "identify", "messageId": "back-1", "anonymousId": "back-anon", "traits": {}}),
+            vec![IdentityKey::email("taro.erase@example.co.jp").unwrap()],
+            &[],
+            120,
+            "L-NEW",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(back.lead_id.as_deref(), Some("L-NEW"));
+    assert!(!back.duplicate);
+    let again = store.lead("L-NEW").await.unwrap().unwrap();
+    assert!(!again.attributes.contains_key("name"));
+    assert_eq!(store.events("L-NEW").await.unwrap().len(), 1);
+    store.erase("L-NEW", at(130)).await.unwrap().unwrap();
+}
+
+fn assert_no_trace(what: &str, text: &str) {
+    for trace in TRACES {
+        assert!(!text.contains(trace), "{what} still holds {trace:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_erases_a_person_from_the_database_and_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hotlead.db");
+    let store = Arc::new(hotlead_embedded::SqliteStore::open(&db).unwrap());
+    let outbox = Arc::new(FileOutbox::new(&dir.path().join("alerts.jsonl")));
+    erase_and_check(store.clone(), outbox).await;
+    // The raw files, as the disk holds them: the database, its write-ahead log.
+    for suffix in ["", "-wal"] {
+        let path = dir.path().join(format!("hotlead.db{suffix}"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        assert_no_trace(
+            &path.display().to_string(),
+            &String::from_utf8_lossy(&bytes),
+        );
+    }
+    // The bystander is in the file (the check can see what is there).
+    let bytes = std::fs::read(&db).unwrap();
+    assert!(String::from_utf8_lossy(&bytes).contains("hanako@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_erases_a_person_from_every_item_of_the_table() {
+    let store = Arc::new(hotlead_tests::aws::fresh_table().await);
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(FileOutbox::new(&dir.path().join("alerts.jsonl")));
+    erase_and_check(store.clone(), outbox).await;
+    let items = scan(&store).await;
+    assert!(
+        items.iter().any(|i| i.contains("hanako@example.com")),
+        "the scan sees the bystander"
+    );
+    for item in &items {
+        assert_no_trace("an item of the table", item);
+    }
+}
+
+/// Every item of the table, as text.
+async fn scan(store: &hotlead_aws::DynamoStore) -> Vec<String> {
+    let client = aws_sdk_dynamodb::Client::new(&hotlead_tests::aws::config().await);
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = client
+            .scan()
+            .table_name(store.table())
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap();
+        items.extend(out.items().iter().map(|i| format!("{i:?}")));
+        match out.last_evaluated_key {
+            Some(next) if !next.is_empty() => start = Some(next),
+            _ => return items,
+        }
+    }
+}
+
+/// A visitor never linked, and one who becomes a lead, both browsing at T0.
+async fn two_visitors(store: &dyn Store) {
+    for (message, visitor) in [("ret-1", "gone-visitor"), ("ret-2", "kept-visitor")] {
+        store
+            .record(record(
+                json!({"type": "page", "messageId": message, "anonymousId": visitor,
+                       "context": {"page": {"path": "/pricing"}, "ip": "198.51.100.7"}}),
+                vec![anon(visitor)],
+                &[],
+                0,
+                "L-unused",
+            ))
+            .await
+            .unwrap();
+    }
+    let linked = store
+        .record(record(
+            json!({"type": "identify", "messageId": "ret-3", "anonymousId": "kept-visitor",
+                   "traits": {"email": "kept@example.com"}}),
+            vec![
+                IdentityKey::email("kept@example.com").unwrap(),
+                anon("kept-visitor"),
+            ],
+            &[("email", "kept@example.com")],
+            1,
+            "L-KEPT",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(linked.lead_id.as_deref(), Some("L-KEPT"));
+}
+
+#[tokio::test]
+async fn sqlite_sweeps_unlinked_anonymous_events_after_their_retention() {
+    let store = hotlead_embedded::SqliteStore::in_memory().unwrap();
+    two_visitors(&store).await;
+    let retention = Retention::default();
+    let before = store
+        .sweep(at(0) + Duration::days(179), retention)
+        .await
+        .unwrap();
+    assert_eq!(before.anonymous_events, 0, "nothing expires early");
+    let after = store
+        .sweep(at(0) + Duration::days(181), retention)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.anonymous_events, 1,
+        "the unlinked visitor's event expired"
+    );
+    assert_eq!(
+        store.events("L-KEPT").await.unwrap().len(),
+        2,
+        "the lead keeps the browsing it linked"
+    );
+    let shorter = Retention {
+        anonymous_days: 1,
+        dedupe_days: 1,
+    };
+    let again = store
+        .sweep(at(0) + Duration::days(400), shorter)
+        .await
+        .unwrap();
+    assert_eq!(again.anonymous_events, 0);
+}
+
+#[tokio::test]
+async fn dynamodb_writes_expiry_on_what_is_no_leads_and_keeps_what_a_lead_linked() {
+    let store = hotlead_tests::aws::fresh_table().await;
+    two_visitors(&store).await;
+    // Reading the lead's history (as the scorer does within minutes) makes it the lead's.
+    assert_eq!(store.events("L-KEPT").await.unwrap().len(), 2);
+    let client = aws_sdk_dynamodb::Client::new(&hotlead_tests::aws::config().await);
+    let out = client
+        .scan()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap();
+    let expiry = |pk: &str, sk_prefix: &str| -> Option<i64> {
+        let item = out
+            .items()
+            .iter()
+            .find(|i| {
+                i["PK"].as_s().is_ok_and(|p| p == pk)
+                    && i["SK"].as_s().is_ok_and(|s| s.starts_with(sk_prefix))
+            })
+            .unwrap_or_else(|| panic!("no item {pk} {sk_prefix}"));
+        item.get("expires_at")
+            .map(|v| v.as_n().unwrap().parse().unwrap())
+    };
+    let received = at(0).timestamp();
+    assert_eq!(
+        expiry("ANON#gone-visitor", "EVENT#"),
+        Some(received + 180 * 86_400),
+        "an unlinked visitor's event expires after 180 days"
+    );
+    assert_eq!(
+        expiry("ANON#kept-visitor", "EVENT#"),
+        None,
+        "a linked visitor's event is the lead's"
+    );
+    assert_eq!(expiry("MSG#ret-1", "MSG"), Some(received + 30 * 86_400));
+    assert_eq!(
+        expiry("MSG#ret-3", "MSG"),
+        Some(at(1).timestamp() + 30 * 86_400)
+    );
+    assert_eq!(expiry("LEAD#L-KEPT", "EVENT#"), None);
+    assert_eq!(expiry("LEAD#L-KEPT", "LEAD"), None);
+}
+
+const HOT_ON_EMAIL: &str = "name = \"e\"\nversion = 1\n[bands]\nhot = 80\nwarm = 40\n[groups.fit]\naxis = \"fit\"\n\
+    [[rules]]\nid = \"p\"\ngroup = \"fit\"\npoints = 90\nwhen = { attribute = \"email\", present = true }\n";
+
+/// Over HTTP: `DELETE /v1/leads/{id}` needs the admin token, erases the lead and redacts its
+/// delivered alert in the outbox file; the second time it is a 404.
+#[tokio::test]
+async fn over_http_an_admin_erases_a_lead_and_its_delivered_alerts() {
+    let app = hotlead_tests::spawn_app(hotlead_tests::AppSettings {
+        rules: Some(HOT_ON_EMAIL.into()),
+        admin_token: Some("admin-secret".into()),
+        ..Default::default()
+    })
+    .await;
+    let c = &app.client;
+    let url = |route: &str| format!("{}{route}", app.url);
+    let mut leads = Vec::new();
+    for (email, name) in [
+        ("taro.erase@example.co.jp", "山田 太郎"),
+        ("hanako@example.com", "佐藤 花子"),
+    ] {
+        let stored: Value = c
+            .post(url("/v1/forms/contact"))
+            .json(&json!({"email": email, "name": name, "company": "Erase Trading"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        leads.push(stored["lead_id"].as_str().unwrap().to_string());
+    }
+    app.wait_for_alerts(2).await;
+    let lead = &leads[0];
+    let delete = |token: Option<&str>| {
+        let request = c.delete(url(&format!("/v1/leads/{lead}")));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    };
+    assert_eq!(delete(None).send().await.unwrap().status(), 401);
+    assert_eq!(delete(Some("wrong")).send().await.unwrap().status(), 403);
+    let response = delete(Some("admin-secret")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let erased: Value = response.json().await.unwrap();
+    assert_eq!(erased["status"], "erased");
+    assert_eq!(erased["lead_id"], lead.as_str());
+    assert_eq!(erased["leads"], 1);
+    assert_eq!(erased["events"], 1);
+    assert_eq!(erased["alerts"], 1);
+    assert_eq!(erased["alerts_redacted"], 1);
+
+    let again = delete(Some("admin-secret")).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+    let body: Value = again.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+    let gone = c
+        .get(url(&format!("/v1/leads/{lead}")))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    let alerts = std::fs::read_to_string(&app.outbox).unwrap();
+    assert!(
+        !alerts.contains("taro.erase")
+            && !alerts.contains("山田")
+            && !alerts.contains(lead.as_str())
+    );
+    assert!(alerts.contains("hanako@example.com") || alerts.contains(leads[1].as_str()));
+}
+
+/// The CLI: `hotlead leads erase --email` and `hotlead retention sweep`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_erases_by_address_and_sweeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hotlead.db");
+    {
+        let store = hotlead_embedded::SqliteStore::open(&db).unwrap();
+        two_visitors(&store).await;
+    }
+    let run = |args: &[&str]| {
+        let mut all = vec!["hotlead"];
+        all.extend_from_slice(args);
+        let mut out = Vec::new();
+        let cli = <hotlead::cli::Cli as clap::Parser>::try_parse_from(&all).unwrap();
+        hotlead::cli::run(cli, &mut out, at(0) + Duration::days(200))
+            .map(|()| String::from_utf8(out).unwrap())
+    };
+    let db_arg = db.to_str().unwrap().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        let db_arg = db_arg.as_str();
+        let erased = run(&[
+            "leads",
+            "erase",
+            "--email",
+            "KEPT@example.com",
+            "--db",
+            db_arg,
+        ]);
+        let again = run(&[
+            "leads",
+            "erase",
+            "--email",
+            "kept@example.com",
+            "--db",
+            db_arg,
+        ]);
+        let swept = run(&["retention", "sweep", "--db", db_arg]);
+        (erased, again, swept)
+    });
+    let (erased, again, swept) = output.await.unwrap();
+    let erased = erased.unwrap();
+    assert!(erased.starts_with("erased lead L-KEPT"), "{erased}");
+    assert!(erased.contains("2 event(s)"), "{erased}");
+    assert!(again.unwrap().starts_with("no lead to erase"));
+    let swept = swept.unwrap();
+    assert!(swept.starts_with("1 anonymous event(s)"), "{swept}");
+}
