@@ -617,3 +617,92 @@ async fn the_cli_erases_by_address_and_sweeps() {
     let swept = swept.unwrap();
     assert!(swept.starts_with("1 anonymous event(s)"), "{swept}");
 }
+
+/// DynamoDB: an erasure that stopped right after marking the lead (the process died)
+/// leaves the person writable at once (a new call takes over the links of the lead being
+/// erased instead of retrying until it gives up), and erasing again finishes the work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_an_erasure_cut_short_leaves_the_person_writable_and_is_finished_by_the_next() {
+    let store = hotlead_tests::aws::fresh_table().await;
+    let first = record(
+        json!({"type": "identify", "messageId": "msg-erase-1", "anonymousId": "anon-erase-1",
+               "traits": {"email": "taro.erase@example.co.jp"}}),
+        vec![
+            IdentityKey::email("taro.erase@example.co.jp").unwrap(),
+            anon("anon-erase-1"),
+        ],
+        &[("email", "taro.erase@example.co.jp"), ("name", "山田 太郎")],
+        0,
+        "L-ERASE-A",
+    );
+    store.record(first).await.unwrap();
+    // What `erase` writes first, and nothing after it.
+    let client = aws_sdk_dynamodb::Client::new(&hotlead_tests::aws::config().await);
+    client
+        .update_item()
+        .table_name(store.table())
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S("LEAD#L-ERASE-A".into()),
+        )
+        .key(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S("LEAD".into()),
+        )
+        .update_expression("SET merged_into = :erased, erasing_at = :now REMOVE attributes, score")
+        .expression_attribute_values(
+            ":erased",
+            aws_sdk_dynamodb::types::AttributeValue::S("-erased-".into()),
+        )
+        .expression_attribute_values(
+            ":now",
+            aws_sdk_dynamodb::types::AttributeValue::S(at(1).to_rfc3339()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        store.lead("L-ERASE-A").await.unwrap().is_none(),
+        "gone for readers"
+    );
+
+    let started = std::time::Instant::now();
+    let back = store
+        .record(record(
+            json!({"type": "identify", "messageId": "back-1", "anonymousId": "anon-erase-1",
+                   "traits": {"email": "taro.erase@example.co.jp"}}),
+            vec![
+                IdentityKey::email("taro.erase@example.co.jp").unwrap(),
+                anon("anon-erase-1"),
+            ],
+            &[("email", "taro.erase@example.co.jp")],
+            2,
+            "L-NEW",
+        ))
+        .await
+        .expect("the person is writable while an erasure is unfinished");
+    assert_eq!(back.lead_id.as_deref(), Some("L-NEW"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "taken over at once, not after retrying"
+    );
+
+    let finished = store.erase("L-ERASE-A", at(3)).await.unwrap().unwrap();
+    assert_eq!(finished.lead_id, "L-ERASE-A");
+    assert_eq!(finished.identities, 0, "the links are the new lead's now");
+    assert_eq!(store.events("L-NEW").await.unwrap().len(), 1);
+    let email = IdentityKey::email("taro.erase@example.co.jp").unwrap();
+    use hotlead_app::ports::LearningStore;
+    assert_eq!(
+        store.lead_for(&email).await.unwrap().as_deref(),
+        Some("L-NEW")
+    );
+    for item in scan(&store).await {
+        for trace in ["L-ERASE-A", "山田 太郎", "msg-erase-"] {
+            assert!(
+                !item.contains(trace),
+                "an item still holds {trace:?}: {item}"
+            );
+        }
+    }
+}

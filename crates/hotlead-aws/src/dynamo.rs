@@ -237,6 +237,13 @@ impl LeadItem {
     }
 }
 
+/// What the identity links of a call's keys point at (see `DynamoStore::known`).
+#[derive(Debug, Default)]
+struct Known {
+    leads: Vec<(IdentityKey, String, LeadItem)>,
+    dangling: Vec<(IdentityKey, String)>,
+}
+
 /// The DynamoDB store.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -288,13 +295,12 @@ impl DynamoStore {
         Err(StoreError::Corrupt(format!("merge chain of {id} too long")))
     }
 
-    /// The leads the keys point at now: `(key, lead item)`.
-    async fn known(
-        &self,
-        keys: &[IdentityKey],
-    ) -> Result<Vec<(IdentityKey, String, LeadItem)>, StoreError> {
+    /// The leads the keys point at now: `(key, linked id, lead item)`; and the keys whose
+    /// link points at a lead that is gone (being erased), with the id they point at, so
+    /// that a new lead can take them over (conditioned on that id) instead of waiting.
+    async fn known(&self, keys: &[IdentityKey]) -> Result<Known, StoreError> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Known::default());
         }
         let mut request = KeysAndAttributes::builder().consistent_read(true);
         for k in keys {
@@ -314,7 +320,7 @@ impl DynamoStore {
             .responses
             .and_then(|mut r| r.remove(&self.table))
             .unwrap_or_default();
-        let mut known = Vec::new();
+        let mut known = Known::default();
         let mut leads: HashMap<String, Option<LeadItem>> = HashMap::new();
         for k in keys {
             let storage = format!("ID#{}", k.storage_key());
@@ -335,8 +341,11 @@ impl DynamoStore {
                     lead.map(|l| LeadItem::from_item(&l)).transpose()?,
                 );
             }
-            if let Some(Some(lead)) = leads.get(linked) {
-                known.push((k.clone(), linked.to_string(), lead.clone()));
+            match leads.get(linked) {
+                Some(Some(lead)) => known
+                    .leads
+                    .push((k.clone(), linked.to_string(), lead.clone())),
+                _ => known.dangling.push((k.clone(), linked.to_string())),
             }
         }
         Ok(known)
@@ -397,7 +406,10 @@ impl DynamoStore {
 
     /// One attempt of `record`: `Ok(None)` when a race was lost and it should be retried.
     async fn try_record(&self, record: &Record) -> Result<Option<Recorded>, StoreError> {
-        let known = self.known(&record.keys).await?;
+        let Known {
+            leads: known,
+            dangling,
+        } = self.known(&record.keys).await?;
         let known_leads: Vec<KnownLead> = known
             .iter()
             .map(|(k, _, lead)| KnownLead {
@@ -435,7 +447,14 @@ impl DynamoStore {
                 let linked = known
                     .iter()
                     .find(|(kk, _, _)| kk == k)
-                    .map(|(_, linked, _)| linked.clone());
+                    .map(|(_, linked, _)| linked.clone())
+                    // A link to a lead being erased is taken over: `Move` from it.
+                    .or_else(|| {
+                        dangling
+                            .iter()
+                            .find(|(kk, _)| kk == k)
+                            .map(|(_, linked)| linked.clone())
+                    });
                 (k.clone(), linked)
             })
             .collect();
