@@ -153,6 +153,19 @@ fn origin_problem(origin: &str) -> Option<&'static str> {
     None
 }
 
+/// An error about a setting, placed on the first line that sets it (line 1 if none does).
+fn setting_error(file: &str, source: &str, setting: &str, message: String) -> ConfigError {
+    let line = source
+        .lines()
+        .position(|l| l.trim_start().starts_with(setting))
+        .map_or(1, |i| i + 1);
+    ConfigError {
+        file: file.to_string(),
+        location: format!("{line}:1:"),
+        message,
+    }
+}
+
 /// An address block: an IP address and how many leading bits of it count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -227,30 +240,24 @@ impl Config {
         let config = Config::parse(file, source)?;
         for (index, proxy) in config.trusted_proxies.iter().enumerate() {
             if Network::parse(proxy).is_none() {
-                let line = source
-                    .lines()
-                    .position(|l| l.trim_start().starts_with("trusted_proxies"))
-                    .map_or(1, |i| i + 1);
-                return Err(ConfigError {
-                    file: file.to_string(),
-                    location: format!("{line}:1:"),
-                    message: format!(
+                return Err(setting_error(
+                    file,
+                    source,
+                    "trusted_proxies",
+                    format!(
                         "trusted_proxies[{index}] ({proxy:?}): expected an IP address or a CIDR block like 10.0.0.0/8"
                     ),
-                });
+                ));
             }
         }
         for (index, origin) in config.cors_origins.iter().enumerate() {
             if let Some(problem) = origin_problem(origin) {
-                let line = source
-                    .lines()
-                    .position(|l| l.trim_start().starts_with("cors_origins"))
-                    .map_or(1, |i| i + 1);
-                return Err(ConfigError {
-                    file: file.to_string(),
-                    location: format!("{line}:1:"),
-                    message: format!("cors_origins[{index}] ({origin:?}): {problem}"),
-                });
+                return Err(setting_error(
+                    file,
+                    source,
+                    "cors_origins",
+                    format!("cors_origins[{index}] ({origin:?}): {problem}"),
+                ));
             }
         }
         for (name, days) in [
@@ -258,17 +265,14 @@ impl Config {
             ("dedupe_days", config.retention.dedupe_days),
         ] {
             if !(1..=MAX_RETENTION_DAYS).contains(&days) {
-                let line = source
-                    .lines()
-                    .position(|l| l.trim_start().starts_with(name))
-                    .map_or(1, |i| i + 1);
-                return Err(ConfigError {
-                    file: file.to_string(),
-                    location: format!("{line}:1:"),
-                    message: format!(
+                return Err(setting_error(
+                    file,
+                    source,
+                    name,
+                    format!(
                         "retention.{name} ({days}): expected a number of days from 1 to {MAX_RETENTION_DAYS}"
                     ),
-                });
+                ));
             }
         }
         Ok(config)
