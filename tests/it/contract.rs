@@ -403,7 +403,7 @@ pub async fn events_arriving_while_scoring_keep_the_lead_marked(store: &dyn Stor
         })
         .await;
     assert!(
-        matches!(stale, Err(StoreError::Conflict(_))),
+        matches!(stale, Err(StoreError::Conflict { .. })),
         "an older score never overwrites a newer one: {stale:?}"
     );
 }

@@ -688,3 +688,66 @@ fn the_review_loop_runs_from_the_command_line_on_the_embedded_database() {
         .to_string();
     assert!(error.contains("no rules version 7"), "{error}");
 }
+
+#[tokio::test]
+async fn a_missing_suggestion_or_rules_version_is_a_404_that_names_it() {
+    let app = spawn_app(AppSettings {
+        admin_token: Some(TOKEN.into()),
+        ..Default::default()
+    })
+    .await;
+    for (route, body, message) in [
+        (
+            "/v1/suggestions/s-none/approve",
+            json!({"by": "analyst"}),
+            "no suggestion s-none",
+        ),
+        (
+            "/v1/suggestions/s-none/reject",
+            json!({"reason": "no such"}),
+            "no suggestion s-none",
+        ),
+        ("/v1/rules/9/activate", json!({}), "no rules version 9"),
+    ] {
+        let response = post(&app, route, &body).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{route}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(
+            error,
+            json!({"error": "not_found", "message": message}),
+            "{route}"
+        );
+    }
+}
+
+#[test]
+fn the_command_line_names_a_missing_suggestion_or_rules_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hotlead.db");
+    let db = db.to_str().unwrap();
+    for (args, message) in [
+        (
+            vec!["suggestions", "approve", "s-none", "--db", db],
+            "no suggestion s-none",
+        ),
+        (
+            vec![
+                "suggestions",
+                "reject",
+                "s-none",
+                "--db",
+                db,
+                "--reason",
+                "no such",
+            ],
+            "no suggestion s-none",
+        ),
+        (
+            vec!["rules", "rollback", "3", "--db", db],
+            "no rules version 3",
+        ),
+    ] {
+        let error = hotlead(&args).unwrap_err();
+        assert_eq!(format!("{error:#}"), message, "{args:?}");
+    }
+}

@@ -88,7 +88,7 @@ pub async fn a_suggestion_is_reviewed_once<S: Store + LearningStore>(store: &S) 
     store.save_suggestion(&stored("s-2", 2)).await.unwrap();
     assert!(matches!(
         store.save_suggestion(&stored("s-1", 3)).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict { .. })
     ));
     let heads = store.suggestions(10).await.unwrap();
     assert_eq!(
@@ -123,9 +123,11 @@ pub async fn a_suggestion_is_reviewed_once<S: Store + LearningStore>(store: &S) 
         store
             .reject("s-1", "analyst", "second thoughts", at(5))
             .await,
-        store.reject("s-9", "analyst", "no such", at(5)).await,
     ] {
-        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(StoreError::Conflict { .. })),
+            "{result:?}"
+        );
     }
     assert_eq!(store.rules_history().await.unwrap().len(), 1);
     let heads = store.suggestions(10).await.unwrap();
@@ -135,10 +137,6 @@ pub async fn a_suggestion_is_reviewed_once<S: Store + LearningStore>(store: &S) 
 
 pub async fn rules_versions_are_numbered_and_one_is_active<S: Store + LearningStore>(store: &S) {
     assert!(store.active_rules().await.unwrap().is_none());
-    assert!(matches!(
-        store.activate_rules(1, at(0)).await,
-        Err(StoreError::Conflict(_))
-    ));
     let first = store
         .add_rules(new_rules("file seed.toml", 0))
         .await
@@ -165,10 +163,57 @@ pub async fn rules_versions_are_numbered_and_one_is_active<S: Store + LearningSt
         [(2, false), (1, true)]
     );
     assert_eq!(store.active_rules().await.unwrap().unwrap().version, 1);
-    assert!(matches!(
-        store.activate_rules(7, at(3)).await,
-        Err(StoreError::Conflict(_))
-    ));
+}
+
+pub async fn a_missing_suggestion_or_rules_version_is_not_found<S: Store + LearningStore>(
+    store: &S,
+) {
+    let not_found = |result: Result<(), StoreError>, what: &str, id: &str| match result {
+        Err(StoreError::NotFound { what: w, id: i }) if w == what && i == id => {}
+        other => panic!("expected no {what} {id}, got {other:?}"),
+    };
+    // Before any rules are stored, and once some are.
+    not_found(
+        store.activate_rules(1, at(0)).await.map(|_| ()),
+        "rules version",
+        "1",
+    );
+    store
+        .add_rules(new_rules("file seed.toml", 0))
+        .await
+        .unwrap();
+    not_found(
+        store.activate_rules(7, at(1)).await.map(|_| ()),
+        "rules version",
+        "7",
+    );
+    store.save_suggestion(&stored("s-1", 1)).await.unwrap();
+    not_found(
+        store
+            .approve("s-9", "analyst", new_rules("suggestion s-9", 2))
+            .await
+            .map(|_| ()),
+        "suggestion",
+        "s-9",
+    );
+    not_found(
+        store.reject("s-9", "analyst", "no such", at(2)).await,
+        "suggestion",
+        "s-9",
+    );
+    // Nothing changed: the one version is active, the suggestion still pending.
+    let history = store.rules_history().await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|v| (v.version, v.active))
+            .collect::<Vec<_>>(),
+        [(1, true)]
+    );
+    assert_eq!(
+        store.suggestion("s-1").await.unwrap().unwrap().review,
+        SuggestionStatus::Pending
+    );
 }
 
 pub async fn a_large_suggestion_round_trips<S: Store + LearningStore>(store: &S) {
@@ -195,6 +240,10 @@ macro_rules! learning_contract {
             #[tokio::test]
             async fn rules_versions_are_numbered_and_one_is_active() {
                 super::rules_versions_are_numbered_and_one_is_active(&$fresh().await).await;
+            }
+            #[tokio::test]
+            async fn a_missing_suggestion_or_rules_version_is_not_found() {
+                super::a_missing_suggestion_or_rules_version_is_not_found(&$fresh().await).await;
             }
             #[tokio::test]
             async fn a_large_suggestion_round_trips() {

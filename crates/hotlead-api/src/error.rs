@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use hotlead_app::ports::with_causes;
 use hotlead_app::review::ReviewError;
 use hotlead_app::{IngestError, StoreError};
 use serde_json::json;
@@ -52,19 +53,21 @@ pub const RETRY_AFTER_SECONDS: u32 = 5;
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Conflict(_) | StoreError::Unavailable(_) => {
-                tracing::warn!(%error, "store unavailable");
+            // Names what the client asked for, and no more.
+            StoreError::NotFound { .. } => ApiError::NotFound(error.to_string()),
+            StoreError::Conflict { .. } | StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %with_causes(&error), "store unavailable");
                 ApiError::Unavailable
             }
-            StoreError::Rejected(_) => {
-                tracing::warn!(%error, "the store refused a request");
+            StoreError::Rejected { .. } => {
+                tracing::warn!(error = %with_causes(&error), "the store refused a request");
                 ApiError::invalid(
                     "(body)",
                     "this call cannot be stored as it is (an id or a value too long, or the lead too large)",
                 )
             }
             other => {
-                tracing::error!(error = %other, "store failure");
+                tracing::error!(error = %with_causes(&other), "store failure");
                 ApiError::Internal
             }
         }
@@ -78,7 +81,7 @@ impl From<IngestError> for ApiError {
             IngestError::TooMany { .. } => ApiError::TooLarge(error.to_string()),
             IngestError::Reused { .. } => ApiError::Conflict(error.to_string()),
             IngestError::Interrupted { stored, source } => {
-                tracing::warn!(stored = stored.len(), error = %source, "a batch stopped part way");
+                tracing::warn!(stored = stored.len(), error = %with_causes(&source), "a batch stopped part way");
                 ApiError::BatchInterrupted {
                     results: stored.iter().map(crate::recorded_json).collect(),
                 }

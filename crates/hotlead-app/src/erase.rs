@@ -63,7 +63,7 @@ impl Review {
             .map_err(|e| match (target, e) {
                 // Asked by address: say which lead to erase again, as the address may no
                 // longer lead to it.
-                (EraseTarget::Email(_), e) if !matches!(e, StoreError::Rejected(_)) => {
+                (EraseTarget::Email(_), e) if !matches!(e, StoreError::Rejected { .. }) => {
                     ReviewError::Unavailable(format!(
                         "erasing lead {id} stopped part way ({e}); erase it again by its id"
                     ))

@@ -69,9 +69,9 @@ impl FaultyStore {
     fn read_fault(&self, id: &str) -> Option<StoreError> {
         let has = |set: &Mutex<HashSet<String>>| set.lock().expect("faults lock").contains(id);
         if has(&self.faults.unreachable_leads) {
-            Some(StoreError::Unavailable(format!("injected: reading {id}")))
+            Some(StoreError::unavailable(format!("injected: reading {id}")))
         } else if has(&self.faults.corrupt_leads) {
-            Some(StoreError::Corrupt(format!("injected: lead {id}")))
+            Some(StoreError::corrupt(format!("injected: lead {id}")))
         } else {
             None
         }
@@ -90,14 +90,14 @@ impl FaultyStore {
 impl Store for FaultyStore {
     async fn record(&self, record: Record) -> Result<Recorded, StoreError> {
         if take(&self.faults.record_outages) {
-            return Err(StoreError::Unavailable("injected outage".into()));
+            return Err(StoreError::unavailable("injected outage"));
         }
         {
             let mut after = self.faults.record_outage_after.lock().expect("faults lock");
             match *after {
                 Some(0) => {
                     *after = None;
-                    return Err(StoreError::Unavailable("injected outage".into()));
+                    return Err(StoreError::unavailable("injected outage"));
                 }
                 Some(n) => *after = Some(n - 1),
                 None => {}
@@ -105,7 +105,7 @@ impl Store for FaultyStore {
         }
         let recorded = self.inner.record(record).await?;
         if take(&self.faults.record_lost_answers) {
-            return Err(StoreError::Unavailable("injected lost answer".into()));
+            return Err(StoreError::unavailable("injected lost answer"));
         }
         Ok(recorded)
     }
@@ -133,7 +133,7 @@ impl Store for FaultyStore {
     }
     async fn dirty(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Dirty>, StoreError> {
         if take(&self.faults.dirty_outages) {
-            return Err(StoreError::Unavailable("injected outage".into()));
+            return Err(StoreError::unavailable("injected outage"));
         }
         self.inner.dirty(now, limit).await
     }

@@ -11,30 +11,118 @@ use hotlead_core::identity::IdentityKey;
 use hotlead_core::{Band, Event, Lead, Score};
 use serde::{Deserialize, Serialize};
 
-/// Why a store operation failed. Every adapter maps its own errors into these.
+/// What caused a store error: the adapter's own error (rusqlite's, the AWS SDK's), kept
+/// for logs and [`std::error::Error::source`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store operation failed. Every adapter maps its own errors into these, keeping
+/// them as the cause. `Display` says what failed without the causes (a client may be
+/// shown it); [`with_causes`] adds them, for logs and operators.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// No such thing is stored (a suggestion, a rules version).
+    #[error("no {what} {id}")]
+    NotFound { what: &'static str, id: String },
     /// Another writer changed the item first; the operation may be retried.
-    #[error("conflicting update: {0}")]
-    Conflict(String),
+    #[error("conflicting update: {message}")]
+    Conflict {
+        message: String,
+        source: Option<Cause>,
+    },
     /// The store could not be reached or refused the request; retry later.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        message: String,
+        source: Option<Cause>,
+    },
     /// Stored data could not be read back.
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
+    #[error("stored data is corrupt: {message}")]
+    Corrupt {
+        message: String,
+        source: Option<Cause>,
+    },
     /// The store refused the request as it stands (an item too large, a key too long):
     /// retrying it unchanged cannot succeed.
-    #[error("rejected by the store: {0}")]
-    Rejected(String),
+    #[error("rejected by the store: {message}")]
+    Rejected {
+        message: String,
+        source: Option<Cause>,
+    },
 }
 
 impl StoreError {
+    pub fn not_found(what: &'static str, id: impl Into<String>) -> Self {
+        StoreError::NotFound {
+            what,
+            id: id.into(),
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        StoreError::Conflict {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn rejected(message: impl Into<String>) -> Self {
+        StoreError::Rejected {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `cause`: `StoreError::unavailable("reading leads").because(e)`.
+    pub fn because(mut self, cause: impl Into<Cause>) -> Self {
+        match &mut self {
+            StoreError::NotFound { .. } => {}
+            StoreError::Conflict { source, .. }
+            | StoreError::Unavailable { source, .. }
+            | StoreError::Corrupt { source, .. }
+            | StoreError::Rejected { source, .. } => *source = Some(cause.into()),
+        }
+        self
+    }
+
     /// Whether the store itself is out (throttled, unreachable): the whole round stops
     /// and is retried, rather than blaming one lead or one alert.
     pub fn is_outage(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// An error and its causes, `error: cause: cause`, for logs and operators; never for
+/// a client (a cause may quote stored data).
+pub fn with_causes<E: std::error::Error + ?Sized>(error: &E) -> impl std::fmt::Display + '_ {
+    WithCauses(error)
+}
+
+struct WithCauses<'a, E: ?Sized>(&'a E);
+
+impl<E: std::error::Error + ?Sized> std::fmt::Display for WithCauses<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
     }
 }
 
@@ -328,7 +416,7 @@ impl RankCursor {
     /// Parses a cursor a store was given; a bad one is the caller's bug, reported as such.
     pub fn given(text: &str) -> Result<RankCursor, StoreError> {
         RankCursor::parse(text)
-            .ok_or_else(|| StoreError::Corrupt(format!("ranking cursor {text:?}")))
+            .ok_or_else(|| StoreError::corrupt(format!("ranking cursor {text:?}")))
     }
 }
 
@@ -647,7 +735,8 @@ pub trait LearningStore: Send + Sync {
     async fn suggestion(&self, id: &str) -> Result<Option<StoredSuggestion>, StoreError>;
 
     /// Approves a pending suggestion and, atomically, adds its rules as the next version
-    /// and makes it active. `Conflict` when the suggestion is not pending.
+    /// and makes it active. `NotFound` when there is no such suggestion, `Conflict` when
+    /// it is not pending.
     async fn approve(
         &self,
         id: &str,
@@ -655,7 +744,8 @@ pub trait LearningStore: Send + Sync {
         rules: NewRules,
     ) -> Result<RulesVersion, StoreError>;
 
-    /// Rejects a pending suggestion with a reason. `Conflict` when it is not pending.
+    /// Rejects a pending suggestion with a reason. `NotFound` when there is no such
+    /// suggestion, `Conflict` when it is not pending.
     async fn reject(
         &self,
         id: &str,
@@ -667,7 +757,7 @@ pub trait LearningStore: Send + Sync {
     /// Adds rules as the next version and makes it active.
     async fn add_rules(&self, rules: NewRules) -> Result<RulesVersion, StoreError>;
 
-    /// Makes an earlier version active again. `Conflict` when there is no such version.
+    /// Makes an earlier version active again. `NotFound` when there is no such version.
     async fn activate_rules(
         &self,
         version: u32,
@@ -708,4 +798,29 @@ pub fn with_version(text: &str, version: u32) -> String {
     let mut out = lines.join("\n");
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_keeps_its_cause_out_of_its_message() {
+        fn sendable<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+        let cause = std::io::Error::other("disk full at /var/lib/hotlead");
+        let error = StoreError::unavailable("reading lead L-1").because(cause);
+        sendable(&error);
+        assert!(error.is_outage());
+        assert_eq!(error.to_string(), "store unavailable: reading lead L-1");
+        let source = std::error::Error::source(&error).expect("the cause is kept");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(
+            with_causes(&error).to_string(),
+            "store unavailable: reading lead L-1: disk full at /var/lib/hotlead"
+        );
+        let missing = StoreError::not_found("rules version", "7");
+        assert!(!missing.is_outage());
+        assert_eq!(missing.to_string(), "no rules version 7");
+        assert!(std::error::Error::source(&missing).is_none());
+    }
 }

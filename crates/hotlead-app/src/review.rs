@@ -42,7 +42,8 @@ pub enum ReviewError {
 impl From<StoreError> for ReviewError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Conflict(m) => ReviewError::Conflict(m),
+            StoreError::NotFound { .. } => ReviewError::NotFound(error.to_string()),
+            StoreError::Conflict { message, .. } => ReviewError::Conflict(message),
             other => ReviewError::Store(other),
         }
     }
@@ -370,8 +371,8 @@ impl Review {
             }
             let mut read = Vec::with_capacity(chunk.len());
             while let Some(result) = reads.join_next().await {
-                let example = result
-                    .map_err(|e| StoreError::Unavailable(format!("reading leads: {e}")))??;
+                let example =
+                    result.map_err(|e| StoreError::unavailable("reading leads").because(e))??;
                 read.extend(example);
             }
             read.sort_by_key(|e| e.line);
@@ -473,11 +474,7 @@ impl Review {
     }
 
     pub async fn rollback(&self, version: u32) -> Result<RulesVersion, ReviewError> {
-        match self.store.activate_rules(version, self.clock.now()).await {
-            Ok(v) => Ok(v),
-            Err(StoreError::Conflict(m)) => Err(ReviewError::NotFound(m)),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.store.activate_rules(version, self.clock.now()).await?)
     }
 
     /// Makes `text` the active rules unless it already is (comparing everything but the

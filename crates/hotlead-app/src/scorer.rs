@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::ports::{
     Clock, LearningStore, Notifier, NotifyError, OutboxEntry, RulesVersion, SaveOutcome,
-    ScoreUpdate, SetAside, Store, StoreError,
+    ScoreUpdate, SetAside, Store, StoreError, with_causes,
 };
 
 /// Leads rescored per store round trip.
@@ -202,7 +202,7 @@ impl Scorer {
         }
         let rules = RuleSet::from_toml(&format!("rules version {}", active.version), &active.text)
             .map_err(|e| {
-                StoreError::Corrupt(format!("active rules version {}: {e}", active.version))
+                StoreError::corrupt(format!("active rules version {}", active.version)).because(e)
             })?;
         self.set_rules(Arc::new(rules));
         tracing::info!(version = active.version, name = %active.name, source = %active.source, "rules changed");
@@ -269,7 +269,7 @@ impl Scorer {
                         progress |= cutoff.is_some() || outcome == SaveOutcome::Saved;
                     }
                     // Someone else saved first: the mark tells whether to go again.
-                    Err(StoreError::Conflict(_)) => {}
+                    Err(StoreError::Conflict { .. }) => {}
                     Err(error) if error.is_outage() => return Err(error),
                     Err(error) => {
                         self.set_aside(&mark.lead_id, mark.seq, mark.failures, &error)
@@ -297,13 +297,13 @@ impl Scorer {
         let now = self.clock.now();
         let failures = failures.saturating_add(1);
         let retry_at = now + aside_delay(failures);
-        tracing::warn!(lead = lead_id, failures, %error, %retry_at, "lead set aside");
+        tracing::warn!(lead = lead_id, failures, error = %with_causes(error), %retry_at, "lead set aside");
         self.store
             .set_aside(&SetAside {
                 lead_id: lead_id.to_string(),
                 seq,
                 failures,
-                reason: error.to_string(),
+                reason: with_causes(error).to_string(),
                 since: now,
                 retry_at,
             })
@@ -319,7 +319,7 @@ impl Scorer {
         let mut round = Round::default();
         // Score with the active rules version; the schedule rescores older scores.
         if let Err(error) = self.refresh_rules().await {
-            tracing::error!(%error, "reading the active rules failed; scoring with the last known");
+            tracing::error!(error = %with_causes(&error), "reading the active rules failed; scoring with the last known");
         }
         // Each lead once, in the order first seen, with its newest change counter and all
         // its records.
@@ -343,7 +343,7 @@ impl Scorer {
                     continue;
                 }
                 // A conflict means a newer score is saved already: nothing is lost.
-                Err(StoreError::Conflict(_)) => continue,
+                Err(StoreError::Conflict { .. }) => continue,
                 Err(error) if error.is_outage() => error,
                 Err(error) => match self.set_aside(lead, seq, change.failures, &error).await {
                     Ok(()) => {
@@ -354,14 +354,14 @@ impl Scorer {
                 },
             };
             round.outages += 1;
-            tracing::warn!(lead, %error, "rescoring failed; the records will be retried");
+            tracing::warn!(lead, error = %with_causes(&error), "rescoring failed; the records will be retried");
             failed.extend(sequences);
         }
         match self.deliver_pending().await {
             Ok(delivery) => round.delivery = delivery,
             Err(error) => {
                 round.outages += 1;
-                tracing::warn!(%error, "alert delivery failed; pending alerts are retried later");
+                tracing::warn!(error = %with_causes(&error), "alert delivery failed; pending alerts are retried later");
             }
         }
         Changes {
@@ -392,7 +392,7 @@ impl Scorer {
             }
             Err(error) => {
                 round.outages += 1;
-                tracing::error!(%error, step, "a scoring step failed; retrying next round");
+                tracing::error!(error = %with_causes(&error), step, "a scoring step failed; retrying next round");
                 0
             }
         });
@@ -401,14 +401,14 @@ impl Scorer {
             Ok(delivery) => round.delivery = delivery,
             Err(error) => {
                 round.outages += 1;
-                tracing::error!(%error, "delivering alerts failed; retrying next round");
+                tracing::error!(error = %with_causes(&error), "delivering alerts failed; retrying next round");
             }
         }
         match self.store.set_aside_leads(WAITING_LIMIT).await {
             Ok(waiting) => round.waiting_aside = waiting.len(),
             Err(error) => {
                 round.outages += 1;
-                tracing::error!(%error, "counting set-aside leads failed");
+                tracing::error!(error = %with_causes(&error), "counting set-aside leads failed");
             }
         }
         if round.waiting_aside > 0 {
@@ -437,7 +437,7 @@ impl Scorer {
     /// Rescores one lead as of now and saves the result with the alerts it raises.
     pub async fn rescore(&self, lead_id: &str, seen_seq: i64) -> Result<SaveOutcome, StoreError> {
         let Some(stored) = self.store.lead(lead_id).await? else {
-            return Err(StoreError::Conflict(format!("lead {lead_id} is gone")));
+            return Err(StoreError::conflict(format!("lead {lead_id} is gone")));
         };
         let events = self.store.events(&stored.id).await?;
         let rules = self.rules();

@@ -18,7 +18,7 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
@@ -80,7 +80,7 @@ pub(crate) fn get_n(item: &Item, name: &str) -> i64 {
 }
 
 pub(crate) fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(format!("item lacks {what}"))
+    StoreError::corrupt(format!("item lacks {what}"))
 }
 
 pub(crate) fn json_of<T: serde::de::DeserializeOwned>(
@@ -88,17 +88,17 @@ pub(crate) fn json_of<T: serde::de::DeserializeOwned>(
     name: &str,
 ) -> Result<T, StoreError> {
     let text = get_s(item, name).ok_or_else(|| corrupt(name))?;
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+    serde_json::from_str(text).map_err(|e| StoreError::corrupt(name).because(e))
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt("writing JSON").because(e))
 }
 
 pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("{text:?}: {e}")))
+        .map_err(|e| StoreError::corrupt(format!("time {text:?}")).because(e))
 }
 
 /// Maps an SDK error: throttling and service trouble can be retried, the rest cannot.
@@ -108,18 +108,23 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     let code = error.code().unwrap_or_default().to_string();
-    let text = DisplayErrorContext(&error).to_string();
+    let message = if code.is_empty() {
+        "DynamoDB request failed".to_string()
+    } else {
+        format!("DynamoDB: {code}")
+    };
     match code.as_str() {
         "ConditionalCheckFailedException"
         | "TransactionCanceledException"
-        | "TransactionConflictException" => StoreError::Conflict(text),
+        | "TransactionConflictException" => StoreError::conflict(message),
         // The request itself is wrong for DynamoDB (an item over 400 KB, a key over its
         // limit): the same request would fail again.
         "ValidationException" | "ItemCollectionSizeLimitExceededException" => {
-            StoreError::Rejected(text)
+            StoreError::rejected(message)
         }
-        _ => StoreError::Unavailable(text),
+        _ => StoreError::unavailable(message),
     }
+    .because(error)
 }
 
 /// The result of a conditional write whose condition may fail harmlessly (the item moved
@@ -292,7 +297,7 @@ impl DynamoStore {
                 None => return Ok(Some(item)),
             }
         }
-        Err(StoreError::Corrupt(format!("merge chain of {id} too long")))
+        Err(StoreError::corrupt(format!("merge chain of {id} too long")))
     }
 
     /// The leads the keys point at now: `(key, linked id, lead item)`; and the keys whose
@@ -308,7 +313,7 @@ impl DynamoStore {
         }
         let request = request
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
         let out = self
             .client
             .batch_get_item()
@@ -363,7 +368,7 @@ impl DynamoStore {
             .set_condition_expression(condition.map(str::to_string))
             .set_expression_attribute_values(values)
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
@@ -383,7 +388,7 @@ impl DynamoStore {
             .set_expression_attribute_values(Some(values))
             .set_expression_attribute_names(names)
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -400,7 +405,7 @@ impl DynamoStore {
             .condition_expression(condition)
             .expression_attribute_values(":from", from)
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
         Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
@@ -497,7 +502,7 @@ impl DynamoStore {
         }
         let event_bytes = item_bytes(&event_item);
         if event_bytes > MAX_ITEM_BYTES {
-            return Err(StoreError::Rejected(format!(
+            return Err(StoreError::rejected(format!(
                 "message {}: the event is {} KB, over DynamoDB's 400 KB item limit",
                 event.message_id,
                 event_bytes / 1024
@@ -594,7 +599,7 @@ impl DynamoStore {
                 Some(before) => {
                     let bytes = before.bytes_after(lead)?;
                     if bytes > MAX_ITEM_BYTES {
-                        return Err(StoreError::Rejected(format!(
+                        return Err(StoreError::rejected(format!(
                             "lead {survivor_id}: its item would be {} KB, over DynamoDB's 400 KB item limit",
                             bytes / 1024
                         )));
@@ -670,7 +675,7 @@ impl DynamoStore {
                     lead_id,
                 )))
             }
-            Cancelled::Rejected => Err(StoreError::Rejected(format!(
+            Cancelled::Rejected => Err(StoreError::rejected(format!(
                 "message {}: DynamoDB refused an item of this call as it is ({})",
                 event.message_id,
                 reasons.join(", ")
@@ -865,7 +870,7 @@ impl Store for DynamoStore {
             }
             tokio::time::sleep(record_backoff(attempt)).await;
         }
-        Err(StoreError::Conflict(format!(
+        Err(StoreError::conflict(format!(
             "message {} kept losing races",
             record.event.message_id
         )))
@@ -1093,7 +1098,7 @@ impl Store for DynamoStore {
                 Ok(SaveOutcome::SavedStillDirty)
             }
             Some(_) => Ok(SaveOutcome::Saved),
-            None => Err(StoreError::Conflict(format!(
+            None => Err(StoreError::conflict(format!(
                 "lead {} was rescored or merged meanwhile",
                 update.lead_id
             ))),

@@ -39,7 +39,7 @@ fn message_id_of(sort_key: &str) -> Option<&str> {
 fn list_of(item: &Item, name: &str) -> Result<Vec<String>, StoreError> {
     match get_s(item, name) {
         Some(text) => {
-            serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+            serde_json::from_str(text).map_err(|e| StoreError::corrupt(name.to_string()).because(e))
         }
         None => Ok(Vec::new()),
     }
@@ -61,7 +61,7 @@ impl DynamoStore {
                 None => return Ok(Some(item)),
             }
         }
-        Err(StoreError::Corrupt(format!("merge chain of {id} too long")))
+        Err(StoreError::corrupt(format!("merge chain of {id} too long")))
     }
 
     /// Marks the lead as being erased (see the module's documentation); `false` when it
@@ -100,7 +100,7 @@ impl DynamoStore {
                         .set_key(Some(k.clone()))
                         .build()
                         .map(|d| WriteRequest::builder().delete_request(d).build())
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))
+                        .map_err(|e| StoreError::unavailable("building a deletion").because(e))
                 })
                 .collect::<Result<_, _>>()?;
             for attempt in 0..BATCH_ATTEMPTS {
@@ -121,8 +121,8 @@ impl DynamoStore {
                 tokio::time::sleep(StdDuration::from_millis(50 << attempt)).await;
             }
             if !requests.is_empty() {
-                return Err(StoreError::Unavailable(
-                    "DynamoDB left deletions unprocessed; erase again".into(),
+                return Err(StoreError::unavailable(
+                    "DynamoDB left deletions unprocessed; erase again",
                 ));
             }
         }
@@ -159,7 +159,7 @@ impl DynamoStore {
             }
         }
         let Some(item) = marked else {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::conflict(format!(
                 "lead {id} kept changing while it was being erased"
             )));
         };

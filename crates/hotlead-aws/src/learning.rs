@@ -145,17 +145,24 @@ impl DynamoStore {
         )
     }
 
-    /// Why a review write failed: no such suggestion, or it was decided already.
+    /// Why a review write failed: no such suggestion, or it was decided already (else
+    /// the transaction lost a race, and `error` says so).
     async fn review_conflict(&self, id: &str, error: StoreError) -> StoreError {
         match error {
-            StoreError::Conflict(_) => match self.get("SUGGESTIONS", &format!("S#{id}")).await {
-                Ok(None) => StoreError::Conflict(format!("no suggestion {id}")),
-                Ok(Some(item)) => StoreError::Conflict(format!(
-                    "suggestion {id} is already {}",
-                    get_s(&item, "review_status").unwrap_or("decided")
-                )),
-                Err(e) => e,
-            },
+            StoreError::Conflict { .. } => {
+                match self.get("SUGGESTIONS", &format!("S#{id}")).await {
+                    Ok(None) => StoreError::not_found("suggestion", id),
+                    Ok(Some(item)) => match get_s(&item, "review_status") {
+                        Some("pending") => error,
+                        status => StoreError::conflict(format!(
+                            "suggestion {id} is already {}",
+                            status.unwrap_or("decided")
+                        ))
+                        .because(error),
+                    },
+                    Err(e) => e,
+                }
+            }
             other => other,
         }
     }
@@ -202,20 +209,20 @@ impl LearningStore for DynamoStore {
             if pending.len() >= OUTCOME_CONCURRENCY
                 && let Some(done) = pending.join_next().await
             {
-                done.map_err(|e| StoreError::Unavailable(e.to_string()))??;
+                done.map_err(|e| StoreError::unavailable("storing outcomes").because(e))??;
             }
             pending.spawn(async move {
                 match request.send().await {
                     Ok(_) => Ok(()),
                     Err(error) => match sdk(error) {
-                        StoreError::Conflict(_) => Ok(()),
+                        StoreError::Conflict { .. } => Ok(()),
                         other => Err(other),
                     },
                 }
             });
         }
         while let Some(done) = pending.join_next().await {
-            done.map_err(|e| StoreError::Unavailable(e.to_string()))??;
+            done.map_err(|e| StoreError::unavailable("storing outcomes").because(e))??;
         }
         Ok(())
     }
@@ -228,7 +235,9 @@ impl LearningStore for DynamoStore {
         }
         let mut out = Vec::new();
         while let Some(items) = shards.join_next().await {
-            for item in items.map_err(|e| StoreError::Unavailable(e.to_string()))?? {
+            for item in
+                items.map_err(|e| StoreError::unavailable("reading outcomes").because(e))??
+            {
                 out.push(DealOutcome {
                     lead_id: get_s(&item, "lead_id").unwrap_or_default().to_string(),
                     won: item
@@ -262,7 +271,7 @@ impl LearningStore for DynamoStore {
             rest = &rest[cut..];
         }
         if parts.len() > 90 {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::unavailable(format!(
                 "suggestion {} is too large to store ({} bytes)",
                 stored.id,
                 body.len()
@@ -313,7 +322,7 @@ impl LearningStore for DynamoStore {
             created_at: parse_time(get_s(&head, "created_at").unwrap_or_default())?,
             review: json_of(&head, "review")?,
             suggestion: serde_json::from_str(&body)
-                .map_err(|e| StoreError::Corrupt(format!("suggestion {id}: {e}")))?,
+                .map_err(|e| StoreError::corrupt(format!("suggestion {id}")).because(e))?,
         }))
     }
 
@@ -385,15 +394,20 @@ impl LearningStore for DynamoStore {
         )?;
         match self.transact(vec![mark, state]).await {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Err(StoreError::Conflict(format!("no rules version {version}")));
+            // A condition failed: no such version (or none at all), unless the transaction
+            // lost a race.
+            Err(error @ StoreError::Conflict { .. }) => {
+                return Err(match self.get("RULES", &version_sk(version)).await? {
+                    None => StoreError::not_found("rules version", version.to_string()),
+                    Some(_) => error,
+                });
             }
             Err(other) => return Err(other),
         }
         let item = self
             .get("RULES", &version_sk(version))
             .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("rules version {version} vanished")))?;
+            .ok_or_else(|| StoreError::corrupt(format!("rules version {version} vanished")))?;
         rules_version(&item, Some(version))
     }
 

@@ -119,7 +119,7 @@ fn time(t: DateTime<Utc>) -> String {
 fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("time {text:?}: {e}")))
+        .map_err(|e| StoreError::corrupt(format!("time {text:?}")).because(e))
 }
 
 fn sql(error: rusqlite::Error) -> StoreError {
@@ -130,21 +130,21 @@ fn sql(error: rusqlite::Error) -> StoreError {
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ) =>
         {
-            StoreError::Conflict(error.to_string())
+            StoreError::conflict("the database is busy").because(error)
         }
         rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
-            StoreError::Corrupt(error.to_string())
+            StoreError::corrupt("a stored value has the wrong type").because(error)
         }
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::unavailable("the database failed").because(other),
     }
 }
 
 fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::from_str(text).map_err(|e| StoreError::corrupt("stored JSON").because(e))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt("writing JSON").because(e))
 }
 
 /// The SQLite store.
@@ -158,7 +158,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", parent.display())))?;
+                .map_err(|e| StoreError::unavailable(parent.display().to_string()).because(e))?;
         }
         let connection = Connection::open(path).map_err(sql)?;
         Self::prepare(connection)
@@ -179,7 +179,7 @@ impl SqliteStore {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(sql)?;
         if applied as usize > MIGRATIONS.len() {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::corrupt(format!(
                 "the database has schema version {applied}, newer than this program knows ({})",
                 MIGRATIONS.len()
             )));
@@ -201,7 +201,7 @@ impl SqliteStore {
         let connection = self
             .connection
             .lock()
-            .map_err(|_| StoreError::Unavailable("connection poisoned".into()))?;
+            .map_err(|_| StoreError::unavailable("connection poisoned"))?;
         connection
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(sql)
@@ -214,19 +214,19 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let connection = connection
                 .lock()
-                .map_err(|_| StoreError::Unavailable("connection poisoned".into()))?;
+                .map_err(|_| StoreError::unavailable("connection poisoned"))?;
             let busy: i64 = connection
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
                 .map_err(sql)?;
             if busy != 0 {
-                return Err(StoreError::Unavailable(
-                    "the write-ahead log could not be checkpointed (another process has the database open)".into(),
+                return Err(StoreError::unavailable(
+                    "the write-ahead log could not be checkpointed (another process has the database open)",
                 ));
             }
             Ok(())
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::unavailable("store task failed").because(e))?
     }
 
     /// Runs `work` in one immediate transaction on the blocking pool.
@@ -239,7 +239,7 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let mut connection = connection
                 .lock()
-                .map_err(|_| StoreError::Unavailable("connection poisoned".into()))?;
+                .map_err(|_| StoreError::unavailable("connection poisoned"))?;
             let tx = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql)?;
@@ -248,7 +248,7 @@ impl SqliteStore {
             Ok(result)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::unavailable("store task failed").because(e))?
     }
 }
 
@@ -309,7 +309,7 @@ fn current_id(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreErr
             Some(Some(next)) => id = next,
         }
     }
-    Err(StoreError::Corrupt(format!("merge chain of {id} too long")))
+    Err(StoreError::corrupt(format!("merge chain of {id} too long")))
 }
 
 /// A lead's keys, oldest first.
@@ -768,7 +768,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(sql)?;
             if changed == 0 {
-                return Err(StoreError::Conflict(format!("lead {} was rescored or merged meanwhile", update.lead_id)));
+                return Err(StoreError::conflict(format!("lead {} was rescored or merged meanwhile", update.lead_id)));
             }
             for alert in &update.alerts {
                 tx.execute(
@@ -977,7 +977,7 @@ fn active_version(tx: &Transaction<'_>) -> Result<Option<u32>, StoreError> {
     value
         .map(|v| {
             v.parse()
-                .map_err(|_| StoreError::Corrupt(format!("active rules version {v:?}")))
+                .map_err(|e| StoreError::corrupt(format!("active rules version {v:?}")).because(e))
         })
         .transpose()
 }
@@ -1052,7 +1052,7 @@ fn add_rules_in(tx: &Transaction<'_>, rules: &NewRules) -> Result<RulesVersion, 
     set_active(tx, next)?;
     load_rules_versions(tx, Some(next))?
         .pop()
-        .ok_or_else(|| StoreError::Corrupt("rules version vanished".into()))
+        .ok_or_else(|| StoreError::corrupt("rules version vanished"))
 }
 
 fn set_active(tx: &Transaction<'_>, version: u32) -> Result<(), StoreError> {
@@ -1073,9 +1073,9 @@ fn pending_review(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
         .optional()
         .map_err(sql)?;
     match review.map(|r| json::<SuggestionStatus>(&r)).transpose()? {
-        None => Err(StoreError::Conflict(format!("no suggestion {id}"))),
+        None => Err(StoreError::not_found("suggestion", id)),
         Some(SuggestionStatus::Pending) => Ok(()),
-        Some(other) => Err(StoreError::Conflict(format!(
+        Some(other) => Err(StoreError::conflict(format!(
             "suggestion {id} is already {}",
             other.name()
         ))),
@@ -1194,10 +1194,10 @@ impl LearningStore for SqliteStore {
                 params![row.0, row.1, row.2, row.3],
             )
             .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
+                rusqlite::Error::SqliteFailure(ref f, _)
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
-                    StoreError::Conflict(format!("suggestion {} exists", row.0))
+                    StoreError::conflict(format!("suggestion {} exists", row.0)).because(e)
                 }
                 other => sql(other),
             })?;
@@ -1299,12 +1299,12 @@ impl LearningStore for SqliteStore {
                 )
                 .map_err(sql)?;
             if changed == 0 {
-                return Err(StoreError::Conflict(format!("no rules version {version}")));
+                return Err(StoreError::not_found("rules version", version.to_string()));
             }
             set_active(tx, version)?;
             load_rules_versions(tx, Some(version))?
                 .pop()
-                .ok_or_else(|| StoreError::Corrupt("rules version vanished".into()))
+                .ok_or_else(|| StoreError::corrupt("rules version vanished"))
         })
         .await
     }

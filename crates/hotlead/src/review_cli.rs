@@ -157,8 +157,9 @@ pub async fn open_storage(store: &StoreArgs) -> anyhow::Result<Arc<dyn Storage>>
     })
 }
 
+/// The error with its causes (`{:#}` shows them).
 fn review_error(error: ReviewError) -> anyhow::Error {
-    anyhow::anyhow!("{error}")
+    anyhow::Error::new(error)
 }
 
 pub async fn outcomes(command: OutcomesCommand, out: &mut dyn Write) -> anyhow::Result<()> {

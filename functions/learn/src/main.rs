@@ -30,7 +30,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             let id = hotlead_app::review::new_suggestion_id(clock.now());
             learn::handle(review, notifier, settings, id)
                 .await
-                .map_err(|e| lambda_runtime::Error::from(e.to_string()))
+                .map_err(|e| {
+                    lambda_runtime::Error::from(hotlead_app::ports::with_causes(&e).to_string())
+                })
         },
     ))
     .await
