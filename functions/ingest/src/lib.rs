@@ -82,7 +82,8 @@ mod tests {
         event["requestContext"]["http"]["sourceIp"] = "198.51.100.7".into();
         event["body"] = serde_json::json!({
             "type": "page", "messageId": "m-ip", "userId": "u-ip",
-            "context": {"page": {"path": "/pricing"}}
+            // From the tracking script: the address is the visitor's browser's.
+            "context": {"page": {"path": "/pricing"}, "library": {"name": "hotlead.js"}}
         })
         .to_string()
         .into();
