@@ -164,7 +164,11 @@ pub(crate) fn cancellation(reasons: &[String]) -> Cancelled {
     let has = |code: &str| reasons.iter().any(|r| r == code);
     if has("ValidationError") || has("ItemCollectionSizeLimitExceeded") {
         Cancelled::Rejected
-    } else if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+    } else if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed")
+        // The event itself (the second write) is stored: the same message id at the same
+        // time, sent again after its dedupe key expired.
+        || reasons.get(1).map(String::as_str) == Some("ConditionalCheckFailed")
+    {
         Cancelled::Duplicate
     } else if has("ConditionalCheckFailed") || has("TransactionConflict") {
         Cancelled::LostRace
@@ -1048,20 +1052,14 @@ impl Store for DynamoStore {
         // Alerts first: each is written once by its key, so a crash between the two
         // writes re-proposes the same keys on the next rescore and sends nothing twice.
         for alert in &update.alerts {
-            // A pointer in the lead's partition first, so that erasing the lead finds
-            // every alert of it without a scan (a pointer without its alert is harmless).
+            // With the alert, a pointer in the lead's partition, so that erasing the lead
+            // finds every alert of it without a scan; both only while the lead is there
+            // (not merged, not being erased), in one transaction.
             let mut pointer = key(
                 &format!("LEAD#{}", update.lead_id),
                 &format!("ALERT#{}", alert.key),
             );
             pointer.insert("key".into(), s(&alert.key));
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(pointer))
-                .send()
-                .await
-                .map_err(sdk)?;
             let mut item = key(&format!("ALERT#{}", alert.key), "ALERT");
             item.insert("key".into(), s(&alert.key));
             item.insert("lead_id".into(), s(&update.lead_id));
@@ -1074,17 +1072,47 @@ impl Store for DynamoStore {
                 "pending_sk".into(),
                 s(format!("{}#{}", time(alert.created_at), alert.key)),
             );
-            let put = self
-                .client
-                .put_item()
+            let lead_there = aws_sdk_dynamodb::types::ConditionCheck::builder()
                 .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(PK)")
+                .set_key(Some(key(&format!("LEAD#{}", update.lead_id), "LEAD")))
+                .condition_expression("attribute_exists(PK) AND attribute_not_exists(merged_into)")
+                .build()
+                .map_err(|e| StoreError::unavailable("building a condition").because(e))?;
+            let writes = vec![
+                TransactWriteItem::builder()
+                    .condition_check(lead_there)
+                    .build(),
+                self.put(pointer, None, None)?,
+                self.put(item, Some("attribute_not_exists(PK)"), None)?,
+            ];
+            let Err(error) = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes))
                 .send()
-                .await;
-            if let Err(error) = put
-                && error.code() != Some("ConditionalCheckFailedException")
-            {
+                .await
+            else {
+                continue;
+            };
+            let reasons: Vec<String> = match error.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().unwrap_or("None").to_string())
+                    .collect(),
+                _ => return Err(sdk(error)),
+            };
+            let failed =
+                |i: usize| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed");
+            if failed(0) {
+                return Err(StoreError::conflict(format!(
+                    "lead {} was merged or erased meanwhile",
+                    update.lead_id
+                )));
+            }
+            if !failed(2) {
+                // Not "the alert is stored already" (which is fine): a conflict or
+                // throttling; the rescore is tried again.
                 return Err(sdk(error));
             }
         }

@@ -14,6 +14,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration as StdDuration;
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{DeleteRequest, ReturnValue, WriteRequest};
 use chrono::{DateTime, Utc};
 use hotlead_app::ports::{Erased, StoreError};
@@ -64,11 +65,17 @@ impl DynamoStore {
         Err(StoreError::corrupt(format!("merge chain of {id} too long")))
     }
 
-    /// Marks the lead as being erased (see the module's documentation); `false` when it
-    /// was merged into another lead first (which is then erased instead).
-    async fn mark_erasing(&self, item: &Item, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    /// Marks the lead as being erased (see the module's documentation) and returns the
+    /// item as marked: its lists (merged leads, keys, anonymous sources) are final, since
+    /// no writer can change it after the mark. `None` when it was merged into another lead
+    /// first (which is then erased instead).
+    async fn mark_erasing(
+        &self,
+        item: &Item,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Item>, StoreError> {
         if item.contains_key("erasing_at") {
-            return Ok(true);
+            return Ok(Some(item.clone()));
         }
         let pk = get_s(item, "PK").unwrap_or_default().to_string();
         let out = self
@@ -85,13 +92,27 @@ impl DynamoStore {
             .condition_expression("attribute_exists(PK) AND attribute_not_exists(merged_into)")
             .expression_attribute_values(":erased", s(ERASED))
             .expression_attribute_values(":now", s(time(at)))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        conditional(out)
+        match out {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(error) => Err(sdk(error)),
+        }
     }
 
     /// Deletes items by key, 25 at a time, retrying what DynamoDB leaves unprocessed.
-    async fn delete_all(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+    async fn delete_all(&self, mut keys: Vec<Item>) -> Result<(), StoreError> {
+        // One batch may not name a key twice (an event stored twice under one message id,
+        // once while anonymous and once after its dedupe key expired, shares that key).
+        let mut seen = BTreeSet::new();
+        keys.retain(|k| {
+            seen.insert((
+                get_s(k, "PK").unwrap_or_default().to_string(),
+                get_s(k, "SK").unwrap_or_default().to_string(),
+            ))
+        });
         for chunk in keys.chunks(BATCH_WRITES) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
@@ -153,7 +174,7 @@ impl DynamoStore {
             let Some(item) = self.lead_to_erase(id).await? else {
                 return Ok(None);
             };
-            if self.mark_erasing(&item, at).await? {
+            if let Some(item) = self.mark_erasing(&item, at).await? {
                 marked = Some(item);
                 break;
             }
