@@ -33,6 +33,7 @@ mod browser;
 mod cli;
 mod contract;
 mod examples;
+mod fuzz_corpus;
 mod http;
 mod learning;
 mod learning_contract;
