@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use hotlead_core::{Event, RuleSet};
 use serde_json::{Value, json};
 
+pub mod fuzz_checks;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

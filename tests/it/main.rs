@@ -34,6 +34,7 @@ mod cli;
 mod contract;
 mod erase;
 mod examples;
+mod fuzz_corpus;
 mod http;
 mod learning;
 mod learning_contract;

@@ -280,23 +280,24 @@ pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn form(
-    State(state): State<AppState>,
-    Path(form_id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, MAX_FORM_BYTES, "a form submission").await?;
-    let media = media_type(&headers);
-    let (fields, plain_form) = match media.as_str() {
-        "application/x-www-form-urlencoded" => (
-            form_urlencoded::parse(&bytes)
+/// The fields of a form body by its media type (lower-cased, without parameters):
+/// `application/x-www-form-urlencoded`, a plain HTML form (fields in the order sent;
+/// `true` beside them), or `application/json`, an object of field names and scalar values
+/// (`null` values left out). Anything else is 415. The fields' validation is
+/// [`Ingest::form`]'s.
+pub fn parse_form_fields(
+    media_type: &str,
+    bytes: &[u8],
+) -> Result<(Vec<(String, String)>, bool), ApiError> {
+    match media_type {
+        "application/x-www-form-urlencoded" => Ok((
+            form_urlencoded::parse(bytes)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect::<Vec<_>>(),
+                .collect(),
             true,
-        ),
+        )),
         "application/json" => {
-            let value: Value = serde_json::from_slice(&bytes)
+            let value: Value = serde_json::from_slice(bytes)
                 .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))?;
             let Value::Object(object) = value else {
                 return Err(ApiError::Malformed(
@@ -319,15 +320,23 @@ async fn form(
                 };
                 fields.push((name, text));
             }
-            (fields, false)
+            Ok((fields, false))
         }
-        other => {
-            return Err(unsupported(
-                other,
-                "application/x-www-form-urlencoded or application/json",
-            ));
-        }
-    };
+        other => Err(unsupported(
+            other,
+            "application/x-www-form-urlencoded or application/json",
+        )),
+    }
+}
+
+async fn form(
+    State(state): State<AppState>,
+    Path(form_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, MAX_FORM_BYTES, "a form submission").await?;
+    let (fields, plain_form) = parse_form_fields(&media_type(&headers), &bytes)?;
     let accepts_html = header_text(&headers, "accept").is_some_and(|a| a.contains("text/html"));
     let wants_redirect = fields
         .iter()

@@ -191,5 +191,25 @@ mod tests {
     fn attribute_names_are_canonicalised() {
         assert_eq!(attribute_name(" Job-Title "), "job_title");
         assert_eq!(attribute_name("ＥＭＰＬＯＹＥＥＳ"), "employees");
+        // A canonical name is canonical: the store keeps attributes by it, and the lead
+        // read back canonicalises them again.
+        let name = attribute_name("J\u{30c}ob-Title");
+        assert_eq!(attribute_name(&name), name);
+    }
+
+    #[test]
+    fn a_lead_read_back_from_its_raw_values_is_the_same_lead() {
+        let lead = Lead::from_raw(
+            "L1",
+            [("J\u{30c}ob", "CTO"), ("email", "te\u{b4}st@example.jp")],
+        );
+        let stored: Vec<(String, String)> = lead
+            .attributes
+            .iter()
+            .map(|(n, v)| (n.clone(), v.raw.clone()))
+            .collect();
+        let back = Lead::from_raw("L1", stored.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        assert_eq!(back, lead);
+        assert_eq!(lead.email(), Some("t\u{e9}st@example.jp"));
     }
 }

@@ -126,15 +126,20 @@ pub fn fold(raw: &str) -> String {
     mapped.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Normalised text used for comparisons: folded and lower-cased.
+/// Normalised text used for comparisons: folded and lower-cased, then NFKC again (a
+/// lower-case letter may compose with the mark after it where the capital does not:
+/// `J` + caron stays two characters, `ǰ` is one), so that normalised text normalises to
+/// itself.
 pub fn text(raw: &str) -> String {
-    fold(raw).to_lowercase()
+    fold(raw).to_lowercase().nfkc().collect()
 }
 
 /// `ＴＥＳＴ＠ＥＸＡＭＰＬＥ．ＣＯＭ` -> `test@example.com`. Returns `None` when the value is not
-/// shaped like an address (one `@`, a non-empty local part, a dotted domain).
+/// shaped like an address (one `@`, a non-empty local part, a dotted domain). The spaces
+/// dropped may leave a letter beside a combining mark (NFKC reads `´` as a space and a
+/// combining acute), so the address is composed again: one address, one spelling.
 pub fn email(raw: &str) -> Option<String> {
-    let folded = fold(raw).to_lowercase().replace(' ', "");
+    let folded: String = text(raw).replace(' ', "").nfkc().collect();
     let folded = folded.trim_start_matches("mailto:").to_string();
     let (local, domain) = folded.split_once('@')?;
     let valid = !local.is_empty()
@@ -186,7 +191,7 @@ const COMPANY_LATIN_SUFFIXES: &[&str] = &[
 /// `株式会社サンプル`, `サンプル(株)`, `Sample Co., Ltd.` -> `サンプル` / `sample`: the name
 /// without its legal form, lower-cased, so that spellings of one company compare equal.
 pub fn company(raw: &str) -> String {
-    let mut name = fold(raw).to_lowercase();
+    let mut name = text(raw);
     for affix in COMPANY_PREFIXES_AND_SUFFIXES {
         name = name.replace(affix, " ");
     }
@@ -539,6 +544,34 @@ mod tests {
             assert_eq!(email(raw).as_deref(), expected, "email({raw:?})");
         }
         assert_eq!(email_domain("test@example.com"), Some("example.com"));
+    }
+
+    #[test]
+    fn a_normalised_address_normalises_to_itself() {
+        // Found by the `normalize` fuzz target: NFKC reads `´` as a space and a combining
+        // acute; dropping the space left `e` + U+0301, which a second pass composed to
+        // `é`, so one address had two spellings (two identity keys).
+        let once = email("te\u{b4}st@example.jp").unwrap();
+        assert_eq!(once, "t\u{e9}st@example.jp");
+        assert_eq!(email(&once).as_deref(), Some(once.as_str()));
+        assert_eq!(
+            email("t\u{e9}st@example.jp").as_deref(),
+            Some(once.as_str())
+        );
+    }
+
+    #[test]
+    fn normalised_text_normalises_to_itself() {
+        // `J` + combining caron has no precomposed capital; its lower case `j` + caron
+        // composes to `ǰ`. Lower-casing after NFKC left it in two pieces.
+        for raw in ["J\u{30c}ob", "W\u{30a}", "Ｊ\u{30c} Inc."] {
+            let once = text(raw);
+            assert_eq!(text(&once), once, "text({raw:?})");
+            let name = company(raw);
+            assert_eq!(company(&name), name, "company({raw:?})");
+        }
+        assert_eq!(text("J\u{30c}"), "\u{1f0}");
+        assert_eq!(text("J\u{30c}"), text("\u{1f0}"));
     }
 
     #[test]
