@@ -95,9 +95,9 @@ fn check_outcome_auth(
         ));
     }
     if let Some(signature) = present(SIGNATURE_HEADER) {
-        let well_formed = signature.strip_prefix("sha256=").is_some_and(|hex| {
-            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-        });
+        let well_formed = signature
+            .strip_prefix("sha256=")
+            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
         if !well_formed {
             return Err(ApiError::Unauthorized(
                 "the signature must read sha256=<64 hex digits of HMAC-SHA256 of \"<timestamp>.<body>\">",

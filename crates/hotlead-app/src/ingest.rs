@@ -560,10 +560,7 @@ impl Ingest {
                 Some(kind) => {
                     return Err(IngestError::invalid(
                         "type",
-                        format!(
-                            "this endpoint takes `{}` calls, not {kind}",
-                            route.as_str()
-                        ),
+                        format!("this endpoint takes `{}` calls, not {kind}", route.as_str()),
                     ));
                 }
             }
@@ -660,7 +657,10 @@ fn check_trait_sizes(traits: &Map<String, Value>) -> Result<(), IngestError> {
             }
             Value::Object(nested) if name == "company" || name == "address" => {
                 for (key, value) in nested {
-                    if value.as_str().is_some_and(|t| t.chars().count() > MAX_FIELD_CHARS) {
+                    if value
+                        .as_str()
+                        .is_some_and(|t| t.chars().count() > MAX_FIELD_CHARS)
+                    {
                         return Err(too_long(format!("traits.{name}.{key}")));
                     }
                 }
