@@ -28,6 +28,7 @@ macro_rules! on_both_stores {
 
 mod abuse;
 mod access;
+mod api_contract;
 mod aws;
 mod browser;
 mod cli;

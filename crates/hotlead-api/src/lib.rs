@@ -346,7 +346,7 @@ async fn form(
         form_id,
         fields,
         cookie_anonymous_id: cookie(&headers, "hl_anon"),
-        idempotency_key: header_text(&headers, "idempotency-key"),
+        idempotency_key: idempotency_key(&headers)?,
         wants_redirect,
     };
     match state.ingest()?.form(submission).await? {
@@ -372,6 +372,18 @@ async fn form(
         FormOutcome::Ignored { redirect: None } => {
             Ok(Json(json!({"status": "stored"})).into_response())
         }
+    }
+}
+
+/// The `Idempotency-Key` header; one that is not visible ASCII text is refused rather
+/// than taken for none.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|v| Some(v.trim()).filter(|v| !v.is_empty()).map(str::to_string))
+            .map_err(|_| ApiError::invalid("Idempotency-Key", "expected visible ASCII text")),
     }
 }
 
@@ -502,11 +514,12 @@ async fn authorised_segment_body(
 ) -> Result<Value, ApiError> {
     let bytes = read_body(headers, body, limit, what).await?;
     let value = segment_json(headers, &bytes)?;
-    check_write_key(
-        &state.auth,
-        headers,
-        value.get("writeKey").and_then(Value::as_str),
-    )?;
+    let body_key = match value.get("writeKey") {
+        None => None,
+        Some(Value::String(key)) => Some(key.as_str()),
+        Some(_) => return Err(ApiError::invalid("writeKey", "expected a string")),
+    };
+    check_write_key(&state.auth, headers, body_key)?;
     Ok(value)
 }
 
@@ -553,6 +566,7 @@ async fn batch(
     let Some(calls) = value.get("batch").and_then(Value::as_array) else {
         return Err(ApiError::invalid("batch", "expected an array of calls"));
     };
+    check_batch_shared(&value)?;
     let mut prepared = Vec::with_capacity(calls.len());
     for (i, call) in calls.iter().enumerate() {
         let size = serde_json::to_vec(call)
@@ -563,6 +577,12 @@ async fn batch(
                 "batch[{i}] is larger than {} KB",
                 MAX_EVENT_BYTES / 1024
             )));
+        }
+        if call.get("writeKey").is_some_and(|k| !k.is_string()) {
+            return Err(ApiError::invalid(
+                format!("batch[{i}].writeKey"),
+                "expected a string",
+            ));
         }
         let mut call = call.clone();
         if let Value::Object(call) = &mut call {
@@ -592,6 +612,31 @@ async fn batch(
     Ok(Json(json!({"success": true, "results": results})).into_response())
 }
 
+/// A batch's own `sentAt` and `context` (which hold for its calls that have none) are
+/// checked as a call's are, whether or not a call takes them.
+fn check_batch_shared(batch: &Value) -> Result<(), ApiError> {
+    match batch.get("sentAt") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) if chrono::DateTime::parse_from_rfc3339(text).is_ok() => {}
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "sentAt",
+                "expected an RFC 3339 date-time",
+            ));
+        }
+    }
+    if let Some(context) = batch.get("context").filter(|c| !c.is_null()) {
+        // A call that is valid but for its context says what is wrong with the context.
+        let probe = json!({
+            "type": "page", "messageId": "batch", "anonymousId": "batch",
+            "timestamp": "2000-01-01T00:00:00Z", "context": context,
+        });
+        hotlead_core::Event::from_segment(&probe)
+            .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    }
+    Ok(())
+}
+
 fn lead_summary(stored: &StoredLead) -> Value {
     let attribute = |name: &str| stored.attributes.get(name).cloned();
     let score = stored.score.as_ref();
@@ -606,6 +651,18 @@ fn lead_summary(stored: &StoredLead) -> Value {
         "title": attribute("title"),
         "reasons": score.map(|s| s.contributions.iter().filter(|c| !c.rule.starts_with("cap:")).take(3).map(|c| format!("{} {}", c.points, c.label)).collect::<Vec<_>>()),
     })
+}
+
+/// A `limit` query parameter: 1 to 500, 50 when absent; anything else is 422.
+pub(crate) fn page_limit(text: Option<&str>) -> Result<usize, ApiError> {
+    match text {
+        None => Ok(50),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=500).contains(l))
+            .ok_or_else(|| ApiError::invalid("limit", "expected a number from 1 to 500")),
+    }
 }
 
 /// Query of `GET /v1/leads`.
@@ -634,14 +691,7 @@ async fn ranking(
             ));
         }
     };
-    let limit = match query.limit.as_deref() {
-        None => 50,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=500).contains(l))
-            .ok_or_else(|| ApiError::invalid("limit", "expected a number from 1 to 500"))?,
-    };
+    let limit = page_limit(query.limit.as_deref())?;
     let cursor = query.cursor.filter(|c| !c.is_empty());
     if let Some(cursor) = &cursor {
         let valid = hotlead_app::ports::RankCursor::parse(cursor).is_some();

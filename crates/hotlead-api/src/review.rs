@@ -79,6 +79,31 @@ fn check_outcome_auth(
     body: &[u8],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), ApiError> {
+    // The signing headers are refused when malformed, whether or not this server takes
+    // signed requests: a sender learns of its mistake instead of being let through by
+    // its other credentials.
+    let present = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().map(str::trim).unwrap_or_default().to_string())
+    };
+    if let Some(timestamp) = present(TIMESTAMP_HEADER)
+        && (timestamp.is_empty() || !timestamp.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(ApiError::Unauthorized(
+            "X-Hotlead-Timestamp must be a number of seconds since 1970",
+        ));
+    }
+    if let Some(signature) = present(SIGNATURE_HEADER) {
+        let well_formed = signature
+            .strip_prefix("sha256=")
+            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !well_formed {
+            return Err(ApiError::Unauthorized(
+                "the signature must read sha256=<64 hex digits of HMAC-SHA256 of \"<timestamp>.<body>\">",
+            ));
+        }
+    }
     match (header_text(headers, SIGNATURE_HEADER), &auth.webhook_secret) {
         (Some(signature), Some(secret)) => check_signature(secret, &signature, headers, body, now),
         (None, Some(_)) if auth.admin_token.is_none() => Err(ApiError::Unauthorized(
@@ -144,6 +169,15 @@ pub(crate) async fn outcomes(
     if report.stored == 0
         && let Some(first) = report.rejected.first()
     {
+        let field = format!(
+            "outcomes[{}].{}",
+            first.line - 1,
+            first.field.as_deref().unwrap_or("")
+        );
+        if report.unknown_leads == report.rejected.len() {
+            // Every outcome is well formed but names a lead that does not exist.
+            return Err(ApiError::NotFound(format!("{field}: {}", first.message)));
+        }
         return Err(ApiError::invalid(
             format!(
                 "outcomes[{}].{}",
@@ -169,7 +203,7 @@ pub(crate) async fn outcomes(
 /// Query of `GET /v1/suggestions`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
-    pub limit: Option<usize>,
+    pub limit: Option<String>,
 }
 
 pub(crate) async fn suggestions(
@@ -178,7 +212,7 @@ pub(crate) async fn suggestions(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let review = authorised(&state, &headers)?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let limit = crate::page_limit(query.limit.as_deref())?;
     let heads = review.store().suggestions(limit).await?;
     Ok(Json(json!({ "suggestions": heads })).into_response())
 }
@@ -313,9 +347,23 @@ pub(crate) async fn activate(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(version): Path<String>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let review = authorised(&state, &headers)?;
     json_only(&headers)?;
+    // No fields: an empty body, or a JSON object (`{}`); anything else is refused.
+    let bytes = read_body(&headers, body, 16 * 1024, "an activation").await?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(_)) => {}
+            Ok(_) => return Err(ApiError::Malformed("expected a JSON object (`{}`)".into())),
+            Err(e) => {
+                return Err(ApiError::Malformed(format!(
+                    "the body is not valid JSON: {e}"
+                )));
+            }
+        }
+    }
     let number = version_number(&version)?;
     let active = review.rollback(number).await?;
     tracing::info!(version = active.version, "rules version activated");

@@ -553,18 +553,15 @@ impl Ingest {
         };
         let mut object = object.clone();
         if let Some(route) = route {
-            match object.get("type").and_then(Value::as_str) {
-                None => {
+            match object.get("type") {
+                None | Some(Value::Null) => {
                     object.insert("type".into(), json!(route.as_str()));
                 }
-                Some(kind) if kind == route.as_str() => {}
+                Some(Value::String(kind)) if kind == route.as_str() => {}
                 Some(kind) => {
                     return Err(IngestError::invalid(
                         "type",
-                        format!(
-                            "this endpoint takes `{}` calls, not {kind:?}",
-                            route.as_str()
-                        ),
+                        format!("this endpoint takes `{}` calls, not {kind}", route.as_str()),
                     ));
                 }
             }
@@ -587,6 +584,7 @@ impl Ingest {
         let mut attributes = Vec::new();
         match event.kind {
             EventType::Identify => {
+                check_trait_sizes(&event.traits)?;
                 attributes = traits_to_attributes(&event.traits);
                 for (name, value) in &attributes {
                     if name.chars().count() > MAX_FIELD_NAME_CHARS {
@@ -638,6 +636,40 @@ impl Ingest {
             digest,
         })
     }
+}
+
+/// The limits of traits as sent, before anything is trimmed or skipped: names of at most
+/// [`MAX_FIELD_NAME_CHARS`], text values (and those of `company` and `address`) of at
+/// most [`MAX_FIELD_CHARS`].
+fn check_trait_sizes(traits: &Map<String, Value>) -> Result<(), IngestError> {
+    let too_long = |field: String| {
+        IngestError::invalid(field, format!("longer than {MAX_FIELD_CHARS} characters"))
+    };
+    for (name, value) in traits {
+        if name.chars().count() > MAX_FIELD_NAME_CHARS {
+            return Err(IngestError::invalid(
+                "traits",
+                format!("trait names are at most {MAX_FIELD_NAME_CHARS} characters"),
+            ));
+        }
+        match value {
+            Value::String(text) if text.chars().count() > MAX_FIELD_CHARS => {
+                return Err(too_long(format!("traits.{name}")));
+            }
+            Value::Object(nested) if name == "company" || name == "address" => {
+                for (key, value) in nested {
+                    if value
+                        .as_str()
+                        .is_some_and(|t| t.chars().count() > MAX_FIELD_CHARS)
+                    {
+                        return Err(too_long(format!("traits.{name}.{key}")));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Segment traits as attributes: scalar traits by their canonical names, plus the common

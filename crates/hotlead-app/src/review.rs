@@ -91,6 +91,10 @@ pub struct ImportReport {
     pub won: usize,
     pub lost: usize,
     pub rejected: Vec<RowError>,
+    /// How many of `rejected` name a lead (by id or e-mail) that does not exist, rather
+    /// than being malformed.
+    #[serde(skip)]
+    pub unknown_leads: usize,
 }
 
 /// An outcome row and its line in the file (or its position in a list, from 1).
@@ -253,6 +257,19 @@ impl Review {
                     field: Some(field),
                     message,
                 }),
+                Err(ReviewError::NotFound(field)) => {
+                    report.unknown_leads += 1;
+                    let message = if field == "email" {
+                        "no lead has this e-mail address"
+                    } else {
+                        "no lead has this id"
+                    };
+                    report.rejected.push(RowError {
+                        line,
+                        field: Some(field),
+                        message: message.into(),
+                    });
+                }
                 Err(other) => return Err(other),
             }
         }
@@ -265,6 +282,8 @@ impl Review {
         Ok(report)
     }
 
+    /// Checks one outcome; a well-formed outcome whose lead does not exist is
+    /// `NotFound` with the field that named it (`lead_id` or `email`).
     async fn check_outcome(
         &self,
         row: &OutcomeInput,
@@ -323,14 +342,14 @@ impl Review {
                 .lead(id)
                 .await?
                 .map(|l| l.id)
-                .ok_or_else(|| invalid("lead_id", "no lead has this id"))?,
+                .ok_or_else(|| ReviewError::NotFound("lead_id".into()))?,
             (None, Some(email)) => {
                 let key = IdentityKey::email(email)
                     .ok_or_else(|| invalid("email", "is not an e-mail address"))?;
                 self.store
                     .lead_for(&key)
                     .await?
-                    .ok_or_else(|| invalid("email", "no lead has this e-mail address"))?
+                    .ok_or_else(|| ReviewError::NotFound("email".into()))?
             }
             (None, None) => return Err(invalid("lead_id", "a lead_id or an email is needed")),
         };

@@ -296,15 +296,16 @@ impl Event {
             _ => str_at(object, "name")?.map(|s| s.trim().to_string()),
         };
         let properties = object_at(object, "properties")?;
+        // `context.traits` is checked whether or not top-level `traits` take its place.
+        let context_traits = object
+            .get("context")
+            .and_then(Value::as_object)
+            .map(|c| object_at(c, "traits"))
+            .transpose()
+            .map_err(|e| EventError::new("context.traits", e.message))?;
         let traits = match object.get("traits") {
             Some(_) => object_at(object, "traits")?,
-            None => object
-                .get("context")
-                .and_then(Value::as_object)
-                .map(|c| object_at(c, "traits"))
-                .transpose()
-                .map_err(|e| EventError::new("context.traits", e.message))?
-                .unwrap_or_default(),
+            None => context_traits.unwrap_or_default(),
         };
         let context = object_at(object, "context")?;
 
