@@ -787,8 +787,8 @@ async fn extractor_and_routing_errors_are_json_too() {
     for (route, status, code) in [
         (
             "/v1/suggestions?limit=x",
-            StatusCode::BAD_REQUEST,
-            "malformed",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
         ),
         (
             "/v1/leads?limit=many",
