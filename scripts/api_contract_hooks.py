@@ -1,13 +1,14 @@
 """schemathesis hooks of scripts/api-contract.
 
-1. Call times. A Segment call's `timestamp` (after the `sentAt` correction) must fall between two years
-before and one day after the time the server receives it (docs/openapi.json says so in
-words). JSON Schema has no way to state a window around "now", so generated date-times
-land anywhere from year 0001 to 9999 and a valid call would be refused for its time
-alone. This hook moves every `timestamp` and `sentAt` that *is* a date-time (matches
-the document's pattern) into that window before the request is sent, and likewise an
-outcome's `closed_at` (which may not be in the future) into the past; everything else (a value that is not a date-time, of
-another type, missing) is left as generated, so negative cases stay negative.
+1. Call times. A Segment call's `timestamp` (after the `sentAt` correction) must fall
+between two years before and one day after the time the server receives it
+(docs/openapi.json says so in words), and an outcome's `closed_at` may not be in the
+future. JSON Schema has no way to state a window around "now", so generated date-times
+land anywhere from year 0000 to 9999 and a valid request would be refused for its time
+alone. This hook moves every `timestamp` and `sentAt` that *is* a date-time (matches the
+document's pattern) into that window before the request is sent, and an outcome's
+`closed_at` into the past; everything else (a value that is not a date-time, of another
+type, missing) is left as generated, so negative cases stay negative.
 
 2. Compressed bodies. The form and event routes document a `Content-Encoding` header
 (gzip, deflate, identity) that says how the body is encoded. schemathesis generates the

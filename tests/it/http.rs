@@ -783,8 +783,14 @@ async fn extractor_and_routing_errors_are_json_too() {
     )
     .await;
     assert!(body["message"].as_str().unwrap().contains("path"), "{body}");
-    // A query parameter of the wrong type, on an admin and a review route.
+    // A query string that cannot be read (a parameter twice), and a parameter of the
+    // wrong value, on an admin and a review route.
     for (route, status, code) in [
+        (
+            "/v1/suggestions?limit=1&limit=2",
+            StatusCode::BAD_REQUEST,
+            "malformed",
+        ),
         (
             "/v1/suggestions?limit=x",
             StatusCode::UNPROCESSABLE_ENTITY,
