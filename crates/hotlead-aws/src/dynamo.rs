@@ -160,6 +160,25 @@ pub(crate) enum Cancelled {
     Other,
 }
 
+/// The cancellation reasons of a cancelled transaction, one code per write in order
+/// (`None` for a write that did not fail); `None` when the error is not a cancellation.
+fn cancellation_reasons<R>(
+    error: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> Option<Vec<String>> {
+    match error.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => Some(
+            c.cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_string())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 pub(crate) fn cancellation(reasons: &[String]) -> Cancelled {
     let has = |code: &str| reasons.iter().any(|r| r == code);
     if has("ValidationError") || has("ItemCollectionSizeLimitExceeded") {
@@ -651,14 +670,7 @@ impl DynamoStore {
                 ..Recorded::default()
             }));
         };
-        let reasons: Vec<String> = match error.as_service_error() {
-            Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code().unwrap_or("None").to_string())
-                .collect(),
-            _ => Vec::new(),
-        };
+        let reasons = cancellation_reasons(&error).unwrap_or_default();
         match cancellation(&reasons) {
             Cancelled::Duplicate => {
                 // The message id was stored before.
@@ -1094,13 +1106,8 @@ impl Store for DynamoStore {
             else {
                 continue;
             };
-            let reasons: Vec<String> = match error.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().unwrap_or("None").to_string())
-                    .collect(),
-                _ => return Err(sdk(error)),
+            let Some(reasons) = cancellation_reasons(&error) else {
+                return Err(sdk(error));
             };
             let failed =
                 |i: usize| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed");
