@@ -7,15 +7,18 @@ use async_trait::async_trait;
 use hotlead_core::identity::IdentityKey;
 use serde::Serialize;
 
-use crate::ports::{Erased, NotifyError, StoreError};
+use crate::ports::{EraseSubject, Erased, NotifyError};
 use crate::review::{Review, ReviewError};
 
 /// Where delivered alerts are kept by the service itself (the local outbox file), so
 /// that an erased lead's can be redacted. SNS keeps nothing to redact.
 #[async_trait]
 pub trait AlertArchive: Send + Sync {
-    /// Replaces every delivered alert of these leads by a line that says only that it
-    /// was redacted; returns how many. Redacting twice redacts nothing more.
+    /// Remembers these leads as erased, so that no alert of theirs is added to the
+    /// archive from then on (by this process or another), and replaces every delivered
+    /// alert of every lead it remembers by a line that says only that it was redacted;
+    /// returns how many lines. Redacting twice redacts nothing more; redacting after a
+    /// failure finishes the work, whatever ids are given.
     async fn redact(&self, lead_ids: &[String]) -> Result<usize, NotifyError>;
 }
 
@@ -39,10 +42,11 @@ pub struct Erasure {
 
 impl Review {
     /// Erases a person. `Ok(None)` when no lead has that id or address (never stored, or
-    /// erased before). Logged with counts and the lead id only.
+    /// erased before). Logged with counts and the lead id only. Erasing again after a
+    /// failure part way finishes the work, asked by the id or by the address.
     pub async fn erase(&self, target: &EraseTarget) -> Result<Option<Erasure>, ReviewError> {
-        let id = match target {
-            EraseTarget::Id(id) => id.clone(),
+        let (who, asked) = match target {
+            EraseTarget::Id(id) => (EraseSubject::Lead(id.clone()), Some(id.clone())),
             EraseTarget::Email(raw) => {
                 let Some(key) = IdentityKey::email(raw) else {
                     return Err(ReviewError::Invalid {
@@ -50,36 +54,23 @@ impl Review {
                         message: "not an e-mail address".into(),
                     });
                 };
-                match self.store().lead_for(&key).await? {
-                    Some(id) => id,
-                    None => return Ok(None),
-                }
+                (EraseSubject::Key(key), None)
             }
         };
-        let erased = self
-            .store()
-            .erase(&id, self.now())
-            .await
-            .map_err(|e| match (target, e) {
-                // Asked by address: say which lead to erase again, as the address may no
-                // longer lead to it.
-                (EraseTarget::Email(_), e) if !matches!(e, StoreError::Rejected { .. }) => {
-                    ReviewError::Unavailable(format!(
-                        "erasing lead {id} stopped part way ({e}); erase it again by its id"
-                    ))
-                }
-                (_, e) => e.into(),
-            })?;
-        // The outbox file is redacted after the store: a failure here is reported, and
-        // erasing again (the lead is gone by then) still redacts the id asked for.
-        let lead_ids = match &erased {
-            Some(erased) => erased.lead_ids.clone(),
-            None => vec![id.clone()],
+        let erased = self.store().erase(&who, self.now()).await?;
+        // The outbox file is redacted after the store. The archive remembers every lead
+        // it was asked to redact, so a failure here is made good by erasing again (the
+        // store then finds nothing, and the archive redacts what it remembers).
+        let lead_ids = match (&erased, asked) {
+            (Some(erased), _) => erased.lead_ids.clone(),
+            (None, Some(id)) => vec![id],
+            (None, None) => Vec::new(),
         };
         let alerts_redacted = match self.alert_archive() {
             Some(archive) => archive.redact(&lead_ids).await.map_err(|e| {
                 ReviewError::Unavailable(format!(
-                    "the lead was erased from the store, but redacting delivered alerts failed: {}; erase it again",
+                    "the lead was erased from the store, but redacting delivered alerts of {} failed: {}; erase again",
+                    lead_ids.join(", "),
                     e.message
                 ))
             })?,
@@ -87,7 +78,10 @@ impl Review {
         };
         let Some(erased) = erased else {
             if alerts_redacted > 0 {
-                tracing::info!(lead = %id, alerts_redacted, "delivered alerts of an erased lead redacted");
+                tracing::info!(
+                    alerts_redacted,
+                    "delivered alerts of an erased lead redacted"
+                );
             }
             return Ok(None);
         };

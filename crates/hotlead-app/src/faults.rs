@@ -13,8 +13,8 @@ use hotlead_core::alert::AlertMessage;
 use hotlead_core::{Band, Event};
 
 use crate::ports::{
-    Dirty, Erased, FailedAlert, Pending, RankingPage, Record, Recorded, Retention, SaveOutcome,
-    ScoreUpdate, SetAside, Store, StoreError, StoredLead, Swept,
+    Dirty, EraseSubject, Erased, FailedAlert, Pending, RankingPage, Record, Recorded, Retention,
+    SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead, Swept,
 };
 use crate::{Notifier, NotifyError};
 
@@ -190,8 +190,12 @@ impl Store for FaultyStore {
     async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError> {
         self.inner.failed_alerts(limit).await
     }
-    async fn erase(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Erased>, StoreError> {
-        self.inner.erase(id, at).await
+    async fn erase(
+        &self,
+        who: &EraseSubject,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Erased>, StoreError> {
+        self.inner.erase(who, at).await
     }
     async fn sweep(&self, now: DateTime<Utc>, retention: Retention) -> Result<Swept, StoreError> {
         self.inner.sweep(now, retention).await

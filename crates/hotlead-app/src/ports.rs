@@ -187,6 +187,17 @@ impl Retention {
     }
 }
 
+/// Whom [`Store::erase`] erases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EraseSubject {
+    /// A lead id (a merged lead's id stands for the lead it merged into).
+    Lead(String),
+    /// An identity key (the e-mail address, as normalised): the lead its link points at,
+    /// one whose erasure stopped part way included, so that erasing by the address again
+    /// finishes it. A link left pointing at no lead is removed.
+    Key(IdentityKey),
+}
+
 /// What [`Store::erase`] removed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Erased {
@@ -523,13 +534,19 @@ pub trait Store: Send + Sync {
     /// Alerts that failed for good, newest first.
     async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError>;
 
-    /// Erases a person: the lead `id` stands for and every lead merged into it, their
+    /// Erases a person: the lead `who` stands for and every lead merged into it, their
     /// identity links, events (anonymous ones the lead linked included) and the message
     /// ids kept for them, outbox entries with their bodies, deal outcomes, scores and
-    /// explanations. `None` when no lead has that id (never stored, or erased before):
-    /// erasing twice is erasing once. A call arriving meanwhile either lands before and
-    /// is erased, or after, as a new lead.
-    async fn erase(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Erased>, StoreError>;
+    /// explanations. `None` when no lead has that id or key (never stored, or erased
+    /// before): erasing twice is erasing once. A call arriving meanwhile either lands
+    /// before and is erased, or after, as a new lead. An erasure that stopped part way
+    /// (the process died, the store failed) is finished by erasing again, by the lead's
+    /// id or by its e-mail address.
+    async fn erase(
+        &self,
+        who: &EraseSubject,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Erased>, StoreError>;
 
     /// Removes what `retention` says has expired at `now`: anonymous visitors' events no
     /// lead linked. A store that expires items by itself (DynamoDB's TTL on `expires_at`)
@@ -721,7 +738,8 @@ pub trait LearningStore: Send + Sync {
     /// The (current, unmerged) lead an identity key points at.
     async fn lead_for(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;
 
-    /// Stores outcomes; a lead's later outcome replaces its earlier one.
+    /// Stores outcomes; a lead's later outcome replaces its earlier one. An outcome of a
+    /// lead no longer stored (erased since it was looked up) is not stored.
     async fn put_outcomes(&self, outcomes: &[DealOutcome]) -> Result<(), StoreError>;
 
     /// All outcomes, by lead id.

@@ -13,7 +13,7 @@
 //! Storing a web event is one `TransactWriteItems` request: the dedupe item, the event,
 //! and the lead's change counter.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -22,8 +22,9 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    Dirty, Erased, FailedAlert, OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded,
-    Retention, SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead, Swept,
+    Dirty, EraseSubject, Erased, FailedAlert, OutboxEntry, Pending, RankCursor, RankingPage,
+    Record, Recorded, Retention, SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead,
+    Swept,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
@@ -162,7 +163,7 @@ pub(crate) enum Cancelled {
 
 /// The cancellation reasons of a cancelled transaction, one code per write in order
 /// (`None` for a write that did not fail); `None` when the error is not a cancellation.
-fn cancellation_reasons<R>(
+pub(crate) fn cancellation_reasons<R>(
     error: &aws_sdk_dynamodb::error::SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
         R,
@@ -501,8 +502,8 @@ impl DynamoStore {
         message.insert("owner".into(), s(&owner));
         message.insert("digest".into(), s(&record.digest));
         // Retention: DynamoDB's TTL deletes the dedupe key, and an anonymous visitor's
-        // event, once expired (a lead's reading of its history keeps the latter: see
-        // `events`).
+        // event, once expired (a lead's reading of its history copies the latter into the
+        // lead's partition first: see `events`).
         let expires = |at: DateTime<Utc>| n(at.timestamp());
         message.insert(
             "expires_at".into(),
@@ -713,21 +714,66 @@ impl DynamoStore {
         }
     }
 
-    /// Removes an item's expiry (see `events`).
-    async fn keep(&self, item: &Item) -> Result<(), StoreError> {
-        let (Some(pk), Some(sk)) = (get_s(item, "PK"), get_s(item, "SK")) else {
-            return Err(corrupt("PK or SK"));
-        };
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .update_expression("REMOVE expires_at")
-            .condition_expression("attribute_exists(PK)")
-            .send()
-            .await;
-        conditional(out).map(|_| ())
+    /// Copies a visitor's anonymous events, linked to lead `lead_id` since, into the
+    /// lead's partition, where they stay as long as the lead (see `events`). The
+    /// originals expire with the visitor's partition: a visitor the lead lets go later
+    /// (past [`identity::MAX_HISTORY_SOURCES`]) leaves nothing behind for ever. Not
+    /// done for a lead merged or being erased meanwhile.
+    async fn adopt(&self, lead_id: &str, items: Vec<Item>) -> Result<(), StoreError> {
+        // One transaction: 100 writes, 4 MB; the lead's condition is one of them.
+        const WRITES: usize = 99;
+        const BYTES: usize = 3 * 1024 * 1024;
+        let mut chunks: Vec<Vec<Item>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for mut item in items {
+            item.remove("expires_at");
+            item.insert("PK".into(), s(format!("LEAD#{lead_id}")));
+            let size = item_bytes(&item);
+            let last = chunks.last_mut().unwrap_or_else(|| unreachable!());
+            if !last.is_empty() && (last.len() == WRITES || bytes + size > BYTES) {
+                chunks.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            chunks
+                .last_mut()
+                .unwrap_or_else(|| unreachable!())
+                .push(item);
+        }
+        for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+            let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(&format!("LEAD#{lead_id}"), "LEAD")))
+                .condition_expression("attribute_exists(PK) AND attribute_not_exists(merged_into)")
+                .build()
+                .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
+            let mut writes = vec![TransactWriteItem::builder().condition_check(check).build()];
+            for item in chunk {
+                writes.push(self.put(item, None, None)?);
+            }
+            let Err(error) = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            match cancellation_reasons(&error) {
+                // Merged or erased meanwhile; or another reader adopting the same events:
+                // the next reading adopts what is left.
+                Some(reasons)
+                    if reasons
+                        .iter()
+                        .any(|r| r == "ConditionalCheckFailed" || r == "TransactionConflict") =>
+                {
+                    return Ok(());
+                }
+                _ => return Err(sdk(error)),
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn query_all(
@@ -909,16 +955,24 @@ impl Store for DynamoStore {
         partitions.extend(lead.merged_from.iter().map(|m| format!("LEAD#{m}")));
         partitions.extend(lead.history.iter().map(|a| format!("ANON#{a}")));
         let mut events = Vec::new();
+        let mut own = BTreeSet::new();
+        let mut to_adopt = Vec::new();
         for partition in partitions {
             for item in self.query_all(&partition, "EVENT#").await? {
-                if item.contains_key("expires_at") {
+                let sk = get_s(&item, "SK").unwrap_or_default().to_string();
+                if partition.starts_with("LEAD#") {
+                    own.insert(sk);
+                } else if item.contains_key("expires_at") && !own.contains(&sk) {
                     // An anonymous visitor's event, linked to this lead since: it is the
                     // lead's now, kept as long as the lead. The scorer reads every marked
                     // lead's events within minutes of the link, long before any expiry.
-                    self.keep(&item).await?;
+                    to_adopt.push(item.clone());
                 }
                 events.push(json_of::<Event>(&item, "body")?);
             }
+        }
+        if !to_adopt.is_empty() {
+            self.adopt(&lead.id, to_adopt).await?;
         }
         events.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
         events.dedup_by(|a, b| a.message_id == b.message_id);
@@ -1285,8 +1339,12 @@ impl Store for DynamoStore {
         conditional(out).map(|_| ())
     }
 
-    async fn erase(&self, id: &str, at: DateTime<Utc>) -> Result<Option<Erased>, StoreError> {
-        self.erase_lead(id, at).await
+    async fn erase(
+        &self,
+        who: &EraseSubject,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Erased>, StoreError> {
+        self.erase_subject(who, at).await
     }
 
     async fn sweep(&self, _now: DateTime<Utc>, _retention: Retention) -> Result<Swept, StoreError> {

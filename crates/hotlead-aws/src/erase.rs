@@ -8,16 +8,17 @@
 //! of every lead merged into it (events, and the `ALERT#<key>` pointers written with each
 //! alert), the outbox entries, the message ids of the events, the anonymous partitions
 //! the lead linked, the outcomes, the identity links still pointing at it; the lead item
-//! goes last. A process that dies part way leaves the marked item, and erasing again by
-//! the lead's id finishes the work.
+//! goes last, in one transaction with the lead's own identity links. A process that dies
+//! part way leaves the marked item and its links, and erasing again by the lead's id or
+//! by its e-mail address finishes the work.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration as StdDuration;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{DeleteRequest, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
 use chrono::{DateTime, Utc};
-use hotlead_app::ports::{Erased, StoreError};
+use hotlead_app::ports::{EraseSubject, Erased, StoreError};
 
 use crate::dynamo::{DynamoStore, Item, conditional, get_s, key, s, sdk, time};
 
@@ -26,6 +27,8 @@ pub(crate) const ERASED: &str = "-erased-";
 
 /// DynamoDB's limit of writes in one `BatchWriteItem`.
 const BATCH_WRITES: usize = 25;
+/// DynamoDB's limit of writes in one transaction.
+const TRANSACTION_WRITES: usize = 100;
 /// Rounds of retrying the writes DynamoDB left unprocessed (throttling).
 const BATCH_ATTEMPTS: u32 = 8;
 
@@ -164,6 +167,124 @@ impl DynamoStore {
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
+    /// Deletes an identity link if it points at one of `lead_ids`; says whether it did.
+    async fn delete_link_of(
+        &self,
+        identity: &str,
+        lead_ids: &[String],
+    ) -> Result<bool, StoreError> {
+        let mut values: HashMap<String, AttributeValue> = HashMap::new();
+        let mut names = Vec::new();
+        for (i, lead) in lead_ids.iter().enumerate() {
+            values.insert(format!(":l{i}"), s(lead));
+            names.push(format!(":l{i}"));
+        }
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("ID#{identity}"), "ID")))
+            .condition_expression(format!("lead_id IN ({})", names.join(", ")))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        // A link that points at another lead now is that lead's: left alone.
+        conditional(out)
+    }
+
+    /// Deletes the lead item and, in the same transaction, those of its links that point
+    /// at it or at a lead merged into it (a link taken over by a new lead meanwhile is
+    /// left to that lead). Returns how many links.
+    async fn delete_lead_and_links(
+        &self,
+        lead_id: &str,
+        lead_ids: &[String],
+        links: &BTreeSet<String>,
+    ) -> Result<usize, StoreError> {
+        let mut links: Vec<&String> = links.iter().collect();
+        // One transaction holds 100 writes; a lead holds fewer links than that, but a
+        // corrupt item must not make erasing impossible.
+        let mut removed = 0;
+        while links.len() > TRANSACTION_WRITES - 1 {
+            let identity = links.pop().unwrap_or_else(|| unreachable!());
+            removed += usize::from(self.delete_link_of(identity, lead_ids).await?);
+        }
+        for _ in 0..16 {
+            let mut writes = Vec::new();
+            for identity in &links {
+                let Some(link) = self.get(&format!("ID#{identity}"), "ID").await? else {
+                    continue;
+                };
+                let Some(linked) =
+                    get_s(&link, "lead_id").filter(|l| lead_ids.iter().any(|i| i == l))
+                else {
+                    continue;
+                };
+                writes.push(self.delete(
+                    key(&format!("ID#{identity}"), "ID"),
+                    "lead_id = :from",
+                    s(linked),
+                )?);
+            }
+            let count = writes.len();
+            writes.push(self.delete(
+                key(&format!("LEAD#{lead_id}"), "LEAD"),
+                "merged_into = :from",
+                s(ERASED),
+            )?);
+            let Err(error) = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes))
+                .send()
+                .await
+            else {
+                return Ok(removed + count);
+            };
+            match crate::dynamo::cancellation_reasons(&error) {
+                Some(reasons)
+                    if reasons.last().map(String::as_str) == Some("ConditionalCheckFailed") =>
+                {
+                    // The lead item is gone: another erasure finished first.
+                    return Ok(removed);
+                }
+                // A link changed between reading and deleting it: read them again.
+                Some(reasons)
+                    if reasons
+                        .iter()
+                        .any(|r| r == "ConditionalCheckFailed" || r == "TransactionConflict") => {}
+                _ => return Err(sdk(error)),
+            }
+        }
+        Err(StoreError::conflict(format!(
+            "the links of lead {lead_id} kept changing while it was being erased"
+        )))
+    }
+
+    /// Erases what an identity key's link points at (see [`EraseSubject::Key`]).
+    pub(crate) async fn erase_subject(
+        &self,
+        who: &EraseSubject,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Erased>, StoreError> {
+        let identity = match who {
+            EraseSubject::Lead(id) => return self.erase_lead(id, at).await,
+            EraseSubject::Key(k) => k.storage_key(),
+        };
+        let Some(link) = self.get(&format!("ID#{identity}"), "ID").await? else {
+            return Ok(None);
+        };
+        let Some(linked) = get_s(&link, "lead_id").map(str::to_string) else {
+            return Err(crate::dynamo::corrupt("lead_id"));
+        };
+        let erased = self.erase_lead(&linked, at).await?;
+        if erased.is_none() {
+            // A link to no lead: removed all the same (unless a new lead took it over).
+            self.delete_link_of(&identity, &[linked]).await?;
+        }
+        Ok(erased)
+    }
+
     pub(crate) async fn erase_lead(
         &self,
         id: &str,
@@ -239,32 +360,20 @@ impl DynamoStore {
             }
         }
         self.delete_all(items_to_delete).await?;
-        self.delete_all(merged_items).await?;
-        // Identity links go last but one: they are what a new call of the person would
-        // find, and the lead item is what erasing again starts from.
-        for identity in &identities {
-            let mut values: HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
-                HashMap::new();
-            let mut names = Vec::new();
-            for (i, lead) in lead_ids.iter().enumerate() {
-                values.insert(format!(":l{i}"), s(lead));
-                names.push(format!(":l{i}"));
-            }
-            let out = self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(key(&format!("ID#{identity}"), "ID")))
-                .condition_expression(format!("lead_id IN ({})", names.join(", ")))
-                .set_expression_attribute_values(Some(values))
-                .send()
-                .await;
-            // A link that points at another lead now is that lead's: left alone.
-            if conditional(out)? {
+        // The links the merged leads held that the lead does not hold (let go when it
+        // was over its limit, and pointing at them still) go before the merged items
+        // that list them.
+        let own: BTreeSet<String> = list_of(&item, "identities")?.into_iter().collect();
+        for identity in identities.difference(&own) {
+            if self.delete_link_of(identity, &lead_ids).await? {
                 erased.identities += 1;
             }
         }
-        self.delete_all(vec![key(&format!("LEAD#{lead_id}"), "LEAD")])
+        self.delete_all(merged_items).await?;
+        // Last, in one transaction: the lead's own links and the lead item. Until then,
+        // erasing again finds the lead by its id and by its e-mail address.
+        erased.identities += self
+            .delete_lead_and_links(&lead_id, &lead_ids, &own)
             .await?;
         erased.lead_ids = lead_ids;
         Ok(Some(erased))

@@ -198,26 +198,43 @@ impl LearningStore for DynamoStore {
             if let Some(amount) = outcome.amount {
                 item.insert("amount".into(), n(amount));
             }
-            let request = self
-                .client
-                .put_item()
+            let put = aws_sdk_dynamodb::types::Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(item))
                 // A later outcome replaces an earlier one, never the other way round.
                 .condition_expression("attribute_not_exists(PK) OR closed_at <= :closed")
-                .expression_attribute_values(":closed", s(time(outcome.closed_at)));
+                .expression_attribute_values(":closed", s(time(outcome.closed_at)))
+                .build()
+                .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
+            // Not for a lead erased since it was looked up (an erasure marks the lead first).
+            let lead = aws_sdk_dynamodb::types::ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(&format!("LEAD#{}", outcome.lead_id), "LEAD")))
+                .condition_expression("attribute_exists(PK) AND attribute_not_exists(erasing_at)")
+                .build()
+                .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
+            let request = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(vec![
+                    TransactWriteItem::builder().condition_check(lead).build(),
+                    TransactWriteItem::builder().put(put).build(),
+                ]));
             if pending.len() >= OUTCOME_CONCURRENCY
                 && let Some(done) = pending.join_next().await
             {
                 done.map_err(|e| StoreError::unavailable("storing outcomes").because(e))??;
             }
             pending.spawn(async move {
-                match request.send().await {
-                    Ok(_) => Ok(()),
-                    Err(error) => match sdk(error) {
-                        StoreError::Conflict { .. } => Ok(()),
-                        other => Err(other),
-                    },
+                let Err(error) = request.send().await else {
+                    return Ok(());
+                };
+                match crate::dynamo::cancellation_reasons(&error) {
+                    // The lead is gone, or a later outcome is stored: nothing to store.
+                    Some(reasons) if reasons.iter().any(|r| r == "ConditionalCheckFailed") => {
+                        Ok(())
+                    }
+                    _ => Err(sdk(error)),
                 }
             });
         }

@@ -33,13 +33,24 @@ impl FileOutbox {
 }
 
 impl FileOutbox {
-    /// Appends one line, in one write, so concurrent readers never see half a line.
-    async fn append(&self, line: String) -> Result<(), NotifyError> {
+    /// Where the ids of leads erased are remembered, beside the outbox file.
+    fn erased_path(&self) -> PathBuf {
+        erased_path(&self.path)
+    }
+
+    /// Appends one line, in one write, so concurrent readers never see half a line. With
+    /// `lead_id`, not for a lead erased (by this process or another: the file is locked
+    /// across processes while it is appended to or redacted).
+    async fn append(&self, line: String, lead_id: Option<&str>) -> Result<(), NotifyError> {
         let (path, lock) = (self.path.clone(), self.lock.clone());
+        let erased = self.erased_path();
+        let lead_id = lead_id.map(str::to_string);
         tokio::task::spawn_blocking(move || {
             let _guard = lock
                 .lock()
                 .map_err(|_| NotifyError::transient("outbox lock poisoned"))?;
+            let failed =
+                |e: std::io::Error| NotifyError::transient(format!("{}: {e}", path.display()));
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| NotifyError::transient(format!("{}: {e}", parent.display())))?;
@@ -48,13 +59,56 @@ impl FileOutbox {
                 .create(true)
                 .append(true)
                 .open(&path)
-                .map_err(|e| NotifyError::transient(format!("{}: {e}", path.display())))?;
+                .map_err(failed)?;
+            file.lock().map_err(failed)?;
+            if let Some(lead_id) = lead_id
+                && erased_ids(&erased).map_err(failed)?.contains(&lead_id)
+            {
+                return Err(NotifyError::permanent("the lead was erased"));
+            }
             file.write_all(format!("{line}\n").as_bytes())
-                .map_err(|e| NotifyError::transient(format!("{}: {e}", path.display())))
+                .map_err(failed)
         })
         .await
         .map_err(|e| NotifyError::transient(format!("outbox task failed: {e}")))?
     }
+}
+
+/// The file of erased lead ids beside an outbox file: `alerts.jsonl.erased`.
+fn erased_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".erased");
+    PathBuf::from(name)
+}
+
+/// The lead ids remembered as erased (one per line; none when there is no file).
+fn erased_ids(path: &Path) -> std::io::Result<std::collections::BTreeSet<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds lead ids to the erased ones, synced before anything is redacted.
+fn remember_erased(path: &Path, lead_ids: &[String]) -> std::io::Result<()> {
+    let known = erased_ids(path)?;
+    let new: Vec<&String> = lead_ids.iter().filter(|id| !known.contains(*id)).collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let text: String = new.iter().map(|id| format!("{id}\n")).collect();
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// Review notes for analysts, appended like alerts (to their own file).
@@ -63,7 +117,7 @@ impl ReviewNotifier for FileOutbox {
     async fn review_waiting(&self, note: &ReviewNote) -> Result<(), NotifyError> {
         let line =
             serde_json::to_string(note).map_err(|e| NotifyError::permanent(e.to_string()))?;
-        self.append(line).await
+        self.append(line, None).await
     }
 }
 
@@ -84,7 +138,7 @@ impl Notifier for FileOutbox {
             "lead_url": alert.lead_url,
         })
         .to_string();
-        self.append(line).await
+        self.append(line, Some(&alert.lead_id)).await
     }
 }
 
@@ -92,9 +146,12 @@ impl Notifier for FileOutbox {
 const REDACTED: &str = r#"{"redacted":true}"#;
 
 /// Redacts in place: each line of an erased lead is overwritten, byte for byte, by
-/// [`REDACTED`] and spaces, so that lines appended meanwhile (by this or another process)
-/// are neither moved nor lost.
-fn redact_file(path: &Path, lead_ids: &[String]) -> std::io::Result<usize> {
+/// [`REDACTED`] and spaces, so that no line is moved or lost. The file stays locked
+/// meanwhile, so nothing is appended to it (by this or another process) until it is done.
+fn redact_file(
+    path: &Path,
+    lead_ids: &std::collections::BTreeSet<String>,
+) -> std::io::Result<usize> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
@@ -105,6 +162,7 @@ fn redact_file(path: &Path, lead_ids: &[String]) -> std::io::Result<usize> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
+    file.lock()?;
     let mut content = Vec::new();
     file.read_to_end(&mut content)?;
     let mut redacted = 0;
@@ -138,11 +196,18 @@ fn redact_file(path: &Path, lead_ids: &[String]) -> std::io::Result<usize> {
 impl AlertArchive for FileOutbox {
     async fn redact(&self, lead_ids: &[String]) -> Result<usize, NotifyError> {
         let (path, lock, lead_ids) = (self.path.clone(), self.lock.clone(), lead_ids.to_vec());
+        let erased = self.erased_path();
         tokio::task::spawn_blocking(move || {
             let _guard = lock
                 .lock()
                 .map_err(|_| NotifyError::transient("outbox lock poisoned"))?;
-            redact_file(&path, &lead_ids)
+            // Remembered first: an alert of these leads on its way to the file is refused
+            // from now on, and a redaction that fails below is finished by the next one.
+            remember_erased(&erased, &lead_ids)
+                .map_err(|e| NotifyError::transient(format!("{}: {e}", erased.display())))?;
+            let all = erased_ids(&erased)
+                .map_err(|e| NotifyError::transient(format!("{}: {e}", erased.display())))?;
+            redact_file(&path, &all)
                 .map_err(|e| NotifyError::transient(format!("{}: {e}", path.display())))
         })
         .await
@@ -165,7 +230,7 @@ mod tests {
             r#"{"lead_id":"L-1","subject":"again"}"#,
         ];
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-        assert_eq!(redact_file(&path, &["L-1".to_string()]).unwrap(), 2);
+        assert_eq!(redact_file(&path, &["L-1".to_string()].into()).unwrap(), 2);
         let after = std::fs::read_to_string(&path).unwrap();
         assert_eq!(after.len(), lines.join("\n").len() + 1);
         assert!(
@@ -178,9 +243,9 @@ mod tests {
             .collect();
         assert_eq!(parsed[0], serde_json::json!({"redacted": true}));
         assert_eq!(parsed[1]["lead_id"], "L-2");
-        assert_eq!(redact_file(&path, &["L-1".to_string()]).unwrap(), 0);
+        assert_eq!(redact_file(&path, &["L-1".to_string()].into()).unwrap(), 0);
         assert_eq!(
-            redact_file(&dir.join("none.jsonl"), &["L-1".to_string()]).unwrap(),
+            redact_file(&dir.join("none.jsonl"), &["L-1".to_string()].into()).unwrap(),
             0
         );
         std::fs::remove_dir_all(&dir).unwrap();

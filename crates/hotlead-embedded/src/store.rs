@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    DealOutcome, Dirty, Erased, FailedAlert, LearningStore, NewRules, OutboxEntry, Pending,
-    RankCursor, RankingPage, Record, Recorded, Retention, RulesVersion, SaveOutcome, ScoreUpdate,
-    SetAside, Store, StoreError, StoredLead, StoredSuggestion, SuggestionHead, SuggestionStatus,
-    Swept, with_version,
+    DealOutcome, Dirty, EraseSubject, Erased, FailedAlert, LearningStore, NewRules, OutboxEntry,
+    Pending, RankCursor, RankingPage, Record, Recorded, Retention, RulesVersion, SaveOutcome,
+    ScoreUpdate, SetAside, Store, StoreError, StoredLead, StoredSuggestion, SuggestionHead,
+    SuggestionStatus, Swept, with_version,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
@@ -900,9 +900,36 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn erase(&self, id: &str, _at: DateTime<Utc>) -> Result<Option<Erased>, StoreError> {
-        let id = id.to_string();
-        let erased = self.transaction(move |tx| erase_in(tx, &id)).await?;
+    async fn erase(
+        &self,
+        who: &EraseSubject,
+        _at: DateTime<Utc>,
+    ) -> Result<Option<Erased>, StoreError> {
+        let who = who.clone();
+        let erased = self
+            .transaction(move |tx| match &who {
+                EraseSubject::Lead(id) => erase_in(tx, id),
+                EraseSubject::Key(key) => {
+                    let key = key.storage_key();
+                    let linked: Option<String> = tx
+                        .query_row(
+                            "SELECT lead_id FROM identities WHERE key = ?1",
+                            [&key],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(sql)?;
+                    let Some(linked) = linked else {
+                        return Ok(None);
+                    };
+                    let erased = erase_in(tx, &linked)?;
+                    // A link to no lead (none is left by this store) is removed all the same.
+                    tx.execute("DELETE FROM identities WHERE key = ?1", [&key])
+                        .map_err(sql)?;
+                    Ok(erased)
+                }
+            })
+            .await?;
         // The write-ahead log still holds earlier versions of the erased rows: write it
         // back into the database (whose deleted content secure_delete overwrote) and empty
         // it. Also when there was nothing left to erase: a checkpoint that failed after an
@@ -1125,8 +1152,9 @@ impl LearningStore for SqliteStore {
         self.transaction(move |tx| {
             let mut statement = tx
                 .prepare(
+                    // Not for a lead erased since it was looked up.
                     "INSERT INTO outcomes (lead_id, won, closed_at, amount, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM leads WHERE id = ?1)
                      ON CONFLICT (lead_id) DO UPDATE SET won = excluded.won,
                         closed_at = excluded.closed_at, amount = excluded.amount,
                         received_at = excluded.received_at
