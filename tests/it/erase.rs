@@ -920,3 +920,50 @@ async fn redacting_again_redacts_every_lead_remembered_as_erased() {
     let remembered = std::fs::read_to_string(dir.path().join("alerts.jsonl.erased")).unwrap();
     assert_eq!(remembered, "L-1\nL-MERGED\n", "each id once");
 }
+
+/// A table made before expiry was written (no TTL): creating it again keeps it, turns
+/// expiry on and gives its stream.
+#[tokio::test]
+async fn creating_an_existing_table_again_turns_its_expiry_on() {
+    use aws_sdk_dynamodb::types::{TimeToLiveSpecification, TimeToLiveStatus};
+    let client = aws_sdk_dynamodb::Client::new(&hotlead_tests::aws::config().await);
+    let table = hotlead_tests::aws::unique("hotlead-ttl");
+    let stream = hotlead_aws::table::create_table(&client, &table)
+        .await
+        .unwrap();
+    client
+        .update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(hotlead_aws::table::EXPIRES_AT)
+                .enabled(false)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = |client: aws_sdk_dynamodb::Client, table: String| async move {
+        client
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
+            .await
+            .unwrap()
+            .time_to_live_description()
+            .and_then(|d| d.time_to_live_status().cloned())
+    };
+    assert_ne!(
+        status(client.clone(), table.clone()).await,
+        Some(TimeToLiveStatus::Enabled)
+    );
+    let again = hotlead_aws::table::create_table(&client, &table)
+        .await
+        .unwrap();
+    assert_eq!(again, stream, "the same table, the same stream");
+    assert_eq!(
+        status(client.clone(), table.clone()).await,
+        Some(TimeToLiveStatus::Enabled)
+    );
+}

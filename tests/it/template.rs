@@ -189,3 +189,45 @@ fn the_form_and_batch_routes_have_their_own_throttling() {
         }
     }
 }
+
+/// Erasing is granted apart from reviewing: `DELETE /v1/leads/{lead_id}` is a route of
+/// its own (so IAM sees it as such), the review policy denies it, the erase policy
+/// allows only it.
+#[test]
+fn erasing_a_person_is_granted_apart_from_reviewing() {
+    let t = template();
+    let erase = &t["Resources"]["ReviewFunction"]["Properties"]["Events"]["Erase"]["Properties"];
+    assert_eq!(erase["Method"].as_str(), Some("DELETE"));
+    assert_eq!(erase["Path"].as_str(), Some("/v1/leads/{lead_id}"));
+    let policy = |name: &str| -> Vec<(String, String)> {
+        let statements = t["Resources"][name]["Properties"]["PolicyDocument"]["Statement"]
+            .as_vec()
+            .unwrap_or_else(|| panic!("{name} has statements"))
+            .clone();
+        statements
+            .iter()
+            .map(|s| {
+                assert_eq!(actions(s), ["execute-api:Invoke"], "{name}");
+                (
+                    s["Effect"].as_str().unwrap().to_string(),
+                    strings(&s["Resource"]).join(""),
+                )
+            })
+            .collect()
+    };
+    let delete = "/*/DELETE/v1/leads/*";
+    let review = policy("ReviewAccessPolicy");
+    assert!(
+        review
+            .iter()
+            .any(|(effect, resource)| effect == "Deny" && resource.ends_with(delete)),
+        "{review:?}"
+    );
+    let erase = policy("ErasePolicy");
+    assert!(
+        erase
+            .iter()
+            .all(|(effect, resource)| effect == "Allow" && resource.ends_with(delete)),
+        "{erase:?}"
+    );
+}

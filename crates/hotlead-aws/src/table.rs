@@ -37,7 +37,9 @@ fn string_attribute(name: &str) -> Result<AttributeDefinition, String> {
 }
 
 /// Creates the table (on-demand, with a stream of new images) and waits until it is
-/// active. Returns the stream ARN.
+/// active, with expiry on [`EXPIRES_AT`]. Returns the stream ARN. A table that exists
+/// already is kept as it is, its expiry turned on if it is off (a table made before
+/// expiry was written): running it again is safe.
 pub async fn create_table(client: &Client, table: &str) -> Result<Option<String>, String> {
     let mut names: Vec<&str> = vec!["PK", "SK"];
     for (_, pk, sk) in INDEXES {
@@ -78,16 +80,24 @@ pub async fn create_table(client: &Client, table: &str) -> Result<Option<String>
                 .map_err(|e| e.to_string())?,
         );
     }
-    let created = request.send().await.map_err(|e| {
-        format!(
-            "cannot create table {table}: {}",
-            aws_sdk_dynamodb::error::DisplayErrorContext(e)
-        )
-    })?;
-    let stream = created
-        .table_description()
-        .and_then(|d| d.latest_stream_arn())
-        .map(str::to_string);
+    let stream = match request.send().await {
+        Ok(created) => created
+            .table_description()
+            .and_then(|d| d.latest_stream_arn())
+            .map(str::to_string),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            None
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot create table {table}: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e)
+            ));
+        }
+    };
     for _ in 0..100 {
         let described = client
             .describe_table()
@@ -100,6 +110,36 @@ pub async fn create_table(client: &Client, table: &str) -> Result<Option<String>
             .and_then(|t| t.table_status())
             .map(|s| s.as_str().to_string());
         if status.as_deref() == Some("ACTIVE") {
+            let stream = stream.or_else(|| {
+                described
+                    .table()
+                    .and_then(|t| t.latest_stream_arn())
+                    .map(str::to_string)
+            });
+            let ttl = client
+                .describe_time_to_live()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot read the expiry of table {table}: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    )
+                })?;
+            let on = ttl.time_to_live_description().is_some_and(|d| {
+                d.attribute_name() == Some(EXPIRES_AT)
+                    && matches!(
+                        d.time_to_live_status(),
+                        Some(
+                            aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled
+                                | aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling
+                        )
+                    )
+            });
+            if on {
+                return Ok(stream);
+            }
             client
                 .update_time_to_live()
                 .table_name(table)
