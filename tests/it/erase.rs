@@ -967,3 +967,156 @@ async fn creating_an_existing_table_again_turns_its_expiry_on() {
         Some(TimeToLiveStatus::Enabled)
     );
 }
+
+/// DynamoDB: an erasure cut short, then the person comes back (a new lead takes over the
+/// address), then the person asks again by address: both leads go, the unfinished one
+/// included (the link taken over names it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_erasing_the_address_again_finishes_the_lead_erased_before_the_person_came_back() {
+    let store = Arc::new(hotlead_tests::aws::fresh_table().await);
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(FileOutbox::new(&dir.path().join("alerts.jsonl")));
+    a_person_and_a_bystander(store.as_ref(), &outbox).await;
+    cut_short_after_marking(&store, "L-ERASE-A").await;
+    store
+        .record(record(
+            json!({"type": "identify", "messageId": "msg-erase-back", "anonymousId": "anon-erase-1",
+                   "traits": {"email": "taro.erase@example.co.jp"}}),
+            vec![
+                IdentityKey::email("taro.erase@example.co.jp").unwrap(),
+                anon("anon-erase-1"),
+            ],
+            &[("email", "taro.erase@example.co.jp")],
+            90,
+            "L-ERASE-NEW",
+        ))
+        .await
+        .unwrap();
+    let review = Review::new(store.clone(), Arc::new(ManualClock::at(at(100))))
+        .with_alert_archive(outbox.clone() as Arc<dyn AlertArchive>);
+    let erasure = review
+        .erase(&EraseTarget::Email("taro.erase@example.co.jp".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(erasure.erased.lead_id, "L-ERASE-NEW");
+    for id in ["L-ERASE-A", "L-ERASE-B"] {
+        assert!(
+            erasure.erased.lead_ids.iter().any(|l| l == id),
+            "{erasure:?}"
+        );
+    }
+    for item in &scan(&store).await {
+        assert_no_trace("an item of the table", item);
+        assert!(!item.contains("L-ERASE-NEW"), "{item}");
+    }
+}
+
+/// The outbox file is prepared before the store erases anything: when that fails,
+/// nothing is erased and erasing again does all of it (the merged lead's alert included).
+async fn a_failed_outbox_erases_nothing(store: Arc<dyn Storage>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.jsonl");
+    let outbox = Arc::new(FileOutbox::new(&path));
+    a_person_and_a_bystander(store.as_ref(), &outbox).await;
+    let remembered = dir.path().join("alerts.jsonl.erased");
+    std::fs::create_dir(&remembered).unwrap();
+    let review = Review::new(store.clone(), Arc::new(ManualClock::at(at(100))))
+        .with_alert_archive(outbox.clone() as Arc<dyn AlertArchive>);
+    let target = EraseTarget::Email("taro.erase@example.co.jp".into());
+    let failed = review.erase(&target).await.unwrap_err();
+    assert!(
+        matches!(failed, hotlead_app::review::ReviewError::Unavailable(_)),
+        "{failed:?}"
+    );
+    assert!(
+        store.lead("L-ERASE-A").await.unwrap().is_some(),
+        "nothing erased while the outbox file cannot be prepared"
+    );
+    std::fs::remove_dir(&remembered).unwrap();
+    let erasure = review.erase(&target).await.unwrap().unwrap();
+    assert_eq!(erasure.alerts_redacted, 1);
+    assert_no_trace("the outbox file", &std::fs::read_to_string(&path).unwrap());
+    let ids = std::fs::read_to_string(&remembered).unwrap();
+    assert!(
+        ids.contains("L-ERASE-A\n") && ids.contains("L-ERASE-B\n"),
+        "{ids}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_failed_outbox_erases_nothing() {
+    a_failed_outbox_erases_nothing(Arc::new(
+        hotlead_embedded::SqliteStore::in_memory().unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_a_failed_outbox_erases_nothing() {
+    a_failed_outbox_erases_nothing(Arc::new(hotlead_tests::aws::fresh_table().await)).await;
+}
+
+/// A last line of the remembered ids cut short (a crash mid-write) does not swallow the
+/// next id; a directory that does not exist yet is made.
+#[tokio::test]
+async fn remembered_erased_ids_survive_a_torn_line_and_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-yet").join("alerts.jsonl");
+    let outbox = FileOutbox::new(&path);
+    outbox.redact(&["L-11".into()]).await.unwrap();
+    let remembered = dir.path().join("not-yet").join("alerts.jsonl.erased");
+    std::fs::write(&remembered, "L-11\nL-12").unwrap();
+    outbox.redact(&["L-13".into()]).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&remembered).unwrap(),
+        "L-11\nL-12\nL-13\n"
+    );
+    assert!(outbox.deliver(&outbox_alert("L-13")).await.is_err());
+}
+
+/// DynamoDB: a linked visitor's event stored before visitors' events were copied (its
+/// expiry removed) is copied into the lead's partition and gets its expiry back.
+#[tokio::test]
+async fn dynamodb_an_earlier_kept_visitor_event_is_copied_and_expires_again() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let store = hotlead_tests::aws::fresh_table().await;
+    two_visitors(&store).await;
+    let client = aws_sdk_dynamodb::Client::new(&hotlead_tests::aws::config().await);
+    let anon_items = |client: aws_sdk_dynamodb::Client, table: String| async move {
+        client
+            .query()
+            .table_name(table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S("ANON#kept-visitor".into()))
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .to_vec()
+    };
+    let original = anon_items(client.clone(), store.table().to_string()).await;
+    let sk = original[0]["SK"].as_s().unwrap().clone();
+    // As the earlier version left it.
+    client
+        .update_item()
+        .table_name(store.table())
+        .key("PK", AttributeValue::S("ANON#kept-visitor".into()))
+        .key("SK", AttributeValue::S(sk.clone()))
+        .update_expression("REMOVE expires_at")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(store.events("L-KEPT").await.unwrap().len(), 2);
+    let after = anon_items(client.clone(), store.table().to_string()).await;
+    assert!(after[0].contains_key("expires_at"), "{after:?}");
+    let copy = client
+        .get_item()
+        .table_name(store.table())
+        .key("PK", AttributeValue::S("LEAD#L-KEPT".into()))
+        .key("SK", AttributeValue::S(sk))
+        .send()
+        .await
+        .unwrap();
+    assert!(copy.item.is_some_and(|i| !i.contains_key("expires_at")));
+}

@@ -14,6 +14,11 @@ use crate::review::{Review, ReviewError};
 /// that an erased lead's can be redacted. SNS keeps nothing to redact.
 #[async_trait]
 pub trait AlertArchive: Send + Sync {
+    /// Remembers these leads as to be erased, before the store erases them (so that a
+    /// failure at any step afterwards is made good by erasing again): from then on no
+    /// alert of theirs is added to the archive.
+    async fn remember(&self, lead_ids: &[String]) -> Result<(), NotifyError>;
+
     /// Remembers these leads as erased, so that no alert of theirs is added to the
     /// archive from then on (by this process or another), and replaces every delivered
     /// alert of every lead it remembers by a line that says only that it was redacted;
@@ -57,6 +62,15 @@ impl Review {
                 (EraseSubject::Key(key), None)
             }
         };
+        if let Some(archive) = self.alert_archive() {
+            let ids = self.store().erasable_ids(&who).await?;
+            archive.remember(&ids).await.map_err(|e| {
+                ReviewError::Unavailable(format!(
+                    "nothing was erased: the outbox file could not be prepared: {}",
+                    e.message
+                ))
+            })?;
+        }
         let erased = self.store().erase(&who, self.now()).await?;
         // The outbox file is redacted after the store. The archive remembers every lead
         // it was asked to redact, so a failure here is made good by erasing again (the

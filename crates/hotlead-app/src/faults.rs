@@ -197,6 +197,9 @@ impl Store for FaultyStore {
     ) -> Result<Option<Erased>, StoreError> {
         self.inner.erase(who, at).await
     }
+    async fn erasable_ids(&self, who: &EraseSubject) -> Result<Vec<String>, StoreError> {
+        self.inner.erasable_ids(who).await
+    }
     async fn sweep(&self, now: DateTime<Utc>, retention: Retention) -> Result<Swept, StoreError> {
         self.inner.sweep(now, retention).await
     }

@@ -548,6 +548,12 @@ pub trait Store: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<Option<Erased>, StoreError>;
 
+    /// The lead ids an erasure of `who` removes now: the lead's (an erasure under way
+    /// included) then those of the leads merged into it; empty when there is none. Read
+    /// before erasing, so that what was delivered outside the store can be redacted
+    /// whatever happens to the erasure.
+    async fn erasable_ids(&self, who: &EraseSubject) -> Result<Vec<String>, StoreError>;
+
     /// Removes what `retention` says has expired at `now`: anonymous visitors' events no
     /// lead linked. A store that expires items by itself (DynamoDB's TTL on `expires_at`)
     /// removes nothing here.

@@ -559,6 +559,14 @@ impl DynamoStore {
                         let mut item = key(&format!("ID#{k}"), "ID");
                         item.insert("lead_id".into(), s(survivor_id));
                         item.insert("linked_at".into(), s(&now));
+                        // Taken over from a lead whose erasure is unfinished: named, so
+                        // that erasing this person again finishes that one too.
+                        if dangling
+                            .iter()
+                            .any(|(dk, linked)| dk.storage_key() == *k && linked == from)
+                        {
+                            item.insert(crate::erase::UNFINISHED.into(), s(from));
+                        }
                         self.put(
                             item,
                             Some("lead_id = :from"),
@@ -719,7 +727,7 @@ impl DynamoStore {
     /// originals expire with the visitor's partition: a visitor the lead lets go later
     /// (past [`identity::MAX_HISTORY_SOURCES`]) leaves nothing behind for ever. Not
     /// done for a lead merged or being erased meanwhile.
-    async fn adopt(&self, lead_id: &str, items: Vec<Item>) -> Result<(), StoreError> {
+    async fn adopt(&self, lead_id: &str, items: Vec<Item>) -> Result<bool, StoreError> {
         // One transaction: 100 writes, 4 MB; the lead's condition is one of them.
         const WRITES: usize = 99;
         const BYTES: usize = 3 * 1024 * 1024;
@@ -768,12 +776,12 @@ impl DynamoStore {
                         .iter()
                         .any(|r| r == "ConditionalCheckFailed" || r == "TransactionConflict") =>
                 {
-                    return Ok(());
+                    return Ok(false);
                 }
                 _ => return Err(sdk(error)),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     pub(crate) async fn query_all(
@@ -962,7 +970,7 @@ impl Store for DynamoStore {
                 let sk = get_s(&item, "SK").unwrap_or_default().to_string();
                 if partition.starts_with("LEAD#") {
                     own.insert(sk);
-                } else if item.contains_key("expires_at") && !own.contains(&sk) {
+                } else if !own.contains(&sk) {
                     // An anonymous visitor's event, linked to this lead since: it is the
                     // lead's now, kept as long as the lead. The scorer reads every marked
                     // lead's events within minutes of the link, long before any expiry.
@@ -972,7 +980,34 @@ impl Store for DynamoStore {
             }
         }
         if !to_adopt.is_empty() {
-            self.adopt(&lead.id, to_adopt).await?;
+            // Stored before visitors' events were copied, a linked visitor's event may
+            // have had its expiry removed: it gets one back once copied.
+            let legacy: Vec<Item> = to_adopt
+                .iter()
+                .filter(|i| !i.contains_key("expires_at"))
+                .cloned()
+                .collect();
+            let copied = self.adopt(&lead.id, to_adopt).await?;
+            for item in legacy.into_iter().filter(|_| copied) {
+                let (Some(pk), Some(sk)) = (get_s(&item, "PK"), get_s(&item, "SK")) else {
+                    continue;
+                };
+                let event = json_of::<Event>(&item, "body")?;
+                let until = Retention::default().anonymous_until(event.timestamp);
+                let out = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(pk, sk)))
+                    .update_expression("SET expires_at = :until")
+                    .condition_expression(
+                        "attribute_exists(PK) AND attribute_not_exists(expires_at)",
+                    )
+                    .expression_attribute_values(":until", n(until.timestamp()))
+                    .send()
+                    .await;
+                conditional(out)?;
+            }
         }
         events.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
         events.dedup_by(|a, b| a.message_id == b.message_id);
@@ -1345,6 +1380,10 @@ impl Store for DynamoStore {
         at: DateTime<Utc>,
     ) -> Result<Option<Erased>, StoreError> {
         self.erase_subject(who, at).await
+    }
+
+    async fn erasable_ids(&self, who: &EraseSubject) -> Result<Vec<String>, StoreError> {
+        self.erasable(who).await
     }
 
     async fn sweep(&self, _now: DateTime<Utc>, _retention: Retention) -> Result<Swept, StoreError> {

@@ -25,6 +25,10 @@ use crate::dynamo::{DynamoStore, Item, conditional, get_s, key, s, sdk, time};
 /// What `merged_into` holds while a lead is being erased: no lead has this id.
 pub(crate) const ERASED: &str = "-erased-";
 
+/// The attribute of an identity link taken over from a lead whose erasure did not finish:
+/// that lead's id (see `try_record`).
+pub(crate) const UNFINISHED: &str = "unfinished_erasure";
+
 /// DynamoDB's limit of writes in one `BatchWriteItem`.
 const BATCH_WRITES: usize = 25;
 /// DynamoDB's limit of writes in one transaction.
@@ -200,21 +204,30 @@ impl DynamoStore {
         lead_id: &str,
         lead_ids: &[String],
         links: &BTreeSet<String>,
+        mut merged_items: Vec<Item>,
     ) -> Result<usize, StoreError> {
         let mut links: Vec<&String> = links.iter().collect();
-        // One transaction holds 100 writes; a lead holds fewer links than that, but a
-        // corrupt item must not make erasing impossible.
+        // One transaction holds 100 writes; a lead holds fewer links and merged leads
+        // than that (24 and 32), but a corrupt item must not make erasing impossible.
         let mut removed = 0;
-        while links.len() > TRANSACTION_WRITES - 1 {
+        while merged_items.len() > TRANSACTION_WRITES / 2 {
+            let extra = merged_items.split_off(TRANSACTION_WRITES / 2);
+            self.delete_all(extra).await?;
+        }
+        while links.len() + merged_items.len() > TRANSACTION_WRITES - 1 {
             let identity = links.pop().unwrap_or_else(|| unreachable!());
             removed += usize::from(self.delete_link_of(identity, lead_ids).await?);
         }
         for _ in 0..16 {
             let mut writes = Vec::new();
+            let mut taken_over = Vec::new();
             for identity in &links {
                 let Some(link) = self.get(&format!("ID#{identity}"), "ID").await? else {
                     continue;
                 };
+                if get_s(&link, UNFINISHED) == Some(lead_id) {
+                    taken_over.push(identity.to_string());
+                }
                 let Some(linked) =
                     get_s(&link, "lead_id").filter(|l| lead_ids.iter().any(|i| i == l))
                 else {
@@ -227,6 +240,20 @@ impl DynamoStore {
                 )?);
             }
             let count = writes.len();
+            for merged in &merged_items {
+                let delete = aws_sdk_dynamodb::types::Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(merged.clone()))
+                    .build()
+                    .map_err(|e| {
+                        StoreError::unavailable("building a DynamoDB request").because(e)
+                    })?;
+                writes.push(
+                    aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                        .delete(delete)
+                        .build(),
+                );
+            }
             writes.push(self.delete(
                 key(&format!("LEAD#{lead_id}"), "LEAD"),
                 "merged_into = :from",
@@ -239,6 +266,10 @@ impl DynamoStore {
                 .send()
                 .await
             else {
+                // The links the person's new lead took over no longer name this one.
+                for identity in taken_over {
+                    self.forget_unfinished(&identity, lead_id).await?;
+                }
                 return Ok(removed + count);
             };
             match crate::dynamo::cancellation_reasons(&error) {
@@ -259,6 +290,78 @@ impl DynamoStore {
         Err(StoreError::conflict(format!(
             "the links of lead {lead_id} kept changing while it was being erased"
         )))
+    }
+
+    /// Removes the name of an erasure finished from a link taken over from it.
+    async fn forget_unfinished(&self, identity: &str, lead_id: &str) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&format!("ID#{identity}"), "ID")))
+            .update_expression(format!("REMOVE {UNFINISHED}"))
+            .condition_expression(format!("{UNFINISHED} = :lead"))
+            .expression_attribute_values(":lead", s(lead_id))
+            .send()
+            .await;
+        conditional(out).map(|_| ())
+    }
+
+    /// The leads whose erasure did not finish that the links of `keys` name (taken over
+    /// by the person since).
+    async fn unfinished_named_by(
+        &self,
+        keys: impl IntoIterator<Item = String>,
+        besides: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut named = Vec::new();
+        for identity in keys {
+            if let Some(link) = self.get(&format!("ID#{identity}"), "ID").await?
+                && let Some(lead) = get_s(&link, UNFINISHED)
+                && !besides.iter().any(|b| b == lead)
+                && !named.iter().any(|n| n == lead)
+            {
+                if self.lead_to_erase(lead).await?.is_some() {
+                    named.push(lead.to_string());
+                } else {
+                    // Finished since (the process died before its name was removed).
+                    self.forget_unfinished(&identity, lead).await?;
+                }
+            }
+        }
+        Ok(named)
+    }
+
+    /// See [`hotlead_app::ports::Store::erasable_ids`].
+    pub(crate) async fn erasable(&self, who: &EraseSubject) -> Result<Vec<String>, StoreError> {
+        let start = match who {
+            EraseSubject::Lead(id) => Some(id.clone()),
+            EraseSubject::Key(k) => self
+                .get(&format!("ID#{}", k.storage_key()), "ID")
+                .await?
+                .and_then(|link| get_s(&link, "lead_id").map(str::to_string)),
+        };
+        let Some(start) = start else {
+            return Ok(Vec::new());
+        };
+        let mut ids = Vec::new();
+        let mut todo = vec![start];
+        while let Some(id) = todo.pop() {
+            let Some(item) = self.lead_to_erase(&id).await? else {
+                continue;
+            };
+            let lead_id = get_s(&item, "id").unwrap_or_default().to_string();
+            if ids.contains(&lead_id) || ids.len() > 256 {
+                continue;
+            }
+            ids.push(lead_id.clone());
+            ids.extend(list_of(&item, "merged_from")?);
+            todo.extend(
+                self.unfinished_named_by(list_of(&item, "identities")?, &ids)
+                    .await?,
+            );
+        }
+        Ok(ids)
     }
 
     /// Erases what an identity key's link points at (see [`EraseSubject::Key`]).
@@ -323,6 +426,22 @@ impl DynamoStore {
             leads: lead_ids.len(),
             ..Erased::default()
         };
+        // The person's earlier lead, whose erasure stopped part way before they came
+        // back: finished first (its name is on the links deleted last).
+        let mut finished_ids = Vec::new();
+        for unfinished in self
+            .unfinished_named_by(list_of(&item, "identities")?, &lead_ids)
+            .await?
+        {
+            if let Some(done) = Box::pin(self.erase_lead(&unfinished, at)).await? {
+                erased.leads += done.leads;
+                erased.events += done.events;
+                erased.identities += done.identities;
+                erased.alerts += done.alerts;
+                erased.outcomes += done.outcomes;
+                finished_ids.extend(done.lead_ids);
+            }
+        }
         let mut items_to_delete: Vec<Item> = Vec::new();
         let mut merged_items: Vec<Item> = Vec::new();
         let mut alerts: Vec<String> = Vec::new();
@@ -369,13 +488,14 @@ impl DynamoStore {
                 erased.identities += 1;
             }
         }
-        self.delete_all(merged_items).await?;
-        // Last, in one transaction: the lead's own links and the lead item. Until then,
-        // erasing again finds the lead by its id and by its e-mail address.
+        // Last, in one transaction: the merged leads' items, the lead's own links and the
+        // lead item. Until then, erasing again finds the lead by its id, by a merged
+        // lead's id and by its e-mail address.
         erased.identities += self
-            .delete_lead_and_links(&lead_id, &lead_ids, &own)
+            .delete_lead_and_links(&lead_id, &lead_ids, &own, merged_items)
             .await?;
         erased.lead_ids = lead_ids;
+        erased.lead_ids.extend(finished_ids);
         Ok(Some(erased))
     }
 }

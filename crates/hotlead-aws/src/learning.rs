@@ -168,6 +168,83 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Stores one outcome, in one transaction with a check that its lead is still there
+    /// and unmerged: never for a lead erased since it was looked up (an erasure marks the
+    /// lead first; the leads merged into it are checked as merged); a lead merged since
+    /// gets it under the lead it merged into.
+    async fn put_outcome(&self, mut outcome: DealOutcome) -> Result<(), StoreError> {
+        for attempt in 0..8u32 {
+            let (pk, sk) = outcome_key(&outcome.lead_id);
+            let mut item = key(&pk, &sk);
+            item.insert("lead_id".into(), s(&outcome.lead_id));
+            item.insert("won".into(), AttributeValue::Bool(outcome.won));
+            item.insert("closed_at".into(), s(time(outcome.closed_at)));
+            item.insert("received_at".into(), s(time(outcome.received_at)));
+            if let Some(amount) = outcome.amount {
+                item.insert("amount".into(), n(amount));
+            }
+            let put = aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                // A later outcome replaces an earlier one, never the other way round.
+                .condition_expression("attribute_not_exists(PK) OR closed_at <= :closed")
+                .expression_attribute_values(":closed", s(time(outcome.closed_at)))
+                .build()
+                .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
+            let lead = aws_sdk_dynamodb::types::ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(&format!("LEAD#{}", outcome.lead_id), "LEAD")))
+                .condition_expression("attribute_exists(PK) AND attribute_not_exists(merged_into)")
+                .build()
+                .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
+            let Err(error) = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(vec![
+                    TransactWriteItem::builder().condition_check(lead).build(),
+                    TransactWriteItem::builder().put(put).build(),
+                ]))
+                .send()
+                .await
+            else {
+                return Ok(());
+            };
+            let Some(reasons) = crate::dynamo::cancellation_reasons(&error) else {
+                return Err(sdk(error));
+            };
+            let failed =
+                |i: usize| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed");
+            if failed(1) {
+                // A later outcome is stored.
+                return Ok(());
+            }
+            if failed(0) {
+                // Merged (stored under the lead it merged into) or erased (not stored).
+                match self.current_lead(&outcome.lead_id).await? {
+                    Some(current) => {
+                        outcome.lead_id = get_s(&current, "id")
+                            .ok_or_else(|| crate::dynamo::corrupt("id"))?
+                            .to_string();
+                        continue;
+                    }
+                    None => return Ok(()),
+                }
+            }
+            if reasons.iter().any(|r| r == "TransactionConflict") {
+                // The lead item was being written (an event, a score): again.
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                continue;
+            }
+            return Err(sdk(error));
+        }
+        Err(StoreError::conflict(format!(
+            "the outcome of lead {} kept losing races",
+            outcome.lead_id
+        )))
+    }
+}
+
 #[async_trait]
 impl LearningStore for DynamoStore {
     async fn lead_for(&self, identity: &IdentityKey) -> Result<Option<String>, StoreError> {
@@ -189,54 +266,13 @@ impl LearningStore for DynamoStore {
     async fn put_outcomes(&self, outcomes: &[DealOutcome]) -> Result<(), StoreError> {
         let mut pending = tokio::task::JoinSet::new();
         for outcome in outcomes {
-            let (pk, sk) = outcome_key(&outcome.lead_id);
-            let mut item = key(&pk, &sk);
-            item.insert("lead_id".into(), s(&outcome.lead_id));
-            item.insert("won".into(), AttributeValue::Bool(outcome.won));
-            item.insert("closed_at".into(), s(time(outcome.closed_at)));
-            item.insert("received_at".into(), s(time(outcome.received_at)));
-            if let Some(amount) = outcome.amount {
-                item.insert("amount".into(), n(amount));
-            }
-            let put = aws_sdk_dynamodb::types::Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                // A later outcome replaces an earlier one, never the other way round.
-                .condition_expression("attribute_not_exists(PK) OR closed_at <= :closed")
-                .expression_attribute_values(":closed", s(time(outcome.closed_at)))
-                .build()
-                .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
-            // Not for a lead erased since it was looked up (an erasure marks the lead first).
-            let lead = aws_sdk_dynamodb::types::ConditionCheck::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(&format!("LEAD#{}", outcome.lead_id), "LEAD")))
-                .condition_expression("attribute_exists(PK) AND attribute_not_exists(erasing_at)")
-                .build()
-                .map_err(|e| StoreError::unavailable("building a DynamoDB request").because(e))?;
-            let request = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(vec![
-                    TransactWriteItem::builder().condition_check(lead).build(),
-                    TransactWriteItem::builder().put(put).build(),
-                ]));
             if pending.len() >= OUTCOME_CONCURRENCY
                 && let Some(done) = pending.join_next().await
             {
                 done.map_err(|e| StoreError::unavailable("storing outcomes").because(e))??;
             }
-            pending.spawn(async move {
-                let Err(error) = request.send().await else {
-                    return Ok(());
-                };
-                match crate::dynamo::cancellation_reasons(&error) {
-                    // The lead is gone, or a later outcome is stored: nothing to store.
-                    Some(reasons) if reasons.iter().any(|r| r == "ConditionalCheckFailed") => {
-                        Ok(())
-                    }
-                    _ => Err(sdk(error)),
-                }
-            });
+            let (store, outcome) = (self.clone(), outcome.clone());
+            pending.spawn(async move { store.put_outcome(outcome).await });
         }
         while let Some(done) = pending.join_next().await {
             done.map_err(|e| StoreError::unavailable("storing outcomes").because(e))??;

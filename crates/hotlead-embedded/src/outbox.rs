@@ -102,11 +102,20 @@ fn remember_erased(path: &Path, lead_ids: &[String]) -> std::io::Result<()> {
     if new.is_empty() {
         return Ok(());
     }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    // A last line cut short (a crash mid-write) must not swallow the next id.
+    let torn = std::fs::read(path).is_ok_and(|b| b.last().is_some_and(|c| *c != b'\n'));
+    let mut text = String::from(if torn { "\n" } else { "" });
+    for id in new {
+        text.push_str(id);
+        text.push('\n');
+    }
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
-    let text: String = new.iter().map(|id| format!("{id}\n")).collect();
     file.write_all(text.as_bytes())?;
     file.sync_all()
 }
@@ -194,6 +203,20 @@ fn redact_file(
 
 #[async_trait]
 impl AlertArchive for FileOutbox {
+    async fn remember(&self, lead_ids: &[String]) -> Result<(), NotifyError> {
+        let (lock, lead_ids) = (self.lock.clone(), lead_ids.to_vec());
+        let erased = self.erased_path();
+        tokio::task::spawn_blocking(move || {
+            let _guard = lock
+                .lock()
+                .map_err(|_| NotifyError::transient("outbox lock poisoned"))?;
+            remember_erased(&erased, &lead_ids)
+                .map_err(|e| NotifyError::transient(format!("{}: {e}", erased.display())))
+        })
+        .await
+        .map_err(|e| NotifyError::transient(format!("outbox task failed: {e}")))?
+    }
+
     async fn redact(&self, lead_ids: &[String]) -> Result<usize, NotifyError> {
         let (path, lock, lead_ids) = (self.path.clone(), self.lock.clone(), lead_ids.to_vec());
         let erased = self.erased_path();
@@ -205,8 +228,9 @@ impl AlertArchive for FileOutbox {
             // from now on, and a redaction that fails below is finished by the next one.
             remember_erased(&erased, &lead_ids)
                 .map_err(|e| NotifyError::transient(format!("{}: {e}", erased.display())))?;
-            let all = erased_ids(&erased)
+            let mut all = erased_ids(&erased)
                 .map_err(|e| NotifyError::transient(format!("{}: {e}", erased.display())))?;
+            all.extend(lead_ids);
             redact_file(&path, &all)
                 .map_err(|e| NotifyError::transient(format!("{}: {e}", path.display())))
         })

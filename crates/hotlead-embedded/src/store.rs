@@ -938,6 +938,30 @@ impl Store for SqliteStore {
         Ok(erased)
     }
 
+    async fn erasable_ids(&self, who: &EraseSubject) -> Result<Vec<String>, StoreError> {
+        let who = who.clone();
+        self.transaction(move |tx| {
+            let id = match &who {
+                EraseSubject::Lead(id) => Some(id.clone()),
+                EraseSubject::Key(key) => tx
+                    .query_row(
+                        "SELECT lead_id FROM identities WHERE key = ?1",
+                        [key.storage_key()],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql)?,
+            };
+            let Some(lead_id) = id.map(|id| current_id(tx, &id)).transpose()?.flatten() else {
+                return Ok(Vec::new());
+            };
+            let mut ids = vec![lead_id.clone()];
+            ids.extend(lead_identity(tx, &lead_id)?.merged_from);
+            Ok(ids)
+        })
+        .await
+    }
+
     async fn sweep(&self, now: DateTime<Utc>, retention: Retention) -> Result<Swept, StoreError> {
         let cutoff = time(now - chrono::Duration::days(i64::from(retention.anonymous_days)));
         let anonymous_events = self
