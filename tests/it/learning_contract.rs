@@ -55,7 +55,16 @@ pub async fn outcomes_keep_the_latest_per_lead<S: Store + LearningStore>(store: 
         digest: String::new(),
         retention: Default::default(),
     };
-    store.record(record).await.unwrap();
+    store.record(record.clone()).await.unwrap();
+    // Outcomes are stored for leads that are (see `erase`).
+    let mut second = record;
+    second.event = segment(
+        json!({"type": "identify", "messageId": "m2", "userId": "u2",
+        "timestamp": at(0).to_rfc3339(), "traits": {"email": "hanako@example.co.jp"}}),
+    );
+    second.keys = vec![IdentityKey::Email("hanako@example.co.jp".into())];
+    second.new_lead_id = "L-2".into();
+    store.record(second).await.unwrap();
     let email = IdentityKey::Email("taro@example.co.jp".into());
     assert_eq!(
         store.lead_for(&email).await.unwrap().as_deref(),

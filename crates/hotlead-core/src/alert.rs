@@ -64,6 +64,24 @@ pub enum Language {
     En,
 }
 
+impl Language {
+    /// `ja` or `en`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Ja => "ja",
+            Language::En => "en",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Language> {
+        match code {
+            "ja" => Some(Language::Ja),
+            "en" => Some(Language::En),
+            _ => None,
+        }
+    }
+}
+
 /// Why an alert goes out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlertReason {
