@@ -23,15 +23,26 @@ impl Drop for Server {
 }
 
 async fn sqlite() -> Server {
+    sqlite_with(None).await
+}
+
+async fn dynamo() -> Server {
+    dynamo_with(None).await
+}
+
+/// `hotlead serve` on SQLite, with `config` as its configuration file.
+async fn sqlite_with(config: Option<&str>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let backend = hotlead::serve::Backend::Embedded {
         db: dir.path().join("hotlead.db"),
         outbox: None,
     };
-    start(dir, backend).await
+    start(dir, backend, config).await
 }
 
-async fn dynamo() -> Server {
+/// `hotlead serve --backend aws` on a table of its own, with `settings` as its
+/// configuration file.
+async fn dynamo_with(settings: Option<&str>) -> Server {
     let config = hotlead_tests::aws::config().await;
     let made = hotlead_aws::provision(
         &config,
@@ -46,16 +57,25 @@ async fn dynamo() -> Server {
         table: made.table,
         alerts_topic_arn: made.alerts_topic_arn,
     }));
-    start(tempfile::tempdir().unwrap(), backend).await
+    start(tempfile::tempdir().unwrap(), backend, settings).await
 }
 
-async fn start(dir: tempfile::TempDir, backend: hotlead::serve::Backend) -> Server {
+async fn start(
+    dir: tempfile::TempDir,
+    backend: hotlead::serve::Backend,
+    config: Option<&str>,
+) -> Server {
+    let config = config.map(|text| {
+        let path = dir.path().join("hotlead.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    });
     let running = hotlead::serve::start(hotlead::serve::ServeOptions {
         host: "127.0.0.1".into(),
         port: 0,
         backend,
         rules: None,
-        config: None,
+        config,
         auth: hotlead_api::Auth::default(),
         tick: StdDuration::from_millis(200),
         open_admin: false,
@@ -324,6 +344,111 @@ async fn timestamps_are_bounded_and_corrected_by_sent_at(server: Server) {
         (stored - expected).num_seconds().abs() < 60,
         "stored {stored}, expected about {expected}"
     );
+}
+
+/// One address sending forms past its limit (2 a minute here) is answered 429, in the
+/// API's error shape with `Retry-After`, and what it sent is not stored; its Segment
+/// calls count against their own limit. Five forms in a row span at most two windows,
+/// so at most four are admitted and at least one is refused whatever the minute.
+async fn an_address_past_its_limit_is_answered_429_and_nothing_is_stored(server: Server) {
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for i in 0..5 {
+        let address = format!("limit{i}@example.co.jp");
+        let (status, body) = server
+            .form(&fields(&[
+                ("email", &address),
+                ("company", "株式会社リミット"),
+            ]))
+            .await;
+        match status {
+            StatusCode::OK => admitted.push(body["lead_id"].as_str().unwrap().to_string()),
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(body["error"], "too_many_requests", "{body}");
+                assert!(
+                    body["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("nothing was stored"),
+                    "{body}"
+                );
+                refused += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(
+        refused >= 1 && (2..=4).contains(&admitted.len()),
+        "{admitted:?} {refused}"
+    );
+    let response = server
+        .client
+        .post(format!("{}/v1/forms/contact", server.url))
+        .form(&fields(&[("email", "limit9@example.co.jp")]))
+        .send()
+        .await
+        .unwrap();
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        let wait: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+    }
+    // Segment calls have a limit of their own.
+    let (status, body) = server
+        .call(
+            "/v1/identify",
+            &json!({"messageId": "lim-1", "userId": "u-limit", "traits": {"plan": "pro"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Only the admitted forms made leads.
+    let ranking = || async {
+        let page: Value = server
+            .client
+            .get(format!("{}/v1/leads?limit=100", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = page["leads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["company"] == "株式会社リミット")
+            .map(|l| l["lead_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    admitted.sort();
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+    while ranking().await != admitted && std::time::Instant::now() < deadline {
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+    assert_eq!(ranking().await, admitted);
+}
+
+const TWO_FORMS_A_MINUTE: &str = "[client_limits]\nforms_per_minute = 2\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_address_past_its_limit_is_answered_429_and_nothing_is_stored() {
+    an_address_past_its_limit_is_answered_429_and_nothing_is_stored(
+        sqlite_with(Some(TWO_FORMS_A_MINUTE)).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_an_address_past_its_limit_is_answered_429_and_nothing_is_stored() {
+    an_address_past_its_limit_is_answered_429_and_nothing_is_stored(
+        dynamo_with(Some(TWO_FORMS_A_MINUTE)).await,
+    )
+    .await;
 }
 
 on_both_stores!(

@@ -748,3 +748,46 @@ async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
     assert_eq!(reopened.schema_version().unwrap(), 6);
     assert!(reopened.lead("L-1").await.unwrap().is_some());
 }
+
+/// The request counter's contract (the per-client limit): a key is admitted `limit` times
+/// in a window and then refused; other keys and the next window count apart; copies
+/// counting at once never admit more than the limit.
+async fn the_request_counter_admits_a_key_up_to_its_limit_per_window(
+    counter: Arc<dyn hotlead_app::ports::RequestCounter>,
+) {
+    let window = at(1);
+    for _ in 0..3 {
+        assert!(counter.count("forms:a", window, 3).await.unwrap());
+    }
+    assert!(!counter.count("forms:a", window, 3).await.unwrap());
+    assert!(!counter.count("forms:a", window, 3).await.unwrap());
+    assert!(counter.count("forms:b", window, 3).await.unwrap());
+    assert!(counter.count("calls:a", window, 3).await.unwrap());
+    let next = at(2);
+    assert!(counter.count("forms:a", next, 3).await.unwrap());
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let counter = counter.clone();
+            tokio::spawn(async move { counter.count("forms:c", at(3), 5).await.unwrap() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += usize::from(task.await.unwrap());
+    }
+    assert_eq!(admitted, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_counter_admits_a_key_up_to_its_limit_per_window() {
+    the_request_counter_admits_a_key_up_to_its_limit_per_window(Arc::new(
+        hotlead_embedded::MemoryRequestCounter::new(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_counter_admits_a_key_up_to_its_limit_per_window() {
+    the_request_counter_admits_a_key_up_to_its_limit_per_window(Arc::new(fresh_dynamo().await))
+        .await;
+}

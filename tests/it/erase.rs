@@ -659,6 +659,42 @@ async fn the_cli_erases_by_address_and_sweeps() {
     assert!(swept.starts_with("1 anonymous event(s)"), "{swept}");
 }
 
+/// The erasure is logged (the lead id and counts, at every level the CLI logs), and the
+/// logs hold nothing of the person: not the address it was asked by, nor the browser ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_erasure_is_logged_without_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hotlead.db");
+    {
+        let store = hotlead_embedded::SqliteStore::open(&db).unwrap();
+        two_visitors(&store).await;
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hotlead-under-test"))
+        .args(["leads", "erase", "--email", "KEPT@example.com", "--db"])
+        .arg(&db)
+        .env("HOTLEAD_LOG", "trace")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("lead erased") && stderr.contains("L-KEPT"),
+        "{stderr}"
+    );
+    for personal in [
+        "kept@example.com",
+        "KEPT@example.com",
+        "kept-visitor",
+        "198.51.100.7",
+    ] {
+        assert!(
+            !stderr.contains(personal),
+            "the log holds {personal:?}: {stderr}"
+        );
+    }
+}
+
 /// DynamoDB: an erasure that stopped right after marking the lead (the process died)
 /// leaves the person writable at once (a new call takes over the links of the lead being
 /// erased instead of retrying until it gives up), and erasing again finishes the work.

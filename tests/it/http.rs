@@ -952,3 +952,78 @@ async fn gzip_and_deflate_bodies_are_taken_and_a_bomb_is_a_413() {
         "nothing else stored"
     );
 }
+
+/// The edge's count limits, at and just past each: 200 form fields, 100-character field
+/// names, 100 calls in a batch. Past a limit the answer names it and nothing is stored.
+#[tokio::test]
+async fn form_and_batch_count_limits_hold_at_their_edges() {
+    let app = spawn_app(AppSettings::default()).await;
+    let form = |fields: Vec<(String, String)>| {
+        let (client, url) = (app.client.clone(), app.url.clone());
+        async move {
+            let response = client
+                .post(format!("{url}/v1/forms/limits"))
+                .form(&fields)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let with_fields = |address: &str, n: usize, name_chars: usize| {
+        let mut fields = vec![("email".to_string(), address.to_string())];
+        fields.extend((1..n).map(|i| {
+            let name = format!("f{i:03}{}", "x".repeat(name_chars.saturating_sub(4)));
+            (name, "v".to_string())
+        }));
+        fields
+    };
+    let (status, body) = form(with_fields("at@limits.example", 200, 10)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = form(with_fields("past@limits.example", 201, 10)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 200 fields"),
+        "{body}"
+    );
+    let (status, body) = form(with_fields("name-at@limits.example", 2, 100)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = form(with_fields("name-past@limits.example", 2, 101)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100 characters"),
+        "{body}"
+    );
+
+    let batch = |n: usize, prefix: &str| json!({"batch": (0..n).map(|i| page_call(&format!("{prefix}{i}"), "batch-browser", "/docs", 1)).collect::<Vec<_>>()});
+    let response = post_json(&app, "/v1/batch", &batch(101, "over-")).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100 calls"),
+        "{body}"
+    );
+    let response = post_json(&app, "/v1/batch", &batch(100, "at-")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["results"].as_array().unwrap().len(), 100);
+    // Nothing of the refused batch was stored: its first call, sent alone, is new.
+    let response = post_json(
+        &app,
+        "/v1/page",
+        &page_call("over-0", "batch-browser", "/docs", 1),
+    )
+    .await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["duplicate"], false, "{body}");
+}

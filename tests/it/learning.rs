@@ -347,6 +347,8 @@ async fn outcomes_in_suggestion_reviewed_approval_rescores_every_lead_and_alerts
     let app = spawn_app(AppSettings {
         admin_token: Some(TOKEN.into()),
         webhook_secret: Some(SECRET.into()),
+        // 45 forms from one address in a few seconds: past the default limit.
+        config: Some("[client_limits]\nforms_per_minute = 0\n".into()),
         ..AppSettings::default()
     })
     .await;

@@ -231,3 +231,36 @@ fn erasing_a_person_is_granted_apart_from_reviewing() {
         "{erase:?}"
     );
 }
+
+/// The score function's stream is filtered to lead items, the only ones the scorer reads:
+/// the filter passes what `LeadChange::from_image` takes and nothing else (so events,
+/// dedupe keys and per-client request counts invoke nothing).
+#[test]
+fn the_stream_invokes_the_scorer_for_lead_items_only() {
+    let t = template();
+    let changes = &t["Resources"]["ScoreFunction"]["Properties"]["Events"]["Changes"];
+    assert_eq!(changes["Type"].as_str(), Some("DynamoDB"));
+    let filters = changes["Properties"]["FilterCriteria"]["Filters"]
+        .as_vec()
+        .expect("the stream has FilterCriteria");
+    assert_eq!(filters.len(), 1);
+    let pattern: serde_json::Value =
+        serde_json::from_str(filters[0]["Pattern"].as_str().unwrap()).unwrap();
+    let passed = pattern["dynamodb"]["NewImage"]["SK"]["S"]
+        .as_array()
+        .expect("a filter on the new image's sort key");
+    assert_eq!(passed, &vec![serde_json::json!("LEAD")]);
+    for (sk, is_lead) in [("LEAD", true), ("MSG", false), ("W#1790000000", false)] {
+        let change = hotlead_app::LeadChange::from_image(
+            "1",
+            |name| match name {
+                "SK" => Some(sk.to_string()),
+                "id" => Some("L-1".to_string()),
+                _ => None,
+            },
+            |_| None,
+        );
+        assert_eq!(change.is_some(), is_lead, "{sk}");
+        assert_eq!(passed.iter().any(|p| p == sk), is_lead, "{sk}");
+    }
+}

@@ -29,6 +29,9 @@ pub enum ApiError {
     Conflict(String),
     /// 422: a field is invalid.
     Invalid { field: String, message: String },
+    /// 429: the client's requests this minute passed its limit; it may retry after
+    /// `retry_after` seconds (the `Retry-After` header).
+    TooManyRequests { retry_after: u64 },
     /// 503: the store is unavailable or busy; nothing was stored; the client may retry.
     Unavailable,
     /// 503: a batch stopped part way; `results` are the calls stored (in order); a retry
@@ -80,6 +83,7 @@ impl From<IngestError> for ApiError {
             IngestError::Invalid { field, message } => ApiError::Invalid { field, message },
             IngestError::TooMany { .. } => ApiError::TooLarge(error.to_string()),
             IngestError::Reused { .. } => ApiError::Conflict(error.to_string()),
+            IngestError::Throttled { retry_after } => ApiError::TooManyRequests { retry_after },
             IngestError::Interrupted { stored, source } => {
                 tracing::warn!(stored = stored.len(), error = %with_causes(&source), "a batch stopped part way");
                 ApiError::BatchInterrupted {
@@ -121,7 +125,11 @@ impl IntoResponse for ApiError {
             let body = json!({"error": "unavailable", "message": message, "stored": results.len(), "results": results});
             return with_retry_after((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
         }
-        let retry_after = matches!(self, ApiError::Unavailable);
+        let retry_after = match self {
+            ApiError::Unavailable => Some(u64::from(RETRY_AFTER_SECONDS)),
+            ApiError::TooManyRequests { retry_after } => Some(retry_after),
+            _ => None,
+        };
         let (status, code, message, field) = match self {
             ApiError::Malformed(m) => (StatusCode::BAD_REQUEST, "malformed", m, None),
             ApiError::Unauthorized(m) => (
@@ -152,6 +160,14 @@ impl IntoResponse for ApiError {
                 format!("field `{field}`: {message}"),
                 Some(field),
             ),
+            ApiError::TooManyRequests { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!(
+                    "too many requests from this address; nothing was stored, try again in {retry_after} s"
+                ),
+                None,
+            ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -171,19 +187,22 @@ impl IntoResponse for ApiError {
             body["field"] = json!(field);
         }
         let response = (status, Json(body)).into_response();
-        if retry_after {
-            with_retry_after(response)
-        } else {
-            response
+        match retry_after {
+            Some(seconds) => with_retry_after_seconds(response, seconds),
+            None => response,
         }
     }
 }
 
 /// A 503 tells the client when to try again.
-fn with_retry_after(mut response: Response) -> Response {
+fn with_retry_after(response: Response) -> Response {
+    with_retry_after_seconds(response, u64::from(RETRY_AFTER_SECONDS))
+}
+
+fn with_retry_after_seconds(mut response: Response, seconds: u64) -> Response {
     response.headers_mut().insert(
         axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+        axum::http::HeaderValue::from(seconds),
     );
     response
 }

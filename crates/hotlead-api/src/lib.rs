@@ -331,10 +331,12 @@ pub fn parse_form_fields(
 
 async fn form(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<ClientAddr>>,
     Path(form_id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    admit(&state, peer, &headers, hotlead_app::throttle::Route::Forms).await?;
     let bytes = read_body(&headers, body, MAX_FORM_BYTES, "a form submission").await?;
     let (fields, plain_form) = parse_form_fields(&media_type(&headers), &bytes)?;
     let accepts_html = header_text(&headers, "accept").is_some_and(|a| a.contains("text/html"));
@@ -476,12 +478,23 @@ fn client_ip(
     state: &AppState,
     peer: Option<axum::Extension<ClientAddr>>,
     headers: &HeaderMap,
-) -> Option<String> {
+) -> Option<std::net::IpAddr> {
     let config = state.ingest.as_ref()?.config();
     let forwarded = header_text(headers, "x-forwarded-for");
-    config
-        .client_ip(peer.map(|p| p.0.0), forwarded.as_deref())
-        .map(|ip| ip.to_string())
+    config.client_ip(peer.map(|p| p.0.0), forwarded.as_deref())
+}
+
+/// Counts the request against its client's per-minute limit (429 past it), before its
+/// body is read; returns the client's address as far as it is known.
+async fn admit(
+    state: &AppState,
+    peer: Option<axum::Extension<ClientAddr>>,
+    headers: &HeaderMap,
+    route: hotlead_app::throttle::Route,
+) -> Result<Option<std::net::IpAddr>, ApiError> {
+    let ip = client_ip(state, peer, headers);
+    state.ingest()?.admit(ip, route).await?;
+    Ok(ip)
 }
 
 /// Drops the body's write key, and fills `context.ip` with the visitor's address for calls
@@ -543,9 +556,11 @@ async fn call(
     body: Body,
     route: Option<EventType>,
 ) -> Result<Response, ApiError> {
+    let ip = admit(&state, peer, &headers, hotlead_app::throttle::Route::Calls)
+        .await?
+        .map(|ip| ip.to_string());
     let value =
         authorised_segment_body(&state, &headers, body, MAX_EVENT_BYTES, "an event").await?;
-    let ip = client_ip(&state, peer, &headers);
     let recorded = state
         .ingest()?
         .call(&with_request_context(value, ip.as_deref()), route)
@@ -561,8 +576,10 @@ async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let ip = admit(&state, peer, &headers, hotlead_app::throttle::Route::Calls)
+        .await?
+        .map(|ip| ip.to_string());
     let value = authorised_segment_body(&state, &headers, body, MAX_BATCH_BYTES, "a batch").await?;
-    let ip = client_ip(&state, peer, &headers);
     let Some(calls) = value.get("batch").and_then(Value::as_array) else {
         return Err(ApiError::invalid("batch", "expected an array of calls"));
     };
@@ -779,4 +796,26 @@ async fn tracking_script() -> impl IntoResponse {
         ],
         TRACKING_SCRIPT,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Secrets compare equal only when equal, whatever their lengths (a prefix, a longer
+    /// value, the empty string are all different).
+    #[test]
+    fn secrets_compare_by_content_and_length() {
+        assert!(constant_time_eq(b"s3cret-token", b"s3cret-token"));
+        for other in [
+            &b"s3cret-toke"[..],
+            b"s3cret-token!",
+            b"",
+            b"S3cret-token",
+            b"s3cret-token\0",
+        ] {
+            assert!(!constant_time_eq(other, b"s3cret-token"), "{other:?}");
+        }
+        assert!(constant_time_eq(b"", b""));
+    }
 }

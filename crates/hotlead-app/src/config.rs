@@ -41,6 +41,11 @@ pub struct Config {
     /// 180; `dedupe_days`, default 30).
     #[serde(default)]
     pub retention: crate::ports::Retention,
+    /// Requests one client address may make per minute to the public routes
+    /// (`[client_limits]`: `calls_per_minute`, default 600; `forms_per_minute`, default
+    /// 30; 0 turns one off). Past it: 429 with `Retry-After`, nothing stored.
+    #[serde(default)]
+    pub client_limits: crate::throttle::ClientLimits,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -271,6 +276,22 @@ impl Config {
                     name,
                     format!(
                         "retention.{name} ({days}): expected a number of days from 1 to {MAX_RETENTION_DAYS}"
+                    ),
+                ));
+            }
+        }
+        for (name, limit) in [
+            ("calls_per_minute", config.client_limits.calls_per_minute),
+            ("forms_per_minute", config.client_limits.forms_per_minute),
+        ] {
+            if limit > crate::throttle::MAX_PER_MINUTE {
+                return Err(setting_error(
+                    file,
+                    source,
+                    name,
+                    format!(
+                        "client_limits.{name} ({limit}): expected a number of requests from 0 (no limit) to {}",
+                        crate::throttle::MAX_PER_MINUTE
                     ),
                 ));
             }
@@ -581,5 +602,30 @@ mod client_ip_tests {
         );
         let error = Config::from_toml("c.toml", "[retention]\nkeep_forever = true\n").unwrap_err();
         assert!(error.message.contains("keep_forever"), "{error}");
+    }
+
+    #[test]
+    fn client_limits_have_defaults_and_a_bad_one_names_its_setting() {
+        let config = Config::from_toml("c.toml", "").unwrap();
+        assert_eq!(config.client_limits.calls_per_minute, 600);
+        assert_eq!(config.client_limits.forms_per_minute, 30);
+        let config =
+            Config::from_toml("c.toml", "[client_limits]\nforms_per_minute = 0\n").unwrap();
+        assert_eq!(config.client_limits.forms_per_minute, 0);
+        let error = Config::from_toml(
+            "c.toml",
+            "[client_limits]\ncalls_per_minute = 600\nforms_per_minute = 2000000\n",
+        )
+        .unwrap_err();
+        assert_eq!(error.location, "3:1:");
+        assert!(
+            error
+                .message
+                .contains("client_limits.forms_per_minute (2000000)"),
+            "{error}"
+        );
+        let error =
+            Config::from_toml("c.toml", "[client_limits]\nforms_per_minute = -1\n").unwrap_err();
+        assert!(error.message.contains("invalid value"), "{error}");
     }
 }

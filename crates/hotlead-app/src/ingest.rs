@@ -12,7 +12,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::ports::{Clock, IdSource, Record, Recorded, Store, StoreError, content_digest};
+use crate::ports::{
+    Clock, IdSource, Record, Recorded, RequestCounter, Store, StoreError, content_digest,
+};
 
 /// Longest accepted form value, in characters.
 pub const MAX_FIELD_CHARS: usize = 2_000;
@@ -51,6 +53,11 @@ pub enum IngestError {
         stored: Vec<Recorded>,
         source: StoreError,
     },
+    /// The client made more requests this minute than its limit
+    /// ([`crate::throttle`]): nothing was stored; it may try again after `retry_after`
+    /// seconds.
+    #[error("too many requests from this address; try again in {retry_after} s")]
+    Throttled { retry_after: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -179,6 +186,9 @@ pub struct Ingest {
     ids: Arc<dyn IdSource>,
     config: Arc<Config>,
     wake: Arc<Notify>,
+    /// Counts each client's requests for its per-minute limit; `None`: no limit (tools
+    /// and tests that call the service directly).
+    counter: Option<Arc<dyn RequestCounter>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -244,6 +254,49 @@ impl Ingest {
             ids,
             config,
             wake,
+            counter: None,
+        }
+    }
+
+    /// Limits each client address's requests per minute (`[client_limits]`), counted by
+    /// `counter`.
+    pub fn with_client_limits(mut self, counter: Arc<dyn RequestCounter>) -> Self {
+        self.counter = Some(counter);
+        self
+    }
+
+    /// Counts one request of `client` on `route` against its per-minute limit, before
+    /// anything of it is read: `Throttled` past the limit. An unknown address, a limit
+    /// turned off, or no counter admits. A counter that fails admits too (and is logged):
+    /// the limit protects the service, it must not be what takes it down.
+    pub async fn admit(
+        &self,
+        client: Option<std::net::IpAddr>,
+        route: crate::throttle::Route,
+    ) -> Result<(), IngestError> {
+        let (Some(counter), Some(client)) = (&self.counter, client) else {
+            return Ok(());
+        };
+        let Some(limit) = self.config.client_limits.limit(route) else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let key = crate::throttle::client_key(client, route);
+        match counter
+            .count(&key, crate::throttle::window_end(now), limit)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(IngestError::Throttled {
+                retry_after: crate::throttle::retry_after(now),
+            }),
+            Err(error) => {
+                tracing::warn!(
+                    error = %crate::ports::with_causes(&error),
+                    "the request counter failed; the request is admitted"
+                );
+                Ok(())
+            }
         }
     }
 

@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod ports;
 pub mod review;
 pub mod scorer;
+pub mod throttle;
 
 pub use config::Config;
 pub use ingest::{FormOutcome, Ingest, IngestError};

@@ -604,6 +604,21 @@ pub struct ReviewNote {
     pub hot_threshold: i64,
 }
 
+/// Counts a client's requests in fixed windows, shared by every copy of the service (the
+/// per-client limit of the public routes: [`crate::throttle`]).
+#[async_trait]
+pub trait RequestCounter: Send + Sync {
+    /// Counts one request of `key` in the window ending at `window_end`, unless `limit`
+    /// were counted there already. Returns whether this one was counted (admitted). The
+    /// count of a window is forgotten after it ends.
+    async fn count(
+        &self,
+        key: &str,
+        window_end: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Tells analysts that a suggestion waits for review.
 #[async_trait]
 pub trait ReviewNotifier: Send + Sync {

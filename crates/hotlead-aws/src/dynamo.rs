@@ -1414,3 +1414,69 @@ impl Store for DynamoStore {
         Ok(failed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(codes: &[&str]) -> Vec<String> {
+        codes.iter().map(|c| c.to_string()).collect()
+    }
+
+    /// Only a real conflict is retried: an item DynamoDB refuses as it stands is rejected
+    /// (a 422, never a 503 retried for ever), the dedupe item's or the event's condition is
+    /// a duplicate, throttling backs off.
+    #[test]
+    fn cancellation_reasons_are_classified() {
+        let case = |codes: &[&str]| cancellation(&reasons(codes));
+        assert_eq!(
+            case(&["None", "ValidationError", "None"]),
+            Cancelled::Rejected
+        );
+        assert_eq!(
+            case(&["None", "None", "ItemCollectionSizeLimitExceeded"]),
+            Cancelled::Rejected
+        );
+        // A rejected item wins over a conflict in the same transaction: retrying cannot help.
+        assert_eq!(
+            case(&["None", "ConditionalCheckFailed", "ValidationError"]),
+            Cancelled::Rejected
+        );
+        assert_eq!(
+            case(&["ConditionalCheckFailed", "None"]),
+            Cancelled::Duplicate
+        );
+        assert_eq!(
+            case(&["None", "ConditionalCheckFailed", "None"]),
+            Cancelled::Duplicate
+        );
+        assert_eq!(
+            case(&["None", "None", "ConditionalCheckFailed"]),
+            Cancelled::LostRace
+        );
+        assert_eq!(
+            case(&["None", "None", "TransactionConflict"]),
+            Cancelled::LostRace
+        );
+        assert_eq!(case(&["None", "ThrottlingError"]), Cancelled::Throttled);
+        assert_eq!(
+            case(&["ProvisionedThroughputExceeded"]),
+            Cancelled::Throttled
+        );
+        assert_eq!(case(&[]), Cancelled::Other);
+    }
+
+    /// The size counted before writing is never below what DynamoDB counts (names and
+    /// values in UTF-8 bytes), so an item that would pass 400 KB is refused first.
+    #[test]
+    fn item_sizes_count_names_and_values_in_utf8_bytes() {
+        let mut item = Item::new();
+        item.insert("PK".into(), s("LEAD#L-1"));
+        item.insert("名前".into(), s("山田"));
+        item.insert("n".into(), n(12345));
+        assert_eq!(item_bytes(&item), 2 + 8 + 6 + 6 + 1 + 5);
+        let mut big = Item::new();
+        big.insert("attributes".into(), s("x".repeat(MAX_ITEM_BYTES)));
+        assert!(item_bytes(&big) > MAX_ITEM_BYTES);
+    }
+}

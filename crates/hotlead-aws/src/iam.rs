@@ -5,9 +5,10 @@
 /// The partition-key prefixes of every item the `ingest` function reads or writes
 /// ([`hotlead_app::ports::Store::record`] on [`crate::DynamoStore`]): leads and their
 /// events (`LEAD#`), identity links (`ID#`), dedupe keys (`MSG#`) and anonymous
-/// visitors' events (`ANON#`). The template limits `ingest` to them with
+/// visitors' events (`ANON#`), and each client's requests per minute (`RATE#`,
+/// [`crate::counter`]). The template limits `ingest` to them with
 /// `dynamodb:LeadingKeys`, so it can touch no rules version, suggestion, outcome or alert.
-pub const INGEST_PARTITIONS: &[&str] = &["LEAD#", "ID#", "MSG#", "ANON#"];
+pub const INGEST_PARTITIONS: &[&str] = &["LEAD#", "ID#", "MSG#", "ANON#", "RATE#"];
 
 /// The DynamoDB actions `ingest` needs: reads of single items and identity links, and the
 /// puts, updates and deletes (an identity link let go past a lead's key limit) of its one
@@ -80,7 +81,7 @@ mod tests {
                     answer.body_mut()["CancellationReasons"] = Value::Array(reasons);
                     answer
                 }
-                "TransactWriteItems" => json_ok(json!({})),
+                "TransactWriteItems" | "UpdateItem" => json_ok(json!({})),
                 other => panic!("the ingest path made an unexpected call: {other}"),
             }
         })
@@ -316,6 +317,35 @@ mod tests {
             used, all,
             "INGEST_ACTIONS grants an action the ingest path never uses"
         );
+    }
+
+    /// The per-client request count is written by `ingest` too, before the call it counts.
+    #[tokio::test]
+    async fn the_request_count_is_in_an_ingest_partition() {
+        use hotlead_app::ports::RequestCounter;
+        let fake = fake_dynamodb(vec![], false);
+        let key = hotlead_app::throttle::client_key(
+            "203.0.113.7".parse().unwrap(),
+            hotlead_app::throttle::Route::Forms,
+        );
+        assert!(
+            store(&fake)
+                .count(&key, at("2026-02-01T09:01:00Z"), 30)
+                .await
+                .unwrap()
+        );
+        let seen = fake.requests();
+        assert_eq!(seen.len(), 1);
+        let mut keys = Vec::new();
+        partition_keys(&seen[0].body, &mut keys);
+        assert_eq!(keys.len(), 1);
+        assert!(
+            INGEST_PARTITIONS.iter().any(|p| keys[0].starts_with(p)),
+            "{keys:?}"
+        );
+        for action in actions(&seen[0]) {
+            assert!(INGEST_ACTIONS.contains(&action.as_str()), "{action}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! (`AWS_ENDPOINT_URL` points them at an emulator).
 
 pub mod cost;
+pub mod counter;
 mod dynamo;
 mod erase;
 pub mod iam;

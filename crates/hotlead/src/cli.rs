@@ -207,9 +207,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if matches!(cli.command, Command::Demo { .. }) {
-        init_logging("warn");
-    }
+    // Logs go to stderr (stdout is the command's output). An erasure is recorded at
+    // `info` (the lead id and counts: nothing personal); `HOTLEAD_LOG` sets the level.
+    let erasing = matches!(
+        cli.command,
+        Command::Leads(crate::ops_cli::LeadsCommand::Erase { .. })
+    );
+    init_logging(if erasing { "info" } else { "warn" });
     match run(cli, &mut out, Utc::now()) {
         Ok(()) => ExitCode::SUCCESS,
         // A reader that stopped reading (`| head`) is not an error.

@@ -210,6 +210,8 @@ async fn services<S: Storage + 'static>(
 /// A backend opened, with its scorer running.
 struct Opened {
     store: Arc<dyn Store>,
+    /// Each client's requests per minute.
+    counter: Arc<dyn hotlead_app::ports::RequestCounter>,
     review: Review,
     rules: Arc<RuleSet>,
     scorer_task: JoinHandle<()>,
@@ -247,6 +249,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let wake = Arc::new(Notify::new());
     let Opened {
         store,
+        counter,
         review,
         rules,
         scorer_task,
@@ -281,6 +284,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             );
             Opened {
                 store,
+                counter: Arc::new(hotlead_embedded::MemoryRequestCounter::new()),
                 review,
                 rules,
                 scorer_task: task,
@@ -321,7 +325,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 aws.table, aws.alerts_topic_arn
             );
             Opened {
-                store,
+                store: store.clone(),
+                counter: store,
                 review,
                 rules,
                 scorer_task: task,
@@ -330,7 +335,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             }
         }
     };
-    let ingest = Ingest::new(store, clock, ids, config, wake);
+    let ingest = Ingest::new(store, clock, ids, config, wake).with_client_limits(counter);
     // The socket's peer is the visitor's address (or a trusted proxy's, see
     // `trusted_proxies`).
     let app = router(ingest, review, options.auth.clone()).layer(axum::middleware::map_request(

@@ -3,19 +3,26 @@
 use std::sync::Arc;
 
 use hotlead_api::{Auth, public_router};
-use hotlead_app::ports::Store;
+use hotlead_app::ports::{RequestCounter, Store};
 use hotlead_app::{Config, Ingest, SystemClock, UuidIds};
 use tokio::sync::Notify;
 
-/// The router on `store`. Scoring happens downstream, on the table's stream.
-pub fn app(store: Arc<dyn Store>, config: Config, auth: Auth) -> hotlead_api::Router {
+/// The router on `store`, each client's requests per minute counted by `counter` (shared
+/// by every copy of the function). Scoring happens downstream, on the table's stream.
+pub fn app(
+    store: Arc<dyn Store>,
+    counter: Arc<dyn RequestCounter>,
+    config: Config,
+    auth: Auth,
+) -> hotlead_api::Router {
     let ingest = Ingest::new(
         store,
         Arc::new(SystemClock),
         Arc::new(UuidIds),
         Arc::new(config),
         Arc::new(Notify::new()),
-    );
+    )
+    .with_client_limits(counter);
     public_router(ingest, auth).layer(axum::middleware::map_request(source_ip))
 }
 
@@ -47,7 +54,8 @@ mod tests {
         let store = Arc::new(hotlead_embedded::SqliteStore::in_memory().unwrap());
         let request =
             lambda_http::request::from_str(fixture).expect("an API Gateway HTTP API v2 event");
-        let response = app(store, Config::default(), Auth::default())
+        let counter = Arc::new(hotlead_embedded::MemoryRequestCounter::new());
+        let response = app(store, counter, Config::default(), Auth::default())
             .oneshot(request)
             .await
             .unwrap();
@@ -89,7 +97,8 @@ mod tests {
         .into();
         let store = Arc::new(hotlead_embedded::SqliteStore::in_memory().unwrap());
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-        let response = app(store.clone(), Config::default(), Auth::default())
+        let counter = Arc::new(hotlead_embedded::MemoryRequestCounter::new());
+        let response = app(store.clone(), counter, Config::default(), Auth::default())
             .oneshot(request)
             .await
             .unwrap();
@@ -104,5 +113,44 @@ mod tests {
         let events = store.events(&lead).await.unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].ip, Some("198.51.100.7".parse().unwrap()));
+    }
+
+    /// Each API Gateway source IP has its own limit, shared through the counter: past it a
+    /// 429 with `Retry-After`, while another address is still served.
+    #[tokio::test]
+    async fn each_source_ip_has_its_own_limit() {
+        let store = Arc::new(hotlead_embedded::SqliteStore::in_memory().unwrap());
+        let counter = Arc::new(hotlead_embedded::MemoryRequestCounter::new());
+        let config =
+            Config::from_toml("c.toml", "[client_limits]\nforms_per_minute = 2\n").unwrap();
+        let router = app(store, counter, config, Auth::default());
+        let send_from = |ip: &str, n: usize| {
+            let mut event: serde_json::Value =
+                serde_json::from_str(include_str!("../fixtures/apigw-v2-form.json")).unwrap();
+            event["requestContext"]["http"]["sourceIp"] = ip.into();
+            event["headers"]["idempotency-key"] = format!("k-{ip}-{n}").into();
+            lambda_http::request::from_str(&event.to_string()).unwrap()
+        };
+        for n in 0..2 {
+            let response = router
+                .clone()
+                .oneshot(send_from("198.51.100.7", n))
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+        }
+        let response = router
+            .clone()
+            .oneshot(send_from("198.51.100.7", 2))
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 429);
+        assert!(response.headers().contains_key("retry-after"));
+        let response = router
+            .clone()
+            .oneshot(send_from("198.51.100.8", 0))
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
     }
 }

@@ -18,6 +18,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         env.table,
     ));
     lambda_http::run(ingest::app(
+        store.clone(),
         store,
         env.config,
         Auth {
