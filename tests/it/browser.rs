@@ -188,6 +188,33 @@ impl Driver {
         .to_string()
     }
 
+    /// Sizes the browser's window (a phone's width, a desktop's).
+    async fn window(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/session/{}/window/rect", self.session),
+            json!({"width": width, "height": height}),
+        )
+        .await;
+    }
+
+    /// Writes what the window shows to `path` (PNG).
+    async fn screenshot(&self, path: &std::path::Path) {
+        use base64::Engine;
+        let png = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/session/{}/screenshot", self.session),
+                Value::Null,
+            )
+            .await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("a base64 PNG"))
+            .expect("base64");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
     async fn script(&self, source: &str) -> Value {
         self.call(
             reqwest::Method::POST,
@@ -827,4 +854,171 @@ async fn the_anonymous_id_goes_only_into_forms_posting_to_this_api() {
             ["late-elsewhere", null]
         ])
     );
+}
+
+/// Where the lead page's screenshots go: `HOTLEAD_SCREENSHOTS` (scripts/screenshots sets
+/// it to `docs/screenshots`), else `target/screenshots`.
+fn screenshots_dir() -> std::path::PathBuf {
+    match std::env::var_os("HOTLEAD_SCREENSHOTS") {
+        Some(dir) => dir.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots"),
+    }
+}
+
+/// A rep opens the link of a real alert (from the outbox) in a browser: the lead page shows
+/// the company, the score and band, and every reason of the explanation; it runs no
+/// script. The same link altered shows nothing of the lead. In Japanese and English, at a
+/// desktop's and a phone's width (screenshots written for review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerts_link_opens_the_lead_page_and_an_altered_link_shows_nothing() {
+    for language in ["ja", "en"] {
+        let app = spawn_app(AppSettings {
+            config: Some(format!("language = \"{language}\"\n")),
+            ..AppSettings::default()
+        })
+        .await;
+        let form = app
+            .client
+            .post(format!("{}/v1/forms/contact", app.url))
+            .form(&[
+                ("email", "hanako.sato@sample-seiki.co.jp"),
+                ("name", "佐藤 花子"),
+                ("company", "サンプル精機株式会社"),
+                ("title", "情報システム部 部長"),
+                ("employees", "1,200名"),
+                ("capital", "600億円"),
+                ("phone", "03-1234-5678"),
+                ("anonymousId", "page-browser"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(form.status(), 200);
+        let lead_id = form.json::<Value>().await.unwrap()["lead_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for i in 0..3 {
+            let call = json!({"type": "page", "messageId": format!("lp-{i}"), "anonymousId": "page-browser",
+                "timestamp": (chrono::Utc::now() - chrono::Duration::minutes(10 - i)).to_rfc3339(),
+                "context": {"page": {"path": "/pricing", "url": "https://www.example.co.jp/pricing"}, "userAgent": "Mozilla/5.0"}});
+            let response = app
+                .client
+                .post(format!("{}/v1/page", app.url))
+                .json(&call)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        let lead = app.wait_for_lead(&lead_id, |l| l["band"] == "hot").await;
+        let alerts = app.wait_for_alerts(1).await;
+        let link = alerts[0]["lead_url"].as_str().unwrap().to_string();
+        assert!(
+            link.starts_with(&format!("{}/l/{lead_id}?", app.url)),
+            "the alert links the lead page: {link}"
+        );
+        assert!(
+            !link.contains("sato") && !link.contains("sample"),
+            "no personal data in the link: {link}"
+        );
+        let body = alerts[0]["body"].as_str().unwrap();
+        assert!(body.contains(&link), "the alert's text ends with the link");
+
+        let profile = tempfile::tempdir().unwrap();
+        let driver = Driver::start(profile.path()).await;
+        let shots = screenshots_dir();
+        for (width, height, device) in [(1280, 900, "desktop"), (390, 844, "phone")] {
+            driver.window(width, height).await;
+            driver.go(&link).await;
+            let text = driver
+                .script("return document.body.innerText;")
+                .await
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(text.contains("サンプル精機株式会社"), "{text}");
+            assert!(text.contains(&lead["score"].to_string()), "{text}");
+            assert!(text.contains("HOT"), "{text}");
+            for contribution in lead["explanation"]["contributions"].as_array().unwrap() {
+                let label = contribution["label"].as_str().unwrap();
+                assert!(
+                    text.contains(label),
+                    "the reason {label:?} is on the page: {text}"
+                );
+            }
+            assert!(
+                text.contains(if language == "ja" { "理由" } else { "Why" }),
+                "{text}"
+            );
+            assert_eq!(driver.script("return document.scripts.length;").await, 0);
+            assert_eq!(
+                driver.script("return document.documentElement.lang;").await,
+                language
+            );
+            if device == "phone" {
+                let scroll = driver
+                    .script("return document.documentElement.scrollWidth <= window.innerWidth;")
+                    .await;
+                assert_eq!(scroll, true, "no sideways scrolling on a phone");
+            }
+            driver
+                .screenshot(&shots.join(format!("lead-page-{language}-{device}.png")))
+                .await;
+        }
+        // Altered: another lead's id, a longer expiry, a changed signature.
+        let (path, query) = link.split_once('?').unwrap();
+        let expiry: i64 = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("e="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        for altered in [
+            format!("{}X?{query}", path),
+            link.replace(&format!("e={expiry}"), &format!("e={}", expiry + 86_400)),
+            format!("{}A", &link[..link.len() - 1]).replace("AA", "AB"),
+            format!("{path}?e={expiry}"),
+        ] {
+            if altered == link {
+                continue;
+            }
+            let response = app.client.get(&altered).send().await.unwrap();
+            assert_eq!(response.status(), 403, "{altered}");
+            driver.go(&altered).await;
+            let text = driver
+                .script("return document.body.innerText;")
+                .await
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(!text.contains("サンプル精機"), "{text}");
+            assert!(!text.contains("佐藤"), "{text}");
+            assert!(
+                text.contains(if language == "ja" {
+                    "無効"
+                } else {
+                    "not valid"
+                }),
+                "{text}"
+            );
+        }
+        driver.window(390, 844).await;
+        driver.go(&format!("{path}A?{query}")).await;
+        driver
+            .screenshot(&shots.join(format!("lead-page-refused-{language}.png")))
+            .await;
+        // Erasing the lead makes its links dead.
+        let erased = app
+            .client
+            .delete(format!("{}/v1/leads/{lead_id}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(erased.status(), 200);
+        let response = app.client.get(&link).send().await.unwrap();
+        assert_eq!(response.status(), 404);
+        let text = response.text().await.unwrap();
+        assert!(!text.contains("サンプル精機") && !text.contains("hanako"), "{text}");
+    }
 }

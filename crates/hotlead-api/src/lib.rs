@@ -4,6 +4,7 @@
 
 mod error;
 mod extract;
+pub mod page;
 mod review;
 
 pub use review::{Decision, ListQuery};
@@ -177,6 +178,7 @@ fn admin_routes(review: Review, auth: Auth) -> Router {
         auth: Arc::new(auth),
     };
     Router::new()
+        .route("/l/{lead_id}", get(lead_page))
         .route("/v1/leads", get(ranking))
         .route("/v1/leads/{lead_id}", get(lead).delete(erase_lead))
         .route("/v1/outcomes", post(review::outcomes))
@@ -761,6 +763,120 @@ async fn lead(
             .collect::<Vec<_>>()
     );
     Ok(Json(body).into_response())
+}
+
+/// The query of a lead page link (see [`hotlead_app::links`]).
+#[derive(Debug, Default)]
+struct PageQuery {
+    /// Until when the link works (Unix seconds).
+    e: Option<String>,
+    /// Its language (`ja` or `en`).
+    l: Option<String>,
+    /// Its signature.
+    s: Option<String>,
+}
+
+/// `GET /l/{lead_id}`: the rep's lead page, opened by the signed link an alert ends with
+/// (no login, no admin token: the link is the credential). Read-only HTML.
+async fn lead_page(
+    State(state): State<AppState>,
+    Path(lead_id): Path<String>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    use hotlead_core::alert::Language;
+    use page::Refusal;
+    // Read by hand: a query that does not parse is a refused link (an HTML page), not an
+    // API error.
+    let mut query = PageQuery::default();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let slot = match key.as_ref() {
+            "e" => &mut query.e,
+            "l" => &mut query.l,
+            "s" => &mut query.s,
+            _ => continue,
+        };
+        if slot.is_some() {
+            // A parameter given twice is not a link this server made.
+            *slot = Some(String::new());
+        } else {
+            *slot = Some(value.into_owned());
+        }
+    }
+    // The language the link asks for; a link without one is answered in both.
+    let asked = query.l.as_deref().and_then(Language::from_code);
+    let html = |status: StatusCode, body: String| {
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        for (name, value) in [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            ),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        headers.insert(
+            HeaderName::from_static("x-robots-tag"),
+            HeaderValue::from_static("noindex, nofollow"),
+        );
+        response
+    };
+    let review = state.review()?;
+    let Some(links) = review.links() else {
+        return Ok(html(
+            StatusCode::NOT_FOUND,
+            page::refusal(Refusal::Off, asked),
+        ));
+    };
+    let now = review.now();
+    let link = match links.check(
+        &lead_id,
+        query.e.as_deref(),
+        query.l.as_deref(),
+        query.s.as_deref(),
+        now,
+    ) {
+        Ok(link) => link,
+        Err(hotlead_app::links::LinkError::Expired) => {
+            return Ok(html(
+                StatusCode::GONE,
+                page::refusal(Refusal::Expired, asked),
+            ));
+        }
+        Err(hotlead_app::links::LinkError::Invalid) => {
+            return Ok(html(
+                StatusCode::FORBIDDEN,
+                page::refusal(Refusal::Invalid, asked),
+            ));
+        }
+    };
+    let Some(stored) = state.store.lead(&link.lead_id).await? else {
+        return Ok(html(
+            StatusCode::NOT_FOUND,
+            page::refusal(Refusal::Gone, Some(link.language)),
+        ));
+    };
+    let events = state.store.events(&stored.id).await?;
+    // The active rules give the page its time zone and mark bots and internal traffic;
+    // a page still opens without them.
+    let rules = match review.store().active_rules().await {
+        Ok(Some(version)) => hotlead_core::RuleSet::from_toml("active rules", &version.text).ok(),
+        _ => None,
+    };
+    let body = page::lead_page(&page::LeadPage {
+        lead: &stored,
+        events: &events,
+        rules: rules.as_ref(),
+        language: link.language,
+        now,
+        expires: link.expires,
+    });
+    Ok(html(StatusCode::OK, body))
 }
 
 /// `DELETE /v1/leads/{id}`: erases the person (see [`hotlead_app::erase`]). A lead that is

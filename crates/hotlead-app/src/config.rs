@@ -46,6 +46,10 @@ pub struct Config {
     /// 30; 0 turns one off). Past it: 429 with `Retry-After`, nothing stored.
     #[serde(default)]
     pub client_limits: crate::throttle::ClientLimits,
+    /// Days a lead page link in an alert works (default 14, at most 90): see
+    /// [`Config::link_days`].
+    #[serde(default)]
+    pub lead_link_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -280,6 +284,19 @@ impl Config {
                 ));
             }
         }
+        if let Some(days) = config.lead_link_days
+            && !(1..=crate::links::MAX_LINK_DAYS).contains(&days)
+        {
+            return Err(setting_error(
+                file,
+                source,
+                "lead_link_days",
+                format!(
+                    "lead_link_days ({days}): expected a number of days from 1 to {}",
+                    crate::links::MAX_LINK_DAYS
+                ),
+            ));
+        }
         for (name, limit) in [
             ("calls_per_minute", config.client_limits.calls_per_minute),
             ("forms_per_minute", config.client_limits.forms_per_minute),
@@ -345,6 +362,20 @@ impl Config {
     }
 
     /// The link to a lead in alerts.
+    /// Days a lead page link works.
+    pub fn link_days(&self) -> u32 {
+        self.lead_link_days
+            .unwrap_or(crate::links::DEFAULT_LINK_DAYS)
+    }
+
+    /// The public address links point to (`public_url`, else the local default).
+    pub fn base_url(&self) -> &str {
+        self.public_url
+            .as_deref()
+            .unwrap_or("http://127.0.0.1:8080")
+            .trim_end_matches('/')
+    }
+
     pub fn lead_url(&self, lead_id: &str) -> String {
         let base = self
             .public_url
@@ -602,6 +633,18 @@ mod client_ip_tests {
         );
         let error = Config::from_toml("c.toml", "[retention]\nkeep_forever = true\n").unwrap_err();
         assert!(error.message.contains("keep_forever"), "{error}");
+    }
+
+    #[test]
+    fn lead_link_days_default_to_14_and_are_bounded() {
+        assert_eq!(Config::from_toml("c.toml", "").unwrap().link_days(), 14);
+        assert_eq!(Config::default().link_days(), 14);
+        let config = Config::from_toml("c.toml", "lead_link_days = 3\n").unwrap();
+        assert_eq!(config.link_days(), 3);
+        let error =
+            Config::from_toml("c.toml", "language = \"en\"\nlead_link_days = 365\n").unwrap_err();
+        assert_eq!(error.location, "2:1:");
+        assert!(error.message.contains("lead_link_days (365)"), "{error}");
     }
 
     #[test]

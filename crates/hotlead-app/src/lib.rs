@@ -10,6 +10,7 @@ pub mod erase;
 #[cfg(feature = "faults")]
 pub mod faults;
 pub mod ingest;
+pub mod links;
 pub mod ports;
 pub mod review;
 pub mod scorer;

@@ -146,6 +146,8 @@ pub struct Scorer {
     config: Arc<Config>,
     /// Where the active rules version is kept, when rules are versioned.
     rules_store: Option<Arc<dyn LearningStore>>,
+    /// Signs the lead page links alerts end with; without, alerts link the lead API.
+    links: Option<Arc<crate::links::Links>>,
 }
 
 impl std::fmt::Debug for Scorer {
@@ -169,7 +171,14 @@ impl Scorer {
             rules: Arc::new(RwLock::new(rules)),
             config,
             rules_store: None,
+            links: None,
         }
+    }
+
+    /// Alerts link a signed, expiring lead page (see [`crate::links`]).
+    pub fn with_links(mut self, links: Arc<crate::links::Links>) -> Self {
+        self.links = Some(links);
+        self
     }
 
     /// Follows the active rules version in `store`: each round checks it, and a change
@@ -476,7 +485,10 @@ impl Scorer {
         let presentation = Presentation {
             language: self.config.language,
             offset: rules.utc_offset,
-            lead_url: self.config.lead_url(&stored.id),
+            lead_url: match &self.links {
+                Some(links) => links.url(&links.link(&stored.id, now, self.config.language)),
+                None => self.config.lead_url(&stored.id),
+            },
         };
         let routing = self.config.routing_for(&lead);
         // What a rep reads as recent activity: what the rules saw, not bots or our office.

@@ -227,7 +227,8 @@ fn attribute(lead: &Lead, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn action_words(event: &Event, language: Language) -> String {
+/// What an event was, in a few words (`Viewed /pricing`, `ページ閲覧 /pricing`).
+pub fn action_words(event: &Event, language: Language) -> String {
     let what = match (event.kind, language) {
         (EventType::Page, Language::Ja) => "ページ閲覧",
         (EventType::Page, Language::En) => "Viewed",

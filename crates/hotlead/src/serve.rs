@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hotlead_api::{Auth, router};
 use hotlead_app::erase::AlertArchive;
+use hotlead_app::links::{LinkKey, Links};
 use hotlead_app::ports::{Clock, IdSource, LearningStore, Store};
 use hotlead_app::review::{Review, Storage};
 use hotlead_app::{Config, Ingest, Scorer, SystemClock, UuidIds};
@@ -190,8 +191,10 @@ async fn services<S: Storage + 'static>(
     clock: &Arc<dyn Clock>,
     config: &Arc<Config>,
     rules_file: Option<&Path>,
+    links: Arc<Links>,
 ) -> anyhow::Result<(Review, Arc<RuleSet>, Scorer)> {
-    let mut review = Review::new(store.clone() as Arc<dyn Storage>, clock.clone());
+    let mut review =
+        Review::new(store.clone() as Arc<dyn Storage>, clock.clone()).with_links(links.clone());
     if let Some(archive) = archive {
         review = review.with_alert_archive(archive);
     }
@@ -203,8 +206,50 @@ async fn services<S: Storage + 'static>(
         rules.clone(),
         config.clone(),
     )
-    .with_rules_from(store as Arc<dyn LearningStore>);
+    .with_rules_from(store as Arc<dyn LearningStore>)
+    .with_links(links);
     Ok((review, rules, scorer))
+}
+
+/// The secret of the lead page links of an embedded database: `<db>.link-key` beside it,
+/// made at the first start (readable by its owner only), so that links survive restarts.
+/// Deleting the file revokes every link made so far.
+fn link_key_beside(db: &Path) -> anyhow::Result<LinkKey> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".link-key");
+    let path = PathBuf::from(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => LinkKey::from_text(&text).with_context(|| {
+            format!(
+                "{}: not a link secret (delete the file to make a new one; every link made so far stops working)",
+                path.display()
+            )
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key = LinkKey::generate();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let written = options.open(&path).and_then(|mut file| {
+                use std::io::Write as _;
+                file.write_all(key.to_text().as_bytes())?;
+                file.sync_all()
+            });
+            match written {
+                Ok(()) => Ok(key),
+                // Another process made it first: use its key.
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    link_key_beside(db)
+                }
+                Err(error) => Err(error)
+                    .with_context(|| format!("cannot write the link secret {}", path.display())),
+            }
+        }
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot read the link secret {}", path.display()))
+        }
+    }
 }
 
 /// A backend opened, with its scorer running.
@@ -257,6 +302,11 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         outbox,
     } = match &options.backend {
         Backend::Embedded { db, outbox } => {
+            let links = Arc::new(Links::new(
+                link_key_beside(db)?,
+                config.base_url(),
+                config.link_days(),
+            ));
             let store = Arc::new(
                 SqliteStore::open(db)
                     .with_context(|| format!("cannot open the database {}", db.display()))?,
@@ -270,6 +320,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 &clock,
                 &config,
                 options.rules.as_deref(),
+                links,
             )
             .await?;
             let sweeper = sweep_every(store.clone(), clock.clone(), config.retention, SWEEP_PERIOD);
@@ -293,6 +344,12 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             }
         }
         Backend::Aws(aws) => {
+            // No file to keep a secret in: links made by this process work until it stops.
+            let links = Arc::new(Links::new(
+                LinkKey::generate(),
+                config.base_url(),
+                config.link_days(),
+            ));
             let store = Arc::new(hotlead_aws::DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(&aws.config),
                 &aws.table,
@@ -311,6 +368,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 &clock,
                 &config,
                 options.rules.as_deref(),
+                links,
             )
             .await?;
             let streams = aws_sdk_dynamodbstreams::Client::new(&aws.config);

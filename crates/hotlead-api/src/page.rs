@@ -1,0 +1,369 @@
+//! The rep's lead page: what a signed link from an alert opens (`GET /l/{lead_id}`). Plain
+//! HTML with its styles inline: no script, no third-party resource, readable on a phone.
+//! Everything a lead typed is escaped. An expired, altered or dead link gets a page that
+//! says so and shows nothing of the lead.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use hotlead_app::ports::StoredLead;
+use hotlead_core::alert::{Language, action_words};
+use hotlead_core::rules::RuleSet;
+use hotlead_core::score::Evidence;
+use hotlead_core::{Event, Lead};
+
+/// Events shown on the page, newest first.
+pub const PAGE_EVENTS: usize = 50;
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Hiragino Sans','Noto Sans JP',sans-serif;margin:0;background:#f5f6f8;color:#1d2433;line-height:1.5}\
+main{max-width:44rem;margin:0 auto;padding:1rem}\
+h1{font-size:1.35rem;margin:.2rem 0}h2{font-size:1.05rem;margin:1.4rem 0 .4rem}\
+.card{background:#fff;border-radius:.6rem;padding:1rem;box-shadow:0 1px 2px rgba(0,0,0,.08)}\
+.score{display:flex;gap:1rem;align-items:baseline;flex-wrap:wrap}.total{font-size:2.4rem;font-weight:700}\
+.band{padding:.1rem .6rem;border-radius:1rem;font-weight:600;color:#fff}.hot{background:#c62828}.warm{background:#ef6c00}.cold{background:#546e7a}\
+table{width:100%;border-collapse:collapse}td{padding:.45rem .3rem;border-top:1px solid #e6e8ec;vertical-align:top}\
+td.pts{text-align:right;white-space:nowrap;font-weight:600;width:4.5rem}.neg{color:#c62828}\
+.ev{color:#5b6474;font-size:.9rem}.muted{color:#8a93a3}.tag{font-size:.75rem;border:1px solid #c5cad3;border-radius:.3rem;padding:0 .3rem;margin-left:.3rem;color:#5b6474}\
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:.6rem 0 0}dt{color:#5b6474}dd{margin:0;overflow-wrap:anywhere}\
+footer{margin:1.5rem 0;color:#8a93a3;font-size:.8rem}";
+
+fn page(language: Language, title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex, nofollow\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+        language.code(),
+        escape(title)
+    )
+}
+
+/// Why a link opens no lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Altered, malformed, or signed with another secret.
+    Invalid,
+    Expired,
+    /// The lead is no longer stored (erased).
+    Gone,
+    /// This server makes no links (no link secret is configured).
+    Off,
+}
+
+/// The page of a link that opens nothing: what happened, and nothing of the lead; in the
+/// link's language, or in both when it names none.
+pub fn refusal(refusal: Refusal, language: Option<Language>) -> String {
+    match language {
+        Some(language) => {
+            let (title, text) = refusal_words(refusal, language);
+            page(language, title, &refusal_card(title, text))
+        }
+        None => {
+            let (title, text) = refusal_words(refusal, Language::Ja);
+            let (title_en, text_en) = refusal_words(refusal, Language::En);
+            page(
+                Language::Ja,
+                &format!("{title} / {title_en}"),
+                &format!(
+                    "{}<div lang=\"en\">{}</div>",
+                    refusal_card(title, text),
+                    refusal_card(title_en, text_en)
+                ),
+            )
+        }
+    }
+}
+
+fn refusal_card(title: &str, text: &str) -> String {
+    format!(
+        "<div class=\"card\"><h1>{}</h1><p>{}</p></div>",
+        escape(title),
+        escape(text)
+    )
+}
+
+fn refusal_words(refusal: Refusal, language: Language) -> (&'static str, &'static str) {
+    match (refusal, language) {
+        (Refusal::Invalid, Language::Ja) => (
+            "リンクが無効です",
+            "このリンクは無効です。アラートのリンクをそのまま開いてください。",
+        ),
+        (Refusal::Invalid, Language::En) => (
+            "This link is not valid",
+            "This link is not valid. Open the link from the alert as it is.",
+        ),
+        (Refusal::Expired, Language::Ja) => (
+            "リンクの有効期限が切れています",
+            "このリンクの有効期限が切れています。新しいアラートのリンクを使ってください。",
+        ),
+        (Refusal::Expired, Language::En) => (
+            "This link has expired",
+            "This link has expired. Use the link of a newer alert.",
+        ),
+        (Refusal::Gone, Language::Ja) => (
+            "このリードは表示できません",
+            "このリードはもう保存されていません。",
+        ),
+        (Refusal::Gone, Language::En) => (
+            "This lead is not available",
+            "This lead is no longer stored.",
+        ),
+        (Refusal::Off, Language::Ja) => (
+            "リードページは利用できません",
+            "このサーバーではリードページが設定されていません。",
+        ),
+        (Refusal::Off, Language::En) => (
+            "Lead pages are not available",
+            "Lead pages are not set up on this server.",
+        ),
+    }
+}
+
+/// What the page shows of a lead.
+#[derive(Debug)]
+pub struct LeadPage<'a> {
+    pub lead: &'a StoredLead,
+    /// The lead's events, any order.
+    pub events: &'a [Event],
+    /// The active rules: their time zone for dates, their filters to mark bots and
+    /// internal traffic.
+    pub rules: Option<&'a RuleSet>,
+    pub language: Language,
+    pub now: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+}
+
+fn t(language: Language, ja: &'static str, en: &'static str) -> &'static str {
+    match language {
+        Language::Ja => ja,
+        Language::En => en,
+    }
+}
+
+/// The lead's page.
+pub fn lead_page(view: &LeadPage<'_>) -> String {
+    let language = view.language;
+    let offset = view
+        .rules
+        .map(|r| r.utc_offset)
+        .unwrap_or_else(|| FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| unreachable!()));
+    let lead: Lead = view.lead.to_lead();
+    let value = |name: &str| {
+        lead.get(name)
+            .map(|v| v.raw.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let company = value("company");
+    let name = value("name");
+    let heading = match (&company, &name) {
+        (Some(c), Some(n)) => format!("{c} {n}{}", t(language, " 様", "")),
+        (Some(c), None) => c.clone(),
+        (None, Some(n)) => n.clone(),
+        (None, None) => t(language, "(氏名未登録)", "(no name yet)").to_string(),
+    };
+    let mut body = String::new();
+    body.push_str("<div class=\"card\">");
+    body.push_str(&format!("<h1>{}</h1>", escape(&heading)));
+    if let Some(title) = value("title") {
+        body.push_str(&format!("<div class=\"muted\">{}</div>", escape(&title)));
+    }
+    body.push_str("<dl>");
+    let mut row = |label: &str, value: String| {
+        body.push_str(&format!("<dt>{}</dt><dd>{value}</dd>", escape(label)));
+    };
+    if let Some(email) = lead.email() {
+        row(
+            t(language, "メール", "E-mail"),
+            format!("<a href=\"mailto:{}\">{}</a>", escape(email), escape(email)),
+        );
+    }
+    if let Some(phone) = value("phone") {
+        let digits: String = phone
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect();
+        row(
+            t(language, "電話", "Phone"),
+            format!("<a href=\"tel:{}\">{}</a>", escape(&digits), escape(&phone)),
+        );
+    }
+    for (label_ja, label_en, attribute) in [
+        ("従業員数", "Employees", "employees"),
+        ("業種", "Industry", "industry"),
+        ("所在地", "Location", "prefecture"),
+    ] {
+        if let Some(v) = value(attribute) {
+            row(t(language, label_ja, label_en), escape(&v));
+        }
+    }
+    body.push_str("</dl></div>");
+
+    match &view.lead.score {
+        None => body.push_str(&format!(
+            "<h2>{}</h2><div class=\"card muted\">{}</div>",
+            t(language, "スコア", "Score"),
+            t(language, "まだスコアがありません。", "Not scored yet.")
+        )),
+        Some(score) => {
+            let band = score.band.as_str();
+            body.push_str(&format!(
+                "<h2>{}</h2><div class=\"card\"><div class=\"score\"><span class=\"total\">{}</span>\
+                 <span class=\"band {band}\">{}</span><span>{} {}</span></div>",
+                t(language, "スコア", "Score"),
+                escape(&score.score.to_string()),
+                escape(&band.to_uppercase()),
+                t(language, "グレード", "Grade"),
+                escape(&score.grade),
+            ));
+            if let Some(excluded) = &score.excluded {
+                body.push_str(&format!("<p class=\"muted\">{}</p>", escape(excluded)));
+            }
+            body.push_str(&format!("<h2>{}</h2><table>", t(language, "理由", "Why")));
+            for contribution in &score.contributions {
+                let class = if contribution.points.is_negative() {
+                    "pts neg"
+                } else {
+                    "pts"
+                };
+                let sign = if contribution.points.is_negative() {
+                    ""
+                } else {
+                    "+"
+                };
+                let evidence = evidence_text(&contribution.evidence, offset, language);
+                let note = contribution
+                    .note
+                    .as_deref()
+                    .map(|n| format!(" · {}", escape(n)))
+                    .unwrap_or_default();
+                body.push_str(&format!(
+                    "<tr><td class=\"{class}\">{sign}{}</td><td>{}<div class=\"ev\">{}{note}</div></td></tr>",
+                    escape(&contribution.points.to_string()),
+                    escape(&contribution.label),
+                    escape(&evidence),
+                ));
+            }
+            body.push_str("</table>");
+            body.push_str(&format!(
+                "<p class=\"ev\">{} {} · {} {}</p></div>",
+                t(language, "ルール", "Rules"),
+                escape(&format!("{} v{}", score.rules.name, score.rules.version)),
+                t(language, "計算", "Scored"),
+                escape(
+                    &score
+                        .at
+                        .with_timezone(&offset)
+                        .format("%Y-%m-%d %H:%M")
+                        .to_string()
+                ),
+            ));
+        }
+    }
+
+    let mut events: Vec<&Event> = view.events.iter().collect();
+    events.sort_by(|a, b| (b.timestamp, &b.message_id).cmp(&(a.timestamp, &a.message_id)));
+    body.push_str(&format!(
+        "<h2>{}</h2><div class=\"card\"><table>",
+        t(language, "最近の行動", "Recent activity")
+    ));
+    if events.is_empty() {
+        body.push_str(&format!(
+            "<tr><td class=\"muted\">{}</td></tr>",
+            t(language, "まだありません。", "None yet.")
+        ));
+    }
+    for event in events.iter().take(PAGE_EVENTS) {
+        let mark = match view.rules.and_then(|r| r.filters.drops(event)) {
+            Some(dropped) => format!(
+                "<span class=\"tag\">{}</span>",
+                escape(&dropped_words(&format!("{dropped:?}"), language))
+            ),
+            None if event.timestamp > view.now => format!(
+                "<span class=\"tag\">{}</span>",
+                t(language, "未来の時刻", "future time")
+            ),
+            None => String::new(),
+        };
+        body.push_str(&format!(
+            "<tr><td class=\"ev\" style=\"white-space:nowrap;width:8.5rem\">{}</td><td>{}{mark}</td></tr>",
+            escape(
+                &event
+                    .timestamp
+                    .with_timezone(&offset)
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string()
+            ),
+            escape(&action_words(event, language)),
+        ));
+    }
+    body.push_str("</table></div>");
+    body.push_str(&format!(
+        "<footer>{} {} · {}</footer>",
+        t(language, "このリンクの有効期限:", "This link works until"),
+        escape(
+            &view
+                .expires
+                .with_timezone(&offset)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        ),
+        escape(&view.lead.id),
+    ));
+    page(language, &heading, &body)
+}
+
+/// What the rules dropped an event as (a bot, the company's own network), in words.
+fn dropped_words(debug: &str, language: Language) -> String {
+    let lower = debug.to_lowercase();
+    if lower.contains("bot") {
+        t(language, "ボット", "bot").to_string()
+    } else if lower.contains("internal") || lower.contains("network") {
+        t(language, "社内アクセス", "internal").to_string()
+    } else {
+        t(language, "集計対象外", "not counted").to_string()
+    }
+}
+
+/// A contribution's evidence in words (as the explanation has it).
+fn evidence_text(evidence: &Evidence, offset: FixedOffset, language: Language) -> String {
+    match evidence {
+        Evidence::Attributes { attributes } => attributes
+            .iter()
+            .map(|a| match &a.raw {
+                Some(raw) => format!("{}: {raw}", a.attribute),
+                None => format!("{}: {}", a.attribute, t(language, "未回答", "not given")),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Evidence::Events { count, last, .. } => match language {
+            Language::Ja => format!(
+                "{count}件, 最終 {}",
+                last.with_timezone(&offset).format("%Y-%m-%d")
+            ),
+            Language::En => format!(
+                "{count} event(s), last {}",
+                last.with_timezone(&offset).format("%Y-%m-%d")
+            ),
+        },
+        Evidence::GroupCap { uncapped, limit } => match language {
+            Language::Ja => format!("上限 {limit} (合計 {uncapped})"),
+            Language::En => format!("capped at {limit} (from {uncapped})"),
+        },
+    }
+}
