@@ -232,6 +232,34 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
         "{body}"
     );
     assert!(routed.drain("west").await.is_empty());
+    // The alert ends with the lead page's signed link; the page opens from the table.
+    let start = body.find("/l/").expect("a lead page link in the alert");
+    let path: String = body[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let page = client
+        .get(format!("{}{path}", running.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK, "{path}");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("株式会社サンプル") && html.contains("従業員1,000名以上"),
+        "{html}"
+    );
+    let altered = client
+        .get(format!(
+            "{}{}",
+            running.url(),
+            path.replace("&l=ja", "&l=en")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(altered.status(), reqwest::StatusCode::FORBIDDEN);
+    assert!(!altered.text().await.unwrap().contains("株式会社サンプル"));
 
     // Replaying the whole stream through the `score` function's handler sends nothing new.
     running.stop();

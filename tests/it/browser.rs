@@ -1019,6 +1019,9 @@ async fn the_alerts_link_opens_the_lead_page_and_an_altered_link_shows_nothing()
         let response = app.client.get(&link).send().await.unwrap();
         assert_eq!(response.status(), 404);
         let text = response.text().await.unwrap();
-        assert!(!text.contains("サンプル精機") && !text.contains("hanako"), "{text}");
+        assert!(
+            !text.contains("サンプル精機") && !text.contains("hanako"),
+            "{text}"
+        );
     }
 }

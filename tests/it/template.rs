@@ -49,12 +49,8 @@ fn actions(statement: &Yaml) -> Vec<String> {
 
 #[test]
 fn ingest_may_touch_only_the_partitions_it_writes() {
-    let expected: BTreeSet<String> = INGEST_PARTITIONS
-        .iter()
-        .map(|p| leading_key_pattern(p))
-        .collect();
-    let mut granted = BTreeSet::new();
-    let mut dynamo_statements = 0;
+    let grants = hotlead_aws::iam::ingest_grants();
+    let mut seen = BTreeSet::new();
     for statement in statements("IngestFunction") {
         let dynamo: Vec<String> = actions(&statement)
             .into_iter()
@@ -63,16 +59,18 @@ fn ingest_may_touch_only_the_partitions_it_writes() {
         if dynamo.is_empty() {
             continue;
         }
-        dynamo_statements += 1;
         let sid = statement["Sid"].as_str().unwrap_or("(no Sid)");
+        let (_, patterns, needed) = grants
+            .iter()
+            .find(|(name, _, _)| *name == sid)
+            .unwrap_or_else(|| {
+                panic!("{sid}: a DynamoDB grant of ingest that hotlead_aws::iam::ingest_grants does not name")
+            });
+        seen.insert(sid.to_string());
         assert_eq!(
             statement["Effect"].as_str(),
             Some("Allow"),
             "{sid}: an Allow statement"
-        );
-        assert!(
-            dynamo.iter().all(|a| !a.contains('*')),
-            "{sid}: no wildcard DynamoDB actions: {dynamo:?}"
         );
         let condition = statement["Condition"]
             .as_hash()
@@ -88,31 +86,49 @@ fn ingest_may_touch_only_the_partitions_it_writes() {
             "{sid}: ingest's DynamoDB grant lacks ForAllValues:StringLike on dynamodb:LeadingKeys"
         );
         let allowed: BTreeSet<String> = strings(leading).into_iter().collect();
+        let expected: BTreeSet<String> = patterns.iter().cloned().collect();
         assert_eq!(
             allowed, expected,
-            "{sid}: the LeadingKeys prefixes differ from hotlead_aws::iam::INGEST_PARTITIONS"
+            "{sid}: the LeadingKeys differ from hotlead_aws::iam"
         );
         for resource in strings(&statement["Resource"]) {
             assert!(
                 !resource.contains("/index/") && !resource.contains('*'),
-                "{sid}: the ingest path reads no index; grant {resource} in a statement of its own, \
+                "{sid}: ingest reads no index; grant {resource} in a statement of its own, \
                  with LeadingKeys on the index's partition values, if it ever does"
             );
         }
-        granted.extend(dynamo);
+        let granted: BTreeSet<String> = dynamo.into_iter().collect();
+        let needed: BTreeSet<String> = needed.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            granted, needed,
+            "{sid}: the DynamoDB actions differ from hotlead_aws::iam"
+        );
     }
-    assert!(dynamo_statements > 0, "ingest has no DynamoDB grant at all");
-    let needed: BTreeSet<String> = INGEST_ACTIONS.iter().map(|a| a.to_string()).collect();
+    let all: BTreeSet<String> = grants.iter().map(|(sid, _, _)| sid.to_string()).collect();
     assert_eq!(
-        granted, needed,
-        "ingest's DynamoDB actions differ from hotlead_aws::iam::INGEST_ACTIONS"
+        seen, all,
+        "every grant hotlead_aws::iam names is in the template"
     );
+    let first: BTreeSet<String> = INGEST_PARTITIONS
+        .iter()
+        .map(|p| leading_key_pattern(p))
+        .collect();
+    assert_eq!(first, grants[0].1.iter().cloned().collect());
+    assert_eq!(INGEST_ACTIONS, grants[0].2.as_slice());
 }
 
+/// Of the items of rules, suggestions, outcomes and alerts, ingest may only read the
+/// active rules version (for the lead page): none of them is writable by it.
 #[test]
 fn no_rules_suggestion_outcome_or_alert_partition_is_writable_by_ingest() {
     let t = template();
     for statement in statements("IngestFunction") {
+        let writes = actions(&statement).iter().any(|a| {
+            ["Put", "Update", "Delete", "BatchWrite"]
+                .iter()
+                .any(|w| a.starts_with(&format!("dynamodb:{w}")))
+        });
         let leading = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
         for pattern in strings(leading) {
             let prefix = pattern.trim_end_matches('*');
@@ -124,7 +140,18 @@ fn no_rules_suggestion_outcome_or_alert_partition_is_writable_by_ingest() {
                 "OUTCOMES#0",
                 "ALERT#k",
             ] {
-                assert!(!other.starts_with(prefix), "{pattern} matches {other}");
+                let matches = if pattern.ends_with('*') {
+                    other.starts_with(prefix)
+                } else {
+                    other == pattern
+                };
+                if matches {
+                    assert!(
+                        !writes && other == "RULES",
+                        "{pattern} matches {other} in a statement that may write or read more"
+                    );
+                    assert_eq!(actions(&statement), ["dynamodb:GetItem"]);
+                }
             }
         }
     }
@@ -138,18 +165,26 @@ fn secrets_reach_the_functions_by_arn_only_and_each_may_read_just_its_own() {
         "a secret is resolved into the template (and so into a plain environment variable)"
     );
     let t = template();
-    for (function, name) in [
-        ("IngestFunction", "HOTLEAD_WRITE_KEY"),
-        ("ReviewFunction", "HOTLEAD_WEBHOOK_SECRET"),
+    for (function, names) in [
+        (
+            "IngestFunction",
+            &["HOTLEAD_WRITE_KEY", "HOTLEAD_LINK_SECRET"][..],
+        ),
+        ("ReviewFunction", &["HOTLEAD_WEBHOOK_SECRET"][..]),
+        ("ScoreFunction", &["HOTLEAD_LINK_SECRET"][..]),
     ] {
         let variables = &t["Resources"][function]["Properties"]["Environment"]["Variables"];
-        assert!(
-            variables[name].is_badvalue(),
-            "{function} gets {name} in plain in its environment"
-        );
-        let arn_variable = hotlead_aws::secrets::arn_variable(name);
-        let arn = strings(&variables[arn_variable.as_str()]);
-        assert!(!arn.is_empty(), "{function} lacks {arn_variable}");
+        let mut arns = Vec::new();
+        for name in names {
+            assert!(
+                variables[*name].is_badvalue(),
+                "{function} gets {name} in plain in its environment"
+            );
+            let arn_variable = hotlead_aws::secrets::arn_variable(name);
+            let arn = strings(&variables[arn_variable.as_str()]);
+            assert!(!arn.is_empty(), "{function} lacks {arn_variable}");
+            arns.extend(arn);
+        }
         let reads: Vec<Yaml> = statements(function)
             .into_iter()
             .filter(|s| actions(s).iter().any(|a| a.starts_with("secretsmanager:")))
@@ -158,18 +193,16 @@ fn secrets_reach_the_functions_by_arn_only_and_each_may_read_just_its_own() {
         assert_eq!(actions(&reads[0]), ["secretsmanager:GetSecretValue"]);
         assert_eq!(
             strings(&reads[0]["Resource"]),
-            arn,
-            "{function} may read exactly the secret its environment names"
+            arns,
+            "{function} may read exactly the secrets its environment names"
         );
     }
-    for function in ["ScoreFunction", "LearnFunction"] {
-        assert!(
-            statements(function)
-                .iter()
-                .all(|s| actions(s).iter().all(|a| !a.starts_with("secretsmanager:"))),
-            "{function} reads no secret"
-        );
-    }
+    assert!(
+        statements("LearnFunction")
+            .iter()
+            .all(|s| actions(s).iter().all(|a| !a.starts_with("secretsmanager:"))),
+        "LearnFunction reads no secret"
+    );
 }
 
 #[test]
@@ -263,4 +296,20 @@ fn the_stream_invokes_the_scorer_for_lead_items_only() {
         assert_eq!(change.is_some(), is_lead, "{sk}");
         assert_eq!(passed.iter().any(|p| p == sk), is_lead, "{sk}");
     }
+}
+
+/// The reps' lead pages are a route of the public API (no authorisation: the signed link
+/// is the credential), served by the ingest function, and the score function signs the
+/// links with the public API's address.
+#[test]
+fn the_lead_page_is_a_public_route_and_alerts_link_the_public_api() {
+    let t = template();
+    let page = &t["Resources"]["IngestFunction"]["Properties"]["Events"]["LeadPage"];
+    assert_eq!(page["Type"].as_str(), Some("HttpApi"));
+    assert_eq!(page["Properties"]["Method"].as_str(), Some("GET"));
+    assert_eq!(page["Properties"]["Path"].as_str(), Some("/l/{lead_id}"));
+    assert_eq!(page["Properties"]["ApiId"].as_str(), Some("PublicApi"));
+    let score = &t["Resources"]["ScoreFunction"]["Properties"]["Environment"]["Variables"];
+    let url = strings(&score["HOTLEAD_PUBLIC_URL"]).concat();
+    assert!(url.contains("${PublicApi}"), "{url}");
 }

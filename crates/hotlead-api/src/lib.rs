@@ -69,6 +69,8 @@ struct AppState {
     ingest: Option<Ingest>,
     /// `None` on the public router.
     review: Option<Review>,
+    /// The rep's lead pages (public router only), when this server makes links.
+    pages: Option<Arc<hotlead_app::pages::LeadPages>>,
     store: Arc<dyn Store>,
     auth: Arc<Auth>,
 }
@@ -147,6 +149,7 @@ fn public_routes(ingest: Ingest, auth: Auth) -> Router {
         .max_age(std::time::Duration::from_secs(3600));
     let state = AppState {
         store: ingest.store().clone(),
+        pages: ingest.pages().cloned(),
         ingest: Some(ingest),
         review: None,
         auth: Arc::new(auth),
@@ -165,6 +168,8 @@ fn public_routes(ingest: Ingest, auth: Auth) -> Router {
         .layer(RequestDecompressionLayer::new())
         .layer(cors)
         .route("/hotlead.js", get(tracking_script))
+        // The rep's lead page: public, the signed link is the credential.
+        .route("/l/{lead_id}", get(lead_page))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(state)
 }
@@ -173,12 +178,12 @@ fn admin_routes(review: Review, auth: Auth) -> Router {
     let store: Arc<dyn Store> = review.store().clone();
     let state = AppState {
         store,
+        pages: None,
         ingest: None,
         review: Some(review),
         auth: Arc::new(auth),
     };
     Router::new()
-        .route("/l/{lead_id}", get(lead_page))
         .route("/v1/leads", get(ranking))
         .route("/v1/leads/{lead_id}", get(lead).delete(erase_lead))
         .route("/v1/outcomes", post(review::outcomes))
@@ -783,6 +788,7 @@ async fn lead_page(
     Path(lead_id): Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
+    use hotlead_app::pages::PageRefusal;
     use hotlead_core::alert::Language;
     use page::Refusal;
     // Read by hand: a query that does not parse is a refused link (an HTML page), not an
@@ -826,55 +832,38 @@ async fn lead_page(
         );
         response
     };
-    let review = state.review()?;
-    let Some(links) = review.links() else {
+    let Some(pages) = &state.pages else {
         return Ok(html(
             StatusCode::NOT_FOUND,
             page::refusal(Refusal::Off, asked),
         ));
     };
-    let now = review.now();
-    let link = match links.check(
-        &lead_id,
-        query.e.as_deref(),
-        query.l.as_deref(),
-        query.s.as_deref(),
-        now,
-    ) {
-        Ok(link) => link,
-        Err(hotlead_app::links::LinkError::Expired) => {
-            return Ok(html(
-                StatusCode::GONE,
-                page::refusal(Refusal::Expired, asked),
-            ));
+    let view = match pages
+        .open(
+            &lead_id,
+            query.e.as_deref(),
+            query.l.as_deref(),
+            query.s.as_deref(),
+        )
+        .await?
+    {
+        Ok(view) => view,
+        Err(refused) => {
+            let (status, refusal, language) = match refused {
+                PageRefusal::Expired => (StatusCode::GONE, Refusal::Expired, asked),
+                PageRefusal::Invalid => (StatusCode::FORBIDDEN, Refusal::Invalid, asked),
+                PageRefusal::Gone => (StatusCode::NOT_FOUND, Refusal::Gone, asked),
+            };
+            return Ok(html(status, page::refusal(refusal, language)));
         }
-        Err(hotlead_app::links::LinkError::Invalid) => {
-            return Ok(html(
-                StatusCode::FORBIDDEN,
-                page::refusal(Refusal::Invalid, asked),
-            ));
-        }
-    };
-    let Some(stored) = state.store.lead(&link.lead_id).await? else {
-        return Ok(html(
-            StatusCode::NOT_FOUND,
-            page::refusal(Refusal::Gone, Some(link.language)),
-        ));
-    };
-    let events = state.store.events(&stored.id).await?;
-    // The active rules give the page its time zone and mark bots and internal traffic;
-    // a page still opens without them.
-    let rules = match review.store().active_rules().await {
-        Ok(Some(version)) => hotlead_core::RuleSet::from_toml("active rules", &version.text).ok(),
-        _ => None,
     };
     let body = page::lead_page(&page::LeadPage {
-        lead: &stored,
-        events: &events,
-        rules: rules.as_ref(),
-        language: link.language,
-        now,
-        expires: link.expires,
+        lead: &view.lead,
+        events: &view.events,
+        rules: view.rules.as_ref(),
+        language: view.link.language,
+        now: view.now,
+        expires: view.link.expires,
     });
     Ok(html(StatusCode::OK, body))
 }

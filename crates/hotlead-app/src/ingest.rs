@@ -189,6 +189,8 @@ pub struct Ingest {
     /// Counts each client's requests for its per-minute limit; `None`: no limit (tools
     /// and tests that call the service directly).
     counter: Option<Arc<dyn RequestCounter>>,
+    /// The rep's lead pages, served beside the public routes; `None`: no pages.
+    pages: Option<Arc<crate::pages::LeadPages>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -255,7 +257,19 @@ impl Ingest {
             config,
             wake,
             counter: None,
+            pages: None,
         }
+    }
+
+    /// Serves the rep's lead pages (signed links) beside the public routes.
+    pub fn with_pages(mut self, pages: Arc<crate::pages::LeadPages>) -> Self {
+        self.pages = Some(pages);
+        self
+    }
+
+    /// The lead pages, when served.
+    pub fn pages(&self) -> Option<&Arc<crate::pages::LeadPages>> {
+        self.pages.as_ref()
     }
 
     /// Limits each client address's requests per minute (`[client_limits]`), counted by

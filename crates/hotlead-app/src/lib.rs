@@ -11,6 +11,7 @@ pub mod erase;
 pub mod faults;
 pub mod ingest;
 pub mod links;
+pub mod pages;
 pub mod ports;
 pub mod review;
 pub mod scorer;

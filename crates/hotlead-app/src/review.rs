@@ -180,7 +180,6 @@ pub struct Review {
     store: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
     archive: Option<Arc<dyn crate::erase::AlertArchive>>,
-    links: Option<Arc<crate::links::Links>>,
 }
 
 impl std::fmt::Debug for Review {
@@ -203,19 +202,7 @@ impl Review {
             store,
             clock,
             archive: None,
-            links: None,
         }
-    }
-
-    /// Checks the signed links of lead pages with these.
-    pub fn with_links(mut self, links: Arc<crate::links::Links>) -> Self {
-        self.links = Some(links);
-        self
-    }
-
-    /// The signed links of lead pages, when this server makes them.
-    pub fn links(&self) -> Option<&crate::links::Links> {
-        self.links.as_deref()
     }
 
     /// Where delivered alerts are kept, redacted when a lead is erased.

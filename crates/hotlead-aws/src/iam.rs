@@ -22,6 +22,55 @@ pub const INGEST_ACTIONS: &[&str] = &[
     "dynamodb:DeleteItem",
 ];
 
+/// What the reps' lead pages (`GET /l/{id}`, served by `ingest` too) need beyond
+/// [`INGEST_ACTIONS`] on [`INGEST_PARTITIONS`]: the lead's and its visitors' events by
+/// `Query`, and the condition on the lead under which linked visitors' events are copied
+/// into its partition.
+pub const PAGE_PARTITIONS: &[&str] = &["LEAD#", "ANON#"];
+/// See [`PAGE_PARTITIONS`].
+pub const PAGE_ACTIONS: &[&str] = &["dynamodb:Query", "dynamodb:ConditionCheckItem"];
+/// The rules versions' partition: the lead page reads the active version (its time zone,
+/// its filters), and nothing else there.
+pub const RULES_PARTITION: &str = "RULES";
+/// See [`RULES_PARTITION`].
+pub const RULES_READ_ACTIONS: &[&str] = &["dynamodb:GetItem"];
+
+/// The `ingest` function's DynamoDB statements in the template, by `Sid`: the partition
+/// patterns of `dynamodb:LeadingKeys` and the actions (checked by `tests/it/template.rs`).
+pub fn ingest_grants() -> Vec<(&'static str, Vec<String>, Vec<&'static str>)> {
+    let patterns = |prefixes: &[&str]| prefixes.iter().map(|p| leading_key_pattern(p)).collect();
+    vec![
+        (
+            "StoreCallsInTheirPartitions",
+            patterns(INGEST_PARTITIONS),
+            INGEST_ACTIONS.to_vec(),
+        ),
+        (
+            "ReadLeadPages",
+            patterns(PAGE_PARTITIONS),
+            PAGE_ACTIONS.to_vec(),
+        ),
+        (
+            "ReadActiveRules",
+            vec![RULES_PARTITION.to_string()],
+            RULES_READ_ACTIONS.to_vec(),
+        ),
+    ]
+}
+
+/// Whether one of `ingest`'s statements allows `action` on the partition `pk`.
+pub fn ingest_allows(action: &str, pk: &str) -> bool {
+    ingest_grants().iter().any(|(_, patterns, actions)| {
+        actions.contains(&action)
+            && patterns
+                .iter()
+                .any(|pattern| match pattern.strip_suffix('*') {
+                    Some(prefix) => pk.starts_with(prefix),
+                    None => pk == pattern,
+                })
+    })
+}
+
 /// The IAM policy pattern of a partition prefix (`LEAD#` -> `LEAD#*`), as the template
 /// writes it in `ForAllValues:StringLike` on `dynamodb:LeadingKeys`.
 pub fn leading_key_pattern(prefix: &str) -> String {
@@ -31,6 +80,7 @@ pub fn leading_key_pattern(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeSet, HashMap};
+    use std::sync::Arc;
 
     use chrono::{DateTime, Utc};
     use hotlead_app::ports::{Record, Store};
@@ -345,6 +395,95 @@ mod tests {
         );
         for action in actions(&seen[0]) {
             assert!(INGEST_ACTIONS.contains(&action.as_str()), "{action}");
+        }
+    }
+
+    /// A rep opening a lead page (served by `ingest`): the lead, its events and a linked
+    /// visitor's (copied into the lead's partition), the active rules: every request is
+    /// allowed by one of ingest's statements, and the page reads no other partition.
+    #[tokio::test]
+    async fn the_lead_page_reads_only_what_ingest_is_granted() {
+        use hotlead_app::links::{LinkKey, Links};
+        use hotlead_app::pages::LeadPages;
+        use hotlead_core::alert::Language;
+        let lead = lead_item(
+            "L-1",
+            "2026-01-01T00:00:00Z",
+            &["anon:a-1", "email:sato@example.co.jp"],
+            &["a-1"],
+        );
+        let event = |pk: &str, id: &str| {
+            let body = json!({"type": "page", "messageId": id, "anonymousId": "a-1",
+                              "timestamp": "2026-01-20T09:00:00Z"});
+            let event = Event::from_segment(&body).unwrap();
+            json!({"PK": {"S": pk}, "SK": {"S": format!("EVENT#2026-01-20T09:00:00Z#{id}")},
+                   "body": {"S": serde_json::to_string(&event).unwrap()}, "expires_at": {"N": "1790000000"}})
+        };
+        let (own, visitor) = (event("LEAD#L-1", "m-1"), event("ANON#a-1", "m-2"));
+        let fake = FakeHttp::new(move |seen: &Seen| {
+            let op = seen.target.trim_start_matches("DynamoDB_20120810.");
+            let pk = seen.body["Key"]["PK"]["S"]
+                .as_str()
+                .or(seen.body["ExpressionAttributeValues"][":pk"]["S"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            match op {
+                "GetItem" if pk == "LEAD#L-1" => json_ok(json!({"Item": lead})),
+                "GetItem" => json_ok(json!({})),
+                "Query" if pk == "LEAD#L-1" => json_ok(json!({"Items": [own], "Count": 1})),
+                "Query" if pk == "ANON#a-1" => json_ok(json!({"Items": [visitor], "Count": 1})),
+                "Query" => json_ok(json!({"Items": [], "Count": 0})),
+                "TransactWriteItems" | "UpdateItem" => json_ok(json!({})),
+                other => panic!("the lead page made an unexpected call: {other}"),
+            }
+        });
+        let links = Arc::new(Links::new(
+            LinkKey::new(&[9u8; 32]).unwrap(),
+            "https://api.example.com",
+            14,
+        ));
+        let now = at("2026-02-01T09:00:00Z");
+        let link = links.link("L-1", now, Language::Ja);
+        let pages = LeadPages::new(
+            links,
+            Arc::new(store(&fake)),
+            Arc::new(hotlead_app::scorer::ManualClock::at(now)),
+        );
+        let view = pages
+            .open(
+                "L-1",
+                Some(&link.expires.timestamp().to_string()),
+                Some("ja"),
+                Some(&link.signature),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(view.events.len(), 2);
+        let seen = fake.requests();
+        assert!(
+            seen.iter()
+                .any(|s| s.target.ends_with("TransactWriteItems")),
+            "the visitor's event was copied: {seen:?}"
+        );
+        for request in &seen {
+            let mut keys = Vec::new();
+            partition_keys(&request.body, &mut keys);
+            if let Some(pk) = request.body["ExpressionAttributeValues"][":pk"]["S"].as_str() {
+                keys.push(pk.to_string());
+            }
+            assert!(
+                !keys.is_empty(),
+                "a call without a partition key: {request:?}"
+            );
+            for action in actions(request) {
+                for pk in &keys {
+                    assert!(
+                        ingest_allows(&action, pk),
+                        "the lead page needs {action} on {pk}, which ingest is not granted"
+                    );
+                }
+            }
         }
     }
 

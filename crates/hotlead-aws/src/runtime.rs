@@ -45,7 +45,8 @@ pub struct FunctionEnv {
     pub table: String,
     /// `HOTLEAD_RULES`: a rules file in the package (default: the seed rules).
     pub rules: RuleSet,
-    /// `HOTLEAD_CONFIG`: a server configuration file in the package (default: none).
+    /// `HOTLEAD_CONFIG`: a server configuration file in the package (default: none);
+    /// `HOTLEAD_PUBLIC_URL` fills its `public_url` when the file gives none.
     pub config: Config,
 }
 
@@ -75,10 +76,15 @@ impl FunctionEnv {
                 },
             )?,
         };
-        let config = match variable("HOTLEAD_CONFIG") {
+        let mut config = match variable("HOTLEAD_CONFIG") {
             Some(path) => from_file("HOTLEAD_CONFIG", &path, Config::from_toml)?,
             None => Config::default(),
         };
+        // The public API's address (the template's), for links in alerts, unless the
+        // configuration file names one (a custom domain).
+        if config.public_url.is_none() {
+            config.public_url = variable("HOTLEAD_PUBLIC_URL");
+        }
         Ok(FunctionEnv {
             table,
             rules,

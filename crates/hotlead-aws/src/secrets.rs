@@ -56,6 +56,8 @@ pub enum SecretError {
          store the value as a plain SecretString)"
     )]
     NoValue { variable: String, id: String },
+    #[error("{variable}: the secret is shorter than {min} bytes; use a longer random value")]
+    TooShort { variable: String, min: usize },
 }
 
 /// Where the secret `name` comes from, as the environment says.
@@ -128,6 +130,29 @@ pub async fn read_at_start(
             Err(error)
         }
     }
+}
+
+/// The secret that signs the rep's lead page links (`HOTLEAD_LINK_SECRET`, by its ARN on
+/// AWS), read once at start; `None` when none is configured (alerts then link the lead
+/// API instead of a page). One shorter than [`hotlead_app::links::MIN_SECRET_BYTES`]
+/// stops the start.
+pub async fn link_key_at_start(
+    sdk: &aws_config::SdkConfig,
+) -> Result<Option<hotlead_app::links::LinkKey>, SecretError> {
+    const NAME: &str = "HOTLEAD_LINK_SECRET";
+    let Some(value) = read_at_start(sdk, NAME).await? else {
+        return Ok(None);
+    };
+    hotlead_app::links::LinkKey::new(value.trim().as_bytes())
+        .map(Some)
+        .ok_or_else(|| {
+            let error = SecretError::TooShort {
+                variable: NAME.into(),
+                min: hotlead_app::links::MIN_SECRET_BYTES,
+            };
+            tracing::error!(error = %error, "the link secret is too short; not starting");
+            error
+        })
 }
 
 /// Turns a [`Source`] into the value: one `GetSecretValue` call for a Secrets Manager

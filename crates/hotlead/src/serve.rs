@@ -10,6 +10,7 @@ use anyhow::Context;
 use hotlead_api::{Auth, router};
 use hotlead_app::erase::AlertArchive;
 use hotlead_app::links::{LinkKey, Links};
+use hotlead_app::pages::LeadPages;
 use hotlead_app::ports::{Clock, IdSource, LearningStore, Store};
 use hotlead_app::review::{Review, Storage};
 use hotlead_app::{Config, Ingest, Scorer, SystemClock, UuidIds};
@@ -192,9 +193,13 @@ async fn services<S: Storage + 'static>(
     config: &Arc<Config>,
     rules_file: Option<&Path>,
     links: Arc<Links>,
-) -> anyhow::Result<(Review, Arc<RuleSet>, Scorer)> {
-    let mut review =
-        Review::new(store.clone() as Arc<dyn Storage>, clock.clone()).with_links(links.clone());
+) -> anyhow::Result<(Review, Arc<RuleSet>, Scorer, Arc<LeadPages>)> {
+    let pages = Arc::new(LeadPages::new(
+        links.clone(),
+        store.clone() as Arc<dyn Storage>,
+        clock.clone(),
+    ));
+    let mut review = Review::new(store.clone() as Arc<dyn Storage>, clock.clone());
     if let Some(archive) = archive {
         review = review.with_alert_archive(archive);
     }
@@ -208,7 +213,7 @@ async fn services<S: Storage + 'static>(
     )
     .with_rules_from(store as Arc<dyn LearningStore>)
     .with_links(links);
-    Ok((review, rules, scorer))
+    Ok((review, rules, scorer, pages))
 }
 
 /// The secret of the lead page links of an embedded database: `<db>.link-key` beside it,
@@ -255,6 +260,8 @@ fn link_key_beside(db: &Path) -> anyhow::Result<LinkKey> {
 /// A backend opened, with its scorer running.
 struct Opened {
     store: Arc<dyn Store>,
+    /// The rep's lead pages.
+    pages: Arc<LeadPages>,
     /// Each client's requests per minute.
     counter: Arc<dyn hotlead_app::ports::RequestCounter>,
     review: Review,
@@ -294,6 +301,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let wake = Arc::new(Notify::new());
     let Opened {
         store,
+        pages,
         counter,
         review,
         rules,
@@ -313,7 +321,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             );
             let outbox_path = outbox.clone().unwrap_or_else(|| default_outbox(db));
             let notifier = Arc::new(FileOutbox::new(&outbox_path));
-            let (review, rules, scorer) = services(
+            let (review, rules, scorer, pages) = services(
                 store.clone(),
                 notifier.clone(),
                 Some(notifier),
@@ -335,6 +343,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             );
             Opened {
                 store,
+                pages,
                 counter: Arc::new(hotlead_embedded::MemoryRequestCounter::new()),
                 review,
                 rules,
@@ -361,7 +370,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             let stream_arn = hotlead_aws::stream_arn(&aws.config, &aws.table)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            let (review, rules, scorer) = services(
+            let (review, rules, scorer, pages) = services(
                 store.clone(),
                 notifier,
                 None,
@@ -384,6 +393,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             );
             Opened {
                 store: store.clone(),
+                pages,
                 counter: store,
                 review,
                 rules,
@@ -393,7 +403,9 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             }
         }
     };
-    let ingest = Ingest::new(store, clock, ids, config, wake).with_client_limits(counter);
+    let ingest = Ingest::new(store, clock, ids, config, wake)
+        .with_client_limits(counter)
+        .with_pages(pages);
     // The socket's peer is the visitor's address (or a trusted proxy's, see
     // `trusted_proxies`).
     let app = router(ingest, review, options.auth.clone()).layer(axum::middleware::map_request(

@@ -3,19 +3,24 @@
 use std::sync::Arc;
 
 use hotlead_api::{Auth, public_router};
+use hotlead_app::pages::LeadPages;
 use hotlead_app::ports::{RequestCounter, Store};
 use hotlead_app::{Config, Ingest, SystemClock, UuidIds};
 use tokio::sync::Notify;
 
 /// The router on `store`, each client's requests per minute counted by `counter` (shared
 /// by every copy of the function). Scoring happens downstream, on the table's stream.
+///
+/// With `pages`, the public API also serves the rep's lead pages (`GET /l/{id}`, opened by
+/// the signed links alerts end with).
 pub fn app(
     store: Arc<dyn Store>,
     counter: Arc<dyn RequestCounter>,
     config: Config,
     auth: Auth,
+    pages: Option<Arc<LeadPages>>,
 ) -> hotlead_api::Router {
-    let ingest = Ingest::new(
+    let mut ingest = Ingest::new(
         store,
         Arc::new(SystemClock),
         Arc::new(UuidIds),
@@ -23,6 +28,9 @@ pub fn app(
         Arc::new(Notify::new()),
     )
     .with_client_limits(counter);
+    if let Some(pages) = pages {
+        ingest = ingest.with_pages(pages);
+    }
     public_router(ingest, auth).layer(axum::middleware::map_request(source_ip))
 }
 
@@ -55,7 +63,7 @@ mod tests {
         let request =
             lambda_http::request::from_str(fixture).expect("an API Gateway HTTP API v2 event");
         let counter = Arc::new(hotlead_embedded::MemoryRequestCounter::new());
-        let response = app(store, counter, Config::default(), Auth::default())
+        let response = app(store, counter, Config::default(), Auth::default(), None)
             .oneshot(request)
             .await
             .unwrap();
@@ -98,10 +106,16 @@ mod tests {
         let store = Arc::new(hotlead_embedded::SqliteStore::in_memory().unwrap());
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
         let counter = Arc::new(hotlead_embedded::MemoryRequestCounter::new());
-        let response = app(store.clone(), counter, Config::default(), Auth::default())
-            .oneshot(request)
-            .await
-            .unwrap();
+        let response = app(
+            store.clone(),
+            counter,
+            Config::default(),
+            Auth::default(),
+            None,
+        )
+        .oneshot(request)
+        .await
+        .unwrap();
         assert_eq!(response.status().as_u16(), 200);
         use hotlead_app::ports::LearningStore;
         let user = hotlead_core::identity::IdentityKey::User("u-ip".into());
@@ -123,7 +137,7 @@ mod tests {
         let counter = Arc::new(hotlead_embedded::MemoryRequestCounter::new());
         let config =
             Config::from_toml("c.toml", "[client_limits]\nforms_per_minute = 2\n").unwrap();
-        let router = app(store, counter, config, Auth::default());
+        let router = app(store, counter, config, Auth::default(), None);
         let send_from = |ip: &str, n: usize| {
             let mut event: serde_json::Value =
                 serde_json::from_str(include_str!("../fixtures/apigw-v2-form.json")).unwrap();
@@ -152,5 +166,77 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 200);
+    }
+
+    /// With the link secret, the public API serves the rep's lead page: a link signed as
+    /// the score function signs it opens the page through API Gateway; without a
+    /// signature, nothing of the lead.
+    #[tokio::test]
+    async fn the_public_api_serves_the_lead_page_of_a_signed_link() {
+        use hotlead_app::links::{LinkKey, Links};
+        let store = Arc::new(hotlead_embedded::SqliteStore::in_memory().unwrap());
+        let links = Arc::new(Links::new(
+            LinkKey::new(&[5u8; 48]).unwrap(),
+            "https://abc123.execute-api.ap-northeast-1.amazonaws.com",
+            14,
+        ));
+        let pages = Arc::new(LeadPages::new(
+            links.clone(),
+            store.clone(),
+            Arc::new(SystemClock),
+        ));
+        let counter = Arc::new(hotlead_embedded::MemoryRequestCounter::new());
+        let router = app(
+            store,
+            counter,
+            Config::default(),
+            Auth::default(),
+            Some(pages),
+        );
+        let form =
+            lambda_http::request::from_str(include_str!("../fixtures/apigw-v2-form.json")).unwrap();
+        let response = router.clone().oneshot(form).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let stored: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let lead_id = stored["lead_id"].as_str().unwrap();
+        let link = links.url(&links.link(
+            lead_id,
+            chrono::Utc::now(),
+            hotlead_core::alert::Language::Ja,
+        ));
+        let (path, query) = link
+            .strip_prefix("https://abc123.execute-api.ap-northeast-1.amazonaws.com")
+            .unwrap()
+            .split_once('?')
+            .unwrap();
+        let get = |query: &str| {
+            let mut event: serde_json::Value =
+                serde_json::from_str(include_str!("../fixtures/apigw-v2-form.json")).unwrap();
+            event["routeKey"] = "GET /l/{lead_id}".into();
+            event["rawPath"] = path.into();
+            event["rawQueryString"] = query.into();
+            event["requestContext"]["http"]["method"] = "GET".into();
+            event["requestContext"]["http"]["path"] = path.into();
+            event["requestContext"]["routeKey"] = "GET /l/{lead_id}".into();
+            event["pathParameters"] = serde_json::json!({"lead_id": lead_id});
+            event["body"] = serde_json::Value::Null;
+            lambda_http::request::from_str(&event.to_string()).unwrap()
+        };
+        let page = router.clone().oneshot(get(query)).await.unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        assert_eq!(page.headers()["cache-control"], "no-store");
+        let html = axum::body::to_bytes(page.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let html = String::from_utf8(html.to_vec()).unwrap();
+        assert!(html.contains("株式会社サンプル"), "{html}");
+        let refused = router.oneshot(get("e=1")).await.unwrap();
+        assert_eq!(refused.status().as_u16(), 403);
+        let html = axum::body::to_bytes(refused.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&html).contains("サンプル"));
     }
 }

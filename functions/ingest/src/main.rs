@@ -3,6 +3,9 @@
 use std::sync::Arc;
 
 use hotlead_api::Auth;
+use hotlead_app::SystemClock;
+use hotlead_app::links::Links;
+use hotlead_app::pages::LeadPages;
 use hotlead_aws::runtime::{FunctionEnv, init_tracing};
 
 #[tokio::main]
@@ -17,6 +20,18 @@ async fn main() -> Result<(), lambda_http::Error> {
         aws_sdk_dynamodb::Client::new(&sdk),
         env.table,
     ));
+    // The lead pages' link secret (HOTLEAD_LINK_SECRET_ARN): with it, the public API
+    // serves the rep's lead pages the score function's alerts link to.
+    let pages = hotlead_aws::secrets::link_key_at_start(&sdk)
+        .await?
+        .map(|key| {
+            let links = Links::new(key, env.config.base_url(), env.config.link_days());
+            Arc::new(LeadPages::new(
+                Arc::new(links),
+                store.clone(),
+                Arc::new(SystemClock),
+            ))
+        });
     lambda_http::run(ingest::app(
         store.clone(),
         store,
@@ -26,6 +41,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             admin_token: None,
             webhook_secret: None,
         },
+        pages,
     ))
     .await
 }

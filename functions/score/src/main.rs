@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use hotlead_app::links::Links;
 use hotlead_app::{Scorer, SystemClock};
 use hotlead_aws::runtime::{FunctionEnv, init_tracing, required};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -11,6 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let env = FunctionEnv::from_env()?;
     let topic = required("HOTLEAD_ALERTS_TOPIC_ARN")?;
+    let links_base = env.config.clone();
     let sdk = hotlead_aws::sdk_config().await;
     let store = Arc::new(hotlead_aws::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
@@ -24,10 +26,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         )),
         Arc::new(SystemClock),
         Arc::new(env.rules),
-        Arc::new(env.config),
+        Arc::new(env.config.clone()),
     )
     // HOTLEAD_RULES is the first version; approved suggestions and rollbacks follow.
     .with_rules_from(store);
+    // With the link secret (HOTLEAD_LINK_SECRET_ARN), alerts end with a signed link to the
+    // lead's page on the public API (HOTLEAD_PUBLIC_URL); without, with the lead API's.
+    let scorer = match hotlead_aws::secrets::link_key_at_start(&sdk).await? {
+        Some(key) => scorer.with_links(Arc::new(Links::new(
+            key,
+            links_base.base_url(),
+            links_base.link_days(),
+        ))),
+        None => scorer,
+    };
     let scorer = &scorer;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<score::Invocation>| async move {
