@@ -1027,3 +1027,27 @@ async fn form_and_batch_count_limits_hold_at_their_edges() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["duplicate"], false, "{body}");
 }
+
+/// Each call of a batch counts against the address's limit: a batch that would pass it is
+/// refused whole (429, nothing stored), a smaller one still fits.
+#[tokio::test]
+async fn each_call_of_a_batch_counts_against_the_limit() {
+    let app = spawn_app(AppSettings {
+        config: Some("[client_limits]\ncalls_per_minute = 10\n".into()),
+        ..AppSettings::default()
+    })
+    .await;
+    let batch = |n: usize, prefix: &str| json!({"batch": (0..n).map(|i| page_call(&format!("{prefix}{i}"), "weighed", "/docs", 1)).collect::<Vec<_>>()});
+    let response = post_json(&app, "/v1/batch", &batch(12, "big-")).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let response = post_json(&app, "/v1/page", &page_call("big-0", "weighed", "/docs", 1)).await;
+    if response.status() == StatusCode::OK {
+        // (Not refused only if a new minute began: then the first call was not stored.)
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["duplicate"], false, "{body}");
+    }
+    let response = post_json(&app, "/v1/batch", &batch(5, "small-")).await;
+    // One call of the big batch was counted before it was read, one page call since: five
+    // more fit in the minute (or in the next).
+    assert_eq!(response.status(), StatusCode::OK);
+}

@@ -500,7 +500,7 @@ async fn admit(
     route: hotlead_app::throttle::Route,
 ) -> Result<Option<std::net::IpAddr>, ApiError> {
     let ip = client_ip(state, peer, headers);
-    state.ingest()?.admit(ip, route).await?;
+    state.ingest()?.admit(ip, route, 1).await?;
     Ok(ip)
 }
 
@@ -583,13 +583,18 @@ async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let ip = admit(&state, peer, &headers, hotlead_app::throttle::Route::Calls)
-        .await?
-        .map(|ip| ip.to_string());
+    let client = admit(&state, peer, &headers, hotlead_app::throttle::Route::Calls).await?;
+    let ip = client.map(|ip| ip.to_string());
     let value = authorised_segment_body(&state, &headers, body, MAX_BATCH_BYTES, "a batch").await?;
     let Some(calls) = value.get("batch").and_then(Value::as_array) else {
         return Err(ApiError::invalid("batch", "expected an array of calls"));
     };
+    // A batch counts each of its calls against the limit (one was counted before reading).
+    let further = u32::try_from(calls.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    state
+        .ingest()?
+        .admit(client, hotlead_app::throttle::Route::Calls, further)
+        .await?;
     check_batch_shared(&value)?;
     let mut prepared = Vec::with_capacity(calls.len());
     for (i, call) in calls.iter().enumerate() {

@@ -30,6 +30,21 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// An address for a `mailto:` link, percent-encoded but for letters, digits and `@._+-`:
+/// an address a form gave with `?`, `&` or `%` in it cannot add headers (a `bcc`, a
+/// body) to the rep's mail.
+pub fn mailto_address(email: &str) -> String {
+    let mut out = String::with_capacity(email.len());
+    for byte in email.bytes() {
+        if byte.is_ascii_alphanumeric() || b"@._+-".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Hiragino Sans','Noto Sans JP',sans-serif;margin:0;background:#f5f6f8;color:#1d2433;line-height:1.5}\
 main{max-width:44rem;margin:0 auto;padding:1rem}\
 h1{font-size:1.35rem;margin:.2rem 0}h2{font-size:1.05rem;margin:1.4rem 0 .4rem}\
@@ -190,7 +205,11 @@ pub fn lead_page(view: &LeadPage<'_>) -> String {
     if let Some(email) = lead.email() {
         row(
             t(language, "メール", "E-mail"),
-            format!("<a href=\"mailto:{}\">{}</a>", escape(email), escape(email)),
+            format!(
+                "<a href=\"mailto:{}\">{}</a>",
+                mailto_address(email),
+                escape(email)
+            ),
         );
     }
     if let Some(phone) = value("phone") {
@@ -365,5 +384,35 @@ fn evidence_text(evidence: &Evidence, offset: FixedOffset, language: Language) -
             Language::Ja => format!("上限 {limit} (合計 {uncapped})"),
             Language::En => format!("capped at {limit} (from {uncapped})"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mailto_link_carries_the_address_only() {
+        assert_eq!(
+            mailto_address("sato.h+sales@example.co.jp"),
+            "sato.h+sales@example.co.jp"
+        );
+        let hostile = mailto_address("ceo@big.example?bcc=spy%40evil.example&body=x\"><b>");
+        assert!(
+            !hostile.contains(['?', '&', '"', '<', '>', ' ']),
+            "{hostile}"
+        );
+        assert!(
+            hostile.starts_with("ceo@big.example%3Fbcc%3Dspy%2540evil.example%26"),
+            "{hostile}"
+        );
+    }
+
+    #[test]
+    fn text_is_escaped_for_content_and_attributes() {
+        assert_eq!(
+            escape("<script>\"a\" & 'b'</script>\u{7}"),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
     }
 }

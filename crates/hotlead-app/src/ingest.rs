@@ -279,15 +279,20 @@ impl Ingest {
         self
     }
 
-    /// Counts one request of `client` on `route` against its per-minute limit, before
-    /// anything of it is read: `Throttled` past the limit. An unknown address, a limit
-    /// turned off, or no counter admits. A counter that fails admits too (and is logged):
-    /// the limit protects the service, it must not be what takes it down.
+    /// Counts `weight` requests of `client` on `route` (1; a batch's further calls once
+    /// it is read) against its per-minute limit: `Throttled` past the limit. An unknown
+    /// address, a limit turned off, or no counter admits. A counter that fails admits too
+    /// (and is logged): the limit protects the service, it must not be what takes it
+    /// down (a counter refused for one address's flood refuses, see the adapters).
     pub async fn admit(
         &self,
         client: Option<std::net::IpAddr>,
         route: crate::throttle::Route,
+        weight: u32,
     ) -> Result<(), IngestError> {
+        if weight == 0 {
+            return Ok(());
+        }
         let (Some(counter), Some(client)) = (&self.counter, client) else {
             return Ok(());
         };
@@ -297,7 +302,7 @@ impl Ingest {
         let now = self.clock.now();
         let key = crate::throttle::client_key(client, route);
         match counter
-            .count(&key, crate::throttle::window_end(now), limit)
+            .count(&key, crate::throttle::window_end(now), limit, weight)
             .await
         {
             Ok(true) => Ok(()),

@@ -608,14 +608,15 @@ pub struct ReviewNote {
 /// per-client limit of the public routes: [`crate::throttle`]).
 #[async_trait]
 pub trait RequestCounter: Send + Sync {
-    /// Counts one request of `key` in the window ending at `window_end`, unless `limit`
-    /// were counted there already. Returns whether this one was counted (admitted). The
-    /// count of a window is forgotten after it ends.
+    /// Counts `weight` requests of `key` (1, or a batch's calls) in the window ending at
+    /// `window_end`, unless that would pass `limit`. Returns whether they were counted
+    /// (admitted). The count of a window is forgotten after it ends.
     async fn count(
         &self,
         key: &str,
         window_end: DateTime<Utc>,
         limit: u32,
+        weight: u32,
     ) -> Result<bool, StoreError>;
 }
 

@@ -5,8 +5,10 @@
 //! (DynamoDB on AWS, the process's memory under `hotlead serve`). Past its limit a client
 //! is answered 429 with the seconds to wait, and nothing is stored.
 //!
-//! The counter sees no address: the key is a digest of the address (IPv6: of its /64, the
-//! block one subscriber holds) and the route, and it is forgotten a minute later.
+//! The counter is given no address: the key is a SHA-256 digest of the address (IPv6: of
+//! its /64, the block one subscriber holds) and the route, forgotten a minute after its
+//! window. (Not a secret: an IPv4 address can be found again by hashing every address;
+//! the tracking script's events keep the visitor's address anyway.)
 
 use std::net::IpAddr;
 
@@ -24,7 +26,7 @@ pub const MAX_PER_MINUTE: u32 = 1_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientLimits {
-    /// Segment calls (`/v1/page`, `/v1/track`, ..., a whole `/v1/batch` counting one):
+    /// Segment calls (`/v1/page`, `/v1/track`, ..., each call of a `/v1/batch` counting):
     /// default 600, a page view every 0.1 s, far more than people behind one address make.
     #[serde(default = "default_calls_per_minute")]
     pub calls_per_minute: u32,

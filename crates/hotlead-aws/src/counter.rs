@@ -5,6 +5,7 @@
 //! (the template's filter), so the counts cost no scoring.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use chrono::{DateTime, Utc};
 use hotlead_app::StoreError;
 use hotlead_app::ports::RequestCounter;
@@ -22,8 +23,12 @@ impl RequestCounter for DynamoStore {
         client: &str,
         window_end: DateTime<Utc>,
         limit: u32,
+        weight: u32,
     ) -> Result<bool, StoreError> {
         let end = window_end.timestamp();
+        let Some(room) = limit.checked_sub(weight) else {
+            return Ok(false);
+        };
         let out = self
             .client
             .update_item()
@@ -32,14 +37,30 @@ impl RequestCounter for DynamoStore {
                 &format!("{RATE_PREFIX}{client}"),
                 &format!("W#{end}"),
             )))
-            .update_expression("ADD n :one SET expires_at = :expires")
-            .condition_expression("attribute_not_exists(n) OR n < :limit")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":limit", n(limit))
+            .update_expression("ADD n :weight SET expires_at = :expires")
+            .condition_expression("attribute_not_exists(n) OR n <= :room")
+            .expression_attribute_values(":weight", n(weight))
+            .expression_attribute_values(":room", n(room))
             .expression_attribute_values(":expires", n(end + crate::counter::KEEP_SECONDS))
             .send()
             .await;
-        conditional(out)
+        match out {
+            // One address's item written past what DynamoDB takes for one key: that
+            // address is flooding, and is refused rather than let through.
+            Err(error)
+                if matches!(
+                    error.code(),
+                    Some(
+                        "ProvisionedThroughputExceededException"
+                            | "ThrottlingException"
+                            | "RequestLimitExceeded"
+                    )
+                ) =>
+            {
+                Ok(false)
+            }
+            out => conditional(out),
+        }
     }
 }
 

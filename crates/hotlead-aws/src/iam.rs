@@ -380,7 +380,7 @@ mod tests {
         );
         assert!(
             store(&fake)
-                .count(&key, at("2026-02-01T09:01:00Z"), 30)
+                .count(&key, at("2026-02-01T09:01:00Z"), 30, 1)
                 .await
                 .unwrap()
         );
@@ -485,6 +485,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An address whose count item DynamoDB throttles (its own flood past what one key
+    /// takes) is refused, not let through; a condition that fails is a refusal too.
+    #[tokio::test]
+    async fn a_flooded_or_full_count_refuses() {
+        use hotlead_app::ports::RequestCounter;
+        for (code, status) in [
+            ("com.amazonaws.dynamodb.v20120810#ThrottlingException", 400),
+            (
+                "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                400,
+            ),
+            (
+                "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException",
+                400,
+            ),
+        ] {
+            let fake = FakeHttp::new(move |_: &Seen| json_error(status, code, "no"));
+            let admitted = store(&fake)
+                .count("calls:k", at("2026-02-01T09:01:00Z"), 600, 1)
+                .await
+                .unwrap();
+            assert!(!admitted, "{code}");
+        }
+        let fake = FakeHttp::new(|_: &Seen| {
+            json_error(
+                500,
+                "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                "no",
+            )
+        });
+        assert!(
+            store(&fake)
+                .count("calls:k", at("2026-02-01T09:01:00Z"), 600, 1)
+                .await
+                .is_err(),
+            "another failure is the caller's to decide"
+        );
+        // A weight above the limit is refused without a call.
+        let fake = FakeHttp::new(|_: &Seen| panic!("no call for a weight past the limit"));
+        assert!(
+            !store(&fake)
+                .count("calls:k", at("2026-02-01T09:01:00Z"), 5, 6)
+                .await
+                .unwrap()
+        );
     }
 
     #[test]

@@ -11,9 +11,13 @@ use chrono::{DateTime, Utc};
 use hotlead_app::StoreError;
 use hotlead_app::ports::RequestCounter;
 
-/// Clients counted in one window at most; past it, new clients are admitted uncounted
-/// until the window ends (the socket's own limits still hold).
+/// Clients counted apart in one window at most; past it, new clients of the window share
+/// one count (`overflow`), so a sender rotating through more addresses than this is
+/// still limited, by the limit of one client.
 pub const MAX_CLIENTS_PER_WINDOW: usize = 100_000;
+
+/// The key the clients past [`MAX_CLIENTS_PER_WINDOW`] share.
+const OVERFLOW: &str = "overflow";
 
 /// The counts of one window: its end, and each key's count.
 #[derive(Debug, Default)]
@@ -41,6 +45,7 @@ impl RequestCounter for MemoryRequestCounter {
         key: &str,
         window_end: DateTime<Utc>,
         limit: u32,
+        weight: u32,
     ) -> Result<bool, StoreError> {
         let mut guard = self
             .window
@@ -59,14 +64,65 @@ impl RequestCounter for MemoryRequestCounter {
                 counts.clear();
             }
         }
-        if !counts.contains_key(key) && counts.len() >= MAX_CLIENTS_PER_WINDOW {
-            return Ok(true);
-        }
+        let key = if !counts.contains_key(key) && counts.len() >= MAX_CLIENTS_PER_WINDOW {
+            OVERFLOW
+        } else {
+            key
+        };
         let count = counts.entry(key.to_string()).or_insert(0);
-        if *count >= limit {
+        if count.saturating_add(weight) > limit {
             return Ok(false);
         }
-        *count += 1;
+        *count += weight;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(minute: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_040 + minute * 60, 0).unwrap()
+    }
+
+    /// Past the clients it counts apart, new clients share one count: rotating addresses
+    /// does not escape the limit.
+    #[tokio::test]
+    async fn clients_past_the_map_share_one_count() {
+        let counter = MemoryRequestCounter::new();
+        for i in 0..MAX_CLIENTS_PER_WINDOW {
+            assert!(
+                counter
+                    .count(&format!("k{i}"), window(0), 3, 1)
+                    .await
+                    .unwrap()
+            );
+        }
+        let admitted = {
+            let mut n = 0;
+            for i in 0..10 {
+                n += usize::from(
+                    counter
+                        .count(&format!("new{i}"), window(0), 3, 1)
+                        .await
+                        .unwrap(),
+                );
+            }
+            n
+        };
+        assert_eq!(admitted, 3);
+        // The next window starts afresh.
+        assert!(counter.count("new0", window(1), 3, 1).await.unwrap());
+    }
+
+    /// A batch counts its calls; one that would pass the limit is refused whole.
+    #[tokio::test]
+    async fn a_weight_counts_whole() {
+        let counter = MemoryRequestCounter::new();
+        assert!(counter.count("k", window(0), 10, 8).await.unwrap());
+        assert!(!counter.count("k", window(0), 10, 3).await.unwrap());
+        assert!(counter.count("k", window(0), 10, 2).await.unwrap());
+        assert!(!counter.count("k", window(0), 10, 1).await.unwrap());
     }
 }

@@ -218,43 +218,83 @@ async fn services<S: Storage + 'static>(
 
 /// The secret of the lead page links of an embedded database: `<db>.link-key` beside it,
 /// made at the first start (readable by its owner only), so that links survive restarts.
-/// Deleting the file revokes every link made so far.
+/// Deleting the file revokes every link made so far. The file is written whole under a
+/// name of its own, then linked to its place (which fails if another process got there
+/// first: its key is used), so no process ever reads a half-written key.
 fn link_key_beside(db: &Path) -> anyhow::Result<LinkKey> {
     let mut name = db.as_os_str().to_owned();
     name.push(".link-key");
     let path = PathBuf::from(name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => LinkKey::from_text(&text).with_context(|| {
-            format!(
-                "{}: not a link secret (delete the file to make a new one; every link made so far stops working)",
-                path.display()
-            )
-        }),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let key = LinkKey::generate();
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let written = options.open(&path).and_then(|mut file| {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot make the directory {}", dir.display()))?;
+    }
+    for _ in 0..3 {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                warn_if_readable_by_others(&path);
+                return LinkKey::from_text(&text).with_context(|| {
+                    format!(
+                        "{}: not a link secret (delete the file to make a new one; every link made so far stops working)",
+                        path.display()
+                    )
+                });
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot read the link secret {}", path.display()));
+            }
+        }
+        let key = LinkKey::generate();
+        let mut staged = path.clone().into_os_string();
+        static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        staged.push(format!(".{}-{n}.new", std::process::id()));
+        let staged = PathBuf::from(staged);
+        let _ = std::fs::remove_file(&staged);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let linked = options
+            .open(&staged)
+            .and_then(|mut file| {
                 use std::io::Write as _;
                 file.write_all(key.to_text().as_bytes())?;
                 file.sync_all()
-            });
-            match written {
-                Ok(()) => Ok(key),
-                // Another process made it first: use its key.
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    link_key_beside(db)
-                }
-                Err(error) => Err(error)
-                    .with_context(|| format!("cannot write the link secret {}", path.display())),
+            })
+            .and_then(|()| std::fs::hard_link(&staged, &path));
+        let _ = std::fs::remove_file(&staged);
+        match linked {
+            Ok(()) => return Ok(key),
+            // Another process made it first: read its key.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot write the link secret {}", path.display()));
             }
         }
-        Err(error) => {
-            Err(error).with_context(|| format!("cannot read the link secret {}", path.display()))
+    }
+    anyhow::bail!("cannot make the link secret {}", path.display())
+}
+
+/// A link secret others may read lets them sign links to any lead: said in the log.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                file = %path.display(),
+                "the link secret is readable by other users: anyone who reads it can open every lead page (chmod 600 it, or delete it to revoke every link)"
+            );
         }
     }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// A backend opened, with its scorer running.
@@ -434,4 +474,68 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         server,
         scorer: scorer_task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "hotlead-link-key-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// The link secret is made once, in a directory made for it, readable by its owner
+    /// only, and the same key is read by every later start; a file that holds no key stops
+    /// the start naming it.
+    #[test]
+    fn the_link_secret_is_made_once_beside_the_database() {
+        let dir = temp_dir("once");
+        let db = dir.join("data").join("hotlead.db");
+        let first = link_key_beside(&db).unwrap();
+        let again = link_key_beside(&db).unwrap();
+        assert_eq!(first.to_text(), again.to_text());
+        let file = dir.join("data").join("hotlead.db.link-key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "no staged file is left: {left:?}");
+        std::fs::write(&file, "").unwrap();
+        let error = format!("{:#}", link_key_beside(&db).unwrap_err());
+        assert!(
+            error.contains("hotlead.db.link-key") && error.contains("not a link secret"),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Starts racing for the first key all end with the same one.
+    #[test]
+    fn concurrent_first_starts_share_one_key() {
+        let dir = temp_dir("race");
+        let db = dir.join("hotlead.db");
+        let keys: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| link_key_beside(&db).unwrap().to_text()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
