@@ -188,6 +188,15 @@ impl Driver {
         .to_string()
     }
 
+    /// The page's text, as a person reads it.
+    async fn text(&self) -> String {
+        self.script("return document.body.innerText;")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Sizes the browser's window (a phone's width, a desktop's).
     async fn window(&self, width: u32, height: u32) {
         self.call(
@@ -931,12 +940,7 @@ async fn the_alerts_link_opens_the_lead_page_and_an_altered_link_shows_nothing()
         for (width, height, device) in [(1280, 900, "desktop"), (390, 844, "phone")] {
             driver.window(width, height).await;
             driver.go(&link).await;
-            let text = driver
-                .script("return document.body.innerText;")
-                .await
-                .as_str()
-                .unwrap()
-                .to_string();
+            let text = driver.text().await;
             assert!(text.contains("サンプル精機株式会社"), "{text}");
             assert!(text.contains(&lead["score"].to_string()), "{text}");
             assert!(text.contains("HOT"), "{text}");
@@ -986,12 +990,7 @@ async fn the_alerts_link_opens_the_lead_page_and_an_altered_link_shows_nothing()
             let response = app.client.get(&altered).send().await.unwrap();
             assert_eq!(response.status(), 403, "{altered}");
             driver.go(&altered).await;
-            let text = driver
-                .script("return document.body.innerText;")
-                .await
-                .as_str()
-                .unwrap()
-                .to_string();
+            let text = driver.text().await;
             assert!(!text.contains("サンプル精機"), "{text}");
             assert!(!text.contains("佐藤"), "{text}");
             assert!(

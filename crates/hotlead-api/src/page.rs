@@ -34,15 +34,7 @@ pub fn escape(text: &str) -> String {
 /// an address a form gave with `?`, `&` or `%` in it cannot add headers (a `bcc`, a
 /// body) to the rep's mail.
 pub fn mailto_address(email: &str) -> String {
-    let mut out = String::with_capacity(email.len());
-    for byte in email.bytes() {
-        if byte.is_ascii_alphanumeric() || b"@._+-".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    hotlead_app::links::percent_encoded(email, b"@._+-")
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Hiragino Sans','Noto Sans JP',sans-serif;margin:0;background:#f5f6f8;color:#1d2433;line-height:1.5}\

@@ -193,17 +193,23 @@ fn unbase64url(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// A path segment, percent-encoded (lead ids are plain, but nothing here assumes it).
-fn percent(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+/// `text` percent-encoded, but for ASCII letters, digits and the bytes of `keep`: a path
+/// segment keeps `-._~`, an address in a `mailto:` link `@._+-`.
+pub fn percent_encoded(text: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || keep.contains(&byte) {
             out.push(byte as char);
         } else {
             out.push_str(&format!("%{byte:02X}"));
         }
     }
     out
+}
+
+/// A path segment, percent-encoded (lead ids are plain, but nothing here assumes it).
+fn percent(segment: &str) -> String {
+    percent_encoded(segment, b"-._~")
 }
 
 #[cfg(test)]
