@@ -793,7 +793,6 @@ async fn lead_page(
     Path(lead_id): Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
-    use hotlead_app::pages::PageRefusal;
     use hotlead_core::alert::Language;
     use page::Refusal;
     // Read by hand: a query that does not parse is a refused link (an HTML page), not an
@@ -815,33 +814,10 @@ async fn lead_page(
     }
     // The language the link asks for; a link without one is answered in both.
     let asked = query.l.as_deref().and_then(Language::from_code);
-    let html = |status: StatusCode, body: String| {
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        for (name, value) in [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-            ),
-        ] {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
-        headers.insert(
-            HeaderName::from_static("x-robots-tag"),
-            HeaderValue::from_static("noindex, nofollow"),
-        );
-        response
-    };
+    let refused =
+        |refusal: Refusal| page::response(refusal.status(), page::refusal(refusal, asked));
     let Some(pages) = &state.pages else {
-        return Ok(html(
-            StatusCode::NOT_FOUND,
-            page::refusal(Refusal::Off, asked),
-        ));
+        return Ok(refused(Refusal::Off));
     };
     let view = match pages
         .open(
@@ -853,14 +829,7 @@ async fn lead_page(
         .await?
     {
         Ok(view) => view,
-        Err(refused) => {
-            let (status, refusal, language) = match refused {
-                PageRefusal::Expired => (StatusCode::GONE, Refusal::Expired, asked),
-                PageRefusal::Invalid => (StatusCode::FORBIDDEN, Refusal::Invalid, asked),
-                PageRefusal::Gone => (StatusCode::NOT_FOUND, Refusal::Gone, asked),
-            };
-            return Ok(html(status, page::refusal(refusal, language)));
-        }
+        Err(refusal) => return Ok(refused(refusal.into())),
     };
     let body = page::lead_page(&page::LeadPage {
         lead: &view.lead,
@@ -870,7 +839,7 @@ async fn lead_page(
         now: view.now,
         expires: view.link.expires,
     });
-    Ok(html(StatusCode::OK, body))
+    Ok(page::response(StatusCode::OK, body))
 }
 
 /// `DELETE /v1/leads/{id}`: erases the person (see [`hotlead_app::erase`]). A lead that is

@@ -3,10 +3,12 @@
 //! Everything a lead typed is escaped. An expired, altered or dead link gets a page that
 //! says so and shows nothing of the lead.
 
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset, Utc};
 use hotlead_app::ports::StoredLead;
 use hotlead_core::alert::{Language, action_words};
-use hotlead_core::rules::RuleSet;
+use hotlead_core::rules::{Dropped, RuleSet};
 use hotlead_core::score::Evidence;
 use hotlead_core::{Event, Lead};
 
@@ -71,6 +73,53 @@ pub enum Refusal {
     Gone,
     /// This server makes no links (no link secret is configured).
     Off,
+}
+
+impl From<hotlead_app::pages::PageRefusal> for Refusal {
+    fn from(refused: hotlead_app::pages::PageRefusal) -> Self {
+        use hotlead_app::pages::PageRefusal;
+        match refused {
+            PageRefusal::Invalid => Refusal::Invalid,
+            PageRefusal::Expired => Refusal::Expired,
+            PageRefusal::Gone => Refusal::Gone,
+        }
+    }
+}
+
+impl Refusal {
+    /// The status its page is sent with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::Invalid => StatusCode::FORBIDDEN,
+            Refusal::Expired => StatusCode::GONE,
+            Refusal::Gone | Refusal::Off => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+/// An HTML page as sent: never cached, never framed, no referrer, no script allowed, not
+/// indexed.
+pub fn response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers.insert(
+        HeaderName::from_static("x-robots-tag"),
+        HeaderValue::from_static("noindex, nofollow"),
+    );
+    response
 }
 
 /// The page of a link that opens nothing: what happened, and nothing of the lead; in the
@@ -303,7 +352,7 @@ pub fn lead_page(view: &LeadPage<'_>) -> String {
         let mark = match view.rules.and_then(|r| r.filters.drops(event)) {
             Some(dropped) => format!(
                 "<span class=\"tag\">{}</span>",
-                escape(&dropped_words(&format!("{dropped:?}"), language))
+                dropped_words(dropped, language)
             ),
             None if event.timestamp > view.now => format!(
                 "<span class=\"tag\">{}</span>",
@@ -340,14 +389,10 @@ pub fn lead_page(view: &LeadPage<'_>) -> String {
 }
 
 /// What the rules dropped an event as (a bot, the company's own network), in words.
-fn dropped_words(debug: &str, language: Language) -> String {
-    let lower = debug.to_lowercase();
-    if lower.contains("bot") {
-        t(language, "ボット", "bot").to_string()
-    } else if lower.contains("internal") || lower.contains("network") {
-        t(language, "社内アクセス", "internal").to_string()
-    } else {
-        t(language, "集計対象外", "not counted").to_string()
+fn dropped_words(dropped: Dropped, language: Language) -> &'static str {
+    match dropped {
+        Dropped::Bot => t(language, "ボット", "bot"),
+        Dropped::InternalNetwork => t(language, "社内アクセス", "internal"),
     }
 }
 

@@ -377,12 +377,7 @@ impl Config {
     }
 
     pub fn lead_url(&self, lead_id: &str) -> String {
-        let base = self
-            .public_url
-            .as_deref()
-            .unwrap_or("http://127.0.0.1:8080")
-            .trim_end_matches('/');
-        format!("{base}/v1/leads/{lead_id}")
+        format!("{}/v1/leads/{lead_id}", self.base_url())
     }
 
     /// The attribute names only a trusted channel may set (see

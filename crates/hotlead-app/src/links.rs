@@ -115,6 +115,11 @@ impl Links {
         }
     }
 
+    /// Links to the pages of the public address `config` names, working the days it says.
+    pub fn for_config(key: LinkKey, config: &crate::Config) -> Links {
+        Links::new(key, config.base_url(), config.link_days())
+    }
+
     /// The link signed at `now`, in `language`.
     pub fn link(&self, lead_id: &str, now: DateTime<Utc>, language: Language) -> LeadLink {
         let expires = now.timestamp() + self.valid_for.num_seconds();

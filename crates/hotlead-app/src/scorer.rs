@@ -482,36 +482,42 @@ impl Scorer {
         if result.excluded.is_none() {
             reasons.extend(throttled.raise.into_iter().map(AlertReason::Instant));
         }
-        let presentation = Presentation {
-            language: self.config.language,
-            offset: rules.utc_offset,
-            lead_url: match &self.links {
-                Some(links) => links.url(&links.link(&stored.id, now, self.config.language)),
-                None => self.config.lead_url(&stored.id),
-            },
+        // What an alert needs (its link signed, its routing, the activity it shows) is
+        // made only when one is due: most rescores raise none.
+        let alerts = if reasons.is_empty() {
+            Vec::new()
+        } else {
+            let presentation = Presentation {
+                language: self.config.language,
+                offset: rules.utc_offset,
+                lead_url: match &self.links {
+                    Some(links) => links.url(&links.link(&stored.id, now, self.config.language)),
+                    None => self.config.lead_url(&stored.id),
+                },
+            };
+            let routing = self.config.routing_for(&lead);
+            // What a rep reads as recent activity: what the rules saw, not bots or our office.
+            let seen: Vec<_> = events
+                .iter()
+                .filter(|e| rules.filters.drops(e).is_none() && e.timestamp <= now)
+                .cloned()
+                .collect();
+            reasons
+                .iter()
+                .map(|reason| OutboxEntry {
+                    key: reason.dedupe_key(&stored.id),
+                    created_at: now,
+                    message: alert::compose(
+                        &lead,
+                        &result,
+                        reason,
+                        &seen,
+                        routing.clone(),
+                        &presentation,
+                    ),
+                })
+                .collect()
         };
-        let routing = self.config.routing_for(&lead);
-        // What a rep reads as recent activity: what the rules saw, not bots or our office.
-        let seen: Vec<_> = events
-            .iter()
-            .filter(|e| rules.filters.drops(e).is_none() && e.timestamp <= now)
-            .cloned()
-            .collect();
-        let alerts = reasons
-            .iter()
-            .map(|reason| OutboxEntry {
-                key: reason.dedupe_key(&stored.id),
-                created_at: now,
-                message: alert::compose(
-                    &lead,
-                    &result,
-                    reason,
-                    &seen,
-                    routing.clone(),
-                    &presentation,
-                ),
-            })
-            .collect();
         self.store
             .save_score(ScoreUpdate {
                 lead_id: stored.id.clone(),

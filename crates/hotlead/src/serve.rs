@@ -350,11 +350,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         outbox,
     } = match &options.backend {
         Backend::Embedded { db, outbox } => {
-            let links = Arc::new(Links::new(
-                link_key_beside(db)?,
-                config.base_url(),
-                config.link_days(),
-            ));
+            let links = Arc::new(Links::for_config(link_key_beside(db)?, &config));
             let store = Arc::new(
                 SqliteStore::open(db)
                     .with_context(|| format!("cannot open the database {}", db.display()))?,
@@ -394,11 +390,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         }
         Backend::Aws(aws) => {
             // No file to keep a secret in: links made by this process work until it stops.
-            let links = Arc::new(Links::new(
-                LinkKey::generate(),
-                config.base_url(),
-                config.link_days(),
-            ));
+            let links = Arc::new(Links::for_config(LinkKey::generate(), &config));
             let store = Arc::new(hotlead_aws::DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(&aws.config),
                 &aws.table,

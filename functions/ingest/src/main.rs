@@ -25,9 +25,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let pages = hotlead_aws::secrets::link_key_at_start(&sdk)
         .await?
         .map(|key| {
-            let links = Links::new(key, env.config.base_url(), env.config.link_days());
             Arc::new(LeadPages::new(
-                Arc::new(links),
+                Arc::new(Links::for_config(key, &env.config)),
                 store.clone(),
                 Arc::new(SystemClock),
             ))

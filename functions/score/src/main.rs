@@ -12,12 +12,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let env = FunctionEnv::from_env()?;
     let topic = required("HOTLEAD_ALERTS_TOPIC_ARN")?;
-    let links_base = env.config.clone();
     let sdk = hotlead_aws::sdk_config().await;
     let store = Arc::new(hotlead_aws::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         env.table,
     ));
+    // With the link secret (HOTLEAD_LINK_SECRET_ARN), alerts end with a signed link to the
+    // lead's page on the public API (HOTLEAD_PUBLIC_URL); without, with the lead API's.
+    let links = hotlead_aws::secrets::link_key_at_start(&sdk)
+        .await?
+        .map(|key| Arc::new(Links::for_config(key, &env.config)));
     let scorer = Scorer::new(
         store.clone(),
         Arc::new(hotlead_aws::SnsNotifier::new(
@@ -26,18 +30,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         )),
         Arc::new(SystemClock),
         Arc::new(env.rules),
-        Arc::new(env.config.clone()),
+        Arc::new(env.config),
     )
     // HOTLEAD_RULES is the first version; approved suggestions and rollbacks follow.
     .with_rules_from(store);
-    // With the link secret (HOTLEAD_LINK_SECRET_ARN), alerts end with a signed link to the
-    // lead's page on the public API (HOTLEAD_PUBLIC_URL); without, with the lead API's.
-    let scorer = match hotlead_aws::secrets::link_key_at_start(&sdk).await? {
-        Some(key) => scorer.with_links(Arc::new(Links::new(
-            key,
-            links_base.base_url(),
-            links_base.link_days(),
-        ))),
+    let scorer = match links {
+        Some(links) => scorer.with_links(links),
         None => scorer,
     };
     let scorer = &scorer;
