@@ -590,6 +590,7 @@ fn an_operator_imports_crm_attributes_lists_and_retries_set_aside_leads_and_list
         };
         store
             .save_score(ScoreUpdate {
+                history: Default::default(),
                 lead_id: other.clone(),
                 seen_seq: 1,
                 score: hotlead_core::Score {

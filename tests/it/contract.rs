@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use hotlead_app::ports::{
-    Dirty, OutboxEntry, Record, SaveOutcome, ScoreUpdate, Store, StoreError, content_digest,
+    ActionOutcome, ActionRecord, Dirty, EraseSubject, HistoryEntry, HistoryRead, HistoryUpdate,
+    OutboxEntry, Record, SaveOutcome, ScoreUpdate, Store, StoreError, content_digest,
 };
 use hotlead_core::alert::{AlertMessage, Routing};
 use hotlead_core::identity::IdentityKey;
+use hotlead_core::stage::{Change, LeadStage, RepAction};
 use hotlead_core::{Band, Lead, score};
 use hotlead_tests::{rules, segment, time};
 use serde_json::json;
@@ -334,6 +336,7 @@ pub async fn a_score_saves_with_its_alerts_once_per_key(store: &dyn Store) {
     let dirty = store.dirty(at(60), 10).await.unwrap();
     assert_eq!(dirty, vec![Dirty::new("L-1", 1)]);
     let update = ScoreUpdate {
+        history: Default::default(),
         lead_id: "L-1".into(),
         seen_seq: 1,
         score: a_score("L-1", 90),
@@ -359,6 +362,7 @@ pub async fn a_score_saves_with_its_alerts_once_per_key(store: &dyn Store) {
         .await
         .unwrap();
     let again = ScoreUpdate {
+        history: Default::default(),
         seen_seq: 2,
         ..update
     };
@@ -377,6 +381,7 @@ pub async fn events_arriving_while_scoring_keep_the_lead_marked(store: &dyn Stor
         .await
         .unwrap();
     let update = ScoreUpdate {
+        history: Default::default(),
         lead_id: "L-1".into(),
         seen_seq: seen,
         score: a_score("L-1", 10),
@@ -391,6 +396,7 @@ pub async fn events_arriving_while_scoring_keep_the_lead_marked(store: &dyn Stor
     assert!(newer > seen);
     store
         .save_score(ScoreUpdate {
+            history: Default::default(),
             seen_seq: newer,
             ..update.clone()
         })
@@ -398,6 +404,7 @@ pub async fn events_arriving_while_scoring_keep_the_lead_marked(store: &dyn Stor
         .unwrap();
     let stale = store
         .save_score(ScoreUpdate {
+            history: Default::default(),
             seen_seq: seen,
             ..update
         })
@@ -414,6 +421,7 @@ pub async fn failed_deliveries_stay_pending_until_retried_and_delivered_once(sto
         .await
         .unwrap();
     let update = ScoreUpdate {
+        history: Default::default(),
         lead_id: "L-1".into(),
         seen_seq: 1,
         score: a_score("L-1", 90),
@@ -459,6 +467,7 @@ pub async fn the_ranking_pages_through_leads_by_score(store: &dyn Store) {
             .await
             .unwrap();
         let update = ScoreUpdate {
+            history: Default::default(),
             lead_id: id.clone(),
             seen_seq: 1,
             score: a_score(&id, *points),
@@ -523,6 +532,7 @@ pub async fn aged_scores_are_found_oldest_first(store: &dyn Store) {
         score.at = at(*minutes);
         store
             .save_score(ScoreUpdate {
+                history: Default::default(),
                 lead_id: id,
                 seen_seq: 1,
                 score,
@@ -554,6 +564,7 @@ pub async fn a_merge_keeps_the_higher_hot_crossing_count(store: &dyn Store) {
         .unwrap();
     store
         .save_score(ScoreUpdate {
+            history: Default::default(),
             lead_id: "L-hot".into(),
             seen_seq: 1,
             score: a_score("L-hot", 90),
@@ -653,6 +664,321 @@ pub async fn a_lead_stays_within_its_limits(store: &dyn Store) {
     assert_eq!(new.lead_id.as_deref(), Some("L-1"));
 }
 
+fn entry(lead: &str, rev: u32, minutes: i64, change: Change) -> HistoryEntry {
+    HistoryEntry {
+        lead_id: lead.into(),
+        rev,
+        at: at(minutes),
+        by: if matches!(change, Change::Action { .. }) {
+            "Sato".into()
+        } else {
+            "rules c v1".into()
+        },
+        change,
+    }
+}
+
+fn stage(id: &str, minutes: i64, by_rep: bool) -> LeadStage {
+    LeadStage {
+        id: id.into(),
+        since: at(minutes),
+        by_rep,
+    }
+}
+
+fn band_change(lead: &str, rev: u32, from: Option<Band>, to: Band) -> HistoryEntry {
+    entry(
+        lead,
+        rev,
+        0,
+        Change::Band {
+            from,
+            to,
+            score: hotlead_core::Points::from_f64(90.0),
+            rules: hotlead_core::score::RulesVersion {
+                name: "c".into(),
+                version: 1,
+            },
+        },
+    )
+}
+
+/// A lead scored hot and made an MQL by the rules (history 1, 2), as a contract test
+/// starts from.
+async fn an_mql(store: &dyn Store) {
+    store
+        .record(form_record("m1", 0, "a@b.jp", None, &[], "L-1"))
+        .await
+        .unwrap();
+    let update = ScoreUpdate {
+        lead_id: "L-1".into(),
+        seen_seq: 1,
+        score: a_score("L-1", 90),
+        hot_crossings: 1,
+        alerts: vec![],
+        history: HistoryUpdate {
+            read: Some(HistoryRead {
+                band: None,
+                history_rev: 0,
+            }),
+            entries: vec![
+                band_change("L-1", 1, None, Band::Hot),
+                entry(
+                    "L-1",
+                    2,
+                    0,
+                    Change::Stage {
+                        from: None,
+                        to: "mql".into(),
+                    },
+                ),
+            ],
+            stage: Some(stage("mql", 0, false)),
+        },
+    };
+    assert_eq!(store.save_score(update).await.unwrap(), SaveOutcome::Saved);
+}
+
+pub async fn a_score_saves_its_history_only_from_what_the_lead_holds(store: &dyn Store) {
+    an_mql(store).await;
+    let lead = store.lead("L-1").await.unwrap().unwrap();
+    assert_eq!(lead.stage, Some(stage("mql", 0, false)));
+    assert_eq!(lead.history_rev, 2);
+    let history = store.history("L-1").await.unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.rev).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(history[0], band_change("L-1", 1, None, Band::Hot));
+
+    // Two scorers raced from the same read: the second finds the lead moved on.
+    store
+        .record(page_record("m2", 1, None, vec![email("a@b.jp")], "L-x"))
+        .await
+        .unwrap();
+    let stale = ScoreUpdate {
+        lead_id: "L-1".into(),
+        seen_seq: 2,
+        score: a_score("L-1", 90),
+        hot_crossings: 1,
+        alerts: vec![],
+        history: HistoryUpdate {
+            read: Some(HistoryRead {
+                band: None,
+                history_rev: 0,
+            }),
+            entries: vec![band_change("L-1", 1, None, Band::Hot)],
+            stage: None,
+        },
+    };
+    assert!(matches!(
+        store.save_score(stale.clone()).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // A score read from another band conflicts even with nothing to add to the history.
+    let other_band = ScoreUpdate {
+        history: HistoryUpdate {
+            read: Some(HistoryRead {
+                band: Some(Band::Warm),
+                history_rev: 2,
+            }),
+            entries: vec![],
+            stage: None,
+        },
+        ..stale.clone()
+    };
+    assert!(matches!(
+        store.save_score(other_band).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // History read at the right band but an older count conflicts too.
+    let old_count = ScoreUpdate {
+        history: HistoryUpdate {
+            read: Some(HistoryRead {
+                band: Some(Band::Hot),
+                history_rev: 1,
+            }),
+            entries: vec![band_change("L-1", 2, Some(Band::Hot), Band::Warm)],
+            stage: None,
+        },
+        ..stale.clone()
+    };
+    assert!(matches!(
+        store.save_score(old_count).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store.history("L-1").await.unwrap().len(),
+        2,
+        "nothing added"
+    );
+    let fresh = ScoreUpdate {
+        history: HistoryUpdate {
+            read: Some(HistoryRead {
+                band: Some(Band::Hot),
+                history_rev: 2,
+            }),
+            entries: vec![],
+            stage: None,
+        },
+        ..stale
+    };
+    assert_eq!(store.save_score(fresh).await.unwrap(), SaveOutcome::Saved);
+    assert!(store.history("nobody").await.unwrap().is_empty());
+}
+
+pub async fn a_reps_action_is_recorded_once_and_marks_the_lead(store: &dyn Store) {
+    an_mql(store).await;
+    assert!(store.dirty(at(60), 10).await.unwrap().is_empty());
+    let accept = ActionRecord {
+        lead_id: "L-1".into(),
+        token: "0123456789abcdef0123456789abcdef".into(),
+        read_rev: 2,
+        entries: vec![
+            entry(
+                "L-1",
+                3,
+                30,
+                Change::Action {
+                    action: RepAction::Accept,
+                    reason: None,
+                },
+            ),
+            entry(
+                "L-1",
+                4,
+                30,
+                Change::Stage {
+                    from: Some("mql".into()),
+                    to: "sql".into(),
+                },
+            ),
+        ],
+        stage: Some(stage("sql", 30, true)),
+    };
+    assert_eq!(
+        store.record_action(&accept).await.unwrap(),
+        ActionOutcome::Recorded
+    );
+    let lead = store.lead("L-1").await.unwrap().unwrap();
+    assert_eq!(lead.stage, Some(stage("sql", 30, true)));
+    assert_eq!(lead.history_rev, 4);
+    assert_eq!(
+        store.dirty(at(60), 10).await.unwrap().len(),
+        1,
+        "an action marks the lead for rescoring"
+    );
+    // The same confirmation again (a double click, a retry): recorded once.
+    assert_eq!(
+        store.record_action(&accept).await.unwrap(),
+        ActionOutcome::Repeated
+    );
+    // Another confirmation worked out before the first landed: the lead moved on.
+    let contacted = ActionRecord {
+        token: "fedcba9876543210fedcba9876543210".into(),
+        entries: vec![entry(
+            "L-1",
+            3,
+            31,
+            Change::Action {
+                action: RepAction::Contacted,
+                reason: None,
+            },
+        )],
+        stage: None,
+        ..accept.clone()
+    };
+    assert!(matches!(
+        store.record_action(&contacted).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let history = store.history("L-1").await.unwrap();
+    assert_eq!(history.len(), 4);
+    assert_eq!(history[2], accept.entries[0]);
+    assert_eq!(history[3], accept.entries[1]);
+    // Worked out again from what is stored, it lands; the stage stays.
+    let contacted = ActionRecord {
+        read_rev: 4,
+        entries: vec![entry(
+            "L-1",
+            5,
+            31,
+            Change::Action {
+                action: RepAction::Contacted,
+                reason: None,
+            },
+        )],
+        ..contacted
+    };
+    assert_eq!(
+        store.record_action(&contacted).await.unwrap(),
+        ActionOutcome::Recorded
+    );
+    let lead = store.lead("L-1").await.unwrap().unwrap();
+    assert_eq!(lead.stage, Some(stage("sql", 30, true)));
+    assert_eq!(lead.history_rev, 5);
+    let nobody = ActionRecord {
+        lead_id: "L-404".into(),
+        read_rev: 0,
+        ..contacted
+    };
+    assert!(matches!(
+        store.record_action(&nobody).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn history_goes_with_merges_and_erasure(store: &dyn Store) {
+    an_mql(store).await;
+    let user = IdentityKey::User("u-42".into());
+    store
+        .record(page_record(
+            "u0",
+            -10,
+            Some("y"),
+            vec![user.clone(), anon("y")],
+            "L-0",
+        ))
+        .await
+        .unwrap();
+    // L-0 is older: L-1 merges into it, and its history reads under L-0.
+    store
+        .record(page_record(
+            "u1",
+            10,
+            Some("y"),
+            vec![user, email("a@b.jp")],
+            "L-x",
+        ))
+        .await
+        .unwrap();
+    let history = store.history("L-0").await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(history.iter().all(|e| e.lead_id == "L-1"));
+    assert_eq!(store.history("L-1").await.unwrap(), history);
+    let merged = ActionRecord {
+        lead_id: "L-1".into(),
+        token: "0123456789abcdef0123456789abcdef".into(),
+        read_rev: 2,
+        entries: vec![],
+        stage: None,
+    };
+    assert!(
+        matches!(
+            store.record_action(&merged).await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "an action names the lead as it is now"
+    );
+    store
+        .erase(&EraseSubject::Lead("L-0".into()), at(20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.history("L-0").await.unwrap().is_empty());
+    assert!(store.history("L-1").await.unwrap().is_empty());
+}
+
 /// Runs every contract function, each on a fresh store from `fresh`.
 macro_rules! store_contract {
     ($module:ident, $fresh:path) => {
@@ -718,6 +1044,19 @@ macro_rules! store_contract {
             async fn the_ranking_pages_through_leads_by_score() {
                 super::the_ranking_pages_through_leads_by_score(&$fresh().await).await;
             }
+            #[tokio::test]
+            async fn a_score_saves_its_history_only_from_what_the_lead_holds() {
+                super::a_score_saves_its_history_only_from_what_the_lead_holds(&$fresh().await)
+                    .await;
+            }
+            #[tokio::test]
+            async fn a_reps_action_is_recorded_once_and_marks_the_lead() {
+                super::a_reps_action_is_recorded_once_and_marks_the_lead(&$fresh().await).await;
+            }
+            #[tokio::test]
+            async fn history_goes_with_merges_and_erasure() {
+                super::history_goes_with_merges_and_erasure(&$fresh().await).await;
+            }
         }
     };
 }
@@ -745,7 +1084,7 @@ async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
             .unwrap();
     }
     let reopened = hotlead_embedded::SqliteStore::open(&path).unwrap();
-    assert_eq!(reopened.schema_version().unwrap(), 6);
+    assert_eq!(reopened.schema_version().unwrap(), 7);
     assert!(reopened.lead("L-1").await.unwrap().is_some());
 }
 

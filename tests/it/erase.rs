@@ -180,6 +180,7 @@ async fn a_person_and_a_bystander(store: &dyn Storage, outbox: &FileOutbox) {
         let dirty = store.dirty(at(20), 10).await.unwrap();
         let seq = dirty.iter().find(|d| d.lead_id == lead).unwrap().seq;
         let update = ScoreUpdate {
+            history: Default::default(),
             lead_id: lead.into(),
             seen_seq: seq,
             score: score(

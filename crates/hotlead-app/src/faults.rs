@@ -13,8 +13,9 @@ use hotlead_core::alert::AlertMessage;
 use hotlead_core::{Band, Event};
 
 use crate::ports::{
-    Dirty, EraseSubject, Erased, FailedAlert, Pending, RankingPage, Record, Recorded, Retention,
-    SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead, Swept,
+    ActionOutcome, ActionRecord, Dirty, EraseSubject, Erased, FailedAlert, HistoryEntry, Pending,
+    RankingPage, Record, Recorded, Retention, SaveOutcome, ScoreUpdate, SetAside, Store,
+    StoreError, StoredLead, Swept,
 };
 use crate::{Notifier, NotifyError};
 
@@ -152,6 +153,12 @@ impl Store for FaultyStore {
     }
     async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError> {
         self.inner.save_score(update).await
+    }
+    async fn history(&self, lead_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.inner.history(lead_id).await
+    }
+    async fn record_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError> {
+        self.inner.record_action(action).await
     }
     async fn pending_alerts(
         &self,

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hotlead_core::alert::AlertMessage;
 use hotlead_core::identity::IdentityKey;
+use hotlead_core::stage::{Change, LeadStage};
 use hotlead_core::{Band, Event, Lead, Score};
 use serde::{Deserialize, Serialize};
 
@@ -298,6 +299,13 @@ pub struct StoredLead {
     pub score: Option<Score>,
     /// How many times the lead has entered the hot band.
     pub hot_crossings: u32,
+    /// The stage the lead is in, when the rules have stages (or a rep acted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<LeadStage>,
+    /// How many history entries the lead has (its own, not its merged leads'): the next
+    /// entry is number `history_rev + 1`.
+    #[serde(default)]
+    pub history_rev: u32,
 }
 
 impl StoredLead {
@@ -387,6 +395,65 @@ pub struct ScoreUpdate {
     pub score: Score,
     pub hot_crossings: u32,
     pub alerts: Vec<OutboxEntry>,
+    /// The band and stage changes the score makes, saved with it.
+    pub history: HistoryUpdate,
+}
+
+/// What a lead's history held when a change to it was worked out: the change is saved
+/// only while the lead still holds it, so that two writers racing cannot both record
+/// the same move, nor one record a move from a band or stage the lead has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRead {
+    /// The lead's band (`None`: never scored).
+    pub band: Option<Band>,
+    /// The lead's [`StoredLead::history_rev`].
+    pub history_rev: u32,
+}
+
+/// The history a score writes: entries numbered from `read.history_rev + 1`, and the new
+/// stage. With `read`, the score is saved only while the lead's band is `read.band`,
+/// and, when there are entries, its history is still at `read.history_rev`; otherwise
+/// the save is a [`StoreError::Conflict`] (the lead is rescored from what is stored).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistoryUpdate {
+    pub read: Option<HistoryRead>,
+    pub entries: Vec<HistoryEntry>,
+    pub stage: Option<LeadStage>,
+}
+
+/// One entry of a lead's history: a band change, a stage change, or a rep's action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub lead_id: String,
+    /// Its number in the lead's history, from 1.
+    pub rev: u32,
+    pub at: DateTime<Utc>,
+    /// Who made it: `rules <name> v<version>` for the rules, or the rep's name.
+    pub by: String,
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+/// A rep's action to record: its entries (the action, then the stage it moves the lead
+/// to, if any), numbered from `read_rev + 1`, and the lead's new stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRecord {
+    pub lead_id: String,
+    /// The confirmation's one-time token: the same token twice records once.
+    pub token: String,
+    /// The lead's [`StoredLead::history_rev`] the action was worked out from.
+    pub read_rev: u32,
+    pub entries: Vec<HistoryEntry>,
+    pub stage: Option<LeadStage>,
+}
+
+/// What [`Store::record_action`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionOutcome {
+    /// Recorded, and the lead is marked for rescoring.
+    Recorded,
+    /// The token was recorded before: nothing changed.
+    Repeated,
 }
 
 /// What [`Store::save_score`] did.
@@ -491,8 +558,19 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Dirty>, StoreError>;
 
-    /// Saves a score and its alerts atomically; alerts whose key exists are ignored.
+    /// Saves a score, its alerts and its history atomically; alerts whose key exists are
+    /// ignored. See [`HistoryUpdate`] for when it is a conflict.
     async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError>;
+
+    /// A lead's history, the leads merged into it included, oldest first. Empty for a
+    /// lead not stored.
+    async fn history(&self, lead_id: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Records a rep's action atomically: its entries, the lead's new stage, its token,
+    /// and a mark for rescoring. `Repeated` when the token was recorded before;
+    /// `Conflict` when the lead's history is no longer at `read_rev` (work it out again);
+    /// `NotFound` when the lead is not stored (erased, or merged meanwhile).
+    async fn record_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError>;
 
     /// Alerts not yet delivered (nor failed for good) whose next attempt is due at `now`
     /// and which no deliverer holds a claim on.

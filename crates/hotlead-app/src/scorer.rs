@@ -9,15 +9,17 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use hotlead_core::alert::{self, AlertReason, Presentation};
-use hotlead_core::{Band, RuleSet, score};
+use hotlead_core::stage::{Change, LeadStage};
+use hotlead_core::{Band, RuleSet, Score, score};
 use tokio::sync::Notify;
 
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::ports::{
-    Clock, LearningStore, Notifier, NotifyError, OutboxEntry, RulesVersion, SaveOutcome,
-    ScoreUpdate, SetAside, Store, StoreError, with_causes,
+    Clock, HistoryEntry, HistoryRead, HistoryUpdate, LearningStore, Notifier, NotifyError,
+    OutboxEntry, RulesVersion, SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead,
+    with_causes,
 };
 
 /// Leads rescored per store round trip.
@@ -518,6 +520,7 @@ impl Scorer {
                 })
                 .collect()
         };
+        let history = history_of(&rules, &stored, &lead, &result, now);
         self.store
             .save_score(ScoreUpdate {
                 lead_id: stored.id.clone(),
@@ -525,6 +528,7 @@ impl Scorer {
                 score: result,
                 hot_crossings,
                 alerts,
+                history,
             })
             .await
     }
@@ -651,6 +655,60 @@ impl crate::ports::IdSource for SequentialIds {
     fn new_lead_id(&self) -> String {
         let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         format!("L-{n:04}")
+    }
+}
+
+/// The history a new score makes: a band change (the first score's band included), and
+/// the stage the rules move the lead to; saved only while the lead still holds what
+/// they were worked out from.
+fn history_of(
+    rules: &RuleSet,
+    stored: &StoredLead,
+    lead: &hotlead_core::Lead,
+    score: &Score,
+    now: DateTime<Utc>,
+) -> HistoryUpdate {
+    let by = format!("rules {} v{}", rules.name, rules.version);
+    let mut entries = Vec::new();
+    let mut push = |change| {
+        entries.push(HistoryEntry {
+            lead_id: stored.id.clone(),
+            rev: stored.history_rev + entries.len() as u32 + 1,
+            at: now,
+            by: by.clone(),
+            change,
+        })
+    };
+    let previous = stored.band();
+    if previous != Some(score.band) {
+        push(Change::Band {
+            from: previous,
+            to: score.band,
+            score: score.score,
+            rules: score.rules.clone(),
+        });
+    }
+    let stage = rules
+        .stages
+        .after_rescore(stored.stage.as_ref(), lead, score)
+        .map(|next| {
+            push(Change::Stage {
+                from: stored.stage.as_ref().map(|s| s.id.clone()),
+                to: next.id.clone(),
+            });
+            LeadStage {
+                id: next.id.clone(),
+                since: now,
+                by_rep: false,
+            }
+        });
+    HistoryUpdate {
+        read: Some(HistoryRead {
+            band: previous,
+            history_rev: stored.history_rev,
+        }),
+        entries,
+        stage,
     }
 }
 

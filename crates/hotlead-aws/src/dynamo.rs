@@ -22,9 +22,9 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    Dirty, EraseSubject, Erased, FailedAlert, OutboxEntry, Pending, RankCursor, RankingPage,
-    Record, Recorded, Retention, SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead,
-    Swept,
+    ActionOutcome, ActionRecord, Dirty, EraseSubject, Erased, FailedAlert, HistoryEntry,
+    OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded, Retention, SaveOutcome,
+    ScoreUpdate, SetAside, Store, StoreError, StoredLead, Swept,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
@@ -864,6 +864,7 @@ impl DynamoStore {
     ) -> Result<Option<Item>, StoreError> {
         let score = &update.score;
         let scored_at = time(score.at);
+        let history = &update.history;
         let mut expression = String::from(
             "SET score = :score, score_h = :h, band = :band, scored_at = :at, hot_crossings = :crossings, scored_seq = :seen, \
              rank_pk = :rank_pk, rank_sk = :rank_sk, band_pk = :band_pk, scored_pk = :scored_pk, scored_sk = :scored_sk",
@@ -871,41 +872,192 @@ impl DynamoStore {
         let mut condition = String::from(
             "attribute_exists(PK) AND attribute_not_exists(merged_into) AND scored_seq <= :seen",
         );
+        let mut values: Item = HashMap::from([
+            (":score".into(), s(to_json(score)?)),
+            (":h".into(), n(score.score.hundredths())),
+            (":band".into(), s(score.band.as_str())),
+            (":at".into(), s(&scored_at)),
+            (":crossings".into(), n(update.hot_crossings)),
+            (":seen".into(), n(update.seen_seq)),
+            (":rank_pk".into(), s("LEADS")),
+            (
+                ":rank_sk".into(),
+                s(rank_key(score.score.hundredths(), &update.lead_id)),
+            ),
+            (
+                ":band_pk".into(),
+                s(format!("BAND#{}", score.band.as_str())),
+            ),
+            (":scored_pk".into(), s("SCORED")),
+            (
+                ":scored_sk".into(),
+                s(format!("{scored_at}#{}", update.lead_id)),
+            ),
+        ]);
+        // Saved only while the lead holds what the score was worked out from.
+        if let Some(read) = &history.read {
+            match read.band {
+                Some(band) => {
+                    condition.push_str(" AND band = :read_band");
+                    values.insert(":read_band".into(), s(band.as_str()));
+                }
+                None => condition.push_str(" AND attribute_not_exists(band)"),
+            }
+            if !history.entries.is_empty() {
+                condition.push_str(if read.history_rev == 0 {
+                    " AND (attribute_not_exists(history_rev) OR history_rev = :read_rev)"
+                } else {
+                    " AND history_rev = :read_rev"
+                });
+                // Nothing is added to the history of a lead being erased.
+                condition.push_str(" AND attribute_not_exists(erasing_at)");
+                values.insert(":read_rev".into(), n(read.history_rev));
+                let last = history.entries.last().map_or(read.history_rev, |e| e.rev);
+                expression.push_str(", history_rev = :rev");
+                values.insert(":rev".into(), n(last));
+            }
+            if let Some(stage) = &history.stage {
+                expression.push_str(", stage = :stage");
+                values.insert(":stage".into(), s(to_json(stage)?));
+            }
+        } else if !history.entries.is_empty() {
+            return Err(StoreError::rejected(
+                "history entries without what they were worked out from",
+            ));
+        }
         // A saved score ends a lead's time aside.
         expression.push_str(" REMOVE aside_reason, aside_failures, aside_since, aside_until");
         if clean {
             expression.push_str(", dirty_pk, dirty_sk");
             condition.push_str(" AND dirty_seq = :seen");
         }
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&format!("LEAD#{}", update.lead_id), "LEAD")))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .expression_attribute_values(":score", s(to_json(score)?))
-            .expression_attribute_values(":h", n(score.score.hundredths()))
-            .expression_attribute_values(":band", s(score.band.as_str()))
-            .expression_attribute_values(":at", s(&scored_at))
-            .expression_attribute_values(":crossings", n(update.hot_crossings))
-            .expression_attribute_values(":seen", n(update.seen_seq))
-            .expression_attribute_values(":rank_pk", s("LEADS"))
-            .expression_attribute_values(
-                ":rank_sk",
-                s(rank_key(score.score.hundredths(), &update.lead_id)),
-            )
-            .expression_attribute_values(":band_pk", s(format!("BAND#{}", score.band.as_str())))
-            .expression_attribute_values(":scored_pk", s("SCORED"))
-            .expression_attribute_values(":scored_sk", s(format!("{scored_at}#{}", update.lead_id)))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(None),
-            Err(error) => Err(sdk(error)),
+        let lead_key = key(&format!("LEAD#{}", update.lead_id), "LEAD");
+        if history.entries.is_empty() {
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(lead_key))
+                .update_expression(expression)
+                .condition_expression(condition)
+                .set_expression_attribute_values(Some(values))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+                .send()
+                .await;
+            return match out {
+                Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+                Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(None),
+                Err(error) => Err(sdk(error)),
+            };
         }
+        // With history: the score and the entries in one transaction.
+        let mut writes =
+            vec![self.update(lead_key.clone(), &expression, &condition, values, None)?];
+        for entry in &history.entries {
+            writes.push(self.put(history_item(entry)?, Some("attribute_not_exists(PK)"), None)?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Some(
+                self.get(&format!("LEAD#{}", update.lead_id), "LEAD")
+                    .await?
+                    .unwrap_or_default(),
+            )),
+            Err(error) => match cancellation_reasons(&error) {
+                Some(reasons) if reasons.iter().any(|r| r == "ConditionalCheckFailed") => Ok(None),
+                _ => Err(sdk(error)),
+            },
+        }
+    }
+
+    /// A rep's action: its entries, the token, the lead's stage, history count and
+    /// rescoring mark, in one transaction.
+    async fn write_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError> {
+        let now = action
+            .entries
+            .first()
+            .map_or_else(String::new, |e| time(e.at));
+        let last = action.entries.last().map_or(action.read_rev, |e| e.rev);
+        let mut expression = String::from(
+            "SET history_rev = :rev, updated_at = :now, dirty_pk = :dirty, dirty_sk = :dirty_sk ADD dirty_seq :one",
+        );
+        let mut values: Item = HashMap::from([
+            (":rev".into(), n(last)),
+            (":read_rev".into(), n(action.read_rev)),
+            (":now".into(), s(&now)),
+            (":one".into(), n(1)),
+            (":dirty".into(), s("DIRTY")),
+            (":dirty_sk".into(), s(format!("{now}#{}", action.lead_id))),
+        ]);
+        if let Some(stage) = &action.stage {
+            expression = expression.replace(" ADD", ", stage = :stage ADD");
+            values.insert(":stage".into(), s(to_json(stage)?));
+        }
+        let condition = format!(
+            "attribute_exists(PK) AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing_at) AND {}",
+            if action.read_rev == 0 {
+                "(attribute_not_exists(history_rev) OR history_rev = :read_rev)"
+            } else {
+                "history_rev = :read_rev"
+            }
+        );
+        let mut token = key(
+            &format!("LEAD#{}", action.lead_id),
+            &format!("ACTION#{}", action.token),
+        );
+        token.insert("at".into(), s(&now));
+        let mut writes = vec![
+            self.update(
+                key(&format!("LEAD#{}", action.lead_id), "LEAD"),
+                &expression,
+                &condition,
+                values,
+                None,
+            )?,
+            self.put(token, Some("attribute_not_exists(PK)"), None)?,
+        ];
+        for entry in &action.entries {
+            writes.push(self.put(history_item(entry)?, Some("attribute_not_exists(PK)"), None)?);
+        }
+        let Err(error) = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await
+        else {
+            return Ok(ActionOutcome::Recorded);
+        };
+        let Some(reasons) = cancellation_reasons(&error) else {
+            return Err(sdk(error));
+        };
+        let failed =
+            |i: usize| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed");
+        if failed(1) {
+            return Ok(ActionOutcome::Repeated);
+        }
+        if failed(0) {
+            return match self
+                .get(&format!("LEAD#{}", action.lead_id), "LEAD")
+                .await?
+            {
+                Some(item)
+                    if !item.contains_key("merged_into") && !item.contains_key("erasing_at") =>
+                {
+                    Err(StoreError::conflict(format!(
+                        "lead {} changed meanwhile",
+                        action.lead_id
+                    )))
+                }
+                _ => Err(StoreError::not_found("lead", action.lead_id.clone())),
+            };
+        }
+        Err(sdk(error))
     }
 
     fn stored_lead(item: &Item) -> Result<StoredLead, StoreError> {
@@ -923,8 +1075,23 @@ impl DynamoStore {
                 None => None,
             },
             hot_crossings: get_n(item, "hot_crossings") as u32,
+            stage: match get_s(item, "stage") {
+                Some(_) => Some(json_of(item, "stage")?),
+                None => None,
+            },
+            history_rev: get_n(item, "history_rev").try_into().unwrap_or(0),
         })
     }
+}
+
+/// A history entry's item, in its lead's partition (`HIST#<number>`), erased with it.
+fn history_item(entry: &HistoryEntry) -> Result<Item, StoreError> {
+    let mut item = key(
+        &format!("LEAD#{}", entry.lead_id),
+        &format!("HIST#{:010}", entry.rev),
+    );
+    item.insert("entry".into(), s(to_json(entry)?));
+    Ok(item)
 }
 
 fn rank_key(score_hundredths: i64, id: &str) -> String {
@@ -1227,6 +1394,25 @@ impl Store for DynamoStore {
                 update.lead_id
             ))),
         }
+    }
+
+    async fn history(&self, lead_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let Some(item) = self.current_lead(lead_id).await? else {
+            return Ok(Vec::new());
+        };
+        let lead = LeadItem::from_item(&item)?.identity;
+        let mut entries: Vec<HistoryEntry> = Vec::new();
+        for id in std::iter::once(&lead.id).chain(lead.merged_from.iter()) {
+            for found in self.query_all(&format!("LEAD#{id}"), "HIST#").await? {
+                entries.push(json_of(&found, "entry")?);
+            }
+        }
+        entries.sort_by(|a, b| (a.at, &a.lead_id, a.rev).cmp(&(b.at, &b.lead_id, b.rev)));
+        Ok(entries)
+    }
+
+    async fn record_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError> {
+        self.write_action(action).await
     }
 
     async fn pending_alerts(

@@ -448,6 +448,7 @@ mod tests {
             links,
             Arc::new(store(&fake)),
             Arc::new(hotlead_app::scorer::ManualClock::at(now)),
+            hotlead_app::Config::default(),
         );
         let view = pages
             .open(

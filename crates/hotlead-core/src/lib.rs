@@ -14,6 +14,7 @@ pub mod normalize;
 pub mod points;
 pub mod rules;
 pub mod score;
+pub mod stage;
 
 pub use event::{Event, EventError, EventType};
 pub use lead::{AttributeValue, Lead};

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    DealOutcome, Dirty, EraseSubject, Erased, FailedAlert, LearningStore, NewRules, OutboxEntry,
-    Pending, RankCursor, RankingPage, Record, Recorded, Retention, RulesVersion, SaveOutcome,
-    ScoreUpdate, SetAside, Store, StoreError, StoredLead, StoredSuggestion, SuggestionHead,
-    SuggestionStatus, Swept, with_version,
+    ActionOutcome, ActionRecord, DealOutcome, Dirty, EraseSubject, Erased, FailedAlert,
+    HistoryEntry, HistoryRead, LearningStore, NewRules, OutboxEntry, Pending, RankCursor,
+    RankingPage, Record, Recorded, Retention, RulesVersion, SaveOutcome, ScoreUpdate, SetAside,
+    Store, StoreError, StoredLead, StoredSuggestion, SuggestionHead, SuggestionStatus, Swept,
+    with_version,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
@@ -110,6 +111,21 @@ const MIGRATIONS: &[&str] = &[
     // outcome.
     "CREATE INDEX events_anonymous_received ON events (received_at) WHERE lead_id IS NULL;
      CREATE INDEX outbox_lead ON outbox (lead_id);",
+    // 7: lead stages, their history and reps' actions.
+    "ALTER TABLE leads ADD COLUMN stage_json TEXT;
+     ALTER TABLE leads ADD COLUMN history_rev INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE history (
+        lead_id TEXT NOT NULL,
+        rev INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (lead_id, rev)
+     );
+     CREATE TABLE action_tokens (
+        lead_id TEXT NOT NULL,
+        token TEXT NOT NULL,
+        PRIMARY KEY (lead_id, token)
+     );",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -285,6 +301,10 @@ fn erase_in(tx: &Transaction<'_>, id: &str) -> Result<Option<Erased>, StoreError
             .map_err(sql)?;
         erased.outcomes += tx
             .execute("DELETE FROM outcomes WHERE lead_id = ?1", [id])
+            .map_err(sql)?;
+        tx.execute("DELETE FROM history WHERE lead_id = ?1", [id])
+            .map_err(sql)?;
+        tx.execute("DELETE FROM action_tokens WHERE lead_id = ?1", [id])
             .map_err(sql)?;
         tx.execute("DELETE FROM leads WHERE id = ?1", [id])
             .map_err(sql)?;
@@ -547,9 +567,9 @@ fn load_lead(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredLead>, Store
     };
     let row = tx
         .query_row(
-            "SELECT created_at, updated_at, attributes, score_json, hot_crossings FROM leads WHERE id = ?1",
+            "SELECT created_at, updated_at, attributes, score_json, hot_crossings, stage_json, history_rev FROM leads WHERE id = ?1",
             [&id],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, u32>(4)?)),
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, u32>(6)?)),
         )
         .map_err(sql)?;
     let identities = identities_of(tx, &id)?;
@@ -561,7 +581,44 @@ fn load_lead(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredLead>, Store
         identities,
         score: row.3.as_deref().map(json).transpose()?,
         hot_crossings: row.4,
+        stage: row.5.as_deref().map(json).transpose()?,
+        history_rev: row.6,
     }))
+}
+
+/// Appends history entries of `lead_id` (numbered by the caller).
+fn insert_history(tx: &Transaction<'_>, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+    for entry in entries {
+        tx.execute(
+            "INSERT INTO history (lead_id, rev, at, body) VALUES (?1, ?2, ?3, ?4)",
+            params![entry.lead_id, entry.rev, time(entry.at), to_json(entry)?],
+        )
+        .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// The history of `lead_id` and of the leads merged into it, oldest first.
+fn history_of(tx: &Transaction<'_>, lead_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+    let Some(id) = current_id(tx, lead_id)? else {
+        return Ok(Vec::new());
+    };
+    let mut ids = vec![id.clone()];
+    ids.extend(lead_identity(tx, &id)?.merged_from);
+    let mut entries: Vec<HistoryEntry> = Vec::new();
+    let mut statement = tx
+        .prepare_cached("SELECT body FROM history WHERE lead_id = ?1 ORDER BY rev")
+        .map_err(sql)?;
+    for id in &ids {
+        for body in statement
+            .query_map([id], |r| r.get::<_, String>(0))
+            .map_err(sql)?
+        {
+            entries.push(json(&body.map_err(sql)?)?);
+        }
+    }
+    entries.sort_by(|a, b| (a.at, &a.lead_id, a.rev).cmp(&(b.at, &b.lead_id, b.rev)));
+    Ok(entries)
 }
 
 #[async_trait]
@@ -751,11 +808,22 @@ impl Store for SqliteStore {
     async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError> {
         self.transaction(move |tx| {
             let score_json = to_json(&update.score)?;
+            let history = &update.history;
+            if !history.entries.is_empty() && history.read.is_none() {
+                return Err(StoreError::rejected("history entries without what they were worked out from"));
+            }
+            // Saved only while the lead holds what the score was worked out from.
+            let read = history.read.unwrap_or(HistoryRead { band: None, history_rev: 0 });
+            let last_rev = history.entries.last().map_or(read.history_rev, |e| e.rev);
+            let stage_json = history.stage.as_ref().map(to_json).transpose()?;
             let changed = tx
                 .execute(
                     "UPDATE leads SET score_json = ?2, score_hundredths = ?3, band = ?4, scored_at = ?5, hot_crossings = ?6,
-                        scored_seq = ?7, aside_reason = NULL, aside_failures = 0, aside_since = NULL, aside_until = NULL
-                     WHERE id = ?1 AND merged_into IS NULL AND scored_seq <= ?7",
+                        scored_seq = ?7, aside_reason = NULL, aside_failures = 0, aside_since = NULL, aside_until = NULL,
+                        history_rev = CASE WHEN ?13 THEN ?10 ELSE history_rev END,
+                        stage_json = CASE WHEN ?14 THEN ?11 ELSE stage_json END
+                     WHERE id = ?1 AND merged_into IS NULL AND scored_seq <= ?7
+                       AND (NOT ?12 OR band IS ?8) AND (NOT ?13 OR history_rev = ?9)",
                     params![
                         update.lead_id,
                         score_json,
@@ -763,13 +831,21 @@ impl Store for SqliteStore {
                         update.score.band.as_str(),
                         time(update.score.at),
                         update.hot_crossings,
-                        update.seen_seq
+                        update.seen_seq,
+                        read.band.map(|b| b.as_str()),
+                        read.history_rev,
+                        last_rev,
+                        stage_json,
+                        history.read.is_some(),
+                        !history.entries.is_empty(),
+                        history.stage.is_some(),
                     ],
                 )
                 .map_err(sql)?;
             if changed == 0 {
-                return Err(StoreError::conflict(format!("lead {} was rescored or merged meanwhile", update.lead_id)));
+                return Err(StoreError::conflict(format!("lead {} was rescored, merged or moved meanwhile", update.lead_id)));
             }
+            insert_history(tx, &history.entries)?;
             for alert in &update.alerts {
                 tx.execute(
                     "INSERT INTO outbox (key, lead_id, created_at, message, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?3)
@@ -782,6 +858,62 @@ impl Store for SqliteStore {
                 .query_row("SELECT dirty_seq > scored_seq FROM leads WHERE id = ?1", [&update.lead_id], |r| r.get(0))
                 .map_err(sql)?;
             Ok(if still_dirty { SaveOutcome::SavedStillDirty } else { SaveOutcome::Saved })
+        })
+        .await
+    }
+
+    async fn history(&self, lead_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let lead_id = lead_id.to_string();
+        self.transaction(move |tx| history_of(tx, &lead_id)).await
+    }
+
+    async fn record_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError> {
+        let action = action.clone();
+        self.transaction(move |tx| {
+            let rev: Option<u32> = tx
+                .query_row(
+                    "SELECT history_rev FROM leads WHERE id = ?1 AND merged_into IS NULL",
+                    [&action.lead_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            let Some(rev) = rev else {
+                return Err(StoreError::not_found("lead", action.lead_id.clone()));
+            };
+            let repeated: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM action_tokens WHERE lead_id = ?1 AND token = ?2)",
+                    params![action.lead_id, action.token],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            if repeated {
+                return Ok(ActionOutcome::Repeated);
+            }
+            if rev != action.read_rev {
+                return Err(StoreError::conflict(format!("lead {} changed meanwhile", action.lead_id)));
+            }
+            insert_history(tx, &action.entries)?;
+            tx.execute(
+                "INSERT INTO action_tokens (lead_id, token) VALUES (?1, ?2)",
+                params![action.lead_id, action.token],
+            )
+            .map_err(sql)?;
+            let at = action.entries.first().map(|e| e.at);
+            tx.execute(
+                "UPDATE leads SET history_rev = ?2, stage_json = COALESCE(?3, stage_json),
+                    dirty_seq = dirty_seq + 1, updated_at = COALESCE(?4, updated_at), aside_until = NULL
+                 WHERE id = ?1",
+                params![
+                    action.lead_id,
+                    action.entries.last().map_or(rev, |e| e.rev),
+                    action.stage.as_ref().map(to_json).transpose()?,
+                    at.map(time),
+                ],
+            )
+            .map_err(sql)?;
+            Ok(ActionOutcome::Recorded)
         })
         .await
     }

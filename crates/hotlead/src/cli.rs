@@ -364,8 +364,25 @@ fn summary(rules: &RuleSet) -> String {
         .iter()
         .filter(|r| matches!(r.kind, hotlead_core::rules::RuleKind::Behaviour(_)))
         .count();
+    let stages = &rules.stages.stages;
+    let stages = if stages.is_empty() {
+        String::new()
+    } else {
+        let path: Vec<String> = stages
+            .iter()
+            .map(|s| match &s.entry {
+                hotlead_core::stage::Entry::Action(action) => format!("{} (on {action})", s.id),
+                hotlead_core::stage::Entry::Automatic { .. } => s.id.clone(),
+            })
+            .collect();
+        format!(
+            "; stages {}; {} reject reasons",
+            path.join(", "),
+            rules.stages.reject_reasons.len()
+        )
+    };
     format!(
-        "rules {:?} version {}: {} rules ({} attribute, {} behaviour) in {} groups, {} instant alerts; hot at {} (stays hot down to {}), warm at {}",
+        "rules {:?} version {}: {} rules ({} attribute, {} behaviour) in {} groups, {} instant alerts; hot at {} (stays hot down to {}), warm at {}{stages}",
         rules.name,
         rules.version,
         rules.rules.len(),

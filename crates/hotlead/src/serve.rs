@@ -198,6 +198,7 @@ async fn services<S: Storage + 'static>(
         links.clone(),
         store.clone() as Arc<dyn Storage>,
         clock.clone(),
+        Config::clone(config),
     ));
     let mut review = Review::new(store.clone() as Arc<dyn Storage>, clock.clone());
     if let Some(archive) = archive {

@@ -184,6 +184,7 @@ mod tests {
             links.clone(),
             store.clone(),
             Arc::new(SystemClock),
+            Config::default(),
         ));
         let counter = Arc::new(hotlead_embedded::MemoryRequestCounter::new());
         let router = app(

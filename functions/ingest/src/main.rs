@@ -29,6 +29,7 @@ async fn main() -> Result<(), lambda_http::Error> {
                 Arc::new(Links::for_config(key, &env.config)),
                 store.clone(),
                 Arc::new(SystemClock),
+                env.config.clone(),
             ))
         });
     lambda_http::run(ingest::app(

@@ -10,8 +10,8 @@ use regex::RegexBuilder;
 
 use super::locate::{FieldPath, line_column, span_of};
 use super::raw::{
-    RawAlert, RawAxis, RawBand, RawCondition, RawCount, RawDecay, RawEventMatch, RawFilters,
-    RawRule, RawRules, StringList,
+    RawAction, RawAlert, RawAxis, RawBand, RawCondition, RawCount, RawDecay, RawEventMatch,
+    RawFilters, RawRule, RawRules, StringList,
 };
 use super::{
     AlertRule, AttributeTest, Axis, BUILTIN_BOT_USER_AGENTS, Band, Bands, Behaviour, Condition,
@@ -21,6 +21,7 @@ use crate::event::EventType;
 use crate::lead::{AttributeValue, attribute_name};
 use crate::normalize;
 use crate::points::Points;
+use crate::stage::{Entry, RepAction, Stage, Stages};
 
 /// One problem in a rules file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,9 @@ impl fmt::Display for RulesError {
 const DEFAULT_ALERT_WINDOW_DAYS: f64 = 7.0;
 const DEFAULT_ALERT_ONCE_PER_HOURS: f64 = 24.0;
 const MAX_REGEX_SIZE: usize = 1 << 20;
+const MAX_STAGES: usize = 20;
+const MAX_REJECT_REASONS: usize = 30;
+const MAX_REASON_CHARS: usize = 100;
 
 pub(super) fn compile(file: &str, source: &str) -> Result<RuleSet, RulesError> {
     let error = |line, column, field: String, message: String| RulesError {
@@ -281,6 +285,7 @@ impl Checker {
             }
         }
         let filters = self.filters(root.key("filters"), &raw.filters);
+        let stages = self.stages(&raw, &context);
 
         Some(RuleSet {
             name: raw.name.trim().to_string(),
@@ -293,7 +298,121 @@ impl Checker {
             rules,
             alerts,
             filters,
+            stages,
         })
+    }
+
+    fn stages(&mut self, raw: &RawRules, context: &Context<'_>) -> Stages {
+        let root = FieldPath::root();
+        let mut reject_reasons: Vec<String> = Vec::new();
+        for (i, reason) in raw.follow_up.reject_reasons.iter().enumerate() {
+            let path = root.key("follow_up").key("reject_reasons").index(i);
+            let reason = reason.trim();
+            if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+                self.problem(
+                    path,
+                    format!("expected a reason of 1 to {MAX_REASON_CHARS} characters"),
+                );
+            } else if reason.chars().any(char::is_control) {
+                self.problem(path, "expected a reason on one line");
+            } else if reject_reasons.iter().any(|r| r == reason) {
+                self.problem(path, format!("duplicate reason {reason:?}"));
+            } else {
+                reject_reasons.push(reason.to_string());
+            }
+        }
+        if raw.follow_up.reject_reasons.len() > MAX_REJECT_REASONS {
+            self.problem(
+                root.key("follow_up").key("reject_reasons"),
+                format!("expected at most {MAX_REJECT_REASONS} reasons"),
+            );
+        }
+        if raw.stages.len() > MAX_STAGES {
+            self.problem(
+                root.key("stages"),
+                format!("expected at most {MAX_STAGES} stages"),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        let mut entered_by: Vec<(RepAction, usize)> = Vec::new();
+        let mut stages = Vec::new();
+        for (i, stage) in raw.stages.iter().enumerate() {
+            let path = root.key("stages").index(i);
+            self.id(path.key("id"), &stage.id, &mut seen, "stage");
+            for (name, text) in [("label", &stage.label), ("owner", &stage.owner)] {
+                if let Some(text) = text
+                    && (text.trim().is_empty()
+                        || text.chars().count() > MAX_REASON_CHARS
+                        || text.chars().any(char::is_control))
+                {
+                    self.problem(
+                        path.key(name),
+                        format!("expected one line of 1 to {MAX_REASON_CHARS} characters"),
+                    );
+                }
+            }
+            let entry = match stage.on {
+                Some(on) => {
+                    let action = match on {
+                        RawAction::Accept => RepAction::Accept,
+                        RawAction::Reject => RepAction::Reject,
+                        RawAction::Contacted => RepAction::Contacted,
+                    };
+                    for (name, given) in [
+                        ("min_band", stage.min_band.is_some()),
+                        ("min_fit", stage.min_fit.is_some()),
+                        ("when", stage.when.is_some()),
+                    ] {
+                        if given {
+                            self.problem(
+                                path.key(name),
+                                "a stage entered by a rep's action (`on`) has no conditions of the rules; remove this or `on`",
+                            );
+                        }
+                    }
+                    if let Some((_, first)) = entered_by.iter().find(|(a, _)| *a == action) {
+                        self.problem(
+                            path.key("on"),
+                            format!(
+                                "stages[{first}] is already entered on {:?}; one stage per action",
+                                action.as_str()
+                            ),
+                        );
+                    }
+                    entered_by.push((action, i));
+                    if action == RepAction::Reject && raw.follow_up.reject_reasons.is_empty() {
+                        self.problem(
+                            path.key("on"),
+                            "a stage entered on \"reject\" needs the reasons a rep picks from: add [follow_up] reject_reasons = [...]",
+                        );
+                    }
+                    Entry::Action(action)
+                }
+                None => Entry::Automatic {
+                    min_band: stage.min_band.map(band),
+                    min_fit: stage.min_fit.map(|m| self.finite(path.key("min_fit"), m)),
+                    when: match &stage.when {
+                        Some(when) => self.condition(&path.key("when"), when, context),
+                        None => None,
+                    },
+                },
+            };
+            stages.push(Stage {
+                id: stage.id.clone(),
+                label: stage
+                    .label
+                    .as_deref()
+                    .map(str::trim)
+                    .unwrap_or(&stage.id)
+                    .to_string(),
+                owner: stage.owner.as_deref().map(|o| o.trim().to_string()),
+                entry,
+            });
+        }
+        Stages {
+            stages,
+            reject_reasons,
+        }
     }
 
     fn bands(&mut self, raw: &RawRules) -> Option<Bands> {

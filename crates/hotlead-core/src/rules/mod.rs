@@ -72,6 +72,8 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     pub alerts: Vec<AlertRule>,
     pub filters: Filters,
+    /// Lead stages and what reps may do (`[[stages]]`, `[follow_up]`).
+    pub stages: crate::stage::Stages,
 }
 
 /// Band thresholds with hysteresis.

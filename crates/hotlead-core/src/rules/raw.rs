@@ -48,6 +48,65 @@ pub struct RawRules {
     /// score.
     #[serde(default)]
     pub alerts: Vec<RawAlert>,
+    /// Lead stages, `[[stages]]`, in funnel order (e.g. nurture, mql, sql, recycled): how
+    /// a lead enters each (by the rules, or by a rep's action) and who is responsible.
+    #[serde(default)]
+    pub stages: Vec<RawStage>,
+    /// What reps may do from the lead page, `[follow_up]`.
+    #[serde(default)]
+    pub follow_up: RawFollowUp,
+}
+
+/// A rep's action on the lead page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAction {
+    /// The rep takes the lead (working it).
+    Accept,
+    /// The rep turns it down, with one of `follow_up.reject_reasons`.
+    Reject,
+    /// The rep reached the lead.
+    Contacted,
+}
+
+/// One lead stage. Give `on` (entered by a rep's action) or any of `min_band`, `min_fit`
+/// and `when` (entered by the rules on every rescore; none of them: every lead the rules
+/// place nowhere further). A lead is in the last listed automatic stage it meets, until
+/// a rep's action moves it; a stage entered by an action stays until a rep acts again.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    /// Stable id, unique among stages: letters, digits, `-`, `_`, `.`.
+    pub id: String,
+    /// What people call it ("MQL", "ナーチャリング").
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The team or person responsible while a lead is in this stage ("inside-sales").
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Entered when a rep takes this action on the lead page.
+    #[serde(default)]
+    pub on: Option<RawAction>,
+    /// Entered by the rules when the lead's band is at least this.
+    #[serde(default)]
+    pub min_band: Option<RawBand>,
+    /// Entered by the rules when the lead's fit points (groups with `axis = "fit"`) are
+    /// at least this.
+    #[serde(default)]
+    pub min_fit: Option<f64>,
+    /// Entered by the rules when this condition on the lead holds (e.g. its BANT answers).
+    #[serde(default)]
+    pub when: Option<RawCondition>,
+}
+
+/// What reps may do from the lead page.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFollowUp {
+    /// The reasons a rep picks from to reject a lead ("no budget", "competitor"). Without
+    /// them a lead cannot be rejected from the page.
+    #[serde(default)]
+    pub reject_reasons: Vec<String>,
 }
 
 /// Band thresholds. A lead enters `hot` at `hot` points and leaves it only when it falls
