@@ -865,6 +865,228 @@ async fn the_anonymous_id_goes_only_into_forms_posting_to_this_api() {
     );
 }
 
+/// A lead made hot through the API (a form, then three pricing page views), and the
+/// link of its alert as the outbox holds it: `(lead id, lead, link, alerts)`.
+async fn hot_lead_and_its_link(
+    app: &hotlead_tests::TestApp,
+) -> (String, Value, String, Vec<Value>) {
+    let form = app
+        .client
+        .post(format!("{}/v1/forms/contact", app.url))
+        .form(&[
+            ("email", "hanako.sato@sample-seiki.co.jp"),
+            ("name", "佐藤 花子"),
+            ("company", "サンプル精機株式会社"),
+            ("title", "情報システム部 部長"),
+            ("employees", "1,200名"),
+            ("capital", "600億円"),
+            ("phone", "03-1234-5678"),
+            ("anonymousId", "page-browser"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 200);
+    let lead_id = form.json::<Value>().await.unwrap()["lead_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..3 {
+        let call = json!({"type": "page", "messageId": format!("lp-{i}"), "anonymousId": "page-browser",
+            "timestamp": (chrono::Utc::now() - chrono::Duration::minutes(10 - i)).to_rfc3339(),
+            "context": {"page": {"path": "/pricing", "url": "https://www.example.co.jp/pricing"}, "userAgent": "Mozilla/5.0"}});
+        let response = app
+            .client
+            .post(format!("{}/v1/page", app.url))
+            .json(&call)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let lead = app.wait_for_lead(&lead_id, |l| l["band"] == "hot").await;
+    let alerts = app.wait_for_alerts(1).await;
+    let link = alerts[0]["lead_url"].as_str().unwrap().to_string();
+    (lead_id, lead, link, alerts)
+}
+
+/// A rep opens a real alert's link, sees the lead an MQL (the seed rules' stages), accepts
+/// it through the confirmation page, and the page shows it an SQL with the action in its
+/// history; the history API says the same. A reject needs a listed reason; a second
+/// click records once; an altered link records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rep_accepts_a_lead_from_its_page_and_its_stage_and_history_change() {
+    let app = spawn_app(AppSettings {
+        config: Some(
+            "language = \"en\"\n[routing]\ndefault_owner = \"inside-sales@example.com\"\n".into(),
+        ),
+        ..AppSettings::default()
+    })
+    .await;
+    let (lead_id, _, link, _) = hot_lead_and_its_link(&app).await;
+    app.wait_for_lead(&lead_id, |l| l["stage"]["id"] == "mql")
+        .await;
+    let profile = tempfile::tempdir().unwrap();
+    let driver = Driver::start(profile.path()).await;
+    driver.window(390, 844).await;
+    driver.go(&link).await;
+    let text = driver.text().await;
+    assert!(text.contains("Stage\nMQL · inside-sales"), "{text}");
+    assert!(text.contains("inside-sales@example.com"), "{text}");
+    assert!(text.contains("Band — → WARM (50)"), "{text}");
+    assert!(text.contains("Stage — → MQL"), "{text}");
+    assert!(text.contains("Band WARM → HOT (80)"), "{text}");
+
+    driver.click("form[action$='/accept'] button").await;
+    assert!(
+        driver
+            .current_url()
+            .await
+            .contains(&format!("/l/{lead_id}/accept?"))
+    );
+    let text = driver.text().await;
+    assert!(text.contains("Accept: サンプル精機株式会社"), "{text}");
+    let by = driver
+        .script("return document.getElementById('by').value;")
+        .await;
+    assert_eq!(
+        by, "inside-sales@example.com",
+        "the name starts as the lead's owner"
+    );
+    driver
+        .script("document.getElementById('by').value = '';")
+        .await;
+    driver.type_into("#by", "Ichiro Suzuki").await;
+    driver.click("#confirm").await;
+    let after = driver.current_url().await;
+    assert!(
+        after.contains(&format!("/l/{lead_id}?")) && after.contains("done=accept"),
+        "{after}"
+    );
+    let text = driver.text().await;
+    assert!(text.contains("Recorded: Accepted"), "{text}");
+    assert!(text.contains("Stage\nSQL · sales"), "{text}");
+    assert!(text.contains("Stage MQL → SQL"), "{text}");
+    assert!(text.contains("Ichiro Suzuki"), "{text}");
+    driver
+        .script("document.getElementById('follow-up').scrollIntoView();")
+        .await;
+    driver
+        .screenshot(&screenshots_dir().join("lead-page-accepted-en-phone.png"))
+        .await;
+
+    let history = app
+        .client
+        .get(format!("{}/v1/leads/{lead_id}/history", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(history.status(), 200);
+    let history: Value = history.json().await.unwrap();
+    assert_eq!(history["stage"]["id"], "sql");
+    assert_eq!(history["stage"]["by_rep"], true);
+    let entries = history["history"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["to"].as_str().or(e["action"].as_str()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("band", "warm"),
+            ("stage", "mql"),
+            ("band", "hot"),
+            ("action", "accept"),
+            ("stage", "sql")
+        ],
+        "{history:#}"
+    );
+    assert_eq!(entries[3]["by"], "Ichiro Suzuki");
+    assert_eq!(entries[0]["by"], "rules seed v1");
+
+    // The confirmation page of a reject, and its form, through plain HTTP.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (path, query) = link.split_once('?').unwrap();
+    let confirm_url = format!("{path}/reject?{query}");
+    driver.go(&confirm_url).await;
+    driver
+        .screenshot(&screenshots_dir().join("lead-page-reject-en-phone.png"))
+        .await;
+    let page = plain.get(&confirm_url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    let token = page
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let post = |fields: Vec<(&'static str, String)>, url: String| {
+        let plain = plain.clone();
+        async move { plain.post(url).form(&fields).send().await.unwrap() }
+    };
+    let count = || async {
+        app.client
+            .get(format!("{}/v1/leads/{lead_id}/history", app.url))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["history"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    for bad in [
+        vec![("by", "Suzuki".to_string()), ("token", token.clone())],
+        vec![
+            ("by", "Suzuki".to_string()),
+            ("token", token.clone()),
+            ("reason", "not a listed reason".to_string()),
+        ],
+        vec![
+            ("by", " ".to_string()),
+            ("token", token.clone()),
+            ("reason", "予算なし".to_string()),
+        ],
+    ] {
+        let response = post(bad, confirm_url.clone()).await;
+        assert_eq!(response.status(), 422);
+        let text = response.text().await.unwrap();
+        assert!(text.contains("class=\"problem\""), "{text}");
+    }
+    let altered = confirm_url.replace("s=", "s=A");
+    let good = vec![
+        ("by", "Suzuki".to_string()),
+        ("token", token.clone()),
+        ("reason", "予算なし".to_string()),
+    ];
+    let response = post(good.clone(), altered).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(count().await, 5, "nothing recorded by a refused request");
+    for _ in 0..2 {
+        let response = post(good.clone(), confirm_url.clone()).await;
+        assert_eq!(response.status(), 303);
+        let location = response.headers()["location"].to_str().unwrap();
+        assert!(
+            location.starts_with(&format!("../{lead_id}?")) && location.ends_with("&done=reject"),
+            "{location}"
+        );
+    }
+    assert_eq!(count().await, 7, "the second click recorded nothing");
+    let lead = app.lead(&lead_id).await;
+    assert_eq!(lead["stage"]["id"], "recycled");
+}
+
 /// Where the lead page's screenshots go: `HOTLEAD_SCREENSHOTS` (scripts/screenshots sets
 /// it to `docs/screenshots`), else `target/screenshots`.
 fn screenshots_dir() -> std::path::PathBuf {
@@ -886,43 +1108,7 @@ async fn the_alerts_link_opens_the_lead_page_and_an_altered_link_shows_nothing()
             ..AppSettings::default()
         })
         .await;
-        let form = app
-            .client
-            .post(format!("{}/v1/forms/contact", app.url))
-            .form(&[
-                ("email", "hanako.sato@sample-seiki.co.jp"),
-                ("name", "佐藤 花子"),
-                ("company", "サンプル精機株式会社"),
-                ("title", "情報システム部 部長"),
-                ("employees", "1,200名"),
-                ("capital", "600億円"),
-                ("phone", "03-1234-5678"),
-                ("anonymousId", "page-browser"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(form.status(), 200);
-        let lead_id = form.json::<Value>().await.unwrap()["lead_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        for i in 0..3 {
-            let call = json!({"type": "page", "messageId": format!("lp-{i}"), "anonymousId": "page-browser",
-                "timestamp": (chrono::Utc::now() - chrono::Duration::minutes(10 - i)).to_rfc3339(),
-                "context": {"page": {"path": "/pricing", "url": "https://www.example.co.jp/pricing"}, "userAgent": "Mozilla/5.0"}});
-            let response = app
-                .client
-                .post(format!("{}/v1/page", app.url))
-                .json(&call)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-        }
-        let lead = app.wait_for_lead(&lead_id, |l| l["band"] == "hot").await;
-        let alerts = app.wait_for_alerts(1).await;
-        let link = alerts[0]["lead_url"].as_str().unwrap().to_string();
+        let (lead_id, lead, link, alerts) = hot_lead_and_its_link(&app).await;
         assert!(
             link.starts_with(&format!("{}/l/{lead_id}?", app.url)),
             "the alert links the lead page: {link}"

@@ -678,3 +678,84 @@ fn serve_names_a_bad_setting_instead_of_panicking() {
         "{error}"
     );
 }
+
+#[test]
+fn an_operator_reads_a_leads_history_as_text_and_json() {
+    use hotlead_app::ports::{ActionRecord, HistoryEntry, Store};
+    use hotlead_core::stage::{Change, LeadStage, RepAction};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hotlead.db");
+    let now = time("2026-11-20T00:00:00Z");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = hotlead_embedded::SqliteStore::open(&db).unwrap();
+        store
+            .record(hotlead_app::ports::Record {
+                event: hotlead_tests::page("m-1", "u-1", "2026-11-19T00:00:00Z", "/"),
+                keys: vec![
+                    hotlead_core::identity::IdentityKey::email("taro@example.co.jp").unwrap(),
+                ],
+                attributes: vec![],
+                received_at: now,
+                new_lead_id: "L-1".into(),
+                digest: String::new(),
+                retention: Default::default(),
+            })
+            .await
+            .unwrap();
+        let entry = |rev, change| HistoryEntry {
+            lead_id: "L-1".into(),
+            rev,
+            at: now,
+            by: "Sato".into(),
+            change,
+        };
+        store
+            .record_action(&ActionRecord {
+                lead_id: "L-1".into(),
+                token: "0123456789abcdef".into(),
+                read_rev: 0,
+                entries: vec![
+                    entry(
+                        1,
+                        Change::Action {
+                            action: RepAction::Reject,
+                            reason: Some("予算なし".into()),
+                        },
+                    ),
+                    entry(
+                        2,
+                        Change::Stage {
+                            from: None,
+                            to: "recycled".into(),
+                        },
+                    ),
+                ],
+                stage: Some(LeadStage {
+                    id: "recycled".into(),
+                    since: now,
+                    by_rep: true,
+                }),
+            })
+            .await
+            .unwrap();
+    });
+    drop(runtime);
+    let db = db.to_str().unwrap();
+    let text = run_in_process(&["leads", "history", "L-1", "--db", db]).unwrap();
+    assert_eq!(
+        text,
+        "L-1: stage recycled since 2026-11-20 00:00:00 UTC; 2 change(s)\n\
+         2026-11-20 00:00:00 UTC  reject: 予算なし  by Sato\n\
+         2026-11-20 00:00:00 UTC  stage - -> recycled  by Sato\n"
+    );
+    let json: Value = serde_json::from_str(
+        &run_in_process(&["leads", "history", "L-1", "--db", db, "--format", "json"]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["stage"]["id"], "recycled");
+    assert_eq!(json["history"][0]["kind"], "action");
+    assert_eq!(json["history"][0]["reason"], "予算なし");
+    let error = run_in_process(&["leads", "history", "L-404", "--db", db]).unwrap_err();
+    assert!(error.to_string().contains("no lead \"L-404\""), "{error}");
+}

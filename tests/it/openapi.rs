@@ -40,9 +40,12 @@ fn routed() -> BTreeSet<(String, String)> {
                 _ => "POST",
             };
             routes.insert((method.to_string(), capture[1].to_string()));
-            // A second method on the same route: `get(read).delete(erase)`.
+            // A second method on the same route: `get(read).delete(erase)`, `get(show).post(act)`.
             if capture[3].contains(".delete(") {
                 routes.insert(("DELETE".to_string(), capture[1].to_string()));
+            }
+            if capture[3].contains(".post(") {
+                routes.insert(("POST".to_string(), capture[1].to_string()));
             }
         }
     }

@@ -23,6 +23,7 @@ use hotlead_app::ports::{Recorded, Store, StoredLead};
 use hotlead_app::review::Review;
 use hotlead_app::{FormOutcome, Ingest};
 use hotlead_core::event::EventType;
+use hotlead_core::stage::RepAction;
 use hotlead_core::{Band, Lead};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -170,6 +171,7 @@ fn public_routes(ingest: Ingest, auth: Auth) -> Router {
         .route("/hotlead.js", get(tracking_script))
         // The rep's lead page: public, the signed link is the credential.
         .route("/l/{lead_id}", get(lead_page))
+        .route("/l/{lead_id}/{action}", get(confirm_action).post(act))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(state)
 }
@@ -186,6 +188,7 @@ fn admin_routes(review: Review, auth: Auth) -> Router {
     Router::new()
         .route("/v1/leads", get(ranking))
         .route("/v1/leads/{lead_id}", get(lead).delete(erase_lead))
+        .route("/v1/leads/{lead_id}/history", get(lead_history))
         .route("/v1/outcomes", post(review::outcomes))
         .route("/v1/suggestions", get(review::suggestions))
         .route("/v1/suggestions/{id}", get(review::suggestion))
@@ -678,6 +681,7 @@ fn lead_summary(stored: &StoredLead) -> Value {
         "company": attribute("company"),
         "name": attribute("name"),
         "title": attribute("title"),
+        "stage": stored.stage,
         "reasons": score.map(|s| s.contributions.iter().filter(|c| !c.rule.starts_with("cap:")).take(3).map(|c| format!("{} {}", c.points, c.label)).collect::<Vec<_>>()),
     })
 }
@@ -784,40 +788,63 @@ struct PageQuery {
     l: Option<String>,
     /// Its signature.
     s: Option<String>,
+    /// The action just recorded (not signed: it only shows a notice).
+    done: Option<String>,
+}
+
+impl PageQuery {
+    /// Reads a link's query by hand: a query that does not parse is a refused link (an
+    /// HTML page), not an API error. A parameter given twice is no link this server made.
+    fn parse(raw: Option<String>) -> PageQuery {
+        let mut query = PageQuery::default();
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let slot = match key.as_ref() {
+                "e" => &mut query.e,
+                "l" => &mut query.l,
+                "s" => &mut query.s,
+                "done" => &mut query.done,
+                _ => continue,
+            };
+            if slot.is_some() {
+                *slot = Some(String::new());
+            } else {
+                *slot = Some(value.into_owned());
+            }
+        }
+        query
+    }
+
+    /// The language the link asks for; a link without one is answered in both.
+    fn language(&self) -> Option<hotlead_core::alert::Language> {
+        self.l
+            .as_deref()
+            .and_then(hotlead_core::alert::Language::from_code)
+    }
+
+    fn refused(&self, refusal: page::Refusal) -> Response {
+        page::response(refusal.status(), page::refusal(refusal, self.language()))
+    }
+
+    fn parts(&self) -> page::LinkParts {
+        page::LinkParts {
+            expires: self.e.clone().unwrap_or_default(),
+            language: self.l.clone().unwrap_or_default(),
+            signature: self.s.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// `GET /l/{lead_id}`: the rep's lead page, opened by the signed link an alert ends with
-/// (no login, no admin token: the link is the credential). Read-only HTML.
+/// (no login, no admin token: the link is the credential). HTML; its buttons lead to
+/// confirmation pages.
 async fn lead_page(
     State(state): State<AppState>,
     Path(lead_id): Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
-    use hotlead_core::alert::Language;
-    use page::Refusal;
-    // Read by hand: a query that does not parse is a refused link (an HTML page), not an
-    // API error.
-    let mut query = PageQuery::default();
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        let slot = match key.as_ref() {
-            "e" => &mut query.e,
-            "l" => &mut query.l,
-            "s" => &mut query.s,
-            _ => continue,
-        };
-        if slot.is_some() {
-            // A parameter given twice is not a link this server made.
-            *slot = Some(String::new());
-        } else {
-            *slot = Some(value.into_owned());
-        }
-    }
-    // The language the link asks for; a link without one is answered in both.
-    let asked = query.l.as_deref().and_then(Language::from_code);
-    let refused =
-        |refusal: Refusal| page::response(refusal.status(), page::refusal(refusal, asked));
+    let query = PageQuery::parse(raw);
     let Some(pages) = &state.pages else {
-        return Ok(refused(Refusal::Off));
+        return Ok(query.refused(page::Refusal::Off));
     };
     let view = match pages
         .open(
@@ -829,8 +856,9 @@ async fn lead_page(
         .await?
     {
         Ok(view) => view,
-        Err(refusal) => return Ok(refused(refusal.into())),
+        Err(refusal) => return Ok(query.refused(refusal.into())),
     };
+    let stages = view.stages();
     let body = page::lead_page(&page::LeadPage {
         lead: &view.lead,
         events: &view.events,
@@ -838,8 +866,153 @@ async fn lead_page(
         language: view.link.language,
         now: view.now,
         expires: view.link.expires,
+        history: &view.history,
+        stages: &stages,
+        routing: &view.routing,
+        link: &query.parts(),
+        done: query.done.as_deref().and_then(RepAction::parse),
     });
     Ok(page::response(StatusCode::OK, body))
+}
+
+/// `GET /l/{lead_id}/{action}`: the page confirming a rep's action (accept, reject,
+/// contacted), behind the same signed link. Showing it changes nothing.
+async fn confirm_action(
+    State(state): State<AppState>,
+    Path((lead_id, action)): Path<(String, String)>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    let query = PageQuery::parse(raw);
+    confirmation_page(&state, &lead_id, &action, &query, None).await
+}
+
+/// The confirmation page, with what was wrong with the last try (422) or fresh (200).
+async fn confirmation_page(
+    state: &AppState,
+    lead_id: &str,
+    action: &str,
+    query: &PageQuery,
+    problem: Option<(&str, &str)>,
+) -> Result<Response, ApiError> {
+    let Some(pages) = &state.pages else {
+        return Ok(query.refused(page::Refusal::Off));
+    };
+    let view = match pages
+        .open(
+            lead_id,
+            query.e.as_deref(),
+            query.l.as_deref(),
+            query.s.as_deref(),
+        )
+        .await?
+    {
+        Ok(view) => view,
+        Err(refusal) => return Ok(query.refused(refusal.into())),
+    };
+    let stages = view.stages();
+    let Some(action) = RepAction::parse(action).filter(|a| stages.offers(*a)) else {
+        return Ok(query.refused(page::Refusal::Invalid));
+    };
+    let token = hotlead_app::pages::new_token();
+    let body = page::confirmation(&page::Confirmation {
+        lead: &view.lead,
+        action,
+        language: view.link.language,
+        link: &query.parts(),
+        reasons: &stages.reject_reasons,
+        token: &token,
+        by: problem
+            .map(|(_, by)| by)
+            .or(view.routing.owner.as_deref())
+            .unwrap_or_default(),
+        problem: problem.map(|(message, _)| message),
+    });
+    let status = if problem.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok(page::response(status, body))
+}
+
+/// The longest confirmation form body accepted.
+const ACTION_FORM_LIMIT: usize = 4 * 1024;
+
+/// `POST /l/{lead_id}/{action}`: records a confirmed action (form fields `by`, `token`,
+/// and `reason` for a reject), then sends the rep back to the lead page (303).
+async fn act(
+    State(state): State<AppState>,
+    Path((lead_id, action)): Path<(String, String)>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    use hotlead_app::pages::{ActionRefusal, ActionRequest};
+    let query = PageQuery::parse(raw);
+    let Some(pages) = &state.pages else {
+        return Ok(query.refused(page::Refusal::Off));
+    };
+    let Some(parsed) = RepAction::parse(&action) else {
+        return Ok(query.refused(page::Refusal::Invalid));
+    };
+    let body = read_body(&headers, body, ACTION_FORM_LIMIT, "the form").await?;
+    let (mut by, mut reason, mut token) = (String::new(), None, String::new());
+    for (key, value) in form_urlencoded::parse(&body) {
+        match key.as_ref() {
+            "by" => by = value.into_owned(),
+            "reason" => reason = Some(value.into_owned()).filter(|r| !r.is_empty()),
+            "token" => token = value.into_owned(),
+            _ => {}
+        }
+    }
+    let request = ActionRequest {
+        action: parsed,
+        reason: reason.as_deref(),
+        by: &by,
+        token: &token,
+    };
+    let link = (query.e.as_deref(), query.l.as_deref(), query.s.as_deref());
+    match pages.act(&lead_id, link, &request).await? {
+        Ok(acted) => {
+            let location = format!(
+                "../{}?{}&done={}",
+                hotlead_app::links::percent_encoded(&acted.lead_id, b"-._~"),
+                query.parts().query(),
+                parsed.as_str()
+            );
+            let mut response = page::response(StatusCode::SEE_OTHER, String::new());
+            if let Ok(value) = header::HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            Ok(response)
+        }
+        Err(ActionRefusal::Page(refusal)) => Ok(query.refused(refusal.into())),
+        Err(ActionRefusal::Invalid(message)) => {
+            confirmation_page(&state, &lead_id, &action, &query, Some((&message, &by))).await
+        }
+    }
+}
+
+/// `GET /v1/leads/{id}/history`: the lead's band and stage changes and reps' actions,
+/// oldest first, with its stage now.
+async fn lead_history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(lead_id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_admin(&state.auth, &headers)?;
+    let Some(stored) = state.store.lead(&lead_id).await? else {
+        return Err(ApiError::NotFound(format!("no lead {lead_id:?}")));
+    };
+    let history = state.store.history(&stored.id).await?;
+    Ok(Json(json!({
+        "lead_id": stored.id,
+        "requested_id": lead_id,
+        "stage": stored.stage,
+        "band": stored.band(),
+        "history": history,
+    }))
+    .into_response())
 }
 
 /// `DELETE /v1/leads/{id}`: erases the person (see [`hotlead_app::erase`]). A lead that is

@@ -6,10 +6,11 @@
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset, Utc};
-use hotlead_app::ports::StoredLead;
-use hotlead_core::alert::{Language, action_words};
+use hotlead_app::ports::{HistoryEntry, StoredLead};
+use hotlead_core::alert::{Language, Routing, action_words};
 use hotlead_core::rules::{Dropped, RuleSet};
 use hotlead_core::score::Evidence;
+use hotlead_core::stage::{Change, RepAction, Stages};
 use hotlead_core::{Event, Lead};
 
 /// Events shown on the page, newest first.
@@ -49,7 +50,7 @@ table{width:100%;border-collapse:collapse}td{padding:.45rem .3rem;border-top:1px
 td.pts{text-align:right;white-space:nowrap;font-weight:600;width:4.5rem}.neg{color:#c62828}\
 .ev{color:#5b6474;font-size:.9rem}.muted{color:#8a93a3}.tag{font-size:.75rem;border:1px solid #c5cad3;border-radius:.3rem;padding:0 .3rem;margin-left:.3rem;color:#5b6474}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:.6rem 0 0}dt{color:#5b6474}dd{margin:0;overflow-wrap:anywhere}\
-footer{margin:1.5rem 0;color:#8a93a3;font-size:.8rem}";
+footer{margin:1.5rem 0;color:#8a93a3;font-size:.8rem}.actions{display:flex;gap:.5rem;flex-wrap:wrap;margin-top:.8rem}.actions form{margin:0}button,.button{font:inherit;font-weight:600;border:0;border-radius:.4rem;padding:.6rem 1rem;background:#1d4ed8;color:#fff;cursor:pointer;text-decoration:none;display:inline-block}button.secondary,.button.secondary{background:#e6e8ec;color:#1d2433}button.danger{background:#b91c1c}.notice{background:#e8f5e9;border-left:4px solid #2e7d32;padding:.6rem .8rem;border-radius:.3rem;margin-bottom:1rem}.problem{background:#fdecea;border-left:4px solid #c62828;padding:.6rem .8rem;border-radius:.3rem;margin-bottom:1rem}label{display:block;margin:.8rem 0 .2rem;font-weight:600}input[type=text],select{font:inherit;width:100%;box-sizing:border-box;padding:.5rem;border:1px solid #c5cad3;border-radius:.3rem}";
 
 fn page(language: Language, title: &str, body: &str) -> String {
     format!(
@@ -203,6 +204,104 @@ pub struct LeadPage<'a> {
     pub language: Language,
     pub now: DateTime<Utc>,
     pub expires: DateTime<Utc>,
+    /// Band and stage changes and reps' actions, oldest first.
+    pub history: &'a [HistoryEntry],
+    /// The active rules' stages (none without rules).
+    pub stages: &'a Stages,
+    /// Whose lead it is.
+    pub routing: &'a Routing,
+    /// The link's own query (`e=..&l=..&s=..`), carried by the action forms.
+    pub link: &'a LinkParts,
+    /// The action just recorded (the page after a confirmation).
+    pub done: Option<RepAction>,
+}
+
+/// A link's query values, as the page's forms carry them on.
+#[derive(Debug, Clone)]
+pub struct LinkParts {
+    pub expires: String,
+    pub language: String,
+    pub signature: String,
+}
+
+impl LinkParts {
+    /// `e=..&l=..&s=..`, encoded for a URL.
+    pub fn query(&self) -> String {
+        let keep = b"-._~";
+        format!(
+            "e={}&l={}&s={}",
+            hotlead_app::links::percent_encoded(&self.expires, keep),
+            hotlead_app::links::percent_encoded(&self.language, keep),
+            hotlead_app::links::percent_encoded(&self.signature, keep)
+        )
+    }
+
+    /// Hidden inputs carrying the link on (a GET form's query).
+    fn hidden(&self) -> String {
+        format!(
+            "<input type=\"hidden\" name=\"e\" value=\"{}\"><input type=\"hidden\" name=\"l\" value=\"{}\"><input type=\"hidden\" name=\"s\" value=\"{}\">",
+            escape(&self.expires),
+            escape(&self.language),
+            escape(&self.signature)
+        )
+    }
+}
+
+/// A lead id as one segment of a relative URL.
+fn segment(id: &str) -> String {
+    hotlead_app::links::percent_encoded(id, b"-._~")
+}
+
+fn action_name(action: RepAction, language: Language) -> &'static str {
+    match action {
+        RepAction::Accept => t(language, "受け入れる", "Accept"),
+        RepAction::Reject => t(language, "却下する", "Reject"),
+        RepAction::Contacted => t(language, "連絡済みにする", "Mark contacted"),
+    }
+}
+
+fn action_done(action: RepAction, language: Language) -> &'static str {
+    match action {
+        RepAction::Accept => t(language, "受け入れ", "Accepted"),
+        RepAction::Reject => t(language, "却下", "Rejected"),
+        RepAction::Contacted => t(language, "連絡済み", "Contacted"),
+    }
+}
+
+fn local_time(at: DateTime<Utc>, offset: FixedOffset) -> String {
+    at.with_timezone(&offset)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+fn offset_of(rules: Option<&RuleSet>) -> FixedOffset {
+    rules
+        .map(|r| r.utc_offset)
+        .unwrap_or_else(|| FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| unreachable!()))
+}
+
+/// One history entry in words.
+fn history_words(entry: &HistoryEntry, stages: &Stages, language: Language) -> String {
+    match &entry.change {
+        Change::Band {
+            from, to, score, ..
+        } => format!(
+            "{} {} → {} ({score})",
+            t(language, "バンド", "Band"),
+            from.map_or("—".to_string(), |b| b.as_str().to_uppercase()),
+            to.as_str().to_uppercase()
+        ),
+        Change::Stage { from, to } => format!(
+            "{} {} → {}",
+            t(language, "ステージ", "Stage"),
+            from.as_deref().map_or("—", |f| stages.label(f)),
+            stages.label(to)
+        ),
+        Change::Action { action, reason } => match reason {
+            Some(reason) => format!("{}: {reason}", action_done(*action, language)),
+            None => action_done(*action, language).to_string(),
+        },
+    }
 }
 
 fn t(language: Language, ja: &'static str, en: &'static str) -> &'static str {
@@ -215,10 +314,7 @@ fn t(language: Language, ja: &'static str, en: &'static str) -> &'static str {
 /// The lead's page.
 pub fn lead_page(view: &LeadPage<'_>) -> String {
     let language = view.language;
-    let offset = view
-        .rules
-        .map(|r| r.utc_offset)
-        .unwrap_or_else(|| FixedOffset::east_opt(9 * 3600).unwrap_or_else(|| unreachable!()));
+    let offset = offset_of(view.rules);
     let lead: Lead = view.lead.to_lead();
     let value = |name: &str| {
         lead.get(name)
@@ -234,6 +330,13 @@ pub fn lead_page(view: &LeadPage<'_>) -> String {
         (None, None) => t(language, "(氏名未登録)", "(no name yet)").to_string(),
     };
     let mut body = String::new();
+    if let Some(done) = view.done {
+        body.push_str(&format!(
+            "<div class=\"notice\" role=\"status\">{}: {}</div>",
+            t(language, "記録しました", "Recorded"),
+            action_done(done, language)
+        ));
+    }
     body.push_str("<div class=\"card\">");
     body.push_str(&format!("<h1>{}</h1>", escape(&heading)));
     if let Some(title) = value("title") {
@@ -336,6 +439,8 @@ pub fn lead_page(view: &LeadPage<'_>) -> String {
         }
     }
 
+    body.push_str(&follow_up_card(view, offset));
+
     let mut events: Vec<&Event> = view.events.iter().collect();
     events.sort_by(|a, b| (b.timestamp, &b.message_id).cmp(&(a.timestamp, &a.message_id)));
     body.push_str(&format!(
@@ -386,6 +491,182 @@ pub fn lead_page(view: &LeadPage<'_>) -> String {
         escape(&view.lead.id),
     ));
     page(language, &heading, &body)
+}
+
+/// The stage, the owner, the actions a rep can take, and the lead's history.
+fn follow_up_card(view: &LeadPage<'_>, offset: FixedOffset) -> String {
+    let language = view.language;
+    let mut body = format!(
+        "<h2>{}</h2><div class=\"card\" id=\"follow-up\"><dl>",
+        t(language, "フォローアップ", "Follow-up")
+    );
+    let stage = view.lead.stage.as_ref();
+    let stage_text = match stage {
+        Some(stage) => {
+            let owner = view
+                .stages
+                .get(&stage.id)
+                .and_then(|s| s.owner.as_deref())
+                .map(|o| format!(" · {}", escape(o)))
+                .unwrap_or_default();
+            format!(
+                "<strong id=\"stage\">{}</strong>{owner} <span class=\"ev\">{} {}</span>",
+                escape(view.stages.label(&stage.id)),
+                t(language, "から", "since"),
+                escape(&local_time(stage.since, offset))
+            )
+        }
+        None => format!(
+            "<span id=\"stage\" class=\"muted\">{}</span>",
+            t(language, "なし", "none")
+        ),
+    };
+    body.push_str(&format!(
+        "<dt>{}</dt><dd>{stage_text}</dd>",
+        t(language, "ステージ", "Stage")
+    ));
+    let owner = view
+        .routing
+        .owner
+        .as_deref()
+        .map(escape)
+        .unwrap_or_else(|| t(language, "(未割り当て)", "(unassigned)").to_string());
+    body.push_str(&format!(
+        "<dt>{}</dt><dd>{owner} <span class=\"ev\">{} {}</span></dd></dl>",
+        t(language, "担当", "Owner"),
+        t(language, "テリトリー", "territory"),
+        escape(&view.routing.territory)
+    ));
+    body.push_str("<div class=\"actions\">");
+    for action in RepAction::ALL {
+        if !view.stages.offers(action) {
+            continue;
+        }
+        let class = match action {
+            RepAction::Accept => "",
+            RepAction::Reject => " class=\"danger\"",
+            RepAction::Contacted => " class=\"secondary\"",
+        };
+        body.push_str(&format!(
+            "<form method=\"get\" action=\"{}/{}\">{}<button type=\"submit\"{class}>{}</button></form>",
+            segment(&view.lead.id),
+            action.as_str(),
+            view.link.hidden(),
+            action_name(action, language)
+        ));
+    }
+    body.push_str("</div>");
+    body.push_str(&format!(
+        "<h2>{}</h2><table id=\"history\">",
+        t(language, "履歴", "History")
+    ));
+    if view.history.is_empty() {
+        body.push_str(&format!(
+            "<tr><td class=\"muted\">{}</td></tr>",
+            t(language, "まだありません。", "None yet.")
+        ));
+    }
+    for entry in view.history.iter().rev() {
+        body.push_str(&format!(
+            "<tr><td class=\"ev\" style=\"white-space:nowrap;width:8.5rem\">{}</td><td>{}<div class=\"ev\">{}</div></td></tr>",
+            escape(&local_time(entry.at, offset)),
+            escape(&history_words(entry, view.stages, language)),
+            escape(&entry.by)
+        ));
+    }
+    body.push_str("</table></div>");
+    body
+}
+
+/// What a confirmation page shows.
+#[derive(Debug)]
+pub struct Confirmation<'a> {
+    pub lead: &'a StoredLead,
+    pub action: RepAction,
+    pub language: Language,
+    pub link: &'a LinkParts,
+    /// The reasons a reject picks from.
+    pub reasons: &'a [String],
+    /// The one-time token of this confirmation.
+    pub token: &'a str,
+    /// The name the form starts with (the lead's routed owner).
+    pub by: &'a str,
+    /// What was wrong with the last try, when it is shown again.
+    pub problem: Option<&'a str>,
+}
+
+/// The page that confirms a rep's action: one more click records it. A GET shows it, so
+/// a mail scanner that follows links changes nothing.
+pub fn confirmation(view: &Confirmation<'_>) -> String {
+    let language = view.language;
+    let lead = view.lead.to_lead();
+    let who = ["company", "name"]
+        .iter()
+        .filter_map(|name| lead.get(name).map(|v| v.raw.trim().to_string()))
+        .filter(|v| !v.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let title = format!("{}: {}", action_name(view.action, language), who);
+    let mut body = String::new();
+    if let Some(problem) = view.problem {
+        body.push_str(&format!(
+            "<div class=\"problem\" role=\"alert\">{}</div>",
+            escape(problem)
+        ));
+    }
+    body.push_str(&format!(
+        "<div class=\"card\"><h1>{}</h1><p>{}</p>",
+        escape(&title),
+        escape(
+            match &view.lead.score {
+                Some(score) => format!(
+                    "{} {} · {}",
+                    t(language, "スコア", "Score"),
+                    score.score,
+                    score.band.as_str().to_uppercase()
+                ),
+                None => String::new(),
+            }
+            .as_str()
+        )
+    ));
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"{}?{}\">",
+        view.action.as_str(),
+        escape(&view.link.query())
+    ));
+    body.push_str(&format!(
+        "<input type=\"hidden\" name=\"token\" value=\"{}\">",
+        escape(view.token)
+    ));
+    body.push_str(&format!(
+        "<label for=\"by\">{}</label><input type=\"text\" id=\"by\" name=\"by\" required maxlength=\"{}\" value=\"{}\">",
+        t(language, "あなたの名前", "Your name"),
+        hotlead_app::pages::MAX_BY_CHARS,
+        escape(view.by)
+    ));
+    if view.action == RepAction::Reject {
+        body.push_str(&format!(
+            "<label for=\"reason\">{}</label><select id=\"reason\" name=\"reason\" required><option value=\"\"></option>",
+            t(language, "理由", "Reason")
+        ));
+        for reason in view.reasons {
+            body.push_str(&format!(
+                "<option value=\"{0}\">{0}</option>",
+                escape(reason)
+            ));
+        }
+        body.push_str("</select>");
+    }
+    body.push_str(&format!(
+        "<div class=\"actions\"><button type=\"submit\" id=\"confirm\">{}</button>\
+         <a class=\"button secondary\" href=\"../{}?{}\">{}</a></div></form></div>",
+        t(language, "確定する", "Confirm"),
+        segment(&view.lead.id),
+        escape(&view.link.query()),
+        t(language, "戻る", "Back")
+    ));
+    page(language, &title, &body)
 }
 
 /// What the rules dropped an event as (a bot, the company's own network), in words.

@@ -64,6 +64,20 @@ pub enum LeadsCommand {
         #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
         format: LearnFormat,
     },
+    /// A lead's history: its band and stage changes (by the rules) and reps' actions from
+    /// the lead page (accept, reject with a reason, contacted), oldest first, with the
+    /// stage it is in now.
+    #[command(
+        after_help = "Examples:\n  hotlead leads history L-0042\n  hotlead leads history L-0042 --backend aws --format json"
+    )]
+    History {
+        /// The lead id (a merged lead's id stands for the lead it merged into).
+        lead: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
+        format: LearnFormat,
+    },
     /// Make set-aside leads due now (after fixing what made them fail): the running
     /// scorer retries them in its next round.
     #[command(after_help = "Examples:\n  hotlead leads retry L-0042\n  hotlead leads retry --all")]
@@ -146,6 +160,59 @@ pub async fn leads(
             store,
             delimiter,
         } => import(&file, &store, delimiter, out).await?,
+        LeadsCommand::History {
+            lead,
+            store,
+            format,
+        } => {
+            let storage = open_storage(&store).await?;
+            let Some(stored) = storage.lead(&lead).await? else {
+                anyhow::bail!("no lead {lead:?} is stored");
+            };
+            let history = storage.history(&stored.id).await?;
+            match format {
+                LearnFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "lead_id": stored.id,
+                        "stage": stored.stage,
+                        "band": stored.band(),
+                        "history": history,
+                    }))?
+                )?,
+                LearnFormat::Text => {
+                    let stage = stored.stage.as_ref().map_or("none".to_string(), |s| {
+                        format!("{} since {}", s.id, when(s.since))
+                    });
+                    writeln!(
+                        out,
+                        "{}: stage {stage}; {} change(s)",
+                        stored.id,
+                        history.len()
+                    )?;
+                    for entry in &history {
+                        use hotlead_core::stage::Change;
+                        let what = match &entry.change {
+                            Change::Band {
+                                from, to, score, ..
+                            } => format!(
+                                "band {} -> {to} ({score})",
+                                from.map_or("-".to_string(), |b| b.to_string())
+                            ),
+                            Change::Stage { from, to } => {
+                                format!("stage {} -> {to}", from.as_deref().unwrap_or("-"))
+                            }
+                            Change::Action { action, reason } => match reason {
+                                Some(reason) => format!("{action}: {reason}"),
+                                None => action.to_string(),
+                            },
+                        };
+                        writeln!(out, "{}  {what}  by {}", when(entry.at), entry.by)?;
+                    }
+                }
+            }
+        }
         LeadsCommand::SetAside { store, format } => {
             let storage = open_storage(&store).await?;
             let leads = storage.set_aside_leads(LIST_LIMIT).await?;
