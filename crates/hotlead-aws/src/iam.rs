@@ -23,9 +23,10 @@ pub const INGEST_ACTIONS: &[&str] = &[
 ];
 
 /// What the reps' lead pages (`GET /l/{id}`, served by `ingest` too) need beyond
-/// [`INGEST_ACTIONS`] on [`INGEST_PARTITIONS`]: the lead's and its visitors' events by
-/// `Query`, and the condition on the lead under which linked visitors' events are copied
-/// into its partition.
+/// [`INGEST_ACTIONS`] on [`INGEST_PARTITIONS`]: the lead's and its visitors' events and
+/// the lead's history by `Query`, and the condition on the lead under which linked
+/// visitors' events are copied into its partition. A rep's action (`POST /l/{id}/..`)
+/// is an update of the lead and puts in its partition: [`INGEST_ACTIONS`].
 pub const PAGE_PARTITIONS: &[&str] = &["LEAD#", "ANON#"];
 /// See [`PAGE_PARTITIONS`].
 pub const PAGE_ACTIONS: &[&str] = &["dynamodb:Query", "dynamodb:ConditionCheckItem"];
@@ -399,8 +400,9 @@ mod tests {
     }
 
     /// A rep opening a lead page (served by `ingest`): the lead, its events and a linked
-    /// visitor's (copied into the lead's partition), the active rules: every request is
-    /// allowed by one of ingest's statements, and the page reads no other partition.
+    /// visitor's (copied into the lead's partition), its history, the active rules; then
+    /// accepting the lead: every request is allowed by one of ingest's statements, and
+    /// the page reads and writes no other partition.
     #[tokio::test]
     async fn the_lead_page_reads_only_what_ingest_is_granted() {
         use hotlead_app::links::{LinkKey, Links};
@@ -420,6 +422,18 @@ mod tests {
                    "body": {"S": serde_json::to_string(&event).unwrap()}, "expires_at": {"N": "1790000000"}})
         };
         let (own, visitor) = (event("LEAD#L-1", "m-1"), event("ANON#a-1", "m-2"));
+        let entry = hotlead_app::ports::HistoryEntry {
+            lead_id: "L-1".into(),
+            rev: 1,
+            at: at("2026-01-20T09:00:00Z"),
+            by: "rules seed v1".into(),
+            change: hotlead_core::stage::Change::Stage {
+                from: None,
+                to: "mql".into(),
+            },
+        };
+        let history = json!({"PK": {"S": "LEAD#L-1"}, "SK": {"S": "HIST#0000000001"},
+                             "entry": {"S": serde_json::to_string(&entry).unwrap()}});
         let fake = FakeHttp::new(move |seen: &Seen| {
             let op = seen.target.trim_start_matches("DynamoDB_20120810.");
             let pk = seen.body["Key"]["PK"]["S"]
@@ -430,6 +444,12 @@ mod tests {
             match op {
                 "GetItem" if pk == "LEAD#L-1" => json_ok(json!({"Item": lead})),
                 "GetItem" => json_ok(json!({})),
+                "Query"
+                    if pk == "LEAD#L-1"
+                        && seen.body["ExpressionAttributeValues"][":prefix"]["S"] == "HIST#" =>
+                {
+                    json_ok(json!({"Items": [history], "Count": 1}))
+                }
                 "Query" if pk == "LEAD#L-1" => json_ok(json!({"Items": [own], "Count": 1})),
                 "Query" if pk == "ANON#a-1" => json_ok(json!({"Items": [visitor], "Count": 1})),
                 "Query" => json_ok(json!({"Items": [], "Count": 0})),
@@ -461,7 +481,33 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(view.events.len(), 2);
+        assert_eq!(view.history.len(), 1);
+        // A rep accepts the lead from the page: the action is written by ingest too.
+        let acted = pages
+            .act(
+                "L-1",
+                (
+                    Some(&link.expires.timestamp().to_string()),
+                    Some("ja"),
+                    Some(&link.signature),
+                ),
+                &hotlead_app::pages::ActionRequest {
+                    action: hotlead_core::stage::RepAction::Accept,
+                    reason: None,
+                    by: "Sato",
+                    token: "0123456789abcdef0123",
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!acted.repeated);
         let seen = fake.requests();
+        assert!(
+            seen.iter().any(|s| s.target.ends_with("TransactWriteItems")
+                && s.body.to_string().contains("ACTION#0123456789abcdef0123")),
+            "the action was written: {seen:?}"
+        );
         assert!(
             seen.iter()
                 .any(|s| s.target.ends_with("TransactWriteItems")),
