@@ -261,7 +261,10 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
     assert_eq!(altered.status(), reqwest::StatusCode::FORBIDDEN);
     assert!(!altered.text().await.unwrap().contains("株式会社サンプル"));
     // The rep accepts the lead from the page: the action and the stage land in the table.
-    assert!(html.contains("MQL"), "the seed rules made it an MQL: {html}");
+    assert!(
+        html.contains("MQL"),
+        "the seed rules made it an MQL: {html}"
+    );
     let (page_path, query) = path.split_once('?').unwrap();
     let accept = format!("{}{page_path}/accept?{query}", running.url());
     let no_redirects = reqwest::Client::builder()
@@ -283,7 +286,10 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
         .text()
         .await
         .unwrap();
-    assert!(html.contains("MQL → SQL") && html.contains("佐藤"), "{html}");
+    assert!(
+        html.contains("MQL → SQL") && html.contains("佐藤"),
+        "{html}"
+    );
 
     // Replaying the whole stream through the `score` function's handler sends nothing new.
     running.stop();

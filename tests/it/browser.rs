@@ -1008,6 +1008,27 @@ async fn a_rep_accepts_a_lead_from_its_page_and_its_stage_and_history_change() {
     );
     assert_eq!(entries[3]["by"], "Ichiro Suzuki");
     assert_eq!(entries[0]["by"], "rules seed v1");
+    // The accept was the first action on the hot alert: the follow-up figures count it.
+    let figures: Value = app
+        .client
+        .get(format!("{}/v1/follow-up", app.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(figures["respond_within_hours"], 2.0, "{figures:#}");
+    assert_eq!(figures["total"]["alerts"], 1, "{figures:#}");
+    assert_eq!(figures["total"]["answered"], 1, "{figures:#}");
+    assert_eq!(figures["territories"][0]["territory"], "unassigned");
+    let bad = app
+        .client
+        .get(format!("{}/v1/follow-up?since=yesterday", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
 
     // The confirmation page of a reject, and its form, through plain HTTP.
     let plain = reqwest::Client::builder()

@@ -591,6 +591,7 @@ fn an_operator_imports_crm_attributes_lists_and_retries_set_aside_leads_and_list
         store
             .save_score(ScoreUpdate {
                 history: Default::default(),
+                follow_up: None,
                 lead_id: other.clone(),
                 seen_seq: 1,
                 score: hotlead_core::Score {
@@ -713,6 +714,7 @@ fn an_operator_reads_a_leads_history_as_text_and_json() {
         store
             .record_action(&ActionRecord {
                 lead_id: "L-1".into(),
+                crossing: 0,
                 token: "0123456789abcdef".into(),
                 read_rev: 0,
                 entries: vec![
@@ -758,4 +760,125 @@ fn an_operator_reads_a_leads_history_as_text_and_json() {
     assert_eq!(json["history"][0]["reason"], "予算なし");
     let error = run_in_process(&["leads", "history", "L-404", "--db", db]).unwrap_err();
     assert!(error.to_string().contains("no lead \"L-404\""), "{error}");
+}
+
+#[test]
+fn an_operator_reads_the_follow_up_figures_per_territory() {
+    use hotlead_app::ports::{FollowUpRecord, OutboxEntry, ScoreUpdate, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hotlead.db");
+    let now = time("2026-11-20T00:00:00Z");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = hotlead_embedded::SqliteStore::open(&db).unwrap();
+        let rules = hotlead_core::RuleSet::from_toml("seed", hotlead_core::rules::SEED).unwrap();
+        hotlead_app::ports::LearningStore::add_rules(
+            &store,
+            hotlead_app::ports::NewRules {
+                name: "seed".into(),
+                source: "file seed.toml".into(),
+                text: hotlead_core::rules::SEED.into(),
+                at: now,
+            },
+        )
+        .await
+        .unwrap();
+        for (i, territory) in ["east", "east", "west"].iter().enumerate() {
+            let id = format!("L-{i}");
+            store
+                .record(hotlead_app::ports::Record {
+                    event: hotlead_tests::page(
+                        &format!("m-{i}"),
+                        &format!("u-{i}"),
+                        "2026-11-19T00:00:00Z",
+                        "/",
+                    ),
+                    keys: vec![
+                        hotlead_core::identity::IdentityKey::email(&format!("p{i}@example.co.jp"))
+                            .unwrap(),
+                    ],
+                    attributes: vec![],
+                    received_at: now,
+                    new_lead_id: id.clone(),
+                    digest: String::new(),
+                    retention: Default::default(),
+                })
+                .await
+                .unwrap();
+            let lead = store.lead(&id).await.unwrap().unwrap();
+            let score = hotlead_core::score(&rules, &lead.to_lead(), &[], now, None);
+            let alerted = now - chrono::Duration::days(2);
+            store
+                .save_score(ScoreUpdate {
+                    lead_id: id.clone(),
+                    seen_seq: 1,
+                    score,
+                    hot_crossings: 1,
+                    alerts: vec![OutboxEntry {
+                        key: format!("hot:{id}:1"),
+                        created_at: alerted,
+                        message: hotlead_core::alert::AlertMessage {
+                            lead_id: id.clone(),
+                            reason: "hot".into(),
+                            subject: "s".into(),
+                            body: "b".into(),
+                            score: 80.0,
+                            band: "hot".into(),
+                            grade: "A1".into(),
+                            routing: Default::default(),
+                            lead_url: "http://x".into(),
+                        },
+                    }],
+                    history: Default::default(),
+                    follow_up: Some(FollowUpRecord {
+                        lead_id: id.clone(),
+                        crossing: 1,
+                        territory: territory.to_string(),
+                        owner: None,
+                        alerted_at: alerted,
+                        due_at: Some(alerted + chrono::Duration::hours(2)),
+                        first_action_at: None,
+                        first_action: None,
+                        escalated_at: None,
+                        closed_at: None,
+                    }),
+                })
+                .await
+                .unwrap();
+        }
+    });
+    drop(runtime);
+    let db = db.to_str().unwrap();
+    let text = run_in_process(&["leads", "follow-up", "--db", db]).unwrap();
+    assert!(
+        text.starts_with("hot alerts of the last 30 day(s); deadline 2 business hour(s)\n"),
+        "{text}"
+    );
+    let east = text.lines().find(|l| l.starts_with("east")).unwrap();
+    let numbers: Vec<&str> = east.split_whitespace().collect();
+    assert_eq!(
+        numbers,
+        ["east", "2", "0", "-", "0", "2", "0", "0"],
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(
+        &run_in_process(&[
+            "leads",
+            "follow-up",
+            "--db",
+            db,
+            "--format",
+            "json",
+            "--days",
+            "1",
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        json["total"]["alerts"], 0,
+        "the alerts are two days old: {json:#}"
+    );
+    let error = run_in_process(&["leads", "follow-up", "--db", db, "--days", "0"]).unwrap_err();
+    assert!(error.to_string().contains("--days"), "{error}");
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use hotlead_app::ports::{
-    ActionOutcome, ActionRecord, Dirty, EraseSubject, HistoryEntry, HistoryRead, HistoryUpdate,
-    OutboxEntry, Record, SaveOutcome, ScoreUpdate, Store, StoreError, content_digest,
+    ActionOutcome, ActionRecord, Dirty, EraseSubject, FollowUpRecord, HistoryEntry, HistoryRead,
+    HistoryUpdate, OutboxEntry, Record, SaveOutcome, ScoreUpdate, Store, StoreError,
+    content_digest,
 };
 use hotlead_core::alert::{AlertMessage, Routing};
 use hotlead_core::identity::IdentityKey;
@@ -337,6 +338,7 @@ pub async fn a_score_saves_with_its_alerts_once_per_key(store: &dyn Store) {
     assert_eq!(dirty, vec![Dirty::new("L-1", 1)]);
     let update = ScoreUpdate {
         history: Default::default(),
+        follow_up: None,
         lead_id: "L-1".into(),
         seen_seq: 1,
         score: a_score("L-1", 90),
@@ -363,6 +365,7 @@ pub async fn a_score_saves_with_its_alerts_once_per_key(store: &dyn Store) {
         .unwrap();
     let again = ScoreUpdate {
         history: Default::default(),
+        follow_up: None,
         seen_seq: 2,
         ..update
     };
@@ -382,6 +385,7 @@ pub async fn events_arriving_while_scoring_keep_the_lead_marked(store: &dyn Stor
         .unwrap();
     let update = ScoreUpdate {
         history: Default::default(),
+        follow_up: None,
         lead_id: "L-1".into(),
         seen_seq: seen,
         score: a_score("L-1", 10),
@@ -397,6 +401,7 @@ pub async fn events_arriving_while_scoring_keep_the_lead_marked(store: &dyn Stor
     store
         .save_score(ScoreUpdate {
             history: Default::default(),
+            follow_up: None,
             seen_seq: newer,
             ..update.clone()
         })
@@ -405,6 +410,7 @@ pub async fn events_arriving_while_scoring_keep_the_lead_marked(store: &dyn Stor
     let stale = store
         .save_score(ScoreUpdate {
             history: Default::default(),
+            follow_up: None,
             seen_seq: seen,
             ..update
         })
@@ -422,6 +428,7 @@ pub async fn failed_deliveries_stay_pending_until_retried_and_delivered_once(sto
         .unwrap();
     let update = ScoreUpdate {
         history: Default::default(),
+        follow_up: None,
         lead_id: "L-1".into(),
         seen_seq: 1,
         score: a_score("L-1", 90),
@@ -468,6 +475,7 @@ pub async fn the_ranking_pages_through_leads_by_score(store: &dyn Store) {
             .unwrap();
         let update = ScoreUpdate {
             history: Default::default(),
+            follow_up: None,
             lead_id: id.clone(),
             seen_seq: 1,
             score: a_score(&id, *points),
@@ -533,6 +541,7 @@ pub async fn aged_scores_are_found_oldest_first(store: &dyn Store) {
         store
             .save_score(ScoreUpdate {
                 history: Default::default(),
+                follow_up: None,
                 lead_id: id,
                 seen_seq: 1,
                 score,
@@ -565,6 +574,7 @@ pub async fn a_merge_keeps_the_higher_hot_crossing_count(store: &dyn Store) {
     store
         .save_score(ScoreUpdate {
             history: Default::default(),
+            follow_up: None,
             lead_id: "L-hot".into(),
             seen_seq: 1,
             score: a_score("L-hot", 90),
@@ -716,6 +726,7 @@ async fn an_mql(store: &dyn Store) {
         score: a_score("L-1", 90),
         hot_crossings: 1,
         alerts: vec![],
+        follow_up: None,
         history: HistoryUpdate {
             read: Some(HistoryRead {
                 band: None,
@@ -762,6 +773,7 @@ pub async fn a_score_saves_its_history_only_from_what_the_lead_holds(store: &dyn
         score: a_score("L-1", 90),
         hot_crossings: 1,
         alerts: vec![],
+        follow_up: None,
         history: HistoryUpdate {
             read: Some(HistoryRead {
                 band: None,
@@ -832,6 +844,7 @@ pub async fn a_reps_action_is_recorded_once_and_marks_the_lead(store: &dyn Store
     assert!(store.dirty(at(60), 10).await.unwrap().is_empty());
     let accept = ActionRecord {
         lead_id: "L-1".into(),
+        crossing: 0,
         token: "0123456789abcdef0123456789abcdef".into(),
         read_rev: 2,
         entries: vec![
@@ -958,6 +971,7 @@ pub async fn history_goes_with_merges_and_erasure(store: &dyn Store) {
     assert_eq!(store.history("L-1").await.unwrap(), history);
     let merged = ActionRecord {
         lead_id: "L-1".into(),
+        crossing: 0,
         token: "0123456789abcdef0123456789abcdef".into(),
         read_rev: 2,
         entries: vec![],
@@ -977,6 +991,200 @@ pub async fn history_goes_with_merges_and_erasure(store: &dyn Store) {
         .unwrap();
     assert!(store.history("L-0").await.unwrap().is_empty());
     assert!(store.history("L-1").await.unwrap().is_empty());
+}
+
+fn follow_up(lead: &str, due_minutes: i64) -> FollowUpRecord {
+    FollowUpRecord {
+        lead_id: lead.into(),
+        crossing: 1,
+        territory: "east".into(),
+        owner: Some("rep-east@example.com".into()),
+        alerted_at: at(0),
+        due_at: Some(at(due_minutes)),
+        first_action_at: None,
+        first_action: None,
+        escalated_at: None,
+        closed_at: None,
+    }
+}
+
+/// A lead made hot with its alert and follow-up, due `due_minutes` after the alert.
+async fn alerted(store: &dyn Store, lead: &str, address: &str, due_minutes: i64) {
+    let recorded = store
+        .record(form_record(
+            &format!("f-{lead}"),
+            0,
+            address,
+            None,
+            &[],
+            lead,
+        ))
+        .await
+        .unwrap();
+    let update = ScoreUpdate {
+        lead_id: lead.into(),
+        seen_seq: 1,
+        score: a_score(lead, 90),
+        hot_crossings: 1,
+        alerts: vec![alert(&format!("hot:{lead}:1"), lead)],
+        history: Default::default(),
+        follow_up: Some(follow_up(lead, due_minutes)),
+    };
+    assert_eq!(recorded.lead_id.as_deref(), Some(lead));
+    store.save_score(update.clone()).await.unwrap();
+}
+
+pub async fn a_hot_alerts_follow_up_is_answered_or_ended_once(store: &dyn Store) {
+    alerted(store, "L-1", "a@b.jp", 120).await;
+    alerted(store, "L-2", "b@b.jp", 60).await;
+    let all = store.follow_ups(at(-1), at(1), 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(FollowUpRecord::is_open));
+    assert!(
+        store
+            .follow_ups(at(1), at(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .overdue_follow_ups(at(30), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let overdue = |minutes| async move {
+        store
+            .overdue_follow_ups(at(minutes), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.lead_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(overdue(90).await, vec!["L-2"]);
+    assert_eq!(
+        overdue(200).await,
+        vec!["L-2", "L-1"],
+        "oldest deadline first"
+    );
+
+    // The rep acts on L-1: that answers its follow-up; a later action does not move it.
+    let action = |rev: u32, minutes: i64, what: RepAction, token: &str| ActionRecord {
+        lead_id: "L-1".into(),
+        token: token.into(),
+        read_rev: rev - 1,
+        entries: vec![entry(
+            "L-1",
+            rev,
+            minutes,
+            Change::Action {
+                action: what,
+                reason: None,
+            },
+        )],
+        stage: None,
+        crossing: 1,
+    };
+    store
+        .record_action(&action(
+            1,
+            100,
+            RepAction::Contacted,
+            "token-one-0123456789",
+        ))
+        .await
+        .unwrap();
+    store
+        .record_action(&action(2, 150, RepAction::Accept, "token-two-0123456789"))
+        .await
+        .unwrap();
+    let l1 =
+        |records: Vec<FollowUpRecord>| records.into_iter().find(|r| r.lead_id == "L-1").unwrap();
+    let answered = l1(store.follow_ups(at(-1), at(1), 10).await.unwrap());
+    assert_eq!(answered.first_action_at, Some(at(100)));
+    assert_eq!(answered.first_action, Some(RepAction::Contacted));
+    assert!(!answered.is_open());
+    assert_eq!(overdue(200).await, vec!["L-2"]);
+    assert!(
+        !store.end_follow_up("L-1", 1, at(200), None).await.unwrap(),
+        "an answered follow-up does not end again"
+    );
+
+    // L-2 re-alerts once.
+    let realert = alert("sla:L-2:1", "L-2");
+    assert!(
+        store
+            .end_follow_up("L-2", 1, at(90), Some(realert.clone()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .end_follow_up("L-2", 1, at(95), Some(realert))
+            .await
+            .unwrap()
+    );
+    assert!(overdue(300).await.is_empty());
+    let pending = store.pending_alerts(at(300), 10).await.unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .filter(|p| p.entry.key == "sla:L-2:1")
+            .count(),
+        1,
+        "{pending:?}"
+    );
+    let l2 = store
+        .follow_ups(at(-1), at(1), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.lead_id == "L-2")
+        .unwrap();
+    assert_eq!(l2.escalated_at, Some(at(90)));
+
+    // A retried save of the same hot alert keeps the follow-up as it stands.
+    store
+        .record(page_record(
+            "m-again",
+            5,
+            None,
+            vec![email("a@b.jp")],
+            "L-x",
+        ))
+        .await
+        .unwrap();
+    store
+        .save_score(ScoreUpdate {
+            lead_id: "L-1".into(),
+            seen_seq: 2,
+            score: a_score("L-1", 90),
+            hot_crossings: 1,
+            alerts: vec![alert("hot:L-1:1", "L-1")],
+            history: Default::default(),
+            follow_up: Some(follow_up("L-1", 120)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        l1(store.follow_ups(at(-1), at(1), 10).await.unwrap()).first_action_at,
+        Some(at(100))
+    );
+    assert!(!store.end_follow_up("L-404", 1, at(90), None).await.unwrap());
+
+    // Erasing a lead erases its follow-ups.
+    store
+        .erase(&EraseSubject::Lead("L-1".into()), at(400))
+        .await
+        .unwrap()
+        .unwrap();
+    let left = store.follow_ups(at(-1), at(1), 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.lead_id.as_str()).collect::<Vec<_>>(),
+        vec!["L-2"]
+    );
 }
 
 /// Runs every contract function, each on a fresh store from `fresh`.
@@ -1052,6 +1260,10 @@ macro_rules! store_contract {
             #[tokio::test]
             async fn a_reps_action_is_recorded_once_and_marks_the_lead() {
                 super::a_reps_action_is_recorded_once_and_marks_the_lead(&$fresh().await).await;
+            }
+            #[tokio::test]
+            async fn a_hot_alerts_follow_up_is_answered_or_ended_once() {
+                super::a_hot_alerts_follow_up_is_answered_or_ended_once(&$fresh().await).await;
             }
             #[tokio::test]
             async fn history_goes_with_merges_and_erasure() {

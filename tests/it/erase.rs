@@ -181,6 +181,7 @@ async fn a_person_and_a_bystander(store: &dyn Storage, outbox: &FileOutbox) {
         let seq = dirty.iter().find(|d| d.lead_id == lead).unwrap().seq;
         let update = ScoreUpdate {
             history: Default::default(),
+            follow_up: None,
             lead_id: lead.into(),
             seen_seq: seq,
             score: score(

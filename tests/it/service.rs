@@ -65,6 +65,10 @@ struct World {
 }
 
 fn world(failures: usize, config: Config) -> World {
+    world_with(failures, config, RULES)
+}
+
+fn world_with(failures: usize, config: Config, rules_text: &str) -> World {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let clock = Arc::new(ManualClock::at(time("2026-11-01T00:00:00Z")));
     let notifier = Arc::new(FlakyNotifier {
@@ -76,7 +80,7 @@ fn world(failures: usize, config: Config) -> World {
         store.clone(),
         notifier.clone(),
         clock.clone(),
-        Arc::new(rules(RULES)),
+        Arc::new(rules(rules_text)),
         config.clone(),
     );
     let ingest = Ingest::new(
@@ -191,6 +195,113 @@ async fn a_lead_alerts_once_per_hot_crossing_not_once_ever_nor_every_event() {
     w.page("p5").await;
     w.scorer.run_once().await.unwrap();
     assert_eq!(w.delivered(), ["hot", "hot"]);
+}
+
+/// The follow-up deadline: 2 business hours (Monday to Friday, 09:00 to 18:00 UTC). A
+/// hot alert on a Sunday is due on Monday at 11:00; with no rep's action by then, the
+/// manager is re-alerted once; a lead a rep acted on in time is not.
+#[tokio::test]
+async fn a_hot_lead_nobody_acts_on_re_alerts_the_manager_once_at_its_business_deadline() {
+    use hotlead_app::Clock;
+    let sla_rules = format!(
+        "{RULES}[follow_up]\nrespond_within_hours = 2\nescalate_to = \"manager@example.com\"\n"
+    );
+    for acted in [false, true] {
+        let w = world_with(0, Config::default(), &sla_rules);
+        w.form().await;
+        w.page("p1").await;
+        w.page("p2").await;
+        w.scorer.scheduled_round().await;
+        assert_eq!(w.delivered(), ["hot"]);
+        let store = w.ingest.store();
+        let lead = store.lead("L-0001").await.unwrap().unwrap();
+        let records = store
+            .follow_ups(
+                time("2026-10-31T00:00:00Z"),
+                time("2026-11-02T00:00:00Z"),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            records[0].due_at,
+            Some(time("2026-11-02T11:00:00Z")),
+            "Sunday's alert is due Monday 11:00"
+        );
+        if acted {
+            w.clock.set(time("2026-11-02T10:30:00Z"));
+            store
+                .record_action(&hotlead_app::ports::ActionRecord {
+                    lead_id: lead.id.clone(),
+                    token: "token-0123456789abcdef".into(),
+                    read_rev: lead.history_rev,
+                    entries: vec![hotlead_app::ports::HistoryEntry {
+                        lead_id: lead.id.clone(),
+                        rev: lead.history_rev + 1,
+                        at: w.clock.now(),
+                        by: "Sato".into(),
+                        change: hotlead_core::stage::Change::Action {
+                            action: hotlead_core::stage::RepAction::Contacted,
+                            reason: None,
+                        },
+                    }],
+                    stage: None,
+                    crossing: lead.hot_crossings,
+                })
+                .await
+                .unwrap();
+        }
+        w.clock.set(time("2026-11-02T10:59:00Z"));
+        assert_eq!(w.scorer.scheduled_round().await.realerted, 0);
+        w.clock.set(time("2026-11-02T11:01:00Z"));
+        let round = w.scorer.scheduled_round().await;
+        w.clock.set(time("2026-11-02T12:00:00Z"));
+        let again = w.scorer.scheduled_round().await;
+        assert_eq!(again.realerted, 0, "once");
+        if acted {
+            assert_eq!(round.realerted, 0);
+            assert_eq!(w.delivered(), ["hot"]);
+            continue;
+        }
+        assert_eq!(round.realerted, 1);
+        assert_eq!(w.delivered(), ["hot", "sla"]);
+        let realert = w.notifier.delivered.lock().unwrap()[1].clone();
+        assert_eq!(
+            realert.routing.owner.as_deref(),
+            Some("manager@example.com")
+        );
+        assert!(
+            realert.subject.starts_with("[未対応のホットリード]"),
+            "{}",
+            realert.subject
+        );
+        let records = store
+            .follow_ups(
+                time("2026-10-01T00:00:00Z"),
+                time("2026-11-03T00:00:00Z"),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(records[0].escalated_at, Some(time("2026-11-02T11:01:00Z")));
+        let figures = hotlead_app::follow_up::figures(
+            &records,
+            time("2026-10-01T00:00:00Z"),
+            time("2026-11-03T00:00:00Z"),
+            None,
+            w.clock.now(),
+            false,
+        );
+        assert_eq!(
+            (
+                figures.total.alerts,
+                figures.total.breaches,
+                figures.total.realerted
+            ),
+            (1, 1, 1)
+        );
+    }
 }
 
 #[tokio::test]

@@ -189,6 +189,7 @@ fn admin_routes(review: Review, auth: Auth) -> Router {
         .route("/v1/leads", get(ranking))
         .route("/v1/leads/{lead_id}", get(lead).delete(erase_lead))
         .route("/v1/leads/{lead_id}/history", get(lead_history))
+        .route("/v1/follow-up", get(follow_up_figures))
         .route("/v1/outcomes", post(review::outcomes))
         .route("/v1/suggestions", get(review::suggestions))
         .route("/v1/suggestions/{id}", get(review::suggestion))
@@ -991,6 +992,48 @@ async fn act(
             confirmation_page(&state, &lead_id, &action, &query, Some((&message, &by))).await
         }
     }
+}
+
+/// The period of follow-up figures: `since` and `until` (RFC 3339), by default the 30 days
+/// to now.
+#[derive(Debug, serde::Deserialize)]
+struct FollowUpQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `GET /v1/follow-up?since&until`: how fast reps act on hot alerts, per territory.
+async fn follow_up_figures(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<FollowUpQuery>,
+) -> Result<Response, ApiError> {
+    check_admin(&state.auth, &headers)?;
+    let review = state.review()?;
+    let now = review.now();
+    let time = |field: &'static str,
+                text: &Option<String>|
+     -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        text.as_deref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|_| {
+                        ApiError::invalid(
+                            field,
+                            "expected an RFC 3339 time, e.g. 2026-12-01T00:00:00+09:00",
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let until = time("until", &query.until)?.unwrap_or(now);
+    let since = time("since", &query.since)?.unwrap_or(until - chrono::Duration::days(30));
+    if since >= until {
+        return Err(ApiError::invalid("since", "expected a time before `until`"));
+    }
+    let figures = hotlead_app::follow_up::load(review.store().as_ref(), since, until, now).await?;
+    Ok(Json(figures).into_response())
 }
 
 /// `GET /v1/leads/{id}/history`: the lead's band and stage changes and reps' actions,

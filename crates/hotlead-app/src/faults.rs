@@ -160,6 +160,30 @@ impl Store for FaultyStore {
     async fn record_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError> {
         self.inner.record_action(action).await
     }
+    async fn overdue_follow_ups(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::ports::FollowUpRecord>, StoreError> {
+        self.inner.overdue_follow_ups(now, limit).await
+    }
+    async fn end_follow_up(
+        &self,
+        lead_id: &str,
+        crossing: u32,
+        at: DateTime<Utc>,
+        alert: Option<crate::ports::OutboxEntry>,
+    ) -> Result<bool, StoreError> {
+        self.inner.end_follow_up(lead_id, crossing, at, alert).await
+    }
+    async fn follow_ups(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::ports::FollowUpRecord>, StoreError> {
+        self.inner.follow_ups(since, until, limit).await
+    }
     async fn pending_alerts(
         &self,
         now: DateTime<Utc>,

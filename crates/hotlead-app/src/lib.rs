@@ -9,6 +9,7 @@ pub mod config;
 pub mod erase;
 #[cfg(feature = "faults")]
 pub mod faults;
+pub mod follow_up;
 pub mod ingest;
 pub mod links;
 pub mod pages;

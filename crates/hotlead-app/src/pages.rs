@@ -293,6 +293,7 @@ fn action_record(
         read_rev: lead.history_rev,
         entries,
         stage,
+        crossing: lead.hot_crossings,
     }
 }
 

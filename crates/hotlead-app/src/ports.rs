@@ -397,6 +397,40 @@ pub struct ScoreUpdate {
     pub alerts: Vec<OutboxEntry>,
     /// The band and stage changes the score makes, saved with it.
     pub history: HistoryUpdate,
+    /// With a hot alert: its follow-up record (kept if one of that crossing exists).
+    pub follow_up: Option<FollowUpRecord>,
+}
+
+/// One hot alert's follow-up: when the rep was alerted, by when a first action is due
+/// (the rules' `respond_within_hours` in business time), and what happened: the first
+/// action, a re-alert after the deadline passed, or closed without one (the lead was no
+/// longer hot by then).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpRecord {
+    pub lead_id: String,
+    /// The hot crossing the alert was for.
+    pub crossing: u32,
+    pub territory: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub alerted_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_action_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_action: Option<hotlead_core::stage::RepAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl FollowUpRecord {
+    /// Waiting for a first action, neither re-alerted nor closed.
+    pub fn is_open(&self) -> bool {
+        self.first_action_at.is_none() && self.escalated_at.is_none() && self.closed_at.is_none()
+    }
 }
 
 /// What a lead's history held when a change to it was worked out: the change is saved
@@ -445,6 +479,9 @@ pub struct ActionRecord {
     pub read_rev: u32,
     pub entries: Vec<HistoryEntry>,
     pub stage: Option<LeadStage>,
+    /// The hot crossing whose follow-up this action may be the first action of (the
+    /// lead's crossing count; 0: none).
+    pub crossing: u32,
 }
 
 /// What [`Store::record_action`] did.
@@ -571,6 +608,33 @@ pub trait Store: Send + Sync {
     /// `Conflict` when the lead's history is no longer at `read_rev` (work it out again);
     /// `NotFound` when the lead is not stored (erased, or merged meanwhile).
     async fn record_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError>;
+
+    /// Follow-ups past their deadline at `now` and still open, oldest deadline first.
+    async fn overdue_follow_ups(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<FollowUpRecord>, StoreError>;
+
+    /// Ends an open follow-up at `at`, atomically: with `alert`, re-alerted (the alert put
+    /// in the outbox unless its key exists); without, closed. `false` when it was not
+    /// open any more (a rep acted meanwhile, another scorer ended it) or is not stored.
+    async fn end_follow_up(
+        &self,
+        lead_id: &str,
+        crossing: u32,
+        at: DateTime<Utc>,
+        alert: Option<OutboxEntry>,
+    ) -> Result<bool, StoreError>;
+
+    /// Follow-ups of alerts made from `since` to before `until`, oldest first, at most
+    /// `limit`.
+    async fn follow_ups(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<FollowUpRecord>, StoreError>;
 
     /// Alerts not yet delivered (nor failed for good) whose next attempt is due at `now`
     /// and which no deliverer holds a claim on.

@@ -17,9 +17,9 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::ports::{
-    Clock, HistoryEntry, HistoryRead, HistoryUpdate, LearningStore, Notifier, NotifyError,
-    OutboxEntry, RulesVersion, SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead,
-    with_causes,
+    Clock, FollowUpRecord, HistoryEntry, HistoryRead, HistoryUpdate, LearningStore, Notifier,
+    NotifyError, OutboxEntry, RulesVersion, SaveOutcome, ScoreUpdate, SetAside, Store, StoreError,
+    StoredLead, with_causes,
 };
 
 /// Leads rescored per store round trip.
@@ -69,6 +69,8 @@ pub struct Round {
     pub outages: usize,
     /// Leads set aside and waiting for a retry after the round (scheduled rounds only).
     pub waiting_aside: usize,
+    /// Hot leads re-alerted because no rep acted by the follow-up deadline.
+    pub realerted: usize,
 }
 
 /// What [`Scorer::on_changes`] did with a batch of changes.
@@ -408,6 +410,13 @@ impl Scorer {
             }
         });
         (round.rules_rescored, round.rescored, round.aged) = (rules_rescored, rescored, aged);
+        match self.follow_up_pass().await {
+            Ok(raised) => round.realerted = raised,
+            Err(error) => {
+                round.outages += 1;
+                tracing::error!(error = %with_causes(&error), "following up hot alerts failed; retrying next round");
+            }
+        }
         match self.deliver_pending().await {
             Ok(delivery) => round.delivery = delivery,
             Err(error) => {
@@ -439,6 +448,7 @@ impl Scorer {
                 abandoned = round.delivery.abandoned,
                 outages = round.outages,
                 waiting_aside = round.waiting_aside,
+                realerted = round.realerted,
                 "scoring round"
             );
         }
@@ -486,39 +496,31 @@ impl Scorer {
         }
         // What an alert needs (its link signed, its routing, the activity it shows) is
         // made only when one is due: most rescores raise none.
+        let mut follow_up = None;
         let alerts = if reasons.is_empty() {
             Vec::new()
         } else {
-            let presentation = Presentation {
-                language: self.config.language,
-                offset: rules.utc_offset,
-                lead_url: match &self.links {
-                    Some(links) => links.url(&links.link(&stored.id, now, self.config.language)),
-                    None => self.config.lead_url(&stored.id),
-                },
-            };
             let routing = self.config.routing_for(&lead);
-            // What a rep reads as recent activity: what the rules saw, not bots or our office.
-            let seen: Vec<_> = events
+            if reasons
                 .iter()
-                .filter(|e| rules.filters.drops(e).is_none() && e.timestamp <= now)
-                .cloned()
-                .collect();
-            reasons
-                .iter()
-                .map(|reason| OutboxEntry {
-                    key: reason.dedupe_key(&stored.id),
-                    created_at: now,
-                    message: alert::compose(
-                        &lead,
-                        &result,
-                        reason,
-                        &seen,
-                        routing.clone(),
-                        &presentation,
-                    ),
-                })
-                .collect()
+                .any(|r| matches!(r, AlertReason::BecameHot { .. }))
+            {
+                follow_up = Some(FollowUpRecord {
+                    lead_id: stored.id.clone(),
+                    crossing: hot_crossings,
+                    territory: routing.territory.clone(),
+                    owner: routing.owner.clone(),
+                    alerted_at: now,
+                    due_at: rules.stages.sla.as_ref().map(|sla| sla.deadline(now)),
+                    first_action_at: None,
+                    first_action: None,
+                    escalated_at: None,
+                    closed_at: None,
+                });
+            }
+            self.compose_alerts(
+                &rules, &stored, &lead, &result, &events, &reasons, routing, now,
+            )
         };
         let history = history_of(&rules, &stored, &lead, &result, now);
         self.store
@@ -529,8 +531,106 @@ impl Scorer {
                 hot_crossings,
                 alerts,
                 history,
+                follow_up,
             })
             .await
+    }
+
+    /// The alerts of `reasons` for a lead scored `score`, routed by `routing`.
+    #[allow(clippy::too_many_arguments)]
+    fn compose_alerts(
+        &self,
+        rules: &RuleSet,
+        stored: &StoredLead,
+        lead: &hotlead_core::Lead,
+        score: &Score,
+        events: &[hotlead_core::Event],
+        reasons: &[AlertReason],
+        routing: hotlead_core::alert::Routing,
+        now: DateTime<Utc>,
+    ) -> Vec<OutboxEntry> {
+        let presentation = Presentation {
+            language: self.config.language,
+            offset: rules.utc_offset,
+            lead_url: match &self.links {
+                Some(links) => links.url(&links.link(&stored.id, now, self.config.language)),
+                None => self.config.lead_url(&stored.id),
+            },
+        };
+        // What a rep reads as recent activity: what the rules saw, not bots or our office.
+        let seen: Vec<_> = events
+            .iter()
+            .filter(|e| rules.filters.drops(e).is_none() && e.timestamp <= now)
+            .cloned()
+            .collect();
+        reasons
+            .iter()
+            .map(|reason| OutboxEntry {
+                key: reason.dedupe_key(&stored.id),
+                created_at: now,
+                message: alert::compose(lead, score, reason, &seen, routing.clone(), &presentation),
+            })
+            .collect()
+    }
+
+    /// Hot alerts past their follow-up deadline with no rep's action: each re-alerts once
+    /// (to the rules' `escalate_to`, else the lead's owner again), while the lead is still
+    /// hot at that crossing; otherwise the follow-up is closed without one. Returns how
+    /// many re-alerts were raised.
+    pub async fn follow_up_pass(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let rules = self.rules();
+        let mut raised = 0;
+        for record in self.store.overdue_follow_ups(now, BATCH).await? {
+            let stored = self.store.lead(&record.lead_id).await?;
+            let alert = match &stored {
+                Some(stored)
+                    if stored.band() == Some(Band::Hot)
+                        && stored.hot_crossings == record.crossing
+                        && stored.id == record.lead_id =>
+                {
+                    let Some(score) = &stored.score else { continue };
+                    let events = self.store.events(&stored.id).await?;
+                    let lead = stored.to_lead();
+                    let mut routing = self.config.routing_for(&lead);
+                    if let Some(to) = rules
+                        .stages
+                        .sla
+                        .as_ref()
+                        .and_then(|s| s.escalate_to.clone())
+                    {
+                        routing.owner = Some(to);
+                    }
+                    let reason = AlertReason::FollowUpMissed {
+                        crossing: record.crossing,
+                        alerted_at: record.alerted_at,
+                    };
+                    self.compose_alerts(
+                        &rules,
+                        stored,
+                        &lead,
+                        score,
+                        &events,
+                        &[reason],
+                        routing,
+                        now,
+                    )
+                    .pop()
+                }
+                _ => None,
+            };
+            let escalates = alert.is_some();
+            if self
+                .store
+                .end_follow_up(&record.lead_id, record.crossing, now, alert)
+                .await?
+                && escalates
+            {
+                tracing::info!(lead = %record.lead_id, crossing = record.crossing, "a hot lead had no rep's action by its deadline: re-alerted");
+                raised += 1;
+            }
+        }
+        Ok(raised)
     }
 
     /// Delivers due alerts, each claimed first (so two deliverers never publish one

@@ -22,9 +22,9 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    ActionOutcome, ActionRecord, Dirty, EraseSubject, Erased, FailedAlert, HistoryEntry,
-    OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded, Retention, SaveOutcome,
-    ScoreUpdate, SetAside, Store, StoreError, StoredLead, Swept,
+    ActionOutcome, ActionRecord, Dirty, EraseSubject, Erased, FailedAlert, FollowUpRecord,
+    HistoryEntry, OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded, Retention,
+    SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead, Swept,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
@@ -824,6 +824,36 @@ impl DynamoStore {
         sk_condition: Option<(&str, AttributeValue)>,
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
+        match sk_condition {
+            Some((condition, value)) => {
+                self.query_index_where(
+                    index,
+                    pk_name,
+                    pk,
+                    Some(condition),
+                    vec![(":sk", value)],
+                    limit,
+                )
+                .await
+            }
+            None => {
+                self.query_index_where(index, pk_name, pk, None, vec![], limit)
+                    .await
+            }
+        }
+    }
+
+    /// An index's items of one partition, in sort-key order, with a sort-key `condition`
+    /// on `values`, at most `limit`.
+    async fn query_index_where(
+        &self,
+        index: &str,
+        pk_name: &str,
+        pk: &str,
+        condition: Option<&str>,
+        values: Vec<(&str, AttributeValue)>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut expression = format!("{pk_name} = :pk");
         let mut request = self
             .client
@@ -831,10 +861,12 @@ impl DynamoStore {
             .table_name(&self.table)
             .index_name(index)
             .expression_attribute_values(":pk", s(pk));
-        if let Some((condition, value)) = sk_condition {
+        if let Some(condition) = condition {
             expression.push_str(" AND ");
             expression.push_str(condition);
-            request = request.expression_attribute_values(":sk", value);
+        }
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
         }
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
@@ -1024,6 +1056,36 @@ impl DynamoStore {
         for entry in &action.entries {
             writes.push(self.put(history_item(entry)?, Some("attribute_not_exists(PK)"), None)?);
         }
+        // The first action after a hot alert answers its follow-up (read first: a
+        // condition that fails would cancel the action itself).
+        let answered = writes.len();
+        if action.crossing > 0
+            && let Some(record) = self
+                .get(
+                    &format!("LEAD#{}", action.lead_id),
+                    &follow_up_sk(action.crossing),
+                )
+                .await?
+            && !record.contains_key("first_action_at")
+        {
+            let first = action.entries.iter().find_map(|e| match &e.change {
+                hotlead_core::stage::Change::Action { action, .. } => Some(action.as_str()),
+                _ => None,
+            });
+            writes.push(self.update(
+                key(
+                    &format!("LEAD#{}", action.lead_id),
+                    &follow_up_sk(action.crossing),
+                ),
+                "SET first_action_at = :at, first_action = :action REMOVE pending_pk, pending_sk",
+                "attribute_exists(PK) AND attribute_not_exists(first_action_at)",
+                HashMap::from([
+                    (":at".into(), s(&now)),
+                    (":action".into(), s(first.unwrap_or("contacted"))),
+                ]),
+                None,
+            )?);
+        }
         let Err(error) = self
             .client
             .transact_write_items()
@@ -1040,6 +1102,12 @@ impl DynamoStore {
             |i: usize| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed");
         if failed(1) {
             return Ok(ActionOutcome::Repeated);
+        }
+        if failed(answered) {
+            return Err(StoreError::conflict(format!(
+                "the follow-up of lead {} was answered meanwhile",
+                action.lead_id
+            )));
         }
         if failed(0) {
             return match self
@@ -1082,6 +1150,64 @@ impl DynamoStore {
             history_rev: get_n(item, "history_rev").try_into().unwrap_or(0),
         })
     }
+}
+
+fn follow_up_sk(crossing: u32) -> String {
+    format!("FOLLOWUP#{crossing:010}")
+}
+
+/// A hot alert's follow-up item, in its lead's partition (erased with it): in the
+/// `scored` index under `FOLLOWUP` by alert time (the figures), and while it waits for a
+/// first action with a deadline, in the `pending` index under `SLA` by deadline.
+fn follow_up_item(record: &FollowUpRecord) -> Item {
+    let mut item = key(
+        &format!("LEAD#{}", record.lead_id),
+        &follow_up_sk(record.crossing),
+    );
+    let alerted = time(record.alerted_at);
+    item.insert("lead_id".into(), s(&record.lead_id));
+    item.insert("crossing".into(), n(record.crossing));
+    item.insert("territory".into(), s(&record.territory));
+    if let Some(owner) = &record.owner {
+        item.insert("owner".into(), s(owner));
+    }
+    item.insert("alerted_at".into(), s(&alerted));
+    item.insert("scored_pk".into(), s("FOLLOWUP"));
+    item.insert(
+        "scored_sk".into(),
+        s(format!(
+            "{alerted}#{}#{:010}",
+            record.lead_id, record.crossing
+        )),
+    );
+    if let Some(due) = record.due_at {
+        let due = time(due);
+        item.insert("due_at".into(), s(&due));
+        item.insert("pending_pk".into(), s("SLA"));
+        item.insert(
+            "pending_sk".into(),
+            s(format!("{due}#{}#{:010}", record.lead_id, record.crossing)),
+        );
+    }
+    item
+}
+
+fn follow_up_of(item: &Item) -> Result<FollowUpRecord, StoreError> {
+    let when = |name: &str| get_s(item, name).map(parse_time).transpose();
+    Ok(FollowUpRecord {
+        lead_id: get_s(item, "lead_id")
+            .ok_or_else(|| corrupt("lead_id"))?
+            .to_string(),
+        crossing: get_n(item, "crossing").try_into().unwrap_or(0),
+        territory: get_s(item, "territory").unwrap_or_default().to_string(),
+        owner: get_s(item, "owner").map(str::to_string),
+        alerted_at: when("alerted_at")?.ok_or_else(|| corrupt("alerted_at"))?,
+        due_at: when("due_at")?,
+        first_action_at: when("first_action_at")?,
+        first_action: get_s(item, "first_action").and_then(hotlead_core::stage::RepAction::parse),
+        escalated_at: when("escalated_at")?,
+        closed_at: when("closed_at")?,
+    })
 }
 
 /// A history entry's item, in its lead's partition (`HIST#<number>`), erased with it.
@@ -1346,13 +1472,23 @@ impl Store for DynamoStore {
                 .condition_expression("attribute_exists(PK) AND attribute_not_exists(merged_into)")
                 .build()
                 .map_err(|e| StoreError::unavailable("building a condition").because(e))?;
-            let writes = vec![
+            let mut writes = vec![
                 TransactWriteItem::builder()
                     .condition_check(lead_there)
                     .build(),
                 self.put(pointer, None, None)?,
                 self.put(item, Some("attribute_not_exists(PK)"), None)?,
             ];
+            // A hot alert's follow-up record goes with it: written once, with the alert.
+            if let Some(record) = &update.follow_up
+                && alert.key == format!("hot:{}:{}", update.lead_id, record.crossing)
+            {
+                writes.push(self.put(
+                    follow_up_item(record),
+                    Some("attribute_not_exists(PK)"),
+                    None,
+                )?);
+            }
             let Err(error) = self
                 .client
                 .transact_write_items()
@@ -1373,9 +1509,9 @@ impl Store for DynamoStore {
                     update.lead_id
                 )));
             }
-            if !failed(2) {
-                // Not "the alert is stored already" (which is fine): a conflict or
-                // throttling; the rescore is tried again.
+            if !failed(2) && !failed(3) {
+                // Not "the alert (or its follow-up) is stored already" (which is fine): a
+                // conflict or throttling; the rescore is tried again.
                 return Err(sdk(error));
             }
         }
@@ -1413,6 +1549,131 @@ impl Store for DynamoStore {
 
     async fn record_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError> {
         self.write_action(action).await
+    }
+
+    async fn overdue_follow_ups(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<FollowUpRecord>, StoreError> {
+        let items = self
+            .query_index(
+                "pending",
+                "pending_pk",
+                "SLA",
+                Some(("pending_sk <= :sk", s(format!("{}#~", time(now))))),
+                limit,
+            )
+            .await?;
+        let records: Result<Vec<_>, _> = items.iter().map(follow_up_of).collect();
+        Ok(records?
+            .into_iter()
+            .filter(FollowUpRecord::is_open)
+            .collect())
+    }
+
+    async fn end_follow_up(
+        &self,
+        lead_id: &str,
+        crossing: u32,
+        at: DateTime<Utc>,
+        alert: Option<OutboxEntry>,
+    ) -> Result<bool, StoreError> {
+        let record_key = key(&format!("LEAD#{lead_id}"), &follow_up_sk(crossing));
+        let column = if alert.is_some() {
+            "escalated_at"
+        } else {
+            "closed_at"
+        };
+        let ending = self.update(
+            record_key,
+            &format!("SET {column} = :at REMOVE pending_pk, pending_sk"),
+            "attribute_exists(PK) AND attribute_not_exists(first_action_at) \
+             AND attribute_not_exists(escalated_at) AND attribute_not_exists(closed_at)",
+            HashMap::from([(":at".into(), s(time(at)))]),
+            None,
+        )?;
+        let mut writes = vec![ending.clone()];
+        if let Some(alert) = &alert {
+            let mut pointer = key(&format!("LEAD#{lead_id}"), &format!("ALERT#{}", alert.key));
+            pointer.insert("key".into(), s(&alert.key));
+            let mut item = key(&format!("ALERT#{}", alert.key), "ALERT");
+            item.insert("key".into(), s(&alert.key));
+            item.insert("lead_id".into(), s(lead_id));
+            item.insert("created_at".into(), s(time(alert.created_at)));
+            item.insert("message".into(), s(to_json(&alert.message)?));
+            item.insert("attempts".into(), n(0));
+            item.insert("next_attempt_at".into(), s(time(alert.created_at)));
+            item.insert("pending_pk".into(), s("PENDING"));
+            item.insert(
+                "pending_sk".into(),
+                s(format!("{}#{}", time(alert.created_at), alert.key)),
+            );
+            writes.push(self.put(pointer, None, None)?);
+            writes.push(self.put(item, Some("attribute_not_exists(PK)"), None)?);
+        }
+        let Err(error) = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await
+        else {
+            return Ok(true);
+        };
+        let Some(reasons) = cancellation_reasons(&error) else {
+            return Err(sdk(error));
+        };
+        let failed =
+            |i: usize| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed");
+        if failed(0) {
+            return Ok(false);
+        }
+        if failed(2) {
+            // The re-alert is stored already: end the follow-up alone.
+            return match self
+                .client
+                .transact_write_items()
+                .transact_items(ending)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(error) => match cancellation_reasons(&error) {
+                    Some(reasons) if reasons.iter().any(|r| r == "ConditionalCheckFailed") => {
+                        Ok(false)
+                    }
+                    _ => Err(sdk(error)),
+                },
+            };
+        }
+        Err(sdk(error))
+    }
+
+    async fn follow_ups(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<FollowUpRecord>, StoreError> {
+        let items = self
+            .query_index_where(
+                "scored",
+                "scored_pk",
+                "FOLLOWUP",
+                Some("scored_sk BETWEEN :from AND :to"),
+                vec![
+                    (":from", s(time(since))),
+                    (":to", s(format!("{}#", time(until)))),
+                ],
+                limit,
+            )
+            .await?;
+        let records: Result<Vec<FollowUpRecord>, _> = items.iter().map(follow_up_of).collect();
+        Ok(records?
+            .into_iter()
+            .filter(|r| r.alerted_at >= since && r.alerted_at < until)
+            .collect())
     }
 
     async fn pending_alerts(

@@ -89,6 +89,11 @@ pub enum AlertReason {
     BecameHot { crossing: u32 },
     /// A high-intent action matched an instant-alert rule.
     Instant(AlertTrigger),
+    /// The hot alert of `crossing` had no rep's action by its deadline: the one re-alert.
+    FollowUpMissed {
+        crossing: u32,
+        alerted_at: DateTime<Utc>,
+    },
 }
 
 impl AlertReason {
@@ -97,6 +102,7 @@ impl AlertReason {
         match self {
             AlertReason::BecameHot { crossing } => format!("hot:{lead_id}:{crossing}"),
             AlertReason::Instant(t) => format!("instant:{lead_id}:{}:{}", t.alert, t.message_id),
+            AlertReason::FollowUpMissed { crossing, .. } => format!("sla:{lead_id}:{crossing}"),
         }
     }
 
@@ -105,6 +111,7 @@ impl AlertReason {
         match self {
             AlertReason::BecameHot { .. } => "hot".to_string(),
             AlertReason::Instant(t) => format!("instant:{}", t.alert),
+            AlertReason::FollowUpMissed { .. } => "sla".to_string(),
         }
     }
 }
@@ -298,6 +305,12 @@ pub fn compose(
         }
         (AlertReason::Instant(t), Language::Ja) => format!("[即時アラート] {}: {who}", t.label),
         (AlertReason::Instant(t), Language::En) => format!("[Instant alert] {}: {who}", t.label),
+        (AlertReason::FollowUpMissed { .. }, Language::Ja) => {
+            format!("[未対応のホットリード] {who} (スコア {})", score.score)
+        }
+        (AlertReason::FollowUpMissed { .. }, Language::En) => {
+            format!("[Hot lead not followed up] {who} (score {})", score.score)
+        }
     };
     let subject = one_line(&subject, MAX_SUBJECT_CHARS);
 
@@ -330,6 +343,20 @@ pub fn compose(
                 "{who}: {} ({})",
                 t.label,
                 t.timestamp.with_timezone(&offset).format("%Y-%m-%d %H:%M")
+            ),
+        ),
+        (AlertReason::FollowUpMissed { alerted_at, .. }, Language::Ja) => line(
+            &mut body,
+            format!(
+                "{who} は {} にホットリードとして通知されましたが、期限までに担当者の対応が記録されていません。",
+                alerted_at.with_timezone(&offset).format("%Y-%m-%d %H:%M")
+            ),
+        ),
+        (AlertReason::FollowUpMissed { alerted_at, .. }, Language::En) => line(
+            &mut body,
+            format!(
+                "{who} was alerted as a hot lead at {}, and no rep's action is recorded by the deadline.",
+                alerted_at.with_timezone(&offset).format("%Y-%m-%d %H:%M")
             ),
         ),
     }

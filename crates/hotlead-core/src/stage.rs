@@ -6,7 +6,7 @@
 //! Pure: given the stages, the lead, its score and the stage it is in, these functions
 //! say which stage it moves to. Storing the move and its history is the stores' job.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::lead::Lead;
@@ -106,11 +106,93 @@ pub fn fit_points(score: &Score) -> Points {
         .fold(Points::ZERO, |sum, g| sum + g.points)
 }
 
-/// The stages of a rule set, in funnel order, and the reasons a rep may give to reject.
+/// The stages of a rule set, in funnel order, the reasons a rep may give to reject, and
+/// the follow-up deadline.
 #[derive(Debug, Clone, Default)]
 pub struct Stages {
     pub stages: Vec<Stage>,
     pub reject_reasons: Vec<String>,
+    pub sla: Option<Sla>,
+}
+
+/// The follow-up agreement: a rep's first action within `within` of business time after
+/// a hot lead's alert; else one re-alert, to `escalate_to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sla {
+    pub within: Duration,
+    /// Business hours, local time: from `opens` to `closes` (later the same day).
+    pub opens: NaiveTime,
+    pub closes: NaiveTime,
+    /// Business days, Monday first.
+    pub days: [bool; 7],
+    /// The rules' time zone.
+    pub offset: FixedOffset,
+    pub escalate_to: Option<String>,
+}
+
+/// How many days the business calendar is walked at most (a deadline further away than
+/// this is capped: a year of closed days cannot make it loop).
+const MAX_CALENDAR_DAYS: i64 = 400;
+
+impl Sla {
+    /// The business hours of the local day `date` that fall at or after `from`, as UTC.
+    fn open_part(
+        &self,
+        date: chrono::NaiveDate,
+        from: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        if !self.days[date.weekday().num_days_from_monday() as usize] {
+            return None;
+        }
+        let at = |time: NaiveTime| {
+            date.and_time(time)
+                .and_local_timezone(self.offset)
+                .single()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let (opens, closes) = (at(self.opens)?, at(self.closes)?);
+        let start = opens.max(from);
+        (start < closes).then_some((start, closes))
+    }
+
+    /// When `within` of business time after `from` has passed.
+    pub fn deadline(&self, from: DateTime<Utc>) -> DateTime<Utc> {
+        let mut left = self.within;
+        let mut date = from.with_timezone(&self.offset).date_naive();
+        for _ in 0..MAX_CALENDAR_DAYS {
+            if let Some((start, end)) = self.open_part(date, from) {
+                if end - start >= left {
+                    return start + left;
+                }
+                left -= end - start;
+            }
+            date = date.succ_opt().unwrap_or(date);
+        }
+        from + Duration::days(MAX_CALENDAR_DAYS)
+    }
+
+    /// The business time between `from` and `to` (zero when `to` is earlier).
+    pub fn business_time(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+        let mut total = Duration::zero();
+        let mut date = from.with_timezone(&self.offset).date_naive();
+        for _ in 0..MAX_CALENDAR_DAYS {
+            if let Some((start, end)) = self.open_part(date, from) {
+                if start >= to {
+                    break;
+                }
+                total += end.min(to) - start;
+            }
+            if date
+                .and_hms_opt(0, 0, 0)
+                .and_then(|d| d.and_local_timezone(self.offset).single())
+                .is_some_and(|d| d.with_timezone(&Utc) >= to)
+            {
+                break;
+            }
+            date = date.succ_opt().unwrap_or(date);
+        }
+        total
+    }
 }
 
 /// The stage a lead is in.
@@ -385,6 +467,60 @@ when = { attribute = "title", matches = "(" }
         assert_eq!(
             fields,
             vec!["follow_up.reject_reasons[1]", "follow_up.reject_reasons[2]"]
+        );
+    }
+
+    fn sla() -> Sla {
+        Sla {
+            within: Duration::hours(2),
+            opens: NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+            closes: NaiveTime::from_hms_opt(18, 0, 0).unwrap(),
+            days: [true, true, true, true, true, false, false],
+            offset: FixedOffset::east_opt(9 * 3600).unwrap(),
+            escalate_to: None,
+        }
+    }
+
+    fn jst(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("{text}+09:00"))
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_deadline_counts_business_hours_only() {
+        let sla = sla();
+        // 2026-12-04 is a Friday.
+        for (from, due) in [
+            ("2026-12-04T10:00:00", "2026-12-04T12:00:00"),
+            ("2026-12-04T17:00:00", "2026-12-07T10:00:00"),
+            ("2026-12-04T20:00:00", "2026-12-07T11:00:00"),
+            ("2026-12-05T12:00:00", "2026-12-07T11:00:00"),
+            ("2026-12-07T07:30:00", "2026-12-07T11:00:00"),
+            ("2026-12-07T16:00:00", "2026-12-07T18:00:00"),
+        ] {
+            assert_eq!(sla.deadline(jst(from)), jst(due), "from {from}");
+            assert_eq!(
+                sla.business_time(jst(from), jst(due)),
+                Duration::hours(2),
+                "from {from}"
+            );
+        }
+        assert_eq!(
+            sla.business_time(jst("2026-12-04T17:30:00"), jst("2026-12-07T09:15:00")),
+            Duration::minutes(45)
+        );
+        assert_eq!(
+            sla.business_time(jst("2026-12-07T12:00:00"), jst("2026-12-07T11:00:00")),
+            Duration::zero()
+        );
+        let closed = Sla {
+            days: [false; 7],
+            ..sla
+        };
+        assert_eq!(
+            closed.deadline(jst("2026-12-04T10:00:00")),
+            jst("2026-12-04T10:00:00") + Duration::days(MAX_CALENDAR_DAYS)
         );
     }
 

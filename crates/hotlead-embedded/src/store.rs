@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
     ActionOutcome, ActionRecord, DealOutcome, Dirty, EraseSubject, Erased, FailedAlert,
-    HistoryEntry, HistoryRead, LearningStore, NewRules, OutboxEntry, Pending, RankCursor,
-    RankingPage, Record, Recorded, Retention, RulesVersion, SaveOutcome, ScoreUpdate, SetAside,
-    Store, StoreError, StoredLead, StoredSuggestion, SuggestionHead, SuggestionStatus, Swept,
-    with_version,
+    FollowUpRecord, HistoryEntry, HistoryRead, LearningStore, NewRules, OutboxEntry, Pending,
+    RankCursor, RankingPage, Record, Recorded, Retention, RulesVersion, SaveOutcome, ScoreUpdate,
+    SetAside, Store, StoreError, StoredLead, StoredSuggestion, SuggestionHead, SuggestionStatus,
+    Swept, with_version,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
@@ -125,7 +125,23 @@ const MIGRATIONS: &[&str] = &[
         lead_id TEXT NOT NULL,
         token TEXT NOT NULL,
         PRIMARY KEY (lead_id, token)
-     );",
+     );
+     CREATE TABLE follow_ups (
+        lead_id TEXT NOT NULL,
+        crossing INTEGER NOT NULL,
+        territory TEXT NOT NULL,
+        owner TEXT,
+        alerted_at TEXT NOT NULL,
+        due_at TEXT,
+        first_action_at TEXT,
+        first_action TEXT,
+        escalated_at TEXT,
+        closed_at TEXT,
+        PRIMARY KEY (lead_id, crossing)
+     );
+     CREATE INDEX follow_ups_open ON follow_ups (due_at)
+        WHERE due_at IS NOT NULL AND first_action_at IS NULL AND escalated_at IS NULL AND closed_at IS NULL;
+     CREATE INDEX follow_ups_alerted ON follow_ups (alerted_at);",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -305,6 +321,8 @@ fn erase_in(tx: &Transaction<'_>, id: &str) -> Result<Option<Erased>, StoreError
         tx.execute("DELETE FROM history WHERE lead_id = ?1", [id])
             .map_err(sql)?;
         tx.execute("DELETE FROM action_tokens WHERE lead_id = ?1", [id])
+            .map_err(sql)?;
+        tx.execute("DELETE FROM follow_ups WHERE lead_id = ?1", [id])
             .map_err(sql)?;
         tx.execute("DELETE FROM leads WHERE id = ?1", [id])
             .map_err(sql)?;
@@ -586,6 +604,81 @@ fn load_lead(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredLead>, Store
     }))
 }
 
+/// Follow-up records chosen by `rest` (a `WHERE ... ORDER BY ... LIMIT` clause).
+fn select_follow_ups(
+    tx: &Transaction<'_>,
+    rest: &str,
+    values: impl rusqlite::Params,
+) -> Result<Vec<FollowUpRecord>, StoreError> {
+    let mut statement = tx
+        .prepare_cached(&format!(
+            "SELECT lead_id, crossing, territory, owner, alerted_at, due_at, first_action_at, first_action,
+                    escalated_at, closed_at FROM follow_ups {rest}"
+        ))
+        .map_err(sql)?;
+    type Row = (
+        String,
+        u32,
+        String,
+        Option<String>,
+        String,
+        [Option<String>; 2],
+        Option<String>,
+        [Option<String>; 2],
+    );
+    let rows = statement
+        .query_map(values, |r| -> rusqlite::Result<Row> {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                [r.get(5)?, r.get(6)?],
+                r.get(7)?,
+                [r.get(8)?, r.get(9)?],
+            ))
+        })
+        .map_err(sql)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)?;
+    let when = |t: &Option<String>| t.as_deref().map(parse_time).transpose();
+    rows.iter()
+        .map(
+            |(
+                lead_id,
+                crossing,
+                territory,
+                owner,
+                alerted,
+                [due, acted],
+                action,
+                [escalated, closed],
+            )| {
+                Ok(FollowUpRecord {
+                    lead_id: lead_id.clone(),
+                    crossing: *crossing,
+                    territory: territory.clone(),
+                    owner: owner.clone(),
+                    alerted_at: parse_time(alerted)?,
+                    due_at: when(due)?,
+                    first_action_at: when(acted)?,
+                    first_action: match action {
+                        Some(a) => {
+                            Some(hotlead_core::stage::RepAction::parse(a).ok_or_else(|| {
+                                StoreError::corrupt(format!("follow-up action {a:?}"))
+                            })?)
+                        }
+                        None => None,
+                    },
+                    escalated_at: when(escalated)?,
+                    closed_at: when(closed)?,
+                })
+            },
+        )
+        .collect()
+}
+
 /// Appends history entries of `lead_id` (numbered by the caller).
 fn insert_history(tx: &Transaction<'_>, entries: &[HistoryEntry]) -> Result<(), StoreError> {
     for entry in entries {
@@ -846,6 +939,21 @@ impl Store for SqliteStore {
                 return Err(StoreError::conflict(format!("lead {} was rescored, merged or moved meanwhile", update.lead_id)));
             }
             insert_history(tx, &history.entries)?;
+            if let Some(record) = &update.follow_up {
+                tx.execute(
+                    "INSERT INTO follow_ups (lead_id, crossing, territory, owner, alerted_at, due_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (lead_id, crossing) DO NOTHING",
+                    params![
+                        record.lead_id,
+                        record.crossing,
+                        record.territory,
+                        record.owner,
+                        time(record.alerted_at),
+                        record.due_at.map(time),
+                    ],
+                )
+                .map_err(sql)?;
+            }
             for alert in &update.alerts {
                 tx.execute(
                     "INSERT INTO outbox (key, lead_id, created_at, message, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?3)
@@ -901,6 +1009,23 @@ impl Store for SqliteStore {
             )
             .map_err(sql)?;
             let at = action.entries.first().map(|e| e.at);
+            let first = action.entries.iter().find_map(|e| match &e.change {
+                hotlead_core::stage::Change::Action { action, .. } => Some(*action),
+                _ => None,
+            });
+            if action.crossing > 0 {
+                tx.execute(
+                    "UPDATE follow_ups SET first_action_at = ?3, first_action = ?4
+                     WHERE lead_id = ?1 AND crossing = ?2 AND first_action_at IS NULL",
+                    params![
+                        action.lead_id,
+                        action.crossing,
+                        at.map(time),
+                        first.map(|a| a.as_str()),
+                    ],
+                )
+                .map_err(sql)?;
+            }
             tx.execute(
                 "UPDATE leads SET history_rev = ?2, stage_json = COALESCE(?3, stage_json),
                     dirty_seq = dirty_seq + 1, updated_at = COALESCE(?4, updated_at), aside_until = NULL
@@ -914,6 +1039,73 @@ impl Store for SqliteStore {
             )
             .map_err(sql)?;
             Ok(ActionOutcome::Recorded)
+        })
+        .await
+    }
+
+    async fn overdue_follow_ups(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<FollowUpRecord>, StoreError> {
+        self.transaction(move |tx| {
+            select_follow_ups(
+                tx,
+                "WHERE due_at IS NOT NULL AND first_action_at IS NULL AND escalated_at IS NULL AND closed_at IS NULL
+                   AND due_at <= ?1 ORDER BY due_at, lead_id, crossing LIMIT ?2",
+                params![time(now), limit as i64],
+            )
+        })
+        .await
+    }
+
+    async fn end_follow_up(
+        &self,
+        lead_id: &str,
+        crossing: u32,
+        at: DateTime<Utc>,
+        alert: Option<OutboxEntry>,
+    ) -> Result<bool, StoreError> {
+        let lead_id = lead_id.to_string();
+        self.transaction(move |tx| {
+            let column = if alert.is_some() { "escalated_at" } else { "closed_at" };
+            let changed = tx
+                .execute(
+                    &format!(
+                        "UPDATE follow_ups SET {column} = ?3
+                         WHERE lead_id = ?1 AND crossing = ?2
+                           AND first_action_at IS NULL AND escalated_at IS NULL AND closed_at IS NULL"
+                    ),
+                    params![lead_id, crossing, time(at)],
+                )
+                .map_err(sql)?;
+            if changed == 1
+                && let Some(alert) = alert
+            {
+                tx.execute(
+                    "INSERT INTO outbox (key, lead_id, created_at, message, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?3)
+                     ON CONFLICT (key) DO NOTHING",
+                    params![alert.key, lead_id, time(alert.created_at), to_json(&alert.message)?],
+                )
+                .map_err(sql)?;
+            }
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn follow_ups(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<FollowUpRecord>, StoreError> {
+        self.transaction(move |tx| {
+            select_follow_ups(
+                tx,
+                "WHERE alerted_at >= ?1 AND alerted_at < ?2 ORDER BY alerted_at, lead_id, crossing LIMIT ?3",
+                params![time(since), time(until), limit as i64],
+            )
         })
         .await
     }

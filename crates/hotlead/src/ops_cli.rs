@@ -78,6 +78,22 @@ pub enum LeadsCommand {
         #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
         format: LearnFormat,
     },
+    /// How fast reps act on hot alerts, per territory: alerts, answered, the median time
+    /// from alert to first action (accept, reject, contacted on the lead page), answered
+    /// within the rules' deadline (`[follow_up] respond_within_hours`, business hours),
+    /// breaches and re-alerts, still waiting.
+    #[command(
+        after_help = "Examples:\n  hotlead leads follow-up\n  hotlead leads follow-up --days 7 --backend aws --format json"
+    )]
+    FollowUp {
+        /// Alerts of the last this many days (default 30).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, value_enum, default_value_t = LearnFormat::Text)]
+        format: LearnFormat,
+    },
     /// Make set-aside leads due now (after fixing what made them fail): the running
     /// scorer retries them in its next round.
     #[command(after_help = "Examples:\n  hotlead leads retry L-0042\n  hotlead leads retry --all")]
@@ -160,6 +176,64 @@ pub async fn leads(
             store,
             delimiter,
         } => import(&file, &store, delimiter, out).await?,
+        LeadsCommand::FollowUp {
+            days,
+            store,
+            format,
+        } => {
+            let storage = open_storage(&store).await?;
+            let since = now - chrono::Duration::days(i64::from(days));
+            let figures = hotlead_app::follow_up::load(storage.as_ref(), since, now, now).await?;
+            match format {
+                LearnFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&figures)?)?,
+                LearnFormat::Text => {
+                    let deadline = figures
+                        .respond_within_hours
+                        .map_or("no deadline set".to_string(), |h| {
+                            format!("deadline {h} business hour(s)")
+                        });
+                    writeln!(out, "hot alerts of the last {days} day(s); {deadline}")?;
+                    writeln!(
+                        out,
+                        "{:<16} {:>6} {:>8} {:>14} {:>8} {:>8} {:>10} {:>7}",
+                        "territory",
+                        "alerts",
+                        "answered",
+                        "median (min)",
+                        "in time",
+                        "breaches",
+                        "realerted",
+                        "waiting"
+                    )?;
+                    for f in figures
+                        .territories
+                        .iter()
+                        .chain(std::iter::once(&figures.total))
+                    {
+                        writeln!(
+                            out,
+                            "{:<16} {:>6} {:>8} {:>14} {:>8} {:>8} {:>10} {:>7}",
+                            f.territory,
+                            f.alerts,
+                            f.answered,
+                            f.median_minutes_to_first_action
+                                .map_or("-".to_string(), |m| format!("{m:.0}")),
+                            f.within_deadline,
+                            f.breaches,
+                            f.realerted,
+                            f.waiting
+                        )?;
+                    }
+                    if figures.truncated {
+                        writeln!(
+                            out,
+                            "(more alerts than {} in the period: the figures cover the first)",
+                            hotlead_app::follow_up::MAX_RECORDS
+                        )?;
+                    }
+                }
+            }
+        }
         LeadsCommand::History {
             lead,
             store,

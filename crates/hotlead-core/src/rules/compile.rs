@@ -409,10 +409,78 @@ impl Checker {
                 entry,
             });
         }
+        let sla = self.sla(raw);
         Stages {
             stages,
             reject_reasons,
+            sla,
         }
+    }
+
+    fn sla(&mut self, raw: &RawRules) -> Option<crate::stage::Sla> {
+        let path = FieldPath::root().key("follow_up");
+        let follow = &raw.follow_up;
+        let time = |text: &str| chrono::NaiveTime::parse_from_str(text, "%H:%M").ok();
+        let (opens, closes) = match &follow.business_hours {
+            None => (time("09:00")?, time("18:00")?),
+            Some([opens, closes]) => match (time(opens), time(closes)) {
+                (Some(o), Some(c)) if o < c => (o, c),
+                _ => {
+                    self.problem(
+                        path.key("business_hours"),
+                        format!("expected [\"HH:MM\", \"HH:MM\"], opening before closing, got [{opens:?}, {closes:?}]"),
+                    );
+                    return None;
+                }
+            },
+        };
+        const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        let mut days = [true, true, true, true, true, false, false];
+        if let Some(given) = &follow.business_days {
+            days = [false; 7];
+            for (i, day) in given.iter().enumerate() {
+                match DAYS.iter().position(|d| d.eq_ignore_ascii_case(day.trim())) {
+                    Some(index) => days[index] = true,
+                    None => self.problem(
+                        path.key("business_days").index(i),
+                        format!("expected one of {}, got {day:?}", DAYS.join(", ")),
+                    ),
+                }
+            }
+            if !days.contains(&true) {
+                self.problem(
+                    path.key("business_days"),
+                    "expected at least one business day",
+                );
+            }
+        }
+        if let Some(to) = &follow.escalate_to
+            && (to.trim().is_empty()
+                || to.chars().count() > MAX_REASON_CHARS
+                || to.chars().any(char::is_control))
+        {
+            self.problem(
+                path.key("escalate_to"),
+                format!("expected one line of 1 to {MAX_REASON_CHARS} characters"),
+            );
+        }
+        let hours = follow.respond_within_hours?;
+        if !hours.is_finite() || hours <= 0.0 || hours > 24.0 * 30.0 {
+            self.problem(
+                path.key("respond_within_hours"),
+                "expected a number of business hours greater than 0 (at most 720)",
+            );
+            return None;
+        }
+        Some(crate::stage::Sla {
+            within: Duration::seconds((hours * 3600.0).round() as i64),
+            opens,
+            closes,
+            days,
+            offset: parse_offset(raw.utc_offset.as_deref().unwrap_or("+00:00"))
+                .unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!())),
+            escalate_to: follow.escalate_to.as_deref().map(|t| t.trim().to_string()),
+        })
     }
 
     fn bands(&mut self, raw: &RawRules) -> Option<Bands> {

@@ -107,6 +107,21 @@ pub struct RawFollowUp {
     /// them a lead cannot be rejected from the page.
     #[serde(default)]
     pub reject_reasons: Vec<String>,
+    /// The follow-up agreement: a hot lead's alert should have a rep's first action
+    /// (accept, reject, contacted) within this many business hours. A hot lead with none
+    /// by then re-alerts once (to `escalate_to`). Not given: no deadline.
+    #[serde(default)]
+    pub respond_within_hours: Option<f64>,
+    /// Business hours, `["09:00", "18:00"]` (the default), in the rules' `utc_offset`.
+    #[serde(default)]
+    pub business_hours: Option<[String; 2]>,
+    /// Business days, `["mon", "tue", "wed", "thu", "fri"]` (the default).
+    #[serde(default)]
+    pub business_days: Option<Vec<String>>,
+    /// The owner a missed deadline re-alerts (a manager, a team lead); default: the lead's
+    /// own owner again.
+    #[serde(default)]
+    pub escalate_to: Option<String>,
 }
 
 /// Band thresholds. A lead enters `hot` at `hot` points and leaves it only when it falls
