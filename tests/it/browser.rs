@@ -40,7 +40,7 @@ points = 20
 event = { type = "page", path = "/pricing*" }
 "#;
 
-struct Driver {
+pub(crate) struct Driver {
     process: Child,
     url: String,
     session: String,
@@ -62,7 +62,7 @@ fn free_port() -> u16 {
 }
 
 impl Driver {
-    async fn start(profile: &std::path::Path) -> Driver {
+    pub(crate) async fn start(profile: &std::path::Path) -> Driver {
         for binary in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(binary).exists(),
@@ -131,7 +131,7 @@ impl Driver {
         value["value"].clone()
     }
 
-    async fn go(&self, url: &str) {
+    pub(crate) async fn go(&self, url: &str) {
         self.call(
             reqwest::Method::POST,
             &format!("/session/{}/url", self.session),
@@ -140,7 +140,7 @@ impl Driver {
         .await;
     }
 
-    async fn element(&self, css: &str) -> String {
+    pub(crate) async fn element(&self, css: &str) -> String {
         let found = self
             .call(
                 reqwest::Method::POST,
@@ -156,7 +156,7 @@ impl Driver {
             .to_string()
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let element = self.element(css).await;
         self.call(
             reqwest::Method::POST,
@@ -166,7 +166,7 @@ impl Driver {
         .await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let element = self.element(css).await;
         self.call(
             reqwest::Method::POST,
@@ -176,7 +176,7 @@ impl Driver {
         .await;
     }
 
-    async fn current_url(&self) -> String {
+    pub(crate) async fn current_url(&self) -> String {
         self.call(
             reqwest::Method::GET,
             &format!("/session/{}/url", self.session),
@@ -189,7 +189,7 @@ impl Driver {
     }
 
     /// The page's text, as a person reads it.
-    async fn text(&self) -> String {
+    pub(crate) async fn text(&self) -> String {
         self.script("return document.body.innerText;")
             .await
             .as_str()
@@ -198,7 +198,7 @@ impl Driver {
     }
 
     /// Sizes the browser's window (a phone's width, a desktop's).
-    async fn window(&self, width: u32, height: u32) {
+    pub(crate) async fn window(&self, width: u32, height: u32) {
         self.call(
             reqwest::Method::POST,
             &format!("/session/{}/window/rect", self.session),
@@ -208,7 +208,7 @@ impl Driver {
     }
 
     /// Writes what the window shows to `path` (PNG).
-    async fn screenshot(&self, path: &std::path::Path) {
+    pub(crate) async fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine;
         let png = self
             .call(
@@ -224,7 +224,7 @@ impl Driver {
         std::fs::write(path, bytes).unwrap();
     }
 
-    async fn script(&self, source: &str) -> Value {
+    pub(crate) async fn script(&self, source: &str) -> Value {
         self.call(
             reqwest::Method::POST,
             &format!("/session/{}/execute/sync", self.session),
@@ -1022,6 +1022,25 @@ async fn a_rep_accepts_a_lead_from_its_page_and_its_stage_and_history_change() {
     assert_eq!(figures["total"]["alerts"], 1, "{figures:#}");
     assert_eq!(figures["total"]["answered"], 1, "{figures:#}");
     assert_eq!(figures["territories"][0]["territory"], "unassigned");
+    // The team lead's ranking page lists the lead among the hot ones, with its stage, and
+    // links to its page.
+    driver.window(1280, 900).await;
+    driver.go(&format!("{}/review/leads", app.url)).await;
+    let text = driver.text().await;
+    assert!(text.contains("HOT (1)"), "{text}");
+    assert!(text.contains("サンプル精機株式会社 佐藤 花子"), "{text}");
+    assert!(text.contains("A1 · sql"), "{text}");
+    driver
+        .screenshot(&screenshots_dir().join("ranking-page-desktop.png"))
+        .await;
+    driver.click("table#hot a").await;
+    assert!(
+        driver
+            .current_url()
+            .await
+            .contains(&format!("/l/{lead_id}?"))
+    );
+    assert!(driver.text().await.contains("Stage\nSQL"));
     let bad = app
         .client
         .get(format!("{}/v1/follow-up?since=yesterday", app.url))
@@ -1110,7 +1129,7 @@ async fn a_rep_accepts_a_lead_from_its_page_and_its_stage_and_history_change() {
 
 /// Where the lead page's screenshots go: `HOTLEAD_SCREENSHOTS` (scripts/screenshots sets
 /// it to `docs/screenshots`), else `target/screenshots`.
-fn screenshots_dir() -> std::path::PathBuf {
+pub(crate) fn screenshots_dir() -> std::path::PathBuf {
     match std::env::var_os("HOTLEAD_SCREENSHOTS") {
         Some(dir) => dir.into(),
         None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots"),

@@ -753,3 +753,184 @@ fn the_command_line_names_a_missing_suggestion_or_rules_version() {
         assert_eq!(format!("{error:#}"), message, "{args:?}");
     }
 }
+
+/// Leads, their closed deals (by the admin API) and a learning run: the id of the pending
+/// suggestion it made.
+async fn a_pending_suggestion(app: &TestApp) -> String {
+    let leads = leads(app).await;
+    let closed = chrono::Utc::now().date_naive().to_string();
+    let outcomes: Vec<Value> = leads
+        .iter()
+        .enumerate()
+        .map(|(i, (id, big))| {
+            json!({"lead_id": id, "outcome": if *big != (i.is_multiple_of(13)) { "won" } else { "lost" },
+                   "closed_at": closed})
+        })
+        .collect();
+    let stored = post(app, "/v1/outcomes", &json!({"outcomes": outcomes})).await;
+    assert_eq!(stored.status(), StatusCode::OK);
+    let db = app.dir.path().join("hotlead.db").display().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        hotlead(&[
+            "suggestions",
+            "learn",
+            "--db",
+            &db,
+            "--discover",
+            "--min-outcomes",
+            "40",
+            "--min-won",
+            "10",
+            "--split",
+            "random",
+            "--holdout-fraction",
+            "0.3",
+            "--format",
+            "json",
+        ])
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let learned: Value = serde_json::from_str(&output).unwrap();
+    learned["id"].as_str().unwrap().to_string()
+}
+
+/// An analyst signs in with the admin token, opens the suggestion under review in a
+/// browser (headline figures, current and suggested points, charts), approves it, and the
+/// active rules version changes. A form from another origin, or without the sign-in,
+/// decides nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_approves_a_suggestion_on_its_page_and_the_active_rules_change() {
+    use crate::browser::{Driver, screenshots_dir};
+    let app = spawn_app(AppSettings {
+        admin_token: Some(TOKEN.into()),
+        config: Some("[client_limits]\nforms_per_minute = 0\n".into()),
+        ..AppSettings::default()
+    })
+    .await;
+    let id = a_pending_suggestion(&app).await;
+    let profile = tempfile::tempdir().unwrap();
+    let driver = Driver::start(profile.path()).await;
+    driver.window(1280, 900).await;
+    driver
+        .go(&format!("{}/review/suggestions/{id}", app.url))
+        .await;
+    assert!(
+        driver.current_url().await.ends_with("/review/login"),
+        "not signed in: the sign-in form"
+    );
+    driver.type_into("#token", "not-the-token").await;
+    driver.click("#sign-in").await;
+    let text = driver.text().await;
+    assert!(text.contains("That is not the admin token."), "{text}");
+    driver.type_into("#token", TOKEN).await;
+    driver.click("#sign-in").await;
+    assert!(driver.current_url().await.ends_with("/review"));
+    let text = driver.text().await;
+    assert!(text.contains("Active rules: seed v1"), "{text}");
+    assert!(text.contains(&id), "{text}");
+    let cookie = driver
+        .script("return document.cookie;")
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !cookie.contains("hotlead_review"),
+        "the session cookie is HTTP-only: {cookie}"
+    );
+
+    driver
+        .click(&format!("a[href='/review/suggestions/{id}']"))
+        .await;
+    let text = driver.text().await;
+    for expected in [
+        "pending review",
+        "Hold-out AUC",
+        "Top-decile lift",
+        "Points: current and suggested",
+        "Hold-out charts",
+        "Approve",
+    ] {
+        assert!(text.contains(expected), "{expected:?} on the page: {text}");
+    }
+    assert_eq!(
+        driver
+            .script("return document.querySelectorAll('svg').length > 2;")
+            .await,
+        true
+    );
+    assert_eq!(driver.script("return document.scripts.length;").await, 0);
+    driver
+        .screenshot(&screenshots_dir().join("review-page-desktop.png"))
+        .await;
+    driver.window(390, 844).await;
+    driver
+        .screenshot(&screenshots_dir().join("review-page-phone.png"))
+        .await;
+
+    // Forged decisions: signed in but from another origin; from this origin, not signed in.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let host = app.url.trim_start_matches("http://").to_string();
+    let session = format!(
+        "hotlead_review={}",
+        hotlead_api::review_page::session_value(TOKEN)
+    );
+    let forged = plain
+        .post(format!("{}/review/suggestions/{id}/approve", app.url))
+        .header("origin", "https://evil.example")
+        .header("cookie", &session)
+        .form(&[("by", "mallory")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let anonymous = plain
+        .post(format!("{}/review/suggestions/{id}/approve", app.url))
+        .header("origin", format!("http://{host}"))
+        .form(&[("by", "mallory")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::FORBIDDEN);
+    let versions: Value = get(&app, "/v1/rules").await.json().await.unwrap();
+    assert_eq!(versions["versions"][0]["version"], 1, "nothing decided");
+
+    driver.window(1280, 900).await;
+    driver.type_into("#approve-by", "Aiko Tanaka").await;
+    driver.click("#approve").await;
+    let after = driver.current_url().await;
+    assert!(
+        after.ends_with(&format!("/review/suggestions/{id}?done=approved")),
+        "{after}"
+    );
+    let text = driver.text().await;
+    assert!(
+        text.contains("Approved: the suggested rules are the active version now."),
+        "{text}"
+    );
+    assert!(text.contains("approved by Aiko Tanaka"), "{text}");
+    assert!(
+        !text.contains("Approve: make these rules active"),
+        "decided: no more buttons"
+    );
+    let versions: Value = get(&app, "/v1/rules").await.json().await.unwrap();
+    assert_eq!(versions["versions"][0]["version"], 2);
+    assert_eq!(versions["versions"][0]["active"], true);
+    assert_eq!(
+        versions["versions"][0]["source"],
+        format!("suggestion {id}")
+    );
+    driver.go(&format!("{}/review", app.url)).await;
+    assert!(
+        driver.text().await.contains(" v2"),
+        "the list shows the new active version"
+    );
+    // The JSON admin routes take the browser's sign-in too.
+    driver.go(&format!("{}/v1/rules", app.url)).await;
+    assert!(driver.text().await.contains("\"version\""));
+}

@@ -6,6 +6,7 @@ mod error;
 mod extract;
 pub mod page;
 mod review;
+pub mod review_page;
 
 pub use review::{Decision, ListQuery};
 
@@ -78,8 +79,9 @@ struct AppState {
 
 /// The whole API: the public routes and the admin routes.
 pub fn router(ingest: Ingest, review: Review, auth: Auth) -> Router {
+    let pages = ingest.pages().cloned();
     public_routes(ingest, auth.clone())
-        .merge(admin_routes(review, auth))
+        .merge(admin_routes(review, auth, pages))
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
 }
@@ -127,7 +129,7 @@ pub fn public_router(ingest: Ingest, auth: Auth) -> Router {
 /// The admin routes (the `review` function, behind IAM on AWS): lead lookup and ranking,
 /// outcomes, suggestions under review, rules versions.
 pub fn admin_router(review: Review, auth: Auth) -> Router {
-    admin_routes(review, auth)
+    admin_routes(review, auth, None)
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
 }
@@ -176,11 +178,16 @@ fn public_routes(ingest: Ingest, auth: Auth) -> Router {
         .with_state(state)
 }
 
-fn admin_routes(review: Review, auth: Auth) -> Router {
+fn admin_routes(
+    review: Review,
+    auth: Auth,
+    pages: Option<Arc<hotlead_app::pages::LeadPages>>,
+) -> Router {
     let store: Arc<dyn Store> = review.store().clone();
     let state = AppState {
         store,
-        pages: None,
+        // Only to link the ranking page's leads to their pages.
+        pages,
         ingest: None,
         review: Some(review),
         auth: Arc::new(auth),
@@ -200,6 +207,19 @@ fn admin_routes(review: Review, auth: Auth) -> Router {
         .route("/v1/rules", get(review::history))
         .route("/v1/rules/{version}", get(review::rules_version))
         .route("/v1/rules/{version}/activate", post(review::activate))
+        // The analysts' and team leads' pages (HTML; a sign-in cookie or the token).
+        .route("/review", get(review_page::suggestions))
+        .route(
+            "/review/login",
+            get(review_page::login_form).post(review_page::login),
+        )
+        .route("/review/leads", get(review_page::leads))
+        .route("/review/suggestions/{id}", get(review_page::suggestion))
+        .route("/review/suggestions/{id}/report", get(review_page::report))
+        .route(
+            "/review/suggestions/{id}/{decision}",
+            post(review_page::decide),
+        )
         .with_state(state)
 }
 
@@ -451,6 +471,10 @@ pub(crate) fn check_admin(auth: &Auth, headers: &HeaderMap) -> Result<(), ApiErr
     let Some(expected) = &auth.admin_token else {
         return Ok(());
     };
+    // A browser signed in on the review pages (an HTTP-only, same-site cookie).
+    if review_page::has_session(auth, headers) {
+        return Ok(());
+    }
     let given = header_text(headers, "authorization").ok_or(ApiError::Unauthorized(
         "an admin token is required (Authorization: Bearer ...)",
     ))?;

@@ -52,7 +52,7 @@ td.pts{text-align:right;white-space:nowrap;font-weight:600;width:4.5rem}.neg{col
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:.6rem 0 0}dt{color:#5b6474}dd{margin:0;overflow-wrap:anywhere}\
 footer{margin:1.5rem 0;color:#8a93a3;font-size:.8rem}.actions{display:flex;gap:.5rem;flex-wrap:wrap;margin-top:.8rem}.actions form{margin:0}button,.button{font:inherit;font-weight:600;border:0;border-radius:.4rem;padding:.6rem 1rem;background:#1d4ed8;color:#fff;cursor:pointer;text-decoration:none;display:inline-block}button.secondary,.button.secondary{background:#e6e8ec;color:#1d2433}button.danger{background:#b91c1c}.notice{background:#e8f5e9;border-left:4px solid #2e7d32;padding:.6rem .8rem;border-radius:.3rem;margin-bottom:1rem}.problem{background:#fdecea;border-left:4px solid #c62828;padding:.6rem .8rem;border-radius:.3rem;margin-bottom:1rem}label{display:block;margin:.8rem 0 .2rem;font-weight:600}input[type=text],select{font:inherit;width:100%;box-sizing:border-box;padding:.5rem;border:1px solid #c5cad3;border-radius:.3rem}";
 
-fn page(language: Language, title: &str, body: &str) -> String {
+pub(crate) fn page(language: Language, title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -304,7 +304,7 @@ fn history_words(entry: &HistoryEntry, stages: &Stages, language: Language) -> S
     }
 }
 
-fn t(language: Language, ja: &'static str, en: &'static str) -> &'static str {
+pub(crate) fn t(language: Language, ja: &'static str, en: &'static str) -> &'static str {
     match language {
         Language::Ja => ja,
         Language::En => en,

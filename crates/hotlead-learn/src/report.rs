@@ -184,6 +184,51 @@ fn figures_row(name: &str, e: &Evaluation) -> String {
     )
 }
 
+/// The report's charts (ROC, cumulative gains, conversion per band, calibration), current
+/// against suggested, as one `<section>` of inline SVG.
+pub fn charts(s: &Suggestion) -> String {
+    let mut roc: Vec<(&str, &[Point], &str)> = Vec::new();
+    let mut gains: Vec<(&str, &[Point], &str)> = Vec::new();
+    let current_calibration = s.current.as_ref().map(calibration_points);
+    let suggested_calibration = calibration_points(&s.suggested);
+    let mut calibration: Vec<(&str, &[Point], &str)> = Vec::new();
+    if let Some(c) = &s.current {
+        roc.push(("current", &c.roc, CURRENT));
+        gains.push(("current", &c.gains, CURRENT));
+    }
+    if let Some(points) = &current_calibration {
+        calibration.push(("current", points, CURRENT));
+    }
+    roc.push(("suggested", &s.suggested.roc, SUGGESTED));
+    gains.push(("suggested", &s.suggested.gains, SUGGESTED));
+    calibration.push(("suggested", &suggested_calibration, SUGGESTED));
+    let mut html = String::from("<section>");
+    html.push_str(&chart(
+        "ROC (hold-out)",
+        "false positive rate",
+        "true positive rate",
+        &roc,
+        true,
+    ));
+    html.push_str(&chart(
+        "Cumulative gains (hold-out)",
+        "share of leads called",
+        "share of won deals found",
+        &gains,
+        true,
+    ));
+    html.push_str(&band_bars(s.current.as_ref(), &s.suggested));
+    html.push_str(&chart(
+        "Calibration (hold-out)",
+        "predicted win rate",
+        "observed win rate",
+        &calibration,
+        true,
+    ));
+    html.push_str("</section>");
+    html
+}
+
 /// Renders the report; `title` names the suggestion (its id).
 pub fn render(title: &str, s: &Suggestion) -> String {
     let mut html = String::new();
@@ -245,45 +290,7 @@ figcaption{{font-weight:600;font-size:.9rem}}@media print{{body{{margin:0}}figur
     }
     html.push_str("</p>");
 
-    let mut roc: Vec<(&str, &[Point], &str)> = Vec::new();
-    let mut gains: Vec<(&str, &[Point], &str)> = Vec::new();
-    let current_calibration = s.current.as_ref().map(calibration_points);
-    let suggested_calibration = calibration_points(&s.suggested);
-    let mut calibration: Vec<(&str, &[Point], &str)> = Vec::new();
-    if let Some(c) = &s.current {
-        roc.push(("current", &c.roc, CURRENT));
-        gains.push(("current", &c.gains, CURRENT));
-    }
-    if let Some(points) = &current_calibration {
-        calibration.push(("current", points, CURRENT));
-    }
-    roc.push(("suggested", &s.suggested.roc, SUGGESTED));
-    gains.push(("suggested", &s.suggested.gains, SUGGESTED));
-    calibration.push(("suggested", &suggested_calibration, SUGGESTED));
-    html.push_str("<section>");
-    html.push_str(&chart(
-        "ROC (hold-out)",
-        "false positive rate",
-        "true positive rate",
-        &roc,
-        true,
-    ));
-    html.push_str(&chart(
-        "Cumulative gains (hold-out)",
-        "share of leads called",
-        "share of won deals found",
-        &gains,
-        true,
-    ));
-    html.push_str(&band_bars(s.current.as_ref(), &s.suggested));
-    html.push_str(&chart(
-        "Calibration (hold-out)",
-        "predicted win rate",
-        "observed win rate",
-        &calibration,
-        true,
-    ));
-    html.push_str("</section>");
+    html.push_str(&charts(s));
 
     html.push_str("<h2>Weights</h2><p>Points per rule: current, suggested, and the suggested range (±1.96 standard errors from the Fisher information). Flagged rules have no clear effect.</p><table><tr><th>rule</th><th>source</th><th>leads</th><th>current</th><th>suggested</th><th>range</th><th>note</th></tr>");
     let mut weights: Vec<_> = s.weights.iter().collect();
