@@ -42,7 +42,7 @@ pub fn session_value(admin_token: &str) -> String {
 }
 
 /// The session cookie the request carries, if any.
-fn cookie<'a>(headers: &'a HeaderMap) -> Option<&'a str> {
+fn cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
