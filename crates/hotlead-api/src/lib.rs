@@ -1052,10 +1052,14 @@ async fn follow_up_figures(
             .transpose()
     };
     let until = time("until", &query.until)?.unwrap_or(now);
-    let since = time("since", &query.since)?.unwrap_or(until - chrono::Duration::days(30));
-    if since >= until {
-        return Err(ApiError::invalid("since", "expected a time before `until`"));
-    }
+    let since = match time("since", &query.since)? {
+        Some(since) => since,
+        None => until
+            .checked_sub_signed(chrono::Duration::days(30))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+    };
+    // A period that ends before it starts holds no alert (the answer echoes both ends).
+    let since = since.min(until);
     let figures = hotlead_app::follow_up::load(review.store().as_ref(), since, until, now).await?;
     Ok(Json(figures).into_response())
 }
