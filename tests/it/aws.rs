@@ -528,13 +528,19 @@ async fn the_learn_function_stores_a_suggestion_in_dynamodb_and_tells_the_analys
     }
     assert_eq!(review.import_outcomes(rows).await.unwrap().stored, 120);
 
-    let settings = learn::settings(|name| match name {
+    let mut settings = learn::settings(|name| match name {
         "HOTLEAD_MIN_OUTCOMES" => Some("100".into()),
         "HOTLEAD_MIN_WON" => Some("10".into()),
         "HOTLEAD_LEARN_SPLIT" => Some("random".into()),
         _ => None,
     })
     .unwrap();
+    let links = hotlead_app::links::Links::new(
+        hotlead_app::links::LinkKey::new(&[4u8; 32]).unwrap(),
+        "https://api.example.com",
+        14,
+    );
+    settings.links = Some(links.clone());
     let notifier = hotlead_aws::SnsReviewNotifier::new(sns, &topic_arn);
     let result = learn::handle(&review, &notifier, &settings, "s-aws-1".into())
         .await
@@ -557,6 +563,34 @@ async fn the_learn_function_stores_a_suggestion_in_dynamodb_and_tells_the_analys
     let note: Value = serde_json::from_str(messages[0].body.as_deref().unwrap()).unwrap();
     assert_eq!(note["suggestion_id"], "s-aws-1");
     assert!(note["suggested_auc"].as_f64().unwrap() > 0.5);
+    // The note's link opens the suggestion's read-only page from the table.
+    let body = note["body"].as_str().unwrap();
+    let start = body.find("https://api.example.com/s/s-aws-1?").expect("a page link in the note");
+    let url: String = body[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    let (_, query) = url.split_once('?').unwrap();
+    let part = |name: &str| {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let pages = hotlead_app::pages::LeadPages::new(
+        std::sync::Arc::new(links),
+        store.clone(),
+        std::sync::Arc::new(hotlead_app::SystemClock),
+        hotlead_app::Config::default(),
+    );
+    let opened = pages
+        .open_suggestion("s-aws-1", part("e").as_deref(), part("s").as_deref())
+        .await
+        .unwrap()
+        .expect("the signed link opens the suggestion");
+    assert_eq!(opened.id, "s-aws-1");
+    let refused = pages
+        .open_suggestion("s-aws-1", part("e").as_deref(), Some("AAAA"))
+        .await
+        .unwrap();
+    assert!(refused.is_err());
 }
 
 /// A lead whose name and company hold tabs, line breaks, emoji, markup and 300 characters

@@ -900,7 +900,31 @@ async fn an_analyst_approves_a_suggestion_on_its_page_and_the_active_rules_chang
     let versions: Value = get(&app, "/v1/rules").await.json().await.unwrap();
     assert_eq!(versions["versions"][0]["version"], 1, "nothing decided");
 
+    // The analysts' note's signed link (as the learn function makes it on AWS) opens the
+    // same suggestion read-only on the public routes; an altered one shows nothing.
+    let key = std::fs::read_to_string(app.dir.path().join("hotlead.db.link-key")).unwrap();
+    let links = hotlead_app::links::Links::new(
+        hotlead_app::links::LinkKey::from_text(&key).unwrap(),
+        &app.url,
+        14,
+    );
+    let url = links.suggestion_url(&id, chrono::Utc::now());
+    let read_only = plain.get(&url).send().await.unwrap();
+    assert_eq!(read_only.status(), StatusCode::OK);
+    let html = read_only.text().await.unwrap();
+    assert!(html.contains("pending review") && html.contains("Hold-out AUC"), "{html}");
+    assert!(html.contains(&format!("hotlead suggestions approve {id} --backend aws")));
+    assert!(!html.contains("<form"), "read-only: no form");
+    let altered = plain.get(url.replace("s=", "s=A")).send().await.unwrap();
+    assert_eq!(altered.status(), StatusCode::FORBIDDEN);
+    assert!(!altered.text().await.unwrap().contains("Hold-out AUC"));
+    driver.go(&url).await;
+    driver
+        .screenshot(&screenshots_dir().join("suggestion-read-only-phone.png"))
+        .await;
+
     driver.window(1280, 900).await;
+    driver.go(&format!("{}/review/suggestions/{id}", app.url)).await;
     driver.type_into("#approve-by", "Aiko Tanaka").await;
     driver.click("#approve").await;
     let after = driver.current_url().await;

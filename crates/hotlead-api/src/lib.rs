@@ -174,6 +174,8 @@ fn public_routes(ingest: Ingest, auth: Auth) -> Router {
         // The rep's lead page: public, the signed link is the credential.
         .route("/l/{lead_id}", get(lead_page))
         .route("/l/{lead_id}/{action}", get(confirm_action).post(act))
+        // A suggestion's read-only page: the signed link of the analysts' note.
+        .route("/s/{id}", get(suggestion_page))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(state)
 }
@@ -898,6 +900,36 @@ async fn lead_page(
         done: query.done.as_deref().and_then(RepAction::parse),
     });
     Ok(page::response(StatusCode::OK, body))
+}
+
+/// `GET /s/{id}`: a suggestion under review, read-only, opened by the signed link the
+/// analysts' note ends with (on AWS the review API is IAM-only, so a browser cannot open
+/// it). Deciding stays with the review API.
+async fn suggestion_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    let query = PageQuery::parse(raw);
+    let refused = |refusal: page::Refusal| {
+        page::response(
+            refusal.status(),
+            page::refusal(refusal, Some(hotlead_core::alert::Language::En)),
+        )
+    };
+    let Some(pages) = &state.pages else {
+        return Ok(refused(page::Refusal::Off));
+    };
+    match pages
+        .open_suggestion(&id, query.e.as_deref(), query.s.as_deref())
+        .await?
+    {
+        Ok(stored) => Ok(page::response(
+            StatusCode::OK,
+            review_page::suggestion_view(&stored, None, None, review_page::Mode::ReadOnly),
+        )),
+        Err(refusal) => Ok(refused(refusal.into())),
+    }
 }
 
 /// `GET /l/{lead_id}/{action}`: the page confirming a rep's action (accept, reject,

@@ -270,7 +270,25 @@ pub(crate) async fn suggestion(
     ))
 }
 
+/// Whether a suggestion's page offers the decision (the review area) or only shows it
+/// (the signed link of the analysts' note, on the public API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Decide,
+    ReadOnly,
+}
+
 fn suggestion_page(stored: &StoredSuggestion, done: Option<&str>, problem: Option<&str>) -> String {
+    suggestion_view(stored, done, problem, Mode::Decide)
+}
+
+/// A suggestion's page in `mode`.
+pub(crate) fn suggestion_view(
+    stored: &StoredSuggestion,
+    done: Option<&str>,
+    problem: Option<&str>,
+    mode: Mode,
+) -> String {
     let s = &stored.suggestion;
     let id = escape(&stored.id);
     let mut body = String::new();
@@ -380,10 +398,30 @@ fn suggestion_page(stored: &StoredSuggestion, done: Option<&str>, problem: Optio
         ));
     }
     body.push_str("</table></div>");
+    let report = match mode {
+        Mode::Decide => format!(
+            " <a href=\"/review/suggestions/{id}/report\">The full report</a> (calibration tables, the suggested rules file)."
+        ),
+        Mode::ReadOnly => String::new(),
+    };
     body.push_str(&format!(
-        "<h2>Hold-out charts</h2><div class=\"card\" style=\"overflow-x:auto\">{}<p class=\"ev\">Grey: current rules; red: suggested. <a href=\"/review/suggestions/{id}/report\">The full report</a> (calibration tables, the suggested rules file).</p></div>",
+        "<h2>Hold-out charts</h2><div class=\"card\" style=\"overflow-x:auto\">{}<p class=\"ev\">Grey: current rules; red: suggested.{report}</p></div>",
         hotlead_learn::report::charts(s)
     ));
+    if mode == Mode::ReadOnly {
+        if matches!(stored.review, SuggestionStatus::Pending) {
+            body.push_str(&format!(
+                "<h2>Decision</h2><div class=\"card\"><p>This page only shows the suggestion. Approving changes the live rules, so it takes the review API, \
+                 signed by an analyst's AWS credentials with multi-factor authentication:</p>\
+                 <pre style=\"white-space:pre-wrap;overflow-wrap:anywhere\">hotlead suggestions approve {id} --backend aws\nhotlead suggestions reject {id} --reason \"...\" --backend aws</pre></div>"
+            ));
+        }
+        return page(
+            Language::En,
+            &format!("Suggestion {}", stored.id),
+            &body,
+        );
+    }
     if matches!(stored.review, SuggestionStatus::Pending) {
         body.push_str(&format!(
             "<h2>Decision</h2><div class=\"card\">\

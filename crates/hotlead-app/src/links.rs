@@ -21,6 +21,10 @@ pub const MAX_LINK_DAYS: u32 = 90;
 /// What a link is for, in what the signature covers: a link made for one purpose is no
 /// good for another.
 const PURPOSE: &[u8] = b"hotlead lead page v1";
+/// The purpose of a suggestion page's link (read-only, for analysts).
+const SUGGESTION_PURPOSE: &[u8] = b"hotlead suggestion page v1";
+/// The path of a suggestion's read-only page: `/s/<suggestion id>`.
+pub const SUGGESTION_PATH: &str = "/s/";
 
 /// The server secret links are signed with.
 #[derive(Clone)]
@@ -59,15 +63,22 @@ impl LinkKey {
     }
 
     fn mac(&self, lead_id: &str, expires: i64, language: Language) -> Hmac<Sha256> {
-        // Lengths first: no two different (lead, expiry, language) read the same.
+        self.mac_of(
+            PURPOSE,
+            &[
+                lead_id.as_bytes(),
+                expires.to_string().as_bytes(),
+                language.code().as_bytes(),
+            ],
+        )
+    }
+
+    fn mac_of(&self, purpose: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+        // Lengths first: no two different lists of parts read the same.
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(PURPOSE);
-        for part in [
-            lead_id.as_bytes(),
-            expires.to_string().as_bytes(),
-            language.code().as_bytes(),
-        ] {
+        mac.update(purpose);
+        for part in parts {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part);
         }
@@ -186,6 +197,48 @@ impl Links {
     }
 }
 
+impl Links {
+    /// The URL of a suggestion's read-only page, signed at `now` (the analysts' note ends
+    /// with it): `/s/<id>?e=<expiry>&s=<signature>`.
+    pub fn suggestion_url(&self, id: &str, now: DateTime<Utc>) -> String {
+        let expires = now.timestamp() + self.valid_for.num_seconds();
+        let signature = base64url(
+            &self
+                .key
+                .mac_of(SUGGESTION_PURPOSE, &[id.as_bytes(), expires.to_string().as_bytes()])
+                .finalize()
+                .into_bytes(),
+        );
+        format!(
+            "{}{SUGGESTION_PATH}{}?e={expires}&s={signature}",
+            self.base_url,
+            percent(id)
+        )
+    }
+
+    /// Checks a suggestion page's link (as [`Links::check`] does a lead page's).
+    pub fn check_suggestion(
+        &self,
+        id: &str,
+        expires: Option<&str>,
+        signature: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), LinkError> {
+        let expires: i64 = expires
+            .and_then(|e| e.parse().ok())
+            .ok_or(LinkError::Invalid)?;
+        let given = signature.and_then(unbase64url).ok_or(LinkError::Invalid)?;
+        self.key
+            .mac_of(SUGGESTION_PURPOSE, &[id.as_bytes(), expires.to_string().as_bytes()])
+            .verify_slice(&given)
+            .map_err(|_| LinkError::Invalid)?;
+        if now.timestamp() >= expires {
+            return Err(LinkError::Expired);
+        }
+        Ok(())
+    }
+}
+
 fn base64url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -288,6 +341,37 @@ mod tests {
             other.check(&id, Some(&e), Some(&l), Some(&s), now()),
             Err(LinkError::Invalid),
             "another secret (rotated) revokes every link"
+        );
+    }
+
+    #[test]
+    fn a_suggestion_link_opens_its_page_only_and_not_a_lead_page() {
+        let links = links();
+        let url = links.suggestion_url("s-20261201-1", now());
+        let rest = url.strip_prefix("https://leads.example.com/s/").unwrap();
+        let (id, query) = rest.split_once('?').unwrap();
+        let (e, s) = query.split_once('&').unwrap();
+        let (e, s) = (e.strip_prefix("e=").unwrap(), s.strip_prefix("s=").unwrap());
+        assert_eq!(id, "s-20261201-1");
+        assert_eq!(links.check_suggestion(id, Some(e), Some(s), now()), Ok(()));
+        assert_eq!(
+            links.check_suggestion(id, Some(e), Some(s), now() + Duration::days(14)),
+            Err(LinkError::Expired)
+        );
+        assert_eq!(
+            links.check_suggestion("s-20261201-2", Some(e), Some(s), now()),
+            Err(LinkError::Invalid)
+        );
+        assert_eq!(
+            links.check(id, Some(e), Some("ja"), Some(s), now()),
+            Err(LinkError::Invalid),
+            "a suggestion's link opens no lead page"
+        );
+        let lead = links.link("L-1", now(), Language::Ja);
+        assert_eq!(
+            links.check_suggestion("L-1", Some(&lead.expires.timestamp().to_string()), Some(&lead.signature), now()),
+            Err(LinkError::Invalid),
+            "a lead page's link opens no suggestion"
         );
     }
 

@@ -298,6 +298,24 @@ fn action_record(
 }
 
 impl LeadPages {
+    /// Opens a suggestion's read-only page for its link's query (`e`, `s`).
+    pub async fn open_suggestion(
+        &self,
+        id: &str,
+        expires: Option<&str>,
+        signature: Option<&str>,
+    ) -> Result<Result<crate::ports::StoredSuggestion, PageRefusal>, StoreError> {
+        match self
+            .links
+            .check_suggestion(id, expires, signature, self.clock.now())
+        {
+            Err(LinkError::Expired) => return Ok(Err(PageRefusal::Expired)),
+            Err(LinkError::Invalid) => return Ok(Err(PageRefusal::Invalid)),
+            Ok(()) => {}
+        }
+        Ok(self.store.suggestion(id).await?.ok_or(PageRefusal::Gone))
+    }
+
     /// Whose lead it is and the stages, for a confirmation page.
     pub fn config(&self) -> &Config {
         &self.config

@@ -518,10 +518,12 @@ impl Review {
     }
 }
 
-/// The analysts' note for a stored suggestion; `review_url` is where the review API is.
+/// The analysts' note for a stored suggestion; `review_url` is where the review API is,
+/// `page_url` the suggestion's signed read-only page.
 pub fn review_note(
     stored: &StoredSuggestion,
     review_url: Option<&str>,
+    page_url: Option<&str>,
 ) -> crate::ports::ReviewNote {
     let s = &stored.suggestion;
     let current = s.current.as_ref().map(|c| c.auc);
@@ -538,6 +540,11 @@ pub fn review_note(
         s.thresholds.hot,
         s.thresholds.reason,
     );
+    if let Some(page) = page_url {
+        body.push_str(&format!(
+            "\nOpen it (figures, points side by side, charts; read-only): {page}\n"
+        ));
+    }
     if let Some(url) = review_url {
         let url = url.trim_end_matches('/');
         body.push_str(&format!(

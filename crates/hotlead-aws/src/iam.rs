@@ -35,6 +35,11 @@ pub const PAGE_ACTIONS: &[&str] = &["dynamodb:Query", "dynamodb:ConditionCheckIt
 pub const RULES_PARTITION: &str = "RULES";
 /// See [`RULES_PARTITION`].
 pub const RULES_READ_ACTIONS: &[&str] = &["dynamodb:GetItem"];
+/// A suggestion's read-only page (`GET /s/{id}`, the analysts' note's signed link):
+/// its head in `SUGGESTIONS` and its body's parts in `SUGGESTION#<id>`, read only.
+pub const SUGGESTION_PAGE_PARTITIONS: &[&str] = &["SUGGESTIONS", "SUGGESTION#*"];
+/// See [`SUGGESTION_PAGE_PARTITIONS`].
+pub const SUGGESTION_PAGE_ACTIONS: &[&str] = &["dynamodb:GetItem", "dynamodb:Query"];
 
 /// The `ingest` function's DynamoDB statements in the template, by `Sid`: the partition
 /// patterns of `dynamodb:LeadingKeys` and the actions (checked by `tests/it/template.rs`).
@@ -55,6 +60,14 @@ pub fn ingest_grants() -> Vec<(&'static str, Vec<String>, Vec<&'static str>)> {
             "ReadActiveRules",
             vec![RULES_PARTITION.to_string()],
             RULES_READ_ACTIONS.to_vec(),
+        ),
+        (
+            "ReadSuggestionPages",
+            SUGGESTION_PAGE_PARTITIONS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            SUGGESTION_PAGE_ACTIONS.to_vec(),
         ),
     ]
 }

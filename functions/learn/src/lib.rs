@@ -16,6 +16,9 @@ pub struct Settings {
     pub options: LearnOptions,
     /// Where the review API is, for links in the note.
     pub review_url: Option<String>,
+    /// Signs the suggestion page's link the note ends with (the public API's
+    /// `/s/{id}`), when the deployment has a link secret.
+    pub links: Option<hotlead_app::links::Links>,
 }
 
 /// A setting that could not be read, by name.
@@ -104,6 +107,7 @@ pub fn settings(var: impl Fn(&str) -> Option<String>) -> Result<Settings, Settin
             },
         },
         review_url: var("HOTLEAD_REVIEW_URL").filter(|u| !u.trim().is_empty()),
+        links: None,
     })
 }
 
@@ -137,7 +141,11 @@ pub async fn handle(
             Ok(json!({"result": "cold_start", "message": cold.message}))
         }
         LearnRun::Suggested(stored) => {
-            let note = review_note(&stored, settings.review_url.as_deref());
+            let page = settings
+                .links
+                .as_ref()
+                .map(|links| links.suggestion_url(&stored.id, review.now()));
+            let note = review_note(&stored, settings.review_url.as_deref(), page.as_deref());
             let notified = match notifier.review_waiting(&note).await {
                 Ok(()) => true,
                 Err(error) => {
@@ -264,8 +272,13 @@ mod tests {
     #[tokio::test]
     async fn a_scheduled_run_stores_a_pending_suggestion_and_tells_the_analysts() {
         let (review, store) = store_with_outcomes(300).await;
-        let settings =
+        let mut settings =
             settings(env(&[("HOTLEAD_REVIEW_URL", "https://review.example.com")])).unwrap();
+        settings.links = Some(hotlead_app::links::Links::new(
+            hotlead_app::links::LinkKey::new(&[3u8; 32]).unwrap(),
+            "https://api.example.com",
+            14,
+        ));
         let schedule: Value =
             serde_json::from_str(include_str!("../fixtures/eventbridge-schedule.json")).unwrap();
         assert_eq!(schedule["detail-type"], "Scheduled Event");
@@ -284,6 +297,11 @@ mod tests {
             notes[0]
                 .body
                 .contains("https://review.example.com/v1/suggestions/s-1/report")
+        );
+        assert!(
+            notes[0].body.contains("https://api.example.com/s/s-1?e="),
+            "the note links the suggestion's read-only page: {}",
+            notes[0].body
         );
         assert!(notes[0].subject.contains("AUC"));
         // Nothing live changed: the seed rules are still the only version.

@@ -13,8 +13,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let table = required("HOTLEAD_TABLE")?;
     let topic = required("HOTLEAD_ANALYSTS_TOPIC_ARN")?;
-    let settings = learn::settings(|name| std::env::var(name).ok())?;
+    let mut settings = learn::settings(|name| std::env::var(name).ok())?;
     let sdk = hotlead_aws::sdk_config().await;
+    // The suggestion page's link secret (HOTLEAD_LINK_SECRET_ARN) and the public API's
+    // address (HOTLEAD_PUBLIC_URL): with both, the note links a read-only page.
+    if let (Some(key), Some(public_url)) = (
+        hotlead_aws::secrets::link_key_at_start(&sdk).await?,
+        std::env::var("HOTLEAD_PUBLIC_URL").ok().filter(|u| !u.trim().is_empty()),
+    ) {
+        settings.links = Some(hotlead_app::links::Links::new(
+            key,
+            &public_url,
+            hotlead_app::links::DEFAULT_LINK_DAYS,
+        ));
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let review = Review::new(
         Arc::new(hotlead_aws::DynamoStore::new(
