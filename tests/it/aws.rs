@@ -565,8 +565,13 @@ async fn the_learn_function_stores_a_suggestion_in_dynamodb_and_tells_the_analys
     assert!(note["suggested_auc"].as_f64().unwrap() > 0.5);
     // The note's link opens the suggestion's read-only page from the table.
     let body = note["body"].as_str().unwrap();
-    let start = body.find("https://api.example.com/s/s-aws-1?").expect("a page link in the note");
-    let url: String = body[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    let start = body
+        .find("https://api.example.com/s/s-aws-1?")
+        .expect("a page link in the note");
+    let url: String = body[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
     let (_, query) = url.split_once('?').unwrap();
     let part = |name: &str| {
         query

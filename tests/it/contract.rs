@@ -1187,6 +1187,32 @@ pub async fn a_hot_alerts_follow_up_is_answered_or_ended_once(store: &dyn Store)
     );
 }
 
+pub async fn a_notice_goes_in_the_outbox_once_per_key(store: &dyn Store) {
+    let mut notice = alert("digest:2026-11-01", "");
+    notice.message.reason = "digest".into();
+    assert!(store.add_notice(&notice).await.unwrap());
+    assert!(!store.add_notice(&notice).await.unwrap(), "once per key");
+    let pending = store.pending_alerts(at(1), 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].entry.key, "digest:2026-11-01");
+    assert_eq!(pending[0].entry.message.reason, "digest");
+    assert!(
+        store
+            .claim_alert("digest:2026-11-01", at(1), at(3))
+            .await
+            .unwrap()
+    );
+    store
+        .alert_delivered("digest:2026-11-01", at(2))
+        .await
+        .unwrap();
+    assert!(store.pending_alerts(at(5), 10).await.unwrap().is_empty());
+    assert!(
+        !store.add_notice(&notice).await.unwrap(),
+        "delivered: still once"
+    );
+}
+
 /// Runs every contract function, each on a fresh store from `fresh`.
 macro_rules! store_contract {
     ($module:ident, $fresh:path) => {
@@ -1264,6 +1290,10 @@ macro_rules! store_contract {
             #[tokio::test]
             async fn a_hot_alerts_follow_up_is_answered_or_ended_once() {
                 super::a_hot_alerts_follow_up_is_answered_or_ended_once(&$fresh().await).await;
+            }
+            #[tokio::test]
+            async fn a_notice_goes_in_the_outbox_once_per_key() {
+                super::a_notice_goes_in_the_outbox_once_per_key(&$fresh().await).await;
             }
             #[tokio::test]
             async fn history_goes_with_merges_and_erasure() {

@@ -912,7 +912,10 @@ async fn an_analyst_approves_a_suggestion_on_its_page_and_the_active_rules_chang
     let read_only = plain.get(&url).send().await.unwrap();
     assert_eq!(read_only.status(), StatusCode::OK);
     let html = read_only.text().await.unwrap();
-    assert!(html.contains("pending review") && html.contains("Hold-out AUC"), "{html}");
+    assert!(
+        html.contains("pending review") && html.contains("Hold-out AUC"),
+        "{html}"
+    );
     assert!(html.contains(&format!("hotlead suggestions approve {id} --backend aws")));
     assert!(!html.contains("<form"), "read-only: no form");
     let altered = plain.get(url.replace("s=", "s=A")).send().await.unwrap();
@@ -924,7 +927,9 @@ async fn an_analyst_approves_a_suggestion_on_its_page_and_the_active_rules_chang
         .await;
 
     driver.window(1280, 900).await;
-    driver.go(&format!("{}/review/suggestions/{id}", app.url)).await;
+    driver
+        .go(&format!("{}/review/suggestions/{id}", app.url))
+        .await;
     driver.type_into("#approve-by", "Aiko Tanaka").await;
     driver.click("#approve").await;
     let after = driver.current_url().await;

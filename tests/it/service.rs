@@ -304,6 +304,85 @@ async fn a_hot_lead_nobody_acts_on_re_alerts_the_manager_once_at_its_business_de
     }
 }
 
+/// The team lead's daily digest: from its time on, once a day (whichever round runs
+/// first), Monday to Friday; it counts hot and warm leads, names none, and links the
+/// signed ranking page.
+#[tokio::test]
+async fn the_daily_digest_goes_out_once_a_working_day_from_its_time() {
+    use hotlead_app::Clock;
+    let config = Config::from_toml(
+        "c.toml",
+        "language = \"en\"\n[digest]\nsend_at = \"08:30\"\nowner = \"team-lead@example.com\"\n",
+    )
+    .unwrap();
+    let w = world(0, config.clone());
+    let links = Arc::new(hotlead_app::links::Links::new(
+        hotlead_app::links::LinkKey::new(&[6u8; 32]).unwrap(),
+        "https://api.example.com",
+        14,
+    ));
+    let scorer = Scorer::new(
+        w.ingest.store().clone(),
+        w.notifier.clone(),
+        w.clock.clone(),
+        Arc::new(rules(RULES)),
+        Arc::new(config),
+    )
+    .with_links(links.clone());
+    w.form().await;
+    w.page("p1").await;
+    w.page("p2").await;
+    // 2026-11-02 is a Monday (the rules' time zone is UTC).
+    w.clock.set(time("2026-11-02T08:29:00Z"));
+    scorer.scheduled_round().await;
+    assert_eq!(w.delivered(), ["hot"], "not before its time");
+    w.clock.set(time("2026-11-02T08:31:00Z"));
+    let round = scorer.scheduled_round().await;
+    assert_eq!(round.outages, 0, "{round:?}");
+    w.clock.set(time("2026-11-02T17:00:00Z"));
+    scorer.scheduled_round().await;
+    let again = Scorer::new(
+        w.ingest.store().clone(),
+        w.notifier.clone(),
+        w.clock.clone(),
+        Arc::new(rules(RULES)),
+        Arc::new(Config::from_toml("c.toml", "[digest]\nsend_at = \"08:30\"\n").unwrap()),
+    )
+    .with_links(links.clone());
+    again.scheduled_round().await;
+    assert_eq!(
+        w.delivered(),
+        ["hot", "digest"],
+        "once a day, whichever copy runs"
+    );
+    let digest = w.notifier.delivered.lock().unwrap()[1].clone();
+    assert_eq!(digest.subject, "[hotlead] Today's leads: 1 hot, 0 warm");
+    assert_eq!(
+        digest.routing.owner.as_deref(),
+        Some("team-lead@example.com")
+    );
+    assert!(
+        !digest.body.contains("Taro") && !digest.body.contains("a@b.jp"),
+        "{}",
+        digest.body
+    );
+    let url = digest.lead_url.clone();
+    assert!(digest.body.contains(&url));
+    let (_, query) = url.split_once('?').unwrap();
+    let (e, s) = query.split_once('&').unwrap();
+    assert_eq!(
+        links.check_ranking(e.strip_prefix("e="), s.strip_prefix("s="), w.clock.now()),
+        Ok(())
+    );
+    // Saturday: none; Monday again: the next one.
+    w.clock.set(time("2026-11-07T09:00:00Z"));
+    scorer.scheduled_round().await;
+    assert_eq!(w.delivered().len(), 2);
+    w.clock.set(time("2026-11-09T09:00:00Z"));
+    scorer.scheduled_round().await;
+    assert_eq!(w.delivered(), ["hot", "digest", "digest"]);
+}
+
 #[tokio::test]
 async fn a_quiet_lead_cools_down_as_its_score_ages_without_new_events() {
     let w = world(0, Config::default());

@@ -176,6 +176,8 @@ fn public_routes(ingest: Ingest, auth: Auth) -> Router {
         .route("/l/{lead_id}/{action}", get(confirm_action).post(act))
         // A suggestion's read-only page: the signed link of the analysts' note.
         .route("/s/{id}", get(suggestion_page))
+        // The ranking of hot and warm leads: the signed link of the daily digest.
+        .route("/r", get(ranking_page))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(state)
 }
@@ -900,6 +902,39 @@ async fn lead_page(
         done: query.done.as_deref().and_then(RepAction::parse),
     });
     Ok(page::response(StatusCode::OK, body))
+}
+
+/// `GET /r`: the ranking page of hot and warm leads, opened by the signed link the team
+/// lead's daily digest ends with (on AWS, where the admin routes are IAM-only).
+async fn ranking_page(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    let query = PageQuery::parse(raw);
+    let language = state
+        .pages
+        .as_ref()
+        .map_or(hotlead_core::alert::Language::Ja, |p| p.config().language);
+    let refused = |refusal: page::Refusal| {
+        page::response(refusal.status(), page::refusal(refusal, Some(language)))
+    };
+    let Some(pages) = &state.pages else {
+        return Ok(refused(page::Refusal::Off));
+    };
+    match pages
+        .open_ranking(query.e.as_deref(), query.s.as_deref())
+        .await?
+    {
+        Ok(view) => Ok(page::response(
+            StatusCode::OK,
+            page::page(
+                language,
+                page::t(language, "ホット・ウォームリード", "Hot and warm leads"),
+                &review_page::ranking_body(&view, Some(pages)),
+            ),
+        )),
+        Err(refusal) => Ok(refused(refusal.into())),
+    }
 }
 
 /// `GET /s/{id}`: a suggestion under review, read-only, opened by the signed link the

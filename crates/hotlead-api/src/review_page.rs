@@ -28,8 +28,6 @@ pub const COOKIE: &str = "hotlead_review";
 const SESSION_SECONDS: u32 = 12 * 3600;
 /// The longest form a review page posts.
 const FORM_LIMIT: usize = 8 * 1024;
-/// Leads per band on the ranking page.
-const RANKING_LEADS: usize = 200;
 
 /// The cookie value of a signed-in browser: HMAC-SHA256 of a fixed text under the admin
 /// token (URL-safe base64). It changes when the token changes, and does not reveal it.
@@ -416,11 +414,7 @@ pub(crate) fn suggestion_view(
                  <pre style=\"white-space:pre-wrap;overflow-wrap:anywhere\">hotlead suggestions approve {id} --backend aws\nhotlead suggestions reject {id} --reason \"...\" --backend aws</pre></div>"
             ));
         }
-        return page(
-            Language::En,
-            &format!("Suggestion {}", stored.id),
-            &body,
-        );
+        return page(Language::En, &format!("Suggestion {}", stored.id), &body);
     }
     if matches!(stored.review, SuggestionStatus::Pending) {
         body.push_str(&format!(
@@ -523,10 +517,34 @@ pub(crate) async fn leads(
     if !signed_in(&state.auth, &headers) {
         return Ok(see_other("/review/login"));
     }
-    let now = state.review()?.now();
+    let view = hotlead_app::pages::RankingView {
+        hot: state
+            .store
+            .ranking(Some(Band::Hot), hotlead_app::pages::RANKING_LEADS, None)
+            .await?,
+        warm: state
+            .store
+            .ranking(Some(Band::Warm), hotlead_app::pages::RANKING_LEADS, None)
+            .await?,
+        now: state.review()?.now(),
+    };
+    Ok(review_response(
+        StatusCode::OK,
+        review_page(
+            "Hot and warm leads",
+            &ranking_body(&view, state.pages.as_deref()),
+        ),
+    ))
+}
+
+/// The ranking of hot and warm leads: score, who, grade, stage, when scored, top
+/// reasons; each lead linked to its signed page when `pages` makes links.
+pub(crate) fn ranking_body(
+    view: &hotlead_app::pages::RankingView,
+    pages: Option<&hotlead_app::pages::LeadPages>,
+) -> String {
     let mut body = String::new();
-    for band in [Band::Hot, Band::Warm] {
-        let page = state.store.ranking(Some(band), RANKING_LEADS, None).await?;
+    for (band, page) in [(Band::Hot, &view.hot), (Band::Warm, &view.warm)] {
         body.push_str(&format!(
             "<h2>{} <span class=\"muted\">({}{})</span></h2><div class=\"card\"><table id=\"{}\">",
             band.as_str().to_uppercase(),
@@ -547,10 +565,10 @@ pub(crate) async fn leads(
                 .collect::<Vec<_>>()
                 .join(" ");
             let who = if who.is_empty() { lead.id.clone() } else { who };
-            let link = match &state.pages {
+            let link = match pages {
                 Some(pages) => {
                     let links = pages.links();
-                    let url = links.url(&links.link(&lead.id, now, pages.config().language));
+                    let url = links.url(&links.link(&lead.id, view.now, pages.config().language));
                     format!("<a href=\"{}\">{}</a>", escape(&url), escape(&who))
                 }
                 None => escape(&who),
@@ -573,10 +591,7 @@ pub(crate) async fn leads(
         }
         body.push_str("</table></div>");
     }
-    Ok(review_response(
-        StatusCode::OK,
-        review_page("Hot and warm leads", &body),
-    ))
+    body
 }
 
 #[cfg(test)]

@@ -50,6 +50,36 @@ pub struct Config {
     /// [`Config::link_days`].
     #[serde(default)]
     pub lead_link_days: Option<u32>,
+    /// The team lead's daily digest (`[digest]`): off unless `send_at` is set.
+    #[serde(default)]
+    pub digest: DigestConfig,
+}
+
+/// The daily digest: once a day, from `send_at` (local time in the rules' `utc_offset`),
+/// a note with the number of hot and warm leads and a signed link to their ranking page
+/// (the way a team lead on AWS opens it in a browser). It names no lead.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// `"08:30"`: the digest goes out at the first scoring round from then on.
+    #[serde(default)]
+    pub send_at: Option<String>,
+    /// Its owner (for the subscription's filter; the reason is `digest`), e.g. a team
+    /// lead's address; the territory is `[routing] default_territory`.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Saturdays and Sundays too (default: Monday to Friday).
+    #[serde(default)]
+    pub weekends: bool,
+}
+
+impl DigestConfig {
+    /// The time of day it is sent, when it is on.
+    pub fn send_at(&self) -> Option<chrono::NaiveTime> {
+        self.send_at
+            .as_deref()
+            .and_then(|t| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").ok())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -295,6 +325,16 @@ impl Config {
                     "lead_link_days ({days}): expected a number of days from 1 to {}",
                     crate::links::MAX_LINK_DAYS
                 ),
+            ));
+        }
+        if let Some(send_at) = &config.digest.send_at
+            && config.digest.send_at().is_none()
+        {
+            return Err(setting_error(
+                file,
+                source,
+                "send_at",
+                format!("digest.send_at ({send_at:?}): expected a time of day like \"08:30\""),
             ));
         }
         for (name, limit) in [
@@ -665,5 +705,22 @@ mod client_ip_tests {
         let error =
             Config::from_toml("c.toml", "[client_limits]\nforms_per_minute = -1\n").unwrap_err();
         assert!(error.message.contains("invalid value"), "{error}");
+    }
+
+    #[test]
+    fn the_digest_is_off_unless_its_time_is_set_and_a_bad_time_is_named() {
+        assert!(Config::default().digest.send_at().is_none());
+        let on = Config::from_toml("c.toml", "[digest]\nsend_at = \"08:30\"\n").unwrap();
+        assert_eq!(
+            on.digest.send_at(),
+            chrono::NaiveTime::from_hms_opt(8, 30, 0)
+        );
+        let error = Config::from_toml("c.toml", "[digest]\nsend_at = \"8.30am\"\n").unwrap_err();
+        assert_eq!(error.location, "2:1:");
+        assert!(
+            error.message.contains("digest.send_at"),
+            "{}",
+            error.message
+        );
     }
 }

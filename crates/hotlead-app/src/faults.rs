@@ -160,6 +160,9 @@ impl Store for FaultyStore {
     async fn record_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError> {
         self.inner.record_action(action).await
     }
+    async fn add_notice(&self, notice: &crate::ports::OutboxEntry) -> Result<bool, StoreError> {
+        self.inner.add_notice(notice).await
+    }
     async fn overdue_follow_ups(
         &self,
         now: DateTime<Utc>,

@@ -25,6 +25,10 @@ const PURPOSE: &[u8] = b"hotlead lead page v1";
 const SUGGESTION_PURPOSE: &[u8] = b"hotlead suggestion page v1";
 /// The path of a suggestion's read-only page: `/s/<suggestion id>`.
 pub const SUGGESTION_PATH: &str = "/s/";
+/// The purpose of the ranking page's link (the daily digest's).
+const RANKING_PURPOSE: &[u8] = b"hotlead ranking page v1";
+/// The path of the ranking page of hot and warm leads: `/r`.
+pub const RANKING_PATH: &str = "/r";
 
 /// The server secret links are signed with.
 #[derive(Clone)]
@@ -205,7 +209,10 @@ impl Links {
         let signature = base64url(
             &self
                 .key
-                .mac_of(SUGGESTION_PURPOSE, &[id.as_bytes(), expires.to_string().as_bytes()])
+                .mac_of(
+                    SUGGESTION_PURPOSE,
+                    &[id.as_bytes(), expires.to_string().as_bytes()],
+                )
                 .finalize()
                 .into_bytes(),
         );
@@ -214,6 +221,41 @@ impl Links {
             self.base_url,
             percent(id)
         )
+    }
+
+    /// The URL of the ranking page of hot and warm leads, signed at `now` (the daily
+    /// digest ends with it): `/r?e=<expiry>&s=<signature>`.
+    pub fn ranking_url(&self, now: DateTime<Utc>) -> String {
+        let expires = now.timestamp() + self.valid_for.num_seconds();
+        let signature = base64url(
+            &self
+                .key
+                .mac_of(RANKING_PURPOSE, &[expires.to_string().as_bytes()])
+                .finalize()
+                .into_bytes(),
+        );
+        format!("{}{RANKING_PATH}?e={expires}&s={signature}", self.base_url)
+    }
+
+    /// Checks the ranking page's link.
+    pub fn check_ranking(
+        &self,
+        expires: Option<&str>,
+        signature: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), LinkError> {
+        let expires: i64 = expires
+            .and_then(|e| e.parse().ok())
+            .ok_or(LinkError::Invalid)?;
+        let given = signature.and_then(unbase64url).ok_or(LinkError::Invalid)?;
+        self.key
+            .mac_of(RANKING_PURPOSE, &[expires.to_string().as_bytes()])
+            .verify_slice(&given)
+            .map_err(|_| LinkError::Invalid)?;
+        if now.timestamp() >= expires {
+            return Err(LinkError::Expired);
+        }
+        Ok(())
     }
 
     /// Checks a suggestion page's link (as [`Links::check`] does a lead page's).
@@ -229,7 +271,10 @@ impl Links {
             .ok_or(LinkError::Invalid)?;
         let given = signature.and_then(unbase64url).ok_or(LinkError::Invalid)?;
         self.key
-            .mac_of(SUGGESTION_PURPOSE, &[id.as_bytes(), expires.to_string().as_bytes()])
+            .mac_of(
+                SUGGESTION_PURPOSE,
+                &[id.as_bytes(), expires.to_string().as_bytes()],
+            )
             .verify_slice(&given)
             .map_err(|_| LinkError::Invalid)?;
         if now.timestamp() >= expires {
@@ -369,9 +414,41 @@ mod tests {
         );
         let lead = links.link("L-1", now(), Language::Ja);
         assert_eq!(
-            links.check_suggestion("L-1", Some(&lead.expires.timestamp().to_string()), Some(&lead.signature), now()),
+            links.check_suggestion(
+                "L-1",
+                Some(&lead.expires.timestamp().to_string()),
+                Some(&lead.signature),
+                now()
+            ),
             Err(LinkError::Invalid),
             "a lead page's link opens no suggestion"
+        );
+    }
+
+    #[test]
+    fn a_ranking_link_opens_only_the_ranking() {
+        let links = links();
+        let url = links.ranking_url(now());
+        let query = url.strip_prefix("https://leads.example.com/r?").unwrap();
+        let (e, s) = query.split_once('&').unwrap();
+        let (e, s) = (e.strip_prefix("e=").unwrap(), s.strip_prefix("s=").unwrap());
+        assert_eq!(links.check_ranking(Some(e), Some(s), now()), Ok(()));
+        assert_eq!(
+            links.check_ranking(Some(e), Some(s), now() + Duration::days(15)),
+            Err(LinkError::Expired)
+        );
+        let later = (e.parse::<i64>().unwrap() + 1).to_string();
+        assert_eq!(
+            links.check_ranking(Some(&later), Some(s), now()),
+            Err(LinkError::Invalid)
+        );
+        let suggestion = links.suggestion_url("", now());
+        let (_, query) = suggestion.split_once('?').unwrap();
+        let (se, ss) = query.split_once('&').unwrap();
+        assert_eq!(
+            links.check_ranking(se.strip_prefix("e="), ss.strip_prefix("s="), now()),
+            Err(LinkError::Invalid),
+            "another purpose's link opens no ranking"
         );
     }
 

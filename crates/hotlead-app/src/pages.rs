@@ -297,7 +297,50 @@ fn action_record(
     }
 }
 
+/// What the ranking page shows: hot, then warm leads by score.
+#[derive(Debug)]
+pub struct RankingView {
+    pub hot: crate::ports::RankingPage,
+    pub warm: crate::ports::RankingPage,
+    pub now: DateTime<Utc>,
+}
+
+/// Leads per band on the ranking page.
+pub const RANKING_LEADS: usize = 200;
+
 impl LeadPages {
+    /// The ranking of hot and warm leads, at most [`RANKING_LEADS`] of each.
+    pub async fn ranking(&self) -> Result<RankingView, StoreError> {
+        use hotlead_core::Band;
+        Ok(RankingView {
+            hot: self
+                .store
+                .ranking(Some(Band::Hot), RANKING_LEADS, None)
+                .await?,
+            warm: self
+                .store
+                .ranking(Some(Band::Warm), RANKING_LEADS, None)
+                .await?,
+            now: self.clock.now(),
+        })
+    }
+
+    /// Opens the ranking page for its link's query (`e`, `s`).
+    pub async fn open_ranking(
+        &self,
+        expires: Option<&str>,
+        signature: Option<&str>,
+    ) -> Result<Result<RankingView, PageRefusal>, StoreError> {
+        match self
+            .links
+            .check_ranking(expires, signature, self.clock.now())
+        {
+            Err(LinkError::Expired) => Ok(Err(PageRefusal::Expired)),
+            Err(LinkError::Invalid) => Ok(Err(PageRefusal::Invalid)),
+            Ok(()) => Ok(Ok(self.ranking().await?)),
+        }
+    }
+
     /// Opens a suggestion's read-only page for its link's query (`e`, `s`).
     pub async fn open_suggestion(
         &self,

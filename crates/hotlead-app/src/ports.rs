@@ -609,6 +609,10 @@ pub trait Store: Send + Sync {
     /// `NotFound` when the lead is not stored (erased, or merged meanwhile).
     async fn record_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError>;
 
+    /// Puts a notice that concerns no lead (the daily digest) in the outbox, once per key:
+    /// `false` when its key is there already. It names no lead, so no erasure touches it.
+    async fn add_notice(&self, notice: &OutboxEntry) -> Result<bool, StoreError>;
+
     /// Follow-ups past their deadline at `now` and still open, oldest deadline first.
     async fn overdue_follow_ups(
         &self,

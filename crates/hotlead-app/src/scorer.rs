@@ -29,6 +29,8 @@ pub const FIRST_RETRY: Duration = Duration::seconds(5);
 pub const MAX_RETRY: Duration = Duration::minutes(30);
 /// A score older than this is recomputed, so that decay shows without new events.
 pub const RESCORE_AFTER: Duration = Duration::hours(1);
+/// The most leads of a band the daily digest counts (beyond: "500+").
+pub const DIGEST_COUNT: usize = 500;
 /// A set-aside lead is retried after this, doubling per failure up to [`MAX_ASIDE`].
 pub const FIRST_ASIDE: Duration = Duration::minutes(1);
 pub const MAX_ASIDE: Duration = Duration::hours(1);
@@ -152,6 +154,8 @@ pub struct Scorer {
     rules_store: Option<Arc<dyn LearningStore>>,
     /// Signs the lead page links alerts end with; without, alerts link the lead API.
     links: Option<Arc<crate::links::Links>>,
+    /// The local day whose digest this process put in the outbox (or found there).
+    digest_day: Arc<std::sync::Mutex<Option<chrono::NaiveDate>>>,
 }
 
 impl std::fmt::Debug for Scorer {
@@ -176,6 +180,7 @@ impl Scorer {
             config,
             rules_store: None,
             links: None,
+            digest_day: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
@@ -417,6 +422,10 @@ impl Scorer {
                 tracing::error!(error = %with_causes(&error), "following up hot alerts failed; retrying next round");
             }
         }
+        if let Err(error) = self.digest_pass().await {
+            round.outages += 1;
+            tracing::error!(error = %with_causes(&error), "the daily digest failed; retrying next round");
+        }
         match self.deliver_pending().await {
             Ok(delivery) => round.delivery = delivery,
             Err(error) => {
@@ -571,6 +580,92 @@ impl Scorer {
                 message: alert::compose(lead, score, reason, &seen, routing.clone(), &presentation),
             })
             .collect()
+    }
+
+    /// The team lead's daily digest (`[digest]`), once a day from its time on (Monday to
+    /// Friday unless `weekends`): the number of hot and warm leads and the signed link to
+    /// their ranking page. Needs the link secret. `true` when it was put in the outbox
+    /// now (the key `digest:<local date>` makes it once, whichever copy runs first).
+    pub async fn digest_pass(&self) -> Result<bool, StoreError> {
+        use chrono::Datelike;
+        let (Some(send_at), Some(links)) = (self.config.digest.send_at(), &self.links) else {
+            return Ok(false);
+        };
+        let rules = self.rules();
+        let now = self.clock.now();
+        let local = now.with_timezone(&rules.utc_offset);
+        let day = local.date_naive();
+        let weekend = matches!(day.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun);
+        if local.time() < send_at
+            || (weekend && !self.config.digest.weekends)
+            || *self.digest_day.lock().unwrap_or_else(|e| e.into_inner()) == Some(day)
+        {
+            return Ok(false);
+        }
+        let count = |band| async move {
+            let page = self.store.ranking(Some(band), DIGEST_COUNT, None).await?;
+            Ok::<_, StoreError>((page.leads.len(), page.next.is_some()))
+        };
+        let (hot, warm) = (count(Band::Hot).await?, count(Band::Warm).await?);
+        let number = |(n, more): (usize, bool)| if more { format!("{n}+") } else { n.to_string() };
+        let url = links.ranking_url(now);
+        let (subject, body) = match self.config.language {
+            alert::Language::Ja => (
+                format!(
+                    "[hotlead] 本日のリード: ホット {} 件、ウォーム {} 件",
+                    number(hot),
+                    number(warm)
+                ),
+                format!(
+                    "{} 時点のホットリードは {} 件、ウォームリードは {} 件です。\n一覧 (スコア順、理由と担当つき):\n{url}\n",
+                    local.format("%Y-%m-%d %H:%M"),
+                    number(hot),
+                    number(warm)
+                ),
+            ),
+            alert::Language::En => (
+                format!(
+                    "[hotlead] Today's leads: {} hot, {} warm",
+                    number(hot),
+                    number(warm)
+                ),
+                format!(
+                    "As of {}, {} leads are hot and {} warm.\nThe list (by score, with reasons and stages):\n{url}\n",
+                    local.format("%Y-%m-%d %H:%M"),
+                    number(hot),
+                    number(warm)
+                ),
+            ),
+        };
+        let notice = OutboxEntry {
+            key: format!("digest:{day}"),
+            created_at: now,
+            message: hotlead_core::alert::AlertMessage {
+                lead_id: String::new(),
+                reason: "digest".into(),
+                subject,
+                body,
+                score: 0.0,
+                band: String::new(),
+                grade: String::new(),
+                routing: hotlead_core::alert::Routing {
+                    territory: self.config.routing.default_territory.clone(),
+                    owner: self.config.digest.owner.clone(),
+                    product: self.config.routing.product.clone(),
+                },
+                lead_url: url,
+            },
+        };
+        let added = self.store.add_notice(&notice).await?;
+        *self.digest_day.lock().unwrap_or_else(|e| e.into_inner()) = Some(day);
+        if added {
+            tracing::info!(
+                hot = hot.0,
+                warm = warm.0,
+                "the daily digest is in the outbox"
+            );
+        }
+        Ok(added)
     }
 
     /// Hot alerts past their follow-up deadline with no rep's action: each re-alerts once

@@ -1551,6 +1551,34 @@ impl Store for DynamoStore {
         self.write_action(action).await
     }
 
+    async fn add_notice(&self, notice: &OutboxEntry) -> Result<bool, StoreError> {
+        let mut item = key(&format!("ALERT#{}", notice.key), "ALERT");
+        item.insert("key".into(), s(&notice.key));
+        item.insert("lead_id".into(), s(""));
+        item.insert("created_at".into(), s(time(notice.created_at)));
+        item.insert("message".into(), s(to_json(&notice.message)?));
+        item.insert("attempts".into(), n(0));
+        item.insert("next_attempt_at".into(), s(time(notice.created_at)));
+        item.insert("pending_pk".into(), s("PENDING"));
+        item.insert(
+            "pending_sk".into(),
+            s(format!("{}#{}", time(notice.created_at), notice.key)),
+        );
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(error) => Err(sdk(error)),
+        }
+    }
+
     async fn overdue_follow_ups(
         &self,
         now: DateTime<Utc>,

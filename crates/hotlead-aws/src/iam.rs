@@ -40,6 +40,11 @@ pub const RULES_READ_ACTIONS: &[&str] = &["dynamodb:GetItem"];
 pub const SUGGESTION_PAGE_PARTITIONS: &[&str] = &["SUGGESTIONS", "SUGGESTION#*"];
 /// See [`SUGGESTION_PAGE_PARTITIONS`].
 pub const SUGGESTION_PAGE_ACTIONS: &[&str] = &["dynamodb:GetItem", "dynamodb:Query"];
+/// The ranking page (`GET /r`, the daily digest's signed link): the hot and warm leads
+/// of the `band_ranking` index, by `Query` only.
+pub const RANKING_PAGE_PARTITIONS: &[&str] = &["BAND#hot", "BAND#warm"];
+/// See [`RANKING_PAGE_PARTITIONS`].
+pub const RANKING_PAGE_ACTIONS: &[&str] = &["dynamodb:Query"];
 
 /// The `ingest` function's DynamoDB statements in the template, by `Sid`: the partition
 /// patterns of `dynamodb:LeadingKeys` and the actions (checked by `tests/it/template.rs`).
@@ -68,6 +73,14 @@ pub fn ingest_grants() -> Vec<(&'static str, Vec<String>, Vec<&'static str>)> {
                 .map(|p| p.to_string())
                 .collect(),
             SUGGESTION_PAGE_ACTIONS.to_vec(),
+        ),
+        (
+            "ReadRankingPage",
+            RANKING_PAGE_PARTITIONS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            RANKING_PAGE_ACTIONS.to_vec(),
         ),
     ]
 }
@@ -515,6 +528,15 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!acted.repeated);
+        // The team lead's ranking page, by the digest's link.
+        let ranking = pages.links().ranking_url(now);
+        let (_, query) = ranking.split_once('?').unwrap();
+        let (e, s) = query.split_once('&').unwrap();
+        pages
+            .open_ranking(e.strip_prefix("e="), s.strip_prefix("s="))
+            .await
+            .unwrap()
+            .unwrap();
         let seen = fake.requests();
         assert!(
             seen.iter().any(|s| s.target.ends_with("TransactWriteItems")

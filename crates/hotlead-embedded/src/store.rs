@@ -1043,6 +1043,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn add_notice(&self, notice: &OutboxEntry) -> Result<bool, StoreError> {
+        let notice = notice.clone();
+        self.transaction(move |tx| {
+            let added = tx
+                .execute(
+                    "INSERT INTO outbox (key, lead_id, created_at, message, next_attempt_at) VALUES (?1, '', ?2, ?3, ?2)
+                     ON CONFLICT (key) DO NOTHING",
+                    params![notice.key, time(notice.created_at), to_json(&notice.message)?],
+                )
+                .map_err(sql)?;
+            Ok(added == 1)
+        })
+        .await
+    }
+
     async fn overdue_follow_ups(
         &self,
         now: DateTime<Utc>,

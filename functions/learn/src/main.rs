@@ -19,7 +19,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // address (HOTLEAD_PUBLIC_URL): with both, the note links a read-only page.
     if let (Some(key), Some(public_url)) = (
         hotlead_aws::secrets::link_key_at_start(&sdk).await?,
-        std::env::var("HOTLEAD_PUBLIC_URL").ok().filter(|u| !u.trim().is_empty()),
+        std::env::var("HOTLEAD_PUBLIC_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty()),
     ) {
         settings.links = Some(hotlead_app::links::Links::new(
             key,
