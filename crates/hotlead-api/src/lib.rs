@@ -863,6 +863,27 @@ impl PageQuery {
     }
 }
 
+/// What a lead page link opens: the view, or the page refusing it (no lead pages here,
+/// an invalid, expired or dead link).
+async fn open_view(
+    state: &AppState,
+    lead_id: &str,
+    query: &PageQuery,
+) -> Result<Result<hotlead_app::pages::PageView, Response>, ApiError> {
+    let Some(pages) = &state.pages else {
+        return Ok(Err(query.refused(page::Refusal::Off)));
+    };
+    Ok(pages
+        .open(
+            lead_id,
+            query.e.as_deref(),
+            query.l.as_deref(),
+            query.s.as_deref(),
+        )
+        .await?
+        .map_err(|refusal| query.refused(refusal.into())))
+}
+
 /// `GET /l/{lead_id}`: the rep's lead page, opened by the signed link an alert ends with
 /// (no login, no admin token: the link is the credential). HTML; its buttons lead to
 /// confirmation pages.
@@ -872,20 +893,9 @@ async fn lead_page(
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
     let query = PageQuery::parse(raw);
-    let Some(pages) = &state.pages else {
-        return Ok(query.refused(page::Refusal::Off));
-    };
-    let view = match pages
-        .open(
-            &lead_id,
-            query.e.as_deref(),
-            query.l.as_deref(),
-            query.s.as_deref(),
-        )
-        .await?
-    {
+    let view = match open_view(&state, &lead_id, &query).await? {
         Ok(view) => view,
-        Err(refusal) => return Ok(query.refused(refusal.into())),
+        Err(refused) => return Ok(refused),
     };
     let stages = view.stages();
     let body = page::lead_page(&page::LeadPage {
@@ -986,20 +996,9 @@ async fn confirmation_page(
     query: &PageQuery,
     problem: Option<(&str, &str)>,
 ) -> Result<Response, ApiError> {
-    let Some(pages) = &state.pages else {
-        return Ok(query.refused(page::Refusal::Off));
-    };
-    let view = match pages
-        .open(
-            lead_id,
-            query.e.as_deref(),
-            query.l.as_deref(),
-            query.s.as_deref(),
-        )
-        .await?
-    {
+    let view = match open_view(state, lead_id, query).await? {
         Ok(view) => view,
-        Err(refusal) => return Ok(query.refused(refusal.into())),
+        Err(refused) => return Ok(refused),
     };
     let stages = view.stages();
     let Some(action) = RepAction::parse(action).filter(|a| stages.offers(*a)) else {

@@ -205,57 +205,12 @@ impl Links {
     /// The URL of a suggestion's read-only page, signed at `now` (the analysts' note ends
     /// with it): `/s/<id>?e=<expiry>&s=<signature>`.
     pub fn suggestion_url(&self, id: &str, now: DateTime<Utc>) -> String {
-        let expires = now.timestamp() + self.valid_for.num_seconds();
-        let signature = base64url(
-            &self
-                .key
-                .mac_of(
-                    SUGGESTION_PURPOSE,
-                    &[id.as_bytes(), expires.to_string().as_bytes()],
-                )
-                .finalize()
-                .into_bytes(),
-        );
+        let (expires, signature) = self.sign(SUGGESTION_PURPOSE, Some(id), now);
         format!(
             "{}{SUGGESTION_PATH}{}?e={expires}&s={signature}",
             self.base_url,
             percent(id)
         )
-    }
-
-    /// The URL of the ranking page of hot and warm leads, signed at `now` (the daily
-    /// digest ends with it): `/r?e=<expiry>&s=<signature>`.
-    pub fn ranking_url(&self, now: DateTime<Utc>) -> String {
-        let expires = now.timestamp() + self.valid_for.num_seconds();
-        let signature = base64url(
-            &self
-                .key
-                .mac_of(RANKING_PURPOSE, &[expires.to_string().as_bytes()])
-                .finalize()
-                .into_bytes(),
-        );
-        format!("{}{RANKING_PATH}?e={expires}&s={signature}", self.base_url)
-    }
-
-    /// Checks the ranking page's link.
-    pub fn check_ranking(
-        &self,
-        expires: Option<&str>,
-        signature: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<(), LinkError> {
-        let expires: i64 = expires
-            .and_then(|e| e.parse().ok())
-            .ok_or(LinkError::Invalid)?;
-        let given = signature.and_then(unbase64url).ok_or(LinkError::Invalid)?;
-        self.key
-            .mac_of(RANKING_PURPOSE, &[expires.to_string().as_bytes()])
-            .verify_slice(&given)
-            .map_err(|_| LinkError::Invalid)?;
-        if now.timestamp() >= expires {
-            return Err(LinkError::Expired);
-        }
-        Ok(())
     }
 
     /// Checks a suggestion page's link (as [`Links::check`] does a lead page's).
@@ -266,15 +221,59 @@ impl Links {
         signature: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), LinkError> {
+        self.verify(SUGGESTION_PURPOSE, Some(id), expires, signature, now)
+    }
+
+    /// The URL of the ranking page of hot and warm leads, signed at `now` (the daily
+    /// digest ends with it): `/r?e=<expiry>&s=<signature>`.
+    pub fn ranking_url(&self, now: DateTime<Utc>) -> String {
+        let (expires, signature) = self.sign(RANKING_PURPOSE, None, now);
+        format!("{}{RANKING_PATH}?e={expires}&s={signature}", self.base_url)
+    }
+
+    /// Checks the ranking page's link.
+    pub fn check_ranking(
+        &self,
+        expires: Option<&str>,
+        signature: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), LinkError> {
+        self.verify(RANKING_PURPOSE, None, expires, signature, now)
+    }
+
+    /// The parts a page link of `purpose` signs: what it names (if anything), then its
+    /// expiry.
+    fn mac_for(&self, purpose: &[u8], id: Option<&str>, expires: i64) -> Hmac<Sha256> {
+        let expires = expires.to_string();
+        match id {
+            Some(id) => self
+                .key
+                .mac_of(purpose, &[id.as_bytes(), expires.as_bytes()]),
+            None => self.key.mac_of(purpose, &[expires.as_bytes()]),
+        }
+    }
+
+    /// The expiry and signature of a link of `purpose` made at `now`.
+    fn sign(&self, purpose: &[u8], id: Option<&str>, now: DateTime<Utc>) -> (i64, String) {
+        let expires = now.timestamp() + self.valid_for.num_seconds();
+        let signature = base64url(&self.mac_for(purpose, id, expires).finalize().into_bytes());
+        (expires, signature)
+    }
+
+    /// Checks a link of `purpose`: the signature first (in constant time), then the expiry.
+    fn verify(
+        &self,
+        purpose: &[u8],
+        id: Option<&str>,
+        expires: Option<&str>,
+        signature: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), LinkError> {
         let expires: i64 = expires
             .and_then(|e| e.parse().ok())
             .ok_or(LinkError::Invalid)?;
         let given = signature.and_then(unbase64url).ok_or(LinkError::Invalid)?;
-        self.key
-            .mac_of(
-                SUGGESTION_PURPOSE,
-                &[id.as_bytes(), expires.to_string().as_bytes()],
-            )
+        self.mac_for(purpose, id, expires)
             .verify_slice(&given)
             .map_err(|_| LinkError::Invalid)?;
         if now.timestamp() >= expires {

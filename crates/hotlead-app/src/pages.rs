@@ -234,10 +234,9 @@ impl LeadPages {
                         stage,
                     }));
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound { .. }) => {
-                    return Ok(Err(ActionRefusal::Page(PageRefusal::Gone)));
-                }
+                // Changed meanwhile, or merged into another lead: read it again (a lead
+                // erased meanwhile reads as gone).
+                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => continue,
                 Err(error) => return Err(error),
             }
         }

@@ -995,6 +995,8 @@ impl DynamoStore {
             .send()
             .await
         {
+            // A clean save needs no read back: nothing arrived since `seen_seq`.
+            Ok(_) if clean => Ok(Some(Item::new())),
             Ok(_) => Ok(Some(
                 self.get(&format!("LEAD#{}", update.lead_id), "LEAD")
                     .await?
@@ -1150,6 +1152,24 @@ impl DynamoStore {
             history_rev: get_n(item, "history_rev").try_into().unwrap_or(0),
         })
     }
+}
+
+/// An outbox entry's item (`ALERT#<key>` / `ALERT`), pending from its creation; `lead_id`
+/// empty for a notice that concerns no lead.
+fn outbox_item(lead_id: &str, entry: &OutboxEntry) -> Result<Item, StoreError> {
+    let mut item = key(&format!("ALERT#{}", entry.key), "ALERT");
+    item.insert("key".into(), s(&entry.key));
+    item.insert("lead_id".into(), s(lead_id));
+    item.insert("created_at".into(), s(time(entry.created_at)));
+    item.insert("message".into(), s(to_json(&entry.message)?));
+    item.insert("attempts".into(), n(0));
+    item.insert("next_attempt_at".into(), s(time(entry.created_at)));
+    item.insert("pending_pk".into(), s("PENDING"));
+    item.insert(
+        "pending_sk".into(),
+        s(format!("{}#{}", time(entry.created_at), entry.key)),
+    );
+    Ok(item)
 }
 
 fn follow_up_sk(crossing: u32) -> String {
@@ -1454,18 +1474,7 @@ impl Store for DynamoStore {
                 &format!("ALERT#{}", alert.key),
             );
             pointer.insert("key".into(), s(&alert.key));
-            let mut item = key(&format!("ALERT#{}", alert.key), "ALERT");
-            item.insert("key".into(), s(&alert.key));
-            item.insert("lead_id".into(), s(&update.lead_id));
-            item.insert("created_at".into(), s(time(alert.created_at)));
-            item.insert("message".into(), s(to_json(&alert.message)?));
-            item.insert("attempts".into(), n(0));
-            item.insert("next_attempt_at".into(), s(time(alert.created_at)));
-            item.insert("pending_pk".into(), s("PENDING"));
-            item.insert(
-                "pending_sk".into(),
-                s(format!("{}#{}", time(alert.created_at), alert.key)),
-            );
+            let item = outbox_item(&update.lead_id, alert)?;
             let lead_there = aws_sdk_dynamodb::types::ConditionCheck::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(&format!("LEAD#{}", update.lead_id), "LEAD")))
@@ -1552,18 +1561,7 @@ impl Store for DynamoStore {
     }
 
     async fn add_notice(&self, notice: &OutboxEntry) -> Result<bool, StoreError> {
-        let mut item = key(&format!("ALERT#{}", notice.key), "ALERT");
-        item.insert("key".into(), s(&notice.key));
-        item.insert("lead_id".into(), s(""));
-        item.insert("created_at".into(), s(time(notice.created_at)));
-        item.insert("message".into(), s(to_json(&notice.message)?));
-        item.insert("attempts".into(), n(0));
-        item.insert("next_attempt_at".into(), s(time(notice.created_at)));
-        item.insert("pending_pk".into(), s("PENDING"));
-        item.insert(
-            "pending_sk".into(),
-            s(format!("{}#{}", time(notice.created_at), notice.key)),
-        );
+        let item = outbox_item("", notice)?;
         match self
             .client
             .put_item()
@@ -1625,18 +1623,7 @@ impl Store for DynamoStore {
         if let Some(alert) = &alert {
             let mut pointer = key(&format!("LEAD#{lead_id}"), &format!("ALERT#{}", alert.key));
             pointer.insert("key".into(), s(&alert.key));
-            let mut item = key(&format!("ALERT#{}", alert.key), "ALERT");
-            item.insert("key".into(), s(&alert.key));
-            item.insert("lead_id".into(), s(lead_id));
-            item.insert("created_at".into(), s(time(alert.created_at)));
-            item.insert("message".into(), s(to_json(&alert.message)?));
-            item.insert("attempts".into(), n(0));
-            item.insert("next_attempt_at".into(), s(time(alert.created_at)));
-            item.insert("pending_pk".into(), s("PENDING"));
-            item.insert(
-                "pending_sk".into(),
-                s(format!("{}#{}", time(alert.created_at), alert.key)),
-            );
+            let item = outbox_item(lead_id, alert)?;
             writes.push(self.put(pointer, None, None)?);
             writes.push(self.put(item, Some("attribute_not_exists(PK)"), None)?);
         }
