@@ -176,6 +176,48 @@ impl Driver {
         .await;
     }
 
+    /// Clicks what leads to another page (a link, a form's button) and waits until that
+    /// page has loaded: WebDriver answers a click before the navigation it starts ends.
+    pub(crate) async fn click_and_load(&self, css: &str) {
+        self.script("window.__hotleadOldPage = true; return null;")
+            .await;
+        self.click(css).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let loaded = self
+                .try_script(
+                    "return !window.__hotleadOldPage && document.readyState === 'complete';",
+                )
+                .await;
+            if loaded == Some(Value::Bool(true)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clicking {css} never loaded another page"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs `source` in the page, answering `None` where the page is between documents.
+    async fn try_script(&self, source: &str) -> Option<Value> {
+        let response = self
+            .http
+            .post(format!(
+                "{}/session/{}/execute/sync",
+                self.url, self.session
+            ))
+            .json(&json!({"script": source, "args": []}))
+            .send()
+            .await
+            .ok()?;
+        let value: Value = response.json().await.ok()?;
+        value["value"]["error"]
+            .is_null()
+            .then(|| value["value"].clone())
+    }
+
     pub(crate) async fn current_url(&self) -> String {
         self.call(
             reqwest::Method::GET,
@@ -937,7 +979,9 @@ async fn a_rep_accepts_a_lead_from_its_page_and_its_stage_and_history_change() {
     assert!(text.contains("Stage — → MQL"), "{text}");
     assert!(text.contains("Band WARM → HOT (80)"), "{text}");
 
-    driver.click("form[action$='/accept'] button").await;
+    driver
+        .click_and_load("form[action$='/accept'] button")
+        .await;
     assert!(
         driver
             .current_url()
@@ -957,7 +1001,7 @@ async fn a_rep_accepts_a_lead_from_its_page_and_its_stage_and_history_change() {
         .script("document.getElementById('by').value = '';")
         .await;
     driver.type_into("#by", "Ichiro Suzuki").await;
-    driver.click("#confirm").await;
+    driver.click_and_load("#confirm").await;
     let after = driver.current_url().await;
     assert!(
         after.contains(&format!("/l/{lead_id}?")) && after.contains("done=accept"),
@@ -1033,7 +1077,7 @@ async fn a_rep_accepts_a_lead_from_its_page_and_its_stage_and_history_change() {
     driver
         .screenshot(&screenshots_dir().join("ranking-page-desktop.png"))
         .await;
-    driver.click("table#hot a").await;
+    driver.click_and_load("table#hot a").await;
     assert!(
         driver
             .current_url()

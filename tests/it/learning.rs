@@ -821,11 +821,11 @@ async fn an_analyst_approves_a_suggestion_on_its_page_and_the_active_rules_chang
         "not signed in: the sign-in form"
     );
     driver.type_into("#token", "not-the-token").await;
-    driver.click("#sign-in").await;
+    driver.click_and_load("#sign-in").await;
     let text = driver.text().await;
     assert!(text.contains("That is not the admin token."), "{text}");
     driver.type_into("#token", TOKEN).await;
-    driver.click("#sign-in").await;
+    driver.click_and_load("#sign-in").await;
     assert!(driver.current_url().await.ends_with("/review"));
     let text = driver.text().await;
     assert!(text.contains("Active rules: seed v1"), "{text}");
@@ -842,7 +842,7 @@ async fn an_analyst_approves_a_suggestion_on_its_page_and_the_active_rules_chang
     );
 
     driver
-        .click(&format!("a[href='/review/suggestions/{id}']"))
+        .click_and_load(&format!("a[href='/review/suggestions/{id}']"))
         .await;
     let text = driver.text().await;
     for expected in [
@@ -931,7 +931,7 @@ async fn an_analyst_approves_a_suggestion_on_its_page_and_the_active_rules_chang
         .go(&format!("{}/review/suggestions/{id}", app.url))
         .await;
     driver.type_into("#approve-by", "Aiko Tanaka").await;
-    driver.click("#approve").await;
+    driver.click_and_load("#approve").await;
     let after = driver.current_url().await;
     assert!(
         after.ends_with(&format!("/review/suggestions/{id}?done=approved")),
