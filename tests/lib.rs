@@ -262,6 +262,7 @@ pub fn a_suggestion() -> hotlead_learn::Suggestion {
                 events: Vec::new(),
                 won,
                 decided_at: decided,
+                created_at: None,
             }
         })
         .collect();

@@ -356,7 +356,8 @@ pub(crate) fn suggestion_view(
          <tr><td>Top-decile lift</td><td class=\"pts\">{}</td><td class=\"pts\">{}</td></tr>\
          <tr><td>Hot at</td><td class=\"pts\">{}</td><td class=\"pts\">{}</td></tr>\
          <tr><td>Hot share of the hold-out</td><td class=\"pts\">{}</td><td class=\"pts\">{}</td></tr></table>\
-         <p class=\"ev\">Thresholds: {}</p></div>",
+         <p class=\"ev\">Thresholds: {}</p></div>\
+         <div class=\"card\" id=\"diff\">{}</div>",
         d.outcomes,
         d.won,
         d.lost,
@@ -370,18 +371,26 @@ pub(crate) fn suggestion_view(
         share(current),
         share(suggested),
         escape(&s.thresholds.reason),
+        hotlead_learn::report::diff_html(s),
     ));
     // Current against suggested points, side by side.
     body.push_str("<h2>Points: current and suggested</h2><div class=\"card\"><table id=\"weights\"><tr><td>rule</td><td class=\"pts\">current</td><td class=\"pts\">suggested</td><td class=\"pts\">range</td></tr>");
-    let mut weights: Vec<_> = s.weights.iter().collect();
+    let mut weights: Vec<_> = s
+        .weights
+        .iter()
+        .filter(|w| w.suggested_points != 0 || w.current_points.is_some())
+        .collect();
     weights.sort_by_key(|w| std::cmp::Reverse(w.suggested_points.abs()));
     for w in weights {
         let changed = w.current_points.map(|c| c.round() as i64) != Some(w.suggested_points);
         body.push_str(&format!(
-            "<tr><td>{}<div class=\"ev\">{} · {} leads{}</div></td><td class=\"pts\">{}</td><td class=\"pts\"{}>{}</td><td class=\"pts ev\">{}</td></tr>",
+            "<tr><td>{}<div class=\"ev\">{} · {} leads{}{}</div></td><td class=\"pts\">{}</td><td class=\"pts\"{}>{}</td><td class=\"pts ev\">{}</td></tr>",
             escape(&w.label),
             escape(&w.rule),
             w.leads,
+            w.stability
+                .map(|f| format!(" · chosen in {:.0} % of refits", f * 100.0))
+                .unwrap_or_default(),
             w.flag
                 .as_deref()
                 .map(|f| format!(" · <span class=\"neg\">{}</span>", escape(f)))

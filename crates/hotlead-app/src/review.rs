@@ -385,6 +385,7 @@ impl Review {
                         events,
                         won: outcome.won,
                         decided_at: outcome.closed_at,
+                        created_at: Some(lead.created_at),
                     }))
                 });
             }

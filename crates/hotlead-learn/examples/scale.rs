@@ -65,6 +65,7 @@ fn main() {
                 events: Vec::new(),
                 won,
                 decided_at: decided,
+                created_at: None,
             }
         })
         .collect();

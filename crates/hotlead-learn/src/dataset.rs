@@ -44,6 +44,13 @@ pub enum DatasetError {
 /// preference.
 const ID_COLUMNS: &[&str] = &["lead_id", "id"];
 const DATE_COLUMNS: &[&str] = &["closed_at", "closed_date", "close_date", "decided_at"];
+/// Column names that hold when the lead came in.
+const CREATED_COLUMNS: &[&str] = &[
+    "created_at",
+    "created_date",
+    "create_date",
+    "lead_created_at",
+];
 
 /// Reads a close date: RFC 3339 or `YYYY-MM-DD` (midnight UTC).
 pub fn parse_date(text: &str) -> Option<DateTime<Utc>> {
@@ -85,6 +92,7 @@ pub fn examples(
     }
     let id_column = ID_COLUMNS.iter().find_map(|c| find(c));
     let date_column = DATE_COLUMNS.iter().find_map(|c| find(c));
+    let created_column = CREATED_COLUMNS.iter().find_map(|c| find(c));
     let won_value = outcome.won.trim().to_lowercase();
 
     let mut out = Vec::with_capacity(table.rows.len());
@@ -112,6 +120,20 @@ pub fn examples(
                 }
             },
         };
+        let created_at = match created_column.map(|c| (c, &row.values[c])) {
+            None | Some((_, None)) => None,
+            Some((c, Some(text))) => match parse_date(text) {
+                Some(date) => Some(date),
+                None => {
+                    rejected.push(RowError {
+                        line: row.line,
+                        field: Some(table.headers[c].clone()),
+                        message: format!("expected a date like 2026-03-31, got {text:?}"),
+                    });
+                    continue;
+                }
+            },
+        };
         let id = id_column
             .and_then(|c| row.values[c].clone())
             .unwrap_or_else(|| format!("line-{}", row.line));
@@ -123,6 +145,7 @@ pub fn examples(
                 *c != outcome_column
                     && Some(*c) != id_column
                     && Some(*c) != date_column
+                    && Some(*c) != created_column
                     && !excluded.contains(c)
             })
             .filter_map(|(c, v)| v.as_deref().map(|v| (canonical[c].as_str(), v)));
@@ -133,6 +156,7 @@ pub fn examples(
             events: Vec::new(),
             won: label.trim().to_lowercase() == won_value,
             decided_at,
+            created_at,
         });
     }
     rejected.sort_by_key(|r| r.line);

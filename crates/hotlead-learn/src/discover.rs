@@ -63,6 +63,10 @@ pub struct Candidate {
     pub body: Vec<(String, toml_edit::Value)>,
     /// For counted behaviour: the most counted events per rule.
     pub count_cap: Option<u32>,
+    /// The attribute whose levels (or bins) this candidate is one of: the levels of one
+    /// attribute never overlap, so one of them is the reference the others are weighed
+    /// against (one fact, one rule).
+    pub family: Option<String>,
 }
 
 /// Events counted per candidate behaviour rule, at most.
@@ -169,14 +173,11 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
                 low = Some(cut);
             }
             edges.push((low, None));
-            for (low, high) in edges {
-                let count = numbers
-                    .iter()
-                    .filter(|&&v| low.is_none_or(|l| v >= l) && high.is_none_or(|h| v < h))
-                    .count();
-                if count < min_rows {
-                    continue;
-                }
+            let labelled: Vec<(f64, bool)> = present
+                .iter()
+                .filter_map(|e| point(&e.lead, attribute).map(|v| (v, e.won)))
+                .collect();
+            for (low, high) in merge_bins(&edges, &labelled, min_rows) {
                 let mut test: Vec<(&str, toml_edit::Value)> = vec![("attribute", attribute.into())];
                 let label = match (low, high) {
                     (Some(l), Some(h)) => {
@@ -208,6 +209,7 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
                     axis: Axis::Fit,
                     body: vec![("when".into(), inline(&test))],
                     count_cap: None,
+                    family: Some(attribute.to_string()),
                 });
             }
         } else {
@@ -217,11 +219,14 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
                 .collect();
             frequent.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             frequent.truncate(options.max_levels);
+            let listed: usize = frequent.iter().map(|(_, count)| count).sum();
+            let mut raws = Vec::with_capacity(frequent.len());
             for (value, _) in frequent {
                 let raw = present
                     .iter()
                     .find_map(|e| e.lead.get(attribute).filter(|v| v.value == value))
                     .map_or(value, |v| v.raw.as_str());
+                raws.push(raw);
                 let value_slug = match slug(value) {
                     s if s.is_empty() => format!("level-{}", value.chars().count()),
                     s => s,
@@ -236,6 +241,36 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
                         inline(&[("attribute", attribute.into()), ("equals", raw.into())]),
                     )],
                     count_cap: None,
+                    family: Some(attribute.to_string()),
+                });
+            }
+            // The rarer values together, so that the levels cover every lead that has
+            // the attribute and any of them can be the reference.
+            let others = present.len() - listed;
+            if !raws.is_empty() && others >= min_rows {
+                let listed_values: toml_edit::Array = raws.iter().map(|r| *r).collect();
+                let mut all = toml_edit::Array::new();
+                all.push(inline(&[
+                    ("attribute", attribute.into()),
+                    ("present", true.into()),
+                ]));
+                all.push(inline(&[(
+                    "not",
+                    inline(&[
+                        ("attribute", attribute.into()),
+                        ("one_of", toml_edit::Value::Array(listed_values)),
+                    ]),
+                )]));
+                candidates.push(Candidate {
+                    id: unique(format!("learned-{attr_slug}-other")),
+                    label: format!("{attribute}: any other value"),
+                    axis: Axis::Fit,
+                    body: vec![(
+                        "when".into(),
+                        inline(&[("all", toml_edit::Value::Array(all))]),
+                    )],
+                    count_cap: None,
+                    family: Some(attribute.to_string()),
                 });
             }
         }
@@ -249,6 +284,7 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
                     inline(&[("attribute", attribute.into()), ("missing", true.into())]),
                 )],
                 count_cap: None,
+                family: Some(attribute.to_string()),
             });
         }
     }
@@ -300,9 +336,76 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
             axis: Axis::Engagement,
             body: vec![("event".into(), matcher), ("count".into(), "every".into())],
             count_cap: Some(EVENT_COUNT_CAP),
+            family: None,
         });
     }
     candidates
+}
+
+/// Adjacent bins whose win rates do not differ (chi-square of the 2×2 table below 3.84,
+/// p = 0.05), or that hold too few leads, are merged, smallest difference first
+/// (ChiMerge, as scorecard binning does): what is left are the bins that matter.
+fn merge_bins(
+    edges: &[(Option<f64>, Option<f64>)],
+    labelled: &[(f64, bool)],
+    min_rows: usize,
+) -> Vec<(Option<f64>, Option<f64>)> {
+    let mut bins: Vec<((Option<f64>, Option<f64>), f64, f64)> = edges
+        .iter()
+        .map(|&(low, high)| {
+            let (mut won, mut lost) = (0.0, 0.0);
+            for &(v, w) in labelled {
+                if low.is_none_or(|l| v >= l) && high.is_none_or(|h| v < h) {
+                    if w {
+                        won += 1.0;
+                    } else {
+                        lost += 1.0;
+                    }
+                }
+            }
+            ((low, high), won, lost)
+        })
+        .collect();
+    let chi2 = |a: &(_, f64, f64), b: &(_, f64, f64)| {
+        let (w1, l1, w2, l2) = (a.1, a.2, b.1, b.2);
+        let n = w1 + l1 + w2 + l2;
+        let (r1, r2, c1, c2) = (w1 + l1, w2 + l2, w1 + w2, l1 + l2);
+        if r1 == 0.0 || r2 == 0.0 || c1 == 0.0 || c2 == 0.0 {
+            return 0.0;
+        }
+        n * (w1 * l2 - l1 * w2).powi(2) / (r1 * r2 * c1 * c2)
+    };
+    while bins.len() > 1 {
+        let small = bins.iter().position(|b| ((b.1 + b.2) as usize) < min_rows);
+        let pick = match small {
+            // A bin too small joins the neighbour nearer in win rate.
+            Some(i) if i == 0 => 0,
+            Some(i) if i == bins.len() - 1 => i - 1,
+            Some(i) => {
+                if chi2(&bins[i - 1], &bins[i]) <= chi2(&bins[i], &bins[i + 1]) {
+                    i - 1
+                } else {
+                    i
+                }
+            }
+            None => {
+                let (i, value) = (0..bins.len() - 1)
+                    .map(|i| (i, chi2(&bins[i], &bins[i + 1])))
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .unwrap_or((0, f64::MAX));
+                if value >= 3.84 {
+                    break;
+                }
+                i
+            }
+        };
+        let next = bins.remove(pick + 1);
+        let bin = &mut bins[pick];
+        bin.0 = (bin.0.0, next.0.1);
+        bin.1 += next.1;
+        bin.2 += next.2;
+    }
+    bins.into_iter().map(|(edges, _, _)| edges).collect()
 }
 
 /// The name or path a behaviour candidate keys on; paths with glob characters are left

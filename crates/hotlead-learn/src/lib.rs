@@ -16,6 +16,7 @@ pub mod fit;
 pub mod metrics;
 pub mod report;
 pub mod rules_out;
+pub mod sparse;
 pub mod suggest;
 pub mod table;
 
@@ -38,6 +39,8 @@ pub struct Example {
     pub events: Vec<Event>,
     pub won: bool,
     pub decided_at: DateTime<Utc>,
+    /// When the lead came in, where known (for new leads per week).
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -189,6 +189,33 @@ pub fn threshold_for_share(scores: &[f64], share: f64) -> Option<f64> {
         .or(sorted.first().copied())
 }
 
+/// The threshold whose share of `scores` at or above it is nearest `share` (of two as
+/// near, the higher threshold): ties in the scores make some shares unreachable.
+pub fn threshold_nearest_share(scores: &[f64], share: f64) -> Option<f64> {
+    if scores.is_empty() || share <= 0.0 {
+        return None;
+    }
+    let mut sorted = scores.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let n = sorted.len() as f64;
+    let mut best: Option<(f64, f64)> = None;
+    let mut i = 0;
+    while i < sorted.len() {
+        let value = sorted[i];
+        while i < sorted.len() && sorted[i] == value {
+            i += 1;
+        }
+        let gap = (i as f64 / n - share).abs();
+        if best.is_none_or(|(_, g)| gap < g - 1e-12) {
+            best = Some((value, gap));
+        }
+        if i as f64 / n > share {
+            break;
+        }
+    }
+    best.map(|(value, _)| value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::metrics::Point;
-use crate::suggest::{Evaluation, Suggestion};
+use crate::suggest::{Diff, Evaluation, RuleChange, Suggestion};
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -229,6 +229,251 @@ pub fn charts(s: &Suggestion) -> String {
     html
 }
 
+fn points_text(p: f64) -> String {
+    crate::discover::format_number(p)
+}
+
+fn per_week(diff: &Diff, count: usize) -> String {
+    diff.weekly(count)
+        .map_or(String::new(), |w| format!(" (about {w:.1} a week)"))
+}
+
+/// What the suggestion changes, as lines of text: notices first, then rules added,
+/// removed and changed, the thresholds, and the hot list on the hold-out leads.
+pub fn diff_lines(s: &Suggestion) -> Vec<String> {
+    let d = &s.diff;
+    let mut out: Vec<String> = s.notices.iter().map(|n| format!("NOTE: {n}")).collect();
+    let change = |c: &RuleChange| {
+        format!(
+            "{} [{}]: {} -> {}",
+            c.label,
+            c.rule,
+            c.current.map_or("-".into(), points_text),
+            c.suggested.map_or("-".into(), |p| p.to_string())
+        )
+    };
+    out.push(format!(
+        "{} rules get points: {} added, {} removed, {} changed, {} unchanged. {}.",
+        s.weights.iter().filter(|w| w.suggested_points != 0).count(),
+        d.added.len(),
+        d.removed.len(),
+        d.changed.len(),
+        d.unchanged,
+        s.selection.explanation
+    ));
+    for (title, rows) in [
+        ("added", &d.added),
+        ("removed", &d.removed),
+        ("changed", &d.changed),
+    ] {
+        for c in rows {
+            out.push(format!("  {title:<8} {}", change(c)));
+        }
+    }
+    out.push(match (d.hot_before, d.warm_before) {
+        (Some(hot), Some(warm)) => format!(
+            "Thresholds: hot {} -> {}, warm {} -> {}; it {}.",
+            points_text(hot),
+            d.hot_after,
+            points_text(warm),
+            d.warm_after,
+            s.thresholds.reason
+        ),
+        _ => format!(
+            "Thresholds: hot {}, warm {}; it {}.",
+            d.hot_after, d.warm_after, s.thresholds.reason
+        ),
+    });
+    if d.hot_before.is_some() {
+        out.push(format!(
+            "Hot list on the {} hold-out leads: of {} hot now{}, {} stay hot{}; {} newly hot{}.",
+            d.holdout,
+            d.hot_now,
+            per_week(d, d.hot_now),
+            d.stay_hot,
+            per_week(d, d.stay_hot),
+            d.newly_hot,
+            per_week(d, d.newly_hot)
+        ));
+    } else {
+        out.push(format!(
+            "Hot list on the {} hold-out leads: {} hot{}.",
+            d.holdout,
+            d.newly_hot,
+            per_week(d, d.newly_hot)
+        ));
+    }
+    out
+}
+
+/// The notices and the diff as an HTML `<section>`: what the review starts with.
+pub fn diff_html(s: &Suggestion) -> String {
+    let d = &s.diff;
+    let mut html = String::from("<section class=\"diff\">");
+    for notice in &s.notices {
+        let _ = write!(
+            html,
+            "<p class=\"notice\"><b>Note:</b> {}</p>",
+            escape(notice)
+        );
+    }
+    let _ = write!(
+        html,
+        "<h2>What changes</h2><p>{} rules get points: <b>{} added, {} removed, {} changed</b>, {} unchanged. {}.</p>",
+        s.weights.iter().filter(|w| w.suggested_points != 0).count(),
+        d.added.len(),
+        d.removed.len(),
+        d.changed.len(),
+        d.unchanged,
+        escape(&s.selection.explanation)
+    );
+    if !(d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty()) {
+        html.push_str(
+            "<table><tr><th>rule</th><th>change</th><th>current</th><th>suggested</th></tr>",
+        );
+        for (title, rows) in [
+            ("added", &d.added),
+            ("removed", &d.removed),
+            ("changed", &d.changed),
+        ] {
+            for c in rows {
+                let _ = write!(
+                    html,
+                    "<tr><td>{}<br><small>{}</small></td><td>{title}</td><td>{}</td><td><b>{}</b></td></tr>",
+                    escape(&c.label),
+                    escape(&c.rule),
+                    c.current.map_or("–".into(), points_text),
+                    c.suggested.map_or("–".into(), |p| p.to_string())
+                );
+            }
+        }
+        html.push_str("</table>");
+    }
+    let _ = write!(
+        html,
+        "<p>Hot threshold: <b>{}</b>; warm: <b>{}</b>. It {}.</p>",
+        match d.hot_before {
+            Some(before) => format!("{} → {}", points_text(before), d.hot_after),
+            None => d.hot_after.to_string(),
+        },
+        match d.warm_before {
+            Some(before) => format!("{} → {}", points_text(before), d.warm_after),
+            None => d.warm_after.to_string(),
+        },
+        escape(&s.thresholds.reason)
+    );
+    if d.hot_before.is_some() {
+        let _ = write!(
+            html,
+            "<p>On the {} hold-out leads: of the <b>{}</b> hot with the current rules{}, <b>{}</b> stay hot{}; <b>{}</b> are newly hot{}.</p>",
+            d.holdout,
+            d.hot_now,
+            escape(&per_week(d, d.hot_now)),
+            d.stay_hot,
+            escape(&per_week(d, d.stay_hot)),
+            d.newly_hot,
+            escape(&per_week(d, d.newly_hot))
+        );
+    } else {
+        let _ = write!(
+            html,
+            "<p>On the {} hold-out leads, <b>{}</b> are hot{}.</p>",
+            d.holdout,
+            d.newly_hot,
+            escape(&per_week(d, d.newly_hot))
+        );
+    }
+    html.push_str("</section>");
+    html
+}
+
+/// The selection path: rules kept against cross-validated and hold-out AUC, as a chart
+/// and a table, the chosen point marked.
+pub fn path_html(s: &Suggestion) -> String {
+    let path = &s.selection.path;
+    if path.is_empty() {
+        return String::new();
+    }
+    let max_rules = path.iter().map(|p| p.rules).max().unwrap_or(1).max(1) as f64;
+    let (low, high) = path
+        .iter()
+        .flat_map(|p| [p.cv_auc, p.holdout_auc])
+        .filter(|v| v.is_finite())
+        .fold((1.0_f64, 0.5_f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let low = (low - 0.01).max(0.0);
+    let span = (high + 0.01 - low).max(0.01);
+    let to_point = |rules: usize, auc: f64| Point {
+        x: rules as f64 / max_rules,
+        y: (auc - low) / span,
+    };
+    let cv: Vec<Point> = path.iter().map(|p| to_point(p.rules, p.cv_auc)).collect();
+    let held: Vec<Point> = path
+        .iter()
+        .map(|p| to_point(p.rules, p.holdout_auc))
+        .collect();
+    let mut html = String::from("<section><h2>What each rule buys</h2>");
+    let mut svg = chart(
+        &format!(
+            "AUC against rules kept (x: 0 – {}, y: {:.2} – {:.2})",
+            max_rules,
+            low,
+            low + span
+        ),
+        "rules kept",
+        "AUC",
+        &[
+            ("cross-validated", &cv, CURRENT),
+            ("hold-out", &held, SUGGESTED),
+        ],
+        false,
+    );
+    let chosen = &path[s.selection.chosen.min(path.len() - 1)];
+    let mark = to_point(chosen.rules, chosen.holdout_auc);
+    let marker = format!(
+        r##"<circle cx="{:.1}" cy="{:.1}" r="5" fill="none" stroke="#000"/></svg>"##,
+        sx(mark.x),
+        sy(mark.y)
+    );
+    svg = svg.replacen("</svg>", &marker, 1);
+    html.push_str(&svg);
+    html.push_str("<table><tr><th>rules</th><th>cross-validated log loss</th><th>± s.e.</th><th>cross-validated AUC</th><th>hold-out AUC</th><th></th></tr>");
+    let mut last = usize::MAX;
+    for (i, p) in path.iter().enumerate() {
+        if p.rules == last && i != s.selection.chosen && i != s.selection.best {
+            continue;
+        }
+        last = p.rules;
+        let note = if i == s.selection.chosen {
+            "suggested"
+        } else if i == s.selection.best {
+            "lowest loss"
+        } else {
+            ""
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.3}</td><td>{:.3}</td><td>{note}</td></tr>",
+            p.rules, p.cv_log_loss, p.cv_se, p.cv_auc, p.holdout_auc
+        );
+    }
+    html.push_str("</table>");
+    if !s.selection.set_aside.is_empty() {
+        html.push_str("<p>Set aside before fitting:</p><ul>");
+        for a in &s.selection.set_aside {
+            let _ = write!(
+                html,
+                "<li>{} <small>{}</small>: {}</li>",
+                escape(&a.label),
+                escape(&a.rule),
+                escape(&a.reason)
+            );
+        }
+        html.push_str("</ul>");
+    }
+    html.push_str("</section>");
+    html
+}
+
 /// Renders the report; `title` names the suggestion (its id).
 pub fn render(title: &str, s: &Suggestion) -> String {
     let mut html = String::new();
@@ -237,7 +482,7 @@ pub fn render(title: &str, s: &Suggestion) -> String {
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{t}</title><style>
 body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem;color:#222}}
 table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}}
-th:first-child,td:first-child{{text-align:left}}.flag{{color:#a15c00}}figure{{display:inline-block;margin:.5rem}}
+th:first-child,td:first-child{{text-align:left}}.flag{{color:#a15c00}}.notice{{background:#fff4e0;border-left:4px solid #e0a030;padding:.5rem}}figure{{display:inline-block;margin:.5rem}}
 figcaption{{font-weight:600;font-size:.9rem}}@media print{{body{{margin:0}}figure{{break-inside:avoid}}}}
 </style></head><body><h1>Suggested rule weights</h1><p>Suggestion <code>{t}</code>"#,
         t = escape(title)
@@ -250,10 +495,12 @@ figcaption{{font-weight:600;font-size:.9rem}}@media print{{body{{margin:0}}figur
             base.version
         );
     }
+    html.push_str(".</p>");
+    html.push_str(&diff_html(s));
     let d = &s.data;
     let _ = write!(
         html,
-        ". Learned from {} closed deals ({} won, {} lost): {} for training, {} held out ({} split, seed {}). The hold-out was never seen while fitting. {} rules weighed ({} discovered). Regularisation C = {} chosen by cross-validation on the training part. Scale: {}.</p>",
+        "<h2>How it was learned</h2><p>Learned from {} closed deals ({} won, {} lost): {} for training, {} held out ({} split, seed {}). The hold-out was never seen while fitting. {} rules weighed ({} discovered); the rules were chosen by an L1 path cross-validated on the training part, then refitted (L2, C = {}). Scale: {}. New leads a week: {}.</p>",
         d.outcomes,
         d.won,
         d.lost,
@@ -267,7 +514,11 @@ figcaption{{font-weight:600;font-size:.9rem}}@media print{{body{{margin:0}}figur
         d.features,
         d.discovered,
         s.model.c,
-        escape(&s.model.scale)
+        escape(&s.model.scale),
+        d.leads_per_week.map_or("unknown".to_string(), |w| format!(
+            "{w:.0} (from {})",
+            escape(&d.leads_per_week_source)
+        ))
     );
     let _ = write!(
         html,
@@ -291,14 +542,19 @@ figcaption{{font-weight:600;font-size:.9rem}}@media print{{body{{margin:0}}figur
     html.push_str("</p>");
 
     html.push_str(&charts(s));
+    html.push_str(&path_html(s));
 
-    html.push_str("<h2>Weights</h2><p>Points per rule: current, suggested, and the suggested range (±1.96 standard errors from the Fisher information). Flagged rules have no clear effect.</p><table><tr><th>rule</th><th>source</th><th>leads</th><th>current</th><th>suggested</th><th>range</th><th>note</th></tr>");
-    let mut weights: Vec<_> = s.weights.iter().collect();
+    html.push_str("<h2>Weights</h2><p>Points per rule: current, suggested, the suggested range (±1.96 standard errors from the Fisher information), and how often bootstrap refits of the training part chose the rule. Rules neither in use nor chosen are not listed.</p><table><tr><th>rule</th><th>source</th><th>leads</th><th>current</th><th>suggested</th><th>range</th><th>chosen in</th><th>note</th></tr>");
+    let mut weights: Vec<_> = s
+        .weights
+        .iter()
+        .filter(|w| w.suggested_points != 0 || w.current_points.is_some())
+        .collect();
     weights.sort_by_key(|w| std::cmp::Reverse(w.suggested_points.abs()));
     for w in weights {
         let _ = write!(
             html,
-            "<tr><td>{}<br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td><td><b>{}</b></td><td>{}</td><td class=\"flag\">{}</td></tr>",
+            "<tr><td>{}<br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td><td><b>{}</b></td><td>{}</td><td>{}</td><td class=\"flag\">{}</td></tr>",
             escape(&w.label),
             escape(&w.rule),
             escape(&w.source),
@@ -309,6 +565,8 @@ figcaption{{font-weight:600;font-size:.9rem}}@media print{{body{{margin:0}}figur
                 (Some(l), Some(h)) => format!("{l} … {h}"),
                 _ => "–".into(),
             },
+            w.stability
+                .map_or("–".into(), |f| format!("{:.0} %", f * 100.0)),
             escape(w.flag.as_deref().unwrap_or(""))
         );
     }

@@ -12,6 +12,9 @@ use crate::discover::{DiscoverOptions, discover};
 use crate::fit::{self, CvPoint, FitError, FitOptions, SplitMix};
 use crate::metrics::{self, BandConversion, CalibrationBin, Point};
 use crate::rules_out::{self, Suggested};
+use crate::sparse::{
+    Columns, Problem, Tolerance, cross_validate, lambdas, one_se, path, selection_frequency,
+};
 
 /// How to hold out the evaluation part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,8 +35,11 @@ pub struct LearnOptions {
     pub holdout_fraction: f64,
     pub split: Split,
     pub seed: u64,
-    /// Keep at most this many rules with points.
-    pub max_rules: Option<usize>,
+    /// At most this many rules get points (the default suggestion is the smallest model
+    /// within one standard error of the best cross-validated one, capped by this).
+    pub max_rules: usize,
+    /// Bootstrap refits of the training part that measure how often each rule is chosen.
+    pub bootstrap: usize,
     /// How many hot leads the reps can take per week.
     pub capacity_per_week: Option<f64>,
     /// New leads per week; estimated from the close dates when not given.
@@ -53,7 +59,8 @@ impl Default for LearnOptions {
             holdout_fraction: 0.2,
             split: Split::Random,
             seed: 0,
-            max_rules: None,
+            max_rules: 15,
+            bootstrap: 50,
             capacity_per_week: None,
             leads_per_week: None,
             exclude: Vec::new(),
@@ -153,6 +160,10 @@ pub struct DataSummary {
     pub features: usize,
     pub discovered: usize,
     pub leads_per_week: Option<f64>,
+    /// Where `leads_per_week` comes from: `--leads-per-week`, close dates, creation
+    /// dates, or `unknown`.
+    #[serde(default)]
+    pub leads_per_week_source: String,
     pub capacity_per_week: Option<f64>,
 }
 
@@ -186,6 +197,83 @@ pub struct WeightRow {
     pub leads: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flag: Option<String>,
+    /// The share of bootstrap refits of the training part that chose the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stability: Option<f64>,
+}
+
+/// One point of the selection path: a penalty, how many rules it keeps, and what they
+/// predict (cross-validated on the training part, and on the hold-out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathPoint {
+    pub lambda: f64,
+    pub rules: usize,
+    pub cv_log_loss: f64,
+    pub cv_se: f64,
+    pub cv_auc: f64,
+    pub holdout_auc: f64,
+}
+
+/// How the rules were chosen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    pub path: Vec<PathPoint>,
+    /// Index (in `path`) of the lowest cross-validated loss, and of the suggestion.
+    pub best: usize,
+    pub chosen: usize,
+    pub max_rules: usize,
+    pub folds: usize,
+    pub bootstrap: usize,
+    pub explanation: String,
+    /// Candidates set aside before fitting, and why (a reference level, the same leads
+    /// as another rule).
+    pub set_aside: Vec<SetAside>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAside {
+    pub rule: String,
+    pub label: String,
+    pub reason: String,
+}
+
+/// One rule's change from the current rules to the suggestion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleChange {
+    pub rule: String,
+    pub label: String,
+    pub current: Option<f64>,
+    pub suggested: Option<i64>,
+}
+
+/// What the suggestion changes, for the review: rules added, removed and changed, the
+/// thresholds, and what happens to the hot list on the hold-out leads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Diff {
+    pub added: Vec<RuleChange>,
+    pub removed: Vec<RuleChange>,
+    pub changed: Vec<RuleChange>,
+    pub unchanged: usize,
+    pub hot_before: Option<f64>,
+    pub hot_after: i64,
+    pub warm_before: Option<f64>,
+    pub warm_after: i64,
+    /// Hold-out leads hot with the current rules, and of them still hot; newly hot.
+    pub hot_now: usize,
+    pub stay_hot: usize,
+    pub newly_hot: usize,
+    pub holdout: usize,
+    /// The same per week, when the leads per week are known.
+    pub per_week: Option<f64>,
+}
+
+impl Diff {
+    /// A count of hold-out leads as leads per week.
+    pub fn weekly(&self, count: usize) -> Option<f64> {
+        self.per_week
+            .filter(|_| self.holdout > 0)
+            .map(|w| count as f64 * w / self.holdout as f64)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +316,14 @@ pub struct Evaluation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Suggestion {
     pub base: Option<RulesRef>,
+    /// What an analyst must know before reading on (capacity not usable, a hot share on
+    /// the hold-out far from the target, ...).
+    #[serde(default)]
+    pub notices: Vec<String>,
+    #[serde(default)]
+    pub diff: Diff,
+    #[serde(default)]
+    pub selection: Selection,
     pub data: DataSummary,
     pub model: ModelSummary,
     pub weights: Vec<WeightRow>,
@@ -329,17 +425,19 @@ fn scores(rules: &RuleSet, examples: &[&Example]) -> (Vec<f64>, Vec<Band>) {
         .unzip()
 }
 
-fn sd(values: &[f64]) -> f64 {
-    let n = values.len().max(1) as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt()
-}
-
-/// New leads per week, from the span of decision dates (at least a week of them).
-fn leads_per_week(examples: &[Example]) -> Option<f64> {
-    let first = examples.iter().map(|e| e.decided_at).min()?;
-    let last = examples.iter().map(|e| e.decided_at).max()?;
-    let weeks = (last - first).num_seconds() as f64 / (7.0 * 86_400.0);
+/// New leads per week, from the span of the dates `date` gives (at least a week of
+/// them, on at least half of the leads).
+fn leads_per_week(
+    examples: &[Example],
+    date: impl Fn(&Example) -> Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<f64> {
+    let dates: Vec<_> = examples.iter().filter_map(&date).collect();
+    if dates.len() * 2 < examples.len() {
+        return None;
+    }
+    let first = dates.iter().min()?;
+    let last = dates.iter().max()?;
+    let weeks = (*last - *first).num_seconds() as f64 / (7.0 * 86_400.0);
     (weeks >= 1.0).then(|| examples.len() as f64 / weeks)
 }
 
@@ -474,86 +572,124 @@ pub fn learn(
     }
     let x_train = x.select(Axis(0), &train_idx);
     let y_train: Vec<bool> = train.iter().map(|e| e.won).collect();
+    let x_holdout = x.select(Axis(0), &holdout_idx);
+    let y_holdout: Vec<bool> = holdout.iter().map(|e| e.won).collect();
 
-    // Fit, then (with --max-rules) refit on the strongest rules only.
     (hooks.progress)(Progress {
-        stage: "fitting",
+        stage: "choosing rules",
         done: 0,
         total: 1,
     });
     let started = (hooks.seconds)();
-    // A time-ordered hold-out gets a time-ordered cross-validation (train rows are in
-    // decision order).
-    let fit_options = FitOptions {
-        time_ordered: options.fit.time_ordered || options.split == Split::Order,
-        ..options.fit.clone()
-    };
-    let mut model = fit::fit(x_train.view(), &y_train, &fit_options)?;
-    let mut left_out = vec![false; p];
-    if let Some(limit) = options.max_rules
-        && (0..p).filter(|&j| !model.constant.contains(&j)).count() > limit
-    {
-        let mut ranked: Vec<usize> = (0..p).filter(|&j| !model.constant.contains(&j)).collect();
-        ranked.sort_by(|&a, &b| model.coef_std[b].abs().total_cmp(&model.coef_std[a].abs()));
-        let kept: Vec<usize> = ranked[..limit].to_vec();
-        let constant = model.constant.clone();
-        let sub = fit::fit(
-            x_train.select(Axis(1), &kept).view(),
-            &y_train,
-            &options.fit,
-        )?;
-        let mut coef = vec![0.0; p];
-        let mut coef_std = vec![0.0; p];
-        let mut se = vec![None; p];
-        for (k, &j) in kept.iter().enumerate() {
-            coef[j] = sub.coef[k];
-            coef_std[j] = sub.coef_std[k];
-            se[j] = sub.se[k];
-        }
-        for j in ranked[limit..].iter() {
-            left_out[*j] = true;
-        }
-        model = fit::Model {
-            coef,
-            se,
-            coef_std,
-            intercept: sub.intercept,
-            constant,
-            c: sub.c,
-            cv: sub.cv,
-        };
-    }
+    let n_current = current.map_or(0, |c| c.rules.rules.len());
+    let family: Vec<Option<&str>> = (0..p)
+        .map(|j| {
+            j.checked_sub(n_current)
+                .and_then(|k| candidates.get(k))
+                .and_then(|c| c.family.as_deref())
+        })
+        .collect();
+    let names: Vec<(&str, &str)> = features
+        .rules
+        .iter()
+        .map(|r| (r.id.as_str(), r.label.as_str()))
+        .collect();
+    let chosen = choose_rules(
+        &Training {
+            x: &x_train,
+            y: &y_train,
+            x_holdout: &x_holdout,
+            y_holdout: &y_holdout,
+            family: &family,
+            names: &names,
+        },
+        options,
+    )?;
     let fit_seconds = (hooks.seconds)() - started;
     (hooks.progress)(Progress {
-        stage: "fitting",
+        stage: "choosing rules",
         done: 1,
         total: 1,
     });
+    let model = &chosen.model;
 
-    // Points: log-odds scaled to the current rules' spread (or 20 points per doubling of
-    // the odds), rounded to whole points.
+    // Points: scorecard scaling. Each attribute's reference level scores 0, so ordinary
+    // leads score from 0 upwards; a fixed number of points doubles the odds of winning.
     let logits_train: Vec<f64> = x_train
         .dot(&ndarray::Array1::from(model.coef.clone()))
         .to_vec();
+    let per_week_known = match options.leads_per_week {
+        Some(w) => Some((w, "--leads-per-week")),
+        None => leads_per_week(examples, |e| Some(e.decided_at))
+            .map(|w| (w, "close dates"))
+            .or_else(|| leads_per_week(examples, |e| e.created_at).map(|w| (w, "creation dates"))),
+    };
+    let per_week = per_week_known.map(|(w, _)| w);
     let current_train = current.map(|c| scores(c.rules, &train));
-    let pdo = 20.0 / std::f64::consts::LN_2;
-    let (k, scale) = match &current_train {
-        Some((s, _)) if sd(s) > 0.0 && sd(&logits_train) > 0.0 => {
-            let k = sd(s) / sd(&logits_train);
-            if k >= pdo / 2.0 {
-                (
-                    k,
+    let share_of = |band: Band| -> Option<f64> {
+        current_train.as_ref().map(|(_, bands)| {
+            bands.iter().filter(|b| **b >= band).count() as f64 / bands.len().max(1) as f64
+        })
+    };
+    let mut notices = Vec::new();
+    let (hot_share, reason) = match (options.capacity_per_week, per_week_known) {
+        (Some(capacity), Some((w, source))) if w > 0.0 => (
+            (capacity / w).min(1.0),
+            format!(
+                "fits the reps' capacity of {} hot leads a week ({w:.0} new leads a week, from {source})",
+                crate::discover::format_number(capacity)
+            ),
+        ),
+        (capacity, _) => {
+            let fallback = match share_of(Band::Hot).filter(|s| (0.01..=0.5).contains(s)) {
+                Some(share) => (
+                    share,
                     format!(
-                        "the spread of the current scores ({k:.1} points per unit of log-odds)"
+                        "keeps the current share of hot leads ({:.1} % of the training leads)",
+                        share * 100.0
                     ),
-                )
-            } else {
-                (pdo / 2.0, "10 points double the odds of winning (the current scores spread too little to copy)".to_string())
+                ),
+                None => (
+                    0.1,
+                    "makes the top tenth of the training leads hot".to_string(),
+                ),
+            };
+            if let Some(capacity) = capacity {
+                notices.push(format!(
+                    "The reps' capacity ({} hot leads a week) could not be used: how many new leads come in a week is unknown (the data has no close dates or creation dates spanning a week, and --leads-per-week was not given). The hot threshold instead {}.",
+                    crate::discover::format_number(capacity),
+                    fallback.1
+                ));
+            }
+            fallback
+        }
+    };
+    let pdo_default = 20.0;
+    let (k, scale) = match current.map(|c| points_f64(c.rules.bands.hot)) {
+        Some(current_hot) if current_hot > 0.0 => {
+            match metrics::threshold_for_share(&logits_train, hot_share).filter(|q| *q > 0.0) {
+                Some(q) if (5.0..=40.0).contains(&(current_hot / q * std::f64::consts::LN_2)) => {
+                    let k = current_hot / q;
+                    (
+                        k,
+                        format!(
+                            "{:.1} points double the odds of winning, so that hot stays at about {} points as in the current rules",
+                            k * std::f64::consts::LN_2,
+                            crate::discover::format_number(current_hot)
+                        ),
+                    )
+                }
+                _ => (
+                    pdo_default / std::f64::consts::LN_2,
+                    format!("{pdo_default} points double the odds of winning"),
+                ),
             }
         }
-        _ => (pdo, "20 points double the odds of winning".to_string()),
+        _ => (
+            pdo_default / std::f64::consts::LN_2,
+            format!("{pdo_default} points double the odds of winning"),
+        ),
     };
-    let n_current = current.map_or(0, |c| c.rules.rules.len());
     let mut points: HashMap<String, i64> = HashMap::new();
     let mut weights = Vec::new();
     for (j, rule) in features.rules.iter().enumerate() {
@@ -567,41 +703,61 @@ pub fn learn(
         } else {
             (k * coefficient).round() as i64
         };
+        let stability = chosen.stability[j];
         let flag = if constant {
             Some("no variation in the training data: kept as it is".to_string())
-        } else if left_out[j] {
-            Some("left out to keep the rules simple (--max-rules)".to_string())
-        } else if se.is_some_and(|se| coefficient.abs() < Z95 * se) {
-            Some("indistinguishable from zero".to_string())
+        } else if let Some(reason) = &chosen.set_aside[j] {
+            Some(reason.clone())
+        } else if coefficient == 0.0 {
+            Some("not chosen: adds too little to what the chosen rules predict".to_string())
         } else if suggested == 0 {
             Some("rounds to 0 points".to_string())
+        } else if stability.is_some_and(|f| f < STABLE) {
+            Some(format!(
+                "unstable: chosen in {:.0} % of bootstrap refits",
+                stability.unwrap_or(0.0) * 100.0
+            ))
+        } else if suggested < 0 {
+            Some(match family[j] {
+                Some(attribute) => format!(
+                    "negative: lowers the odds below the values of {attribute} worth 0 points"
+                ),
+                None => "negative: lowers the odds of winning".to_string(),
+            })
+        } else if se.is_some_and(|se| coefficient.abs() < Z95 * se) {
+            Some("indistinguishable from zero".to_string())
         } else {
             None
         };
-        if is_current || (!constant && !left_out[j] && suggested != 0) {
+        if (constant && is_current) || (!constant && suggested != 0) {
             points.insert(rule.id.clone(), suggested);
         }
+        let chosen_rule = !constant && coefficient != 0.0;
         weights.push(WeightRow {
             rule: rule.id.clone(),
             label: rule.label.clone(),
             source: if is_current { "current" } else { "discovered" }.to_string(),
             current_points,
-            suggested_points: suggested,
+            suggested_points: if constant || chosen_rule {
+                suggested
+            } else {
+                0
+            },
             low: se
-                .filter(|_| !constant)
+                .filter(|_| chosen_rule)
                 .map(|se| (k * (coefficient - Z95 * se)).round() as i64),
             high: se
-                .filter(|_| !constant)
+                .filter(|_| chosen_rule)
                 .map(|se| (k * (coefficient + Z95 * se)).round() as i64),
             coefficient,
             standard_error: se,
             leads: x_train.column(j).iter().filter(|v| **v != 0.0).count(),
             flag,
+            stability,
         });
     }
 
-    // Thresholds: the reps' capacity, else the current share of hot leads, else the top
-    // tenth.
+    // Thresholds: the share aimed at, on the training leads' suggested scores.
     let suggested_train: Vec<f64> = (0..x_train.nrows())
         .map(|i| {
             features
@@ -612,37 +768,13 @@ pub fn learn(
                 .sum()
         })
         .collect();
-    let per_week = options.leads_per_week.or_else(|| leads_per_week(examples));
-    let share_of = |band: Band| -> Option<f64> {
-        current_train.as_ref().map(|(_, bands)| {
-            bands.iter().filter(|b| **b >= band).count() as f64 / bands.len().max(1) as f64
-        })
-    };
-    let (hot_share, reason) = match (options.capacity_per_week, per_week) {
-        (Some(capacity), Some(w)) if w > 0.0 => (
-            capacity / w,
-            format!(
-                "fits the reps' capacity of {capacity} hot leads a week ({w:.0} new leads a week)"
-            ),
-        ),
-        _ => match share_of(Band::Hot).filter(|s| (0.01..=0.5).contains(s)) {
-            Some(share) => (
-                share,
-                format!(
-                    "keeps the current share of hot leads ({:.1} %)",
-                    share * 100.0
-                ),
-            ),
-            None => (0.1, "makes the top tenth of leads hot".to_string()),
-        },
-    };
     let warm_share = share_of(Band::Warm)
         .filter(|s| *s > hot_share && *s <= 0.8)
         .unwrap_or((hot_share * 3.0).min(0.6));
     let max_score = suggested_train.iter().copied().fold(f64::MIN, f64::max);
-    let hot = metrics::threshold_for_share(&suggested_train, hot_share)
+    let hot = metrics::threshold_nearest_share(&suggested_train, hot_share)
         .map_or(max_score.ceil() as i64 + 1, |t| t.ceil() as i64);
-    let warm = metrics::threshold_for_share(&suggested_train, warm_share)
+    let warm = metrics::threshold_nearest_share(&suggested_train, warm_share)
         .map_or(hot - 1, |t| t.ceil() as i64)
         .min(hot - 1);
     let gap = (hot - warm).max(1);
@@ -686,14 +818,27 @@ pub fn learn(
         })
     };
     let mut suggested = eval(&suggested_rules);
-    let x_holdout = x.select(Axis(0), &holdout_idx);
-    let y_holdout: Vec<bool> = holdout.iter().map(|e| e.won).collect();
     suggested.model_auc = Some(metrics::auc(
         &model.logits(x_holdout.view()).to_vec(),
         &y_holdout,
     ));
     suggested.fit_seconds = Some(fit_seconds);
     let current_eval = current.map(|c| eval(c.rules));
+    if suggested.hot_share > hot_share * 1.5 || suggested.hot_share < hot_share / 1.5 {
+        notices.push(format!(
+            "On the hold-out leads {:.1} % are hot, against the {:.1} % the threshold was set for on the training leads: the later or held-out leads differ from the ones learned from (a shift in who the leads are, or in the market). Check the hot list per week before approving.",
+            suggested.hot_share * 100.0,
+            hot_share * 100.0
+        ));
+    }
+    let diff = diff(&DiffInput {
+        weights: &weights,
+        current: current.map(|c| c.rules),
+        suggested: &suggested_rules,
+        thresholds: &thresholds,
+        holdout: &holdout,
+        per_week,
+    });
 
     let won = examples.iter().filter(|e| e.won).count();
     Ok(Outcome::Suggested(Box::new(Suggestion {
@@ -701,6 +846,9 @@ pub fn learn(
             name: c.rules.name.clone(),
             version: c.rules.version,
         }),
+        notices,
+        diff,
+        selection: chosen.selection,
         data: DataSummary {
             outcomes: examples.len(),
             won,
@@ -713,11 +861,12 @@ pub fn learn(
             features: p,
             discovered: candidates.len(),
             leads_per_week: per_week,
+            leads_per_week_source: per_week_known.map_or("unknown", |(_, s)| s).to_string(),
             capacity_per_week: options.capacity_per_week,
         },
         model: ModelSummary {
             c: model.c,
-            cv: model.cv,
+            cv: Vec::new(),
             points_per_logit: k,
             scale,
             intercept: model.intercept,
@@ -728,4 +877,279 @@ pub fn learn(
         suggested,
         rules_toml,
     })))
+}
+
+/// The training part, as the rule choice sees it.
+struct Training<'a> {
+    x: &'a Array2<f64>,
+    y: &'a [bool],
+    x_holdout: &'a Array2<f64>,
+    y_holdout: &'a [bool],
+    /// Per column: the attribute whose levels it is one of.
+    family: &'a [Option<&'a str>],
+    /// Per column: rule id and label.
+    names: &'a [(&'a str, &'a str)],
+}
+
+/// Below this share of bootstrap refits, a chosen rule is flagged unstable.
+const STABLE: f64 = 0.6;
+
+/// The rules chosen and their weights.
+struct Chosen {
+    model: fit::Model,
+    selection: Selection,
+    /// Per column: why it was set aside before fitting.
+    set_aside: Vec<Option<String>>,
+    /// Per column: the share of bootstrap refits that chose it (for chosen columns).
+    stability: Vec<Option<f64>>,
+}
+
+/// Chooses few rules and weighs them:
+/// 1. each attribute's levels are weighed against a reference: the level with the lowest
+///    win rate among those that hold for at least a twentieth of the training leads, left
+///    out of the fit (so complementary levels never both get points);
+/// 2. a candidate with (almost) the same leads as an earlier one is set aside;
+/// 3. an L1 path on the training part, cross-validated on stratified folds; the smallest
+///    model within one standard error of the best loss, capped by `max_rules`;
+/// 4. the chosen rules refitted by linfa's logistic regression (L2, C = 1 unless given),
+///    for weights and standard errors that are not shrunk towards zero;
+/// 5. how often bootstrap refits of the training part choose each rule.
+fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, LearnError> {
+    let (x_train, y_train, family, names) = (data.x, data.y, data.family, data.names);
+    if y_train.iter().all(|&w| w) || y_train.iter().all(|&w| !w) {
+        return Err(FitError::OneClass.into());
+    }
+    let p = x_train.ncols();
+    let n = x_train.nrows();
+    let columns = Columns::from_dense(x_train.view());
+    let holdout_columns = Columns::from_dense(data.x_holdout.view());
+    let mut set_aside: Vec<Option<String>> = vec![None; p];
+    let constant: Vec<usize> = (0..p)
+        .filter(|&j| {
+            let column = x_train.column(j);
+            let first = column.first().copied().unwrap_or(0.0);
+            column.iter().all(|v| *v == first)
+        })
+        .collect();
+
+    // 1. References.
+    let mut families: Vec<&str> = family.iter().flatten().copied().collect();
+    families.sort_unstable();
+    families.dedup();
+    for name in families {
+        let members: Vec<usize> = (0..p)
+            .filter(|&j| family[j] == Some(name) && !constant.contains(&j))
+            .collect();
+        let rate = |j: usize| {
+            let c = &columns.cols[j];
+            let won = c.index.iter().filter(|&&i| y_train[i as usize]).count() as f64;
+            let held = c.index.len() as f64;
+            ((won + 0.5) / (held - won + 0.5)).ln()
+        };
+        let common: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&j| columns.cols[j].index.len() * 20 >= n)
+            .collect();
+        let pool = if common.is_empty() { &members } else { &common };
+        if let Some(&reference) = pool.iter().min_by(|&&a, &&b| rate(a).total_cmp(&rate(b))) {
+            set_aside[reference] = Some(format!(
+                "the reference level of {name}: 0 points, the other levels are weighed against it"
+            ));
+        }
+    }
+    // 2. The same leads as an earlier candidate (or all the others).
+    let skip: Vec<bool> = (0..p)
+        .map(|j| set_aside[j].is_some() || constant.contains(&j))
+        .collect();
+    for (later, earlier, r) in columns.collinear(0.99, &skip) {
+        if set_aside[later].is_none() && set_aside[earlier].is_none() {
+            set_aside[later] = Some(format!(
+                "set aside: {} the same leads as {} (correlation {r:.3})",
+                if r < 0.0 { "the opposite of" } else { "almost" },
+                names[earlier].1
+            ));
+        }
+    }
+    let excluded: Vec<bool> = (0..p)
+        .map(|j| set_aside[j].is_some() || constant.contains(&j))
+        .collect();
+
+    // 3. The path, its cross-validation and the one-standard-error choice.
+    let tolerance = Tolerance::default();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let problem = Problem {
+        x: &columns,
+        y: y_train,
+        weights: None,
+        excluded: &excluded,
+    };
+    let grid = lambdas(problem, 40, 1e-3);
+    let full = path(problem, &grid, &tolerance, true, usize::MAX);
+    let grid = &grid[..full.len()];
+    let folds = options.fit.folds.max(2);
+    let splits = fit::stratified_splits(y_train, folds, options.seed);
+    let curve = cross_validate(
+        &columns, y_train, &excluded, &splits, grid, &tolerance, workers,
+    );
+    let (best, one_se_index) = one_se(&curve).ok_or(FitError::NoFeatures)?;
+    let cap = options.max_rules.max(1);
+    let chosen_index = (0..=one_se_index)
+        .rev()
+        .find(|&i| full[i].active() <= cap)
+        .unwrap_or(0);
+    let path_points: Vec<PathPoint> = (0..curve.loss.len())
+        .map(|i| {
+            let eta = holdout_columns.predict(&full[i].coef, full[i].intercept);
+            PathPoint {
+                lambda: grid[i],
+                rules: full[i].active(),
+                cv_log_loss: curve.loss[i],
+                cv_se: curve.se[i],
+                cv_auc: curve.auc[i],
+                holdout_auc: metrics::auc(&eta, data.y_holdout),
+            }
+        })
+        .collect();
+    let one_se_rules = full[one_se_index].active();
+    let explanation = if chosen_index == one_se_index {
+        format!(
+            "{one_se_rules} rules: the fewest whose cross-validated log loss ({} folds of the training leads) is within one standard error of the best ({} rules)",
+            folds,
+            full[best].active()
+        )
+    } else {
+        format!(
+            "{} rules: the one-standard-error choice keeps {one_se_rules}, more than the cap of {cap} (--max-rules); the path's model with at most {cap} rules is used",
+            full[chosen_index].active()
+        )
+    };
+    let support: Vec<usize> = (0..p)
+        .filter(|&j| full[chosen_index].coef[j] != 0.0)
+        .collect();
+
+    // 4. The chosen rules refitted without the L1 shrinkage.
+    let mut coef = vec![0.0; p];
+    let mut se = vec![None; p];
+    let mut coef_std = vec![0.0; p];
+    let (intercept, c) = if support.is_empty() {
+        (full[chosen_index].intercept, 0.0)
+    } else {
+        let refit = fit::fit(
+            x_train.select(Axis(1), &support).view(),
+            y_train,
+            &FitOptions {
+                fixed_c: Some(options.fit.fixed_c.unwrap_or(1.0)),
+                ..options.fit.clone()
+            },
+        )?;
+        for (k, &j) in support.iter().enumerate() {
+            coef[j] = refit.coef[k];
+            se[j] = refit.se[k];
+            coef_std[j] = refit.coef_std[k];
+        }
+        (refit.intercept, refit.c)
+    };
+
+    // 5. Stability.
+    let mut stability = vec![None; p];
+    if options.bootstrap > 0 && !support.is_empty() {
+        let freq = selection_frequency(
+            problem,
+            grid[chosen_index],
+            &full[chosen_index],
+            options.bootstrap,
+            options.seed,
+            &tolerance,
+            workers,
+        );
+        for &j in &support {
+            stability[j] = Some(freq[j]);
+        }
+    }
+    let set_aside_list = (0..p)
+        .filter_map(|j| {
+            set_aside[j].as_ref().map(|reason| SetAside {
+                rule: names[j].0.to_string(),
+                label: names[j].1.to_string(),
+                reason: reason.clone(),
+            })
+        })
+        .collect();
+    Ok(Chosen {
+        model: fit::Model {
+            coef,
+            se,
+            coef_std,
+            intercept,
+            constant,
+            c,
+            cv: Vec::new(),
+        },
+        selection: Selection {
+            path: path_points,
+            best,
+            chosen: chosen_index,
+            max_rules: cap,
+            folds,
+            bootstrap: options.bootstrap,
+            explanation,
+            set_aside: set_aside_list,
+        },
+        set_aside,
+        stability,
+    })
+}
+
+struct DiffInput<'a> {
+    weights: &'a [WeightRow],
+    current: Option<&'a RuleSet>,
+    suggested: &'a RuleSet,
+    thresholds: &'a Thresholds,
+    holdout: &'a [&'a Example],
+    per_week: Option<f64>,
+}
+
+fn diff(input: &DiffInput<'_>) -> Diff {
+    let mut out = Diff {
+        hot_after: input.thresholds.hot,
+        warm_after: input.thresholds.warm,
+        holdout: input.holdout.len(),
+        per_week: input.per_week,
+        ..Diff::default()
+    };
+    for w in input.weights {
+        let current = w.current_points.filter(|p| *p != 0.0);
+        let suggested = (w.suggested_points != 0).then_some(w.suggested_points);
+        let change = RuleChange {
+            rule: w.rule.clone(),
+            label: w.label.clone(),
+            current,
+            suggested,
+        };
+        match (current, suggested) {
+            (None, Some(_)) => out.added.push(change),
+            (Some(_), None) => out.removed.push(change),
+            (Some(c), Some(s)) if (c - s as f64).abs() >= 0.5 => out.changed.push(change),
+            (Some(_), Some(_)) => out.unchanged += 1,
+            (None, None) => {}
+        }
+    }
+    out.added
+        .sort_by_key(|c| std::cmp::Reverse(c.suggested.unwrap_or(0).abs()));
+    let (_, after) = scores(input.suggested, input.holdout);
+    if let Some(rules) = input.current {
+        out.hot_before = Some(points_f64(rules.bands.hot));
+        out.warm_before = Some(points_f64(rules.bands.warm));
+        let (_, before) = scores(rules, input.holdout);
+        for (b, a) in before.iter().zip(&after) {
+            let (was, is) = (*b == Band::Hot, *a == Band::Hot);
+            out.hot_now += usize::from(was);
+            out.stay_hot += usize::from(was && is);
+            out.newly_hot += usize::from(!was && is);
+        }
+    } else {
+        out.newly_hot = after.iter().filter(|b| **b == Band::Hot).count();
+    }
+    out
 }

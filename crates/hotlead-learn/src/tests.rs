@@ -20,6 +20,7 @@ fn example(i: usize, won: bool, attributes: &[(&str, &str)]) -> Example {
         events: Vec::new(),
         won,
         decided_at: at(i as i64 / 10),
+        created_at: None,
     }
 }
 
@@ -75,7 +76,16 @@ fn separable_data_gives_the_deciding_level_the_points_and_a_perfect_hold_out() {
     let s = suggested(run(&separable(300), None, &discovering()));
     let weight = |id: &str| s.weights.iter().find(|w| w.rule == id).unwrap();
     assert!(weight("learned-plan-pro").suggested_points > 0);
-    assert!(weight("learned-plan-free").suggested_points < 0);
+    // One fact, one rule: `free` is the reference level of `plan`, worth nothing.
+    assert_eq!(weight("learned-plan-free").suggested_points, 0);
+    assert!(
+        weight("learned-plan-free")
+            .flag
+            .as_deref()
+            .is_some_and(|f| f.contains("reference level of plan")),
+        "{:?}",
+        weight("learned-plan-free")
+    );
     assert_eq!(s.suggested.auc, 1.0);
     // Every won hold-out lead is hot and no lost one is.
     let hot = s.suggested.bands.iter().find(|b| b.band == "hot").unwrap();
@@ -309,9 +319,22 @@ fn current_rules_are_reweighed_and_compared_on_the_same_hold_out() {
     assert!(weight("pro-plan").suggested_points > weight("east").suggested_points);
     assert_eq!(weight("east").current_points, Some(30.0));
     // The suggested file is the next version, keeps the rules, drops the group cap.
+    // `east` says nothing about winning here: the suggestion drops it, and says so first.
     let next = RuleSet::from_toml("rules.toml", &s.rules_toml).unwrap();
     assert_eq!(next.version, 4);
-    assert_eq!(next.rules.len(), 2);
+    assert_eq!(
+        next.rules.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["pro-plan"]
+    );
+    assert_eq!(
+        s.diff
+            .removed
+            .iter()
+            .map(|c| c.rule.as_str())
+            .collect::<Vec<_>>(),
+        ["east"]
+    );
+    assert_eq!(s.diff.changed[0].rule, "pro-plan");
     assert!(next.groups[0].max.is_none());
     assert_eq!(s.data.split, Split::Order);
 }
@@ -348,7 +371,8 @@ fn the_report_is_one_self_contained_file() {
     let s = suggested(run(&separable(300), None, &discovering()));
     let html = crate::report::render("s-1", &s);
     assert!(html.starts_with("<!doctype html>"));
-    assert_eq!(html.matches("<svg").count(), 4);
+    // ROC, gains, bands, calibration, and the selection path.
+    assert_eq!(html.matches("<svg").count(), 5);
     assert!(!html.contains("<script"));
     assert!(
         !html.contains("http://")
@@ -356,38 +380,6 @@ fn the_report_is_one_self_contained_file() {
                 == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
     );
     assert!(html.contains("learned-plan-pro"));
-}
-
-#[test]
-fn the_hot_threshold_fits_the_reps_capacity() {
-    // 1,000 leads over 100 days: 70 a week. Capacity 7 a week: about a tenth may be hot.
-    // The bigger the company, the likelier the win: a graded signal, no ties at the top.
-    let data: Vec<Example> = (0..1000)
-        .map(|i| {
-            let size = (i * 37) % 1000;
-            let won = size / 100 > (i * 7) % 10;
-            example(i, won, &[("employees", &size.to_string())])
-        })
-        .collect();
-    let options = LearnOptions {
-        capacity_per_week: Some(7.0),
-        ..discovering()
-    };
-    let s = suggested(run(&data, None, &options));
-    let per_week = s.data.leads_per_week.unwrap();
-    assert!((per_week - 70.0).abs() < 5.0, "{per_week}");
-    assert!(
-        s.thresholds.reason.contains("capacity"),
-        "{}",
-        s.thresholds.reason
-    );
-    let hot_per_week = s.suggested.hot_per_week.unwrap();
-    // Fitted on the training part; the hold-out's share is an estimate of it.
-    assert!((3.5..=10.5).contains(&hot_per_week), "{hot_per_week}");
-    assert_eq!(
-        s.suggested.capacity_threshold,
-        Some(s.thresholds.hot as f64)
-    );
 }
 
 #[test]
@@ -417,4 +409,252 @@ fn excluded_attributes_are_never_used() {
     );
     assert!(!s.rules_toml.contains("\"plan\""));
     assert!(s.weights.iter().any(|w| w.rule == "learned-tier-gold"));
+}
+
+/// A uniform number in [0, 1) from the test's own generator.
+fn uniform(rng: &mut SplitMix) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Ids of the rules that get points.
+fn rules_with_points(s: &crate::Suggestion) -> Vec<&str> {
+    let mut ids: Vec<&str> = s
+        .weights
+        .iter()
+        .filter(|w| w.suggested_points != 0)
+        .map(|w| w.rule.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn a_planted_three_rule_truth_among_fifty_noise_candidates_is_recovered_and_only_it() {
+    let mut rng = SplitMix::new(42);
+    let data: Vec<Example> = (0..4_000)
+        .map(|i| {
+            let values: Vec<(String, &str)> = (0..53)
+                .map(|a| {
+                    let yes = uniform(&mut rng) < 0.3;
+                    (format!("a{a}"), if yes { "yes" } else { "no" })
+                })
+                .collect();
+            let eta = -2.0
+                + [1.6, 1.2, 0.9]
+                    .iter()
+                    .enumerate()
+                    .map(|(a, w)| if values[a].1 == "yes" { *w } else { 0.0 })
+                    .sum::<f64>();
+            let won = uniform(&mut rng) < fit::sigmoid(eta);
+            let attributes: Vec<(&str, &str)> =
+                values.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            example(i, won, &attributes)
+        })
+        .collect();
+    let options = LearnOptions {
+        bootstrap: 10,
+        ..discovering()
+    };
+    let s = suggested(run(&data, None, &options));
+    assert_eq!(
+        rules_with_points(&s),
+        ["learned-a0-yes", "learned-a1-yes", "learned-a2-yes"],
+        "{}",
+        s.selection.explanation
+    );
+    for id in ["learned-a0-yes", "learned-a1-yes", "learned-a2-yes"] {
+        let w = s.weights.iter().find(|w| w.rule == id).unwrap();
+        assert!(w.suggested_points > 0, "{w:?}");
+        assert!(w.stability.unwrap() >= 0.9, "{w:?}");
+    }
+    assert!(s.thresholds.hot > 0, "{:?}", s.thresholds);
+    // The path shows what each extra rule buys; the suggestion is on it.
+    let chosen = &s.selection.path[s.selection.chosen];
+    assert_eq!(chosen.rules, 3);
+    assert!(s.selection.path.iter().any(|p| p.rules > 3));
+    // The rules file holds exactly those rules.
+    let rules = RuleSet::from_toml("rules.toml", &s.rules_toml).unwrap();
+    assert_eq!(rules.rules.len(), 3);
+}
+
+#[test]
+fn complementary_levels_and_bins_never_both_get_points() {
+    let mut rng = SplitMix::new(7);
+    let data: Vec<Example> = (0..5_000)
+        .map(|i| {
+            let cellular = uniform(&mut rng) < 0.6;
+            let contacted_before = uniform(&mut rng) < 0.15;
+            let pdays = if contacted_before {
+                format!("{}", 1 + (rng.next_u64() % 20))
+            } else {
+                "999".to_string()
+            };
+            let eta =
+                -2.5 + if cellular { 1.2 } else { 0.0 } + if contacted_before { 1.8 } else { 0.0 };
+            let won = uniform(&mut rng) < fit::sigmoid(eta);
+            example(
+                i,
+                won,
+                &[
+                    ("contact", if cellular { "cellular" } else { "telephone" }),
+                    ("pdays", &pdays),
+                ],
+            )
+        })
+        .collect();
+    let s = suggested(run(
+        &data,
+        None,
+        &LearnOptions {
+            bootstrap: 0,
+            ..discovering()
+        },
+    ));
+    let points = |prefix: &str| -> Vec<(String, i64)> {
+        s.weights
+            .iter()
+            .filter(|w| w.rule.starts_with(prefix) && w.suggested_points != 0)
+            .map(|w| (w.label.clone(), w.suggested_points))
+            .collect()
+    };
+    let contact = points("learned-contact-");
+    assert_eq!(contact.len(), 1, "{contact:?}");
+    assert_eq!(contact[0].0, "contact = cellular");
+    assert!(contact[0].1 > 0);
+    let pdays = points("learned-pdays-");
+    assert_eq!(pdays.len(), 1, "{pdays:?}");
+    assert_eq!(pdays[0].0, "pdays < 999");
+    assert!(pdays[0].1 > 0);
+    // Ordinary leads (telephone, never contacted) score 0: every point is positive and
+    // so is the hot threshold.
+    assert!(s.weights.iter().all(|w| w.suggested_points >= 0));
+    assert!(s.thresholds.hot > 0);
+}
+
+#[test]
+fn a_single_level_attribute_gets_points_for_its_level_only_and_a_constant_one_none() {
+    let mut rng = SplitMix::new(11);
+    let data: Vec<Example> = (0..2_000)
+        .map(|i| {
+            let subscribed = uniform(&mut rng) < 0.4;
+            let won = uniform(&mut rng) < fit::sigmoid(-2.0 + if subscribed { 1.5 } else { 0.0 });
+            let mut attributes = vec![("country", "jp")];
+            if subscribed {
+                attributes.push(("newsletter", "yes"));
+            }
+            example(i, won, &attributes)
+        })
+        .collect();
+    let s = suggested(run(
+        &data,
+        None,
+        &LearnOptions {
+            bootstrap: 0,
+            ..discovering()
+        },
+    ));
+    assert_eq!(rules_with_points(&s), ["learned-newsletter-yes"]);
+    let missing = s
+        .weights
+        .iter()
+        .find(|w| w.rule == "learned-newsletter-missing")
+        .unwrap();
+    assert!(
+        missing
+            .flag
+            .as_deref()
+            .is_some_and(|f| f.contains("reference level of newsletter")),
+        "{missing:?}"
+    );
+    assert!(
+        !s.weights
+            .iter()
+            .any(|w| w.rule.contains("newsletter-other"))
+    );
+}
+
+#[test]
+fn the_hot_threshold_fits_a_given_capacity_within_one_lead_a_week() {
+    // 2,000 leads over 200 days (70 a week), four graded signals: many distinct scores.
+    let mut rng = SplitMix::new(5);
+    let data: Vec<Example> = (0..2_000)
+        .map(|i| {
+            let values: Vec<f64> = (0..4).map(|_| uniform(&mut rng) * 1000.0).collect();
+            let eta = -3.0 + values.iter().sum::<f64>() / 700.0;
+            let won = uniform(&mut rng) < fit::sigmoid(eta);
+            let texts: Vec<String> = values.iter().map(|v| format!("{v:.0}")).collect();
+            example(
+                i,
+                won,
+                &[
+                    ("employees", &texts[0]),
+                    ("revenue", &texts[1]),
+                    ("visits", &texts[2]),
+                    ("age", &texts[3]),
+                ],
+            )
+        })
+        .collect();
+    let options = LearnOptions {
+        capacity_per_week: Some(7.0),
+        bootstrap: 0,
+        ..discovering()
+    };
+    let s = suggested(run(&data, None, &options));
+    let per_week = s.data.leads_per_week.unwrap();
+    assert_eq!(s.data.leads_per_week_source, "close dates");
+    assert!((per_week - 70.0).abs() < 2.0, "{per_week}");
+    assert!(
+        s.thresholds.reason.contains("capacity of 7"),
+        "{}",
+        s.thresholds.reason
+    );
+    // On the training leads, as the suggested rules file scores them.
+    let rules = RuleSet::from_toml("rules.toml", &s.rules_toml).unwrap();
+    let holdout = crate::suggest::holdout_mask(&data, &options);
+    let training: Vec<&Example> = data
+        .iter()
+        .zip(&holdout)
+        .filter(|(_, held)| !**held)
+        .map(|(e, _)| e)
+        .collect();
+    let hot = training
+        .iter()
+        .filter(|e| {
+            hotlead_core::score(&rules, &e.lead, &e.events, e.decided_at, None).band
+                == hotlead_core::Band::Hot
+        })
+        .count();
+    let hot_per_week = hot as f64 / training.len() as f64 * per_week;
+    assert!((hot_per_week - 7.0).abs() <= 1.0, "{hot_per_week} a week");
+    assert!(s.notices.is_empty(), "{:?}", s.notices);
+}
+
+#[test]
+fn a_capacity_without_leads_per_week_says_so_instead_of_falling_back_silently() {
+    let mut data = separable(300);
+    for e in &mut data {
+        e.decided_at = at(0);
+    }
+    let options = LearnOptions {
+        capacity_per_week: Some(40.0),
+        bootstrap: 0,
+        ..discovering()
+    };
+    let s = suggested(run(&data, None, &options));
+    assert_eq!(s.data.leads_per_week, None);
+    assert_eq!(s.data.leads_per_week_source, "unknown");
+    assert!(
+        s.notices[0].contains("capacity (40 hot leads a week) could not be used"),
+        "{:?}",
+        s.notices
+    );
+    assert!(!s.thresholds.reason.contains("capacity"));
+    // With creation dates, those give the leads per week.
+    for (i, e) in data.iter_mut().enumerate() {
+        e.created_at = Some(at(i as i64 / 5));
+    }
+    let s = suggested(run(&data, None, &options));
+    assert_eq!(s.data.leads_per_week_source, "creation dates");
+    assert!(s.thresholds.reason.contains("capacity of 40"));
 }

@@ -66,14 +66,19 @@ pub struct LearnFlags {
     /// Seed for the split and the cross-validation folds.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Keep at most this many rules with points (the strongest).
-    #[arg(long)]
-    pub max_rules: Option<usize>,
+    /// At most this many rules get points. The suggestion is the smallest model whose
+    /// cross-validated loss is within one standard error of the best, capped by this.
+    #[arg(long, default_value_t = 15)]
+    pub max_rules: usize,
+    /// Bootstrap refits of the training part that measure how often each chosen rule is
+    /// chosen again (0: none).
+    #[arg(long, default_value_t = 50)]
+    pub bootstrap: usize,
     /// Hot leads the reps can call per week: the threshold that fits it is shown.
     #[arg(long)]
     pub capacity_per_week: Option<f64>,
-    /// Use this inverse regularisation strength C (alpha = 1/C) instead of choosing it by
-    /// cross-validation.
+    /// The inverse regularisation strength C (alpha = 1/C) of the final fit of the chosen
+    /// rules (default 1).
     #[arg(long)]
     pub regularisation: Option<f64>,
     /// Fewer outcomes than this: no weights are suggested.
@@ -92,6 +97,7 @@ impl LearnFlags {
             split: self.split.unwrap_or(default_split).into(),
             seed: self.seed,
             max_rules: self.max_rules,
+            bootstrap: self.bootstrap,
             capacity_per_week: self.capacity_per_week,
             leads_per_week,
             exclude: self.exclude.clone(),
@@ -305,6 +311,16 @@ pub fn summary(s: &Suggestion, rejected: usize) -> serde_json::Value {
         serde_json::json!(s.weights.iter().filter(|w| w.suggested_points != 0).count());
     serde_json::json!({
         "result": "suggested",
+        "notices": s.notices,
+        "diff": s.diff,
+        "selection": {
+            "explanation": s.selection.explanation,
+            "path": s.selection.path,
+            "chosen": s.selection.chosen,
+            "best": s.selection.best,
+            "set_aside": s.selection.set_aside,
+        },
+        "scale": s.model.scale,
         "data": s.data,
         "rejected_rows": rejected,
         "regularisation_c": s.model.c,
@@ -316,10 +332,14 @@ pub fn summary(s: &Suggestion, rejected: usize) -> serde_json::Value {
 }
 
 pub fn write_text(out: &mut dyn Write, s: &Suggestion, rejected: usize) -> std::io::Result<()> {
+    for line in hotlead_learn::report::diff_lines(s) {
+        writeln!(out, "{line}")?;
+    }
+    writeln!(out)?;
     let d = &s.data;
     writeln!(
         out,
-        "{} outcomes ({} won, {} lost; {} rows skipped): {} training, {} hold-out; {} rules weighed ({} discovered); C = {}",
+        "{} outcomes ({} won, {} lost; {} rows skipped): {} training, {} hold-out; {} rules weighed ({} discovered); {}; new leads a week: {}",
         d.outcomes,
         d.won,
         d.lost,
@@ -328,7 +348,11 @@ pub fn write_text(out: &mut dyn Write, s: &Suggestion, rejected: usize) -> std::
         d.holdout,
         d.features,
         d.discovered,
-        s.model.c
+        s.model.scale,
+        d.leads_per_week.map_or("unknown".to_string(), |w| format!(
+            "{w:.0} (from {})",
+            d.leads_per_week_source
+        ))
     )?;
     writeln!(
         out,
@@ -358,7 +382,7 @@ pub fn write_text(out: &mut dyn Write, s: &Suggestion, rejected: usize) -> std::
     )?;
     writeln!(
         out,
-        "\nrule                                      current  suggested  range"
+        "\nrule                                      current  suggested  range     chosen in"
     )?;
     let mut rows: Vec<_> = s
         .weights
@@ -369,7 +393,7 @@ pub fn write_text(out: &mut dyn Write, s: &Suggestion, rejected: usize) -> std::
     for w in rows.iter().take(40) {
         writeln!(
             out,
-            "{:<42} {:>7} {:>10}  {}{}",
+            "{:<42} {:>7} {:>10}  {:<9} {:>9}{}",
             w.rule.chars().take(42).collect::<String>(),
             w.current_points.map_or("-".into(), |p| format!("{p}")),
             w.suggested_points,
@@ -377,6 +401,8 @@ pub fn write_text(out: &mut dyn Write, s: &Suggestion, rejected: usize) -> std::
                 (Some(l), Some(h)) => format!("{l}..{h}"),
                 _ => "-".into(),
             },
+            w.stability
+                .map_or("-".into(), |f| format!("{:.0} %", f * 100.0)),
             w.flag
                 .as_deref()
                 .map_or(String::new(), |f| format!("  ({f})"))

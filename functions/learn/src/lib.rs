@@ -83,7 +83,8 @@ pub fn settings(var: impl Fn(&str) -> Option<String>) -> Result<Settings, Settin
             )?
             .unwrap_or(defaults.holdout_fraction),
             seed,
-            max_rules: parse("HOTLEAD_LEARN_MAX_RULES", var("HOTLEAD_LEARN_MAX_RULES"))?,
+            max_rules: parse("HOTLEAD_LEARN_MAX_RULES", var("HOTLEAD_LEARN_MAX_RULES"))?
+                .unwrap_or(defaults.max_rules),
             capacity_per_week: parse(
                 "HOTLEAD_CAPACITY_PER_WEEK",
                 var("HOTLEAD_CAPACITY_PER_WEEK"),
@@ -101,6 +102,7 @@ pub fn settings(var: impl Fn(&str) -> Option<String>) -> Result<Settings, Settin
             min_outcomes: parse("HOTLEAD_MIN_OUTCOMES", var("HOTLEAD_MIN_OUTCOMES"))?
                 .unwrap_or(defaults.min_outcomes),
             min_won: parse("HOTLEAD_MIN_WON", var("HOTLEAD_MIN_WON"))?.unwrap_or(defaults.min_won),
+            bootstrap: defaults.bootstrap,
             fit: hotlead_learn::fit::FitOptions {
                 seed,
                 ..Default::default()
