@@ -72,7 +72,7 @@ pub struct Candidate {
 /// Events counted per candidate behaviour rule, at most.
 pub const EVENT_COUNT_CAP: u32 = 5;
 
-fn slug(text: &str) -> String {
+pub(crate) fn slug(text: &str) -> String {
     let mut out = String::new();
     for c in text.chars() {
         if c.is_ascii_alphanumeric() {
@@ -248,7 +248,7 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
             // the attribute and any of them can be the reference.
             let others = present.len() - listed;
             if !raws.is_empty() && others >= min_rows {
-                let listed_values: toml_edit::Array = raws.iter().map(|r| *r).collect();
+                let listed_values: toml_edit::Array = raws.iter().copied().collect();
                 let mut all = toml_edit::Array::new();
                 all.push(inline(&[
                     ("attribute", attribute.into()),
@@ -342,15 +342,17 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
     candidates
 }
 
-/// Adjacent bins whose win rates do not differ (chi-square of the 2×2 table below 3.84,
-/// p = 0.05), or that hold too few leads, are merged, smallest difference first
-/// (ChiMerge, as scorecard binning does): what is left are the bins that matter.
+/// A bin that holds too few leads joins the neighbour nearer to it in win rate (the
+/// chi-square of their 2×2 table is the smaller). Bins with the same effect are merged
+/// later, by the fit: it weighs the steps between adjacent bins.
 fn merge_bins(
     edges: &[(Option<f64>, Option<f64>)],
     labelled: &[(f64, bool)],
     min_rows: usize,
 ) -> Vec<(Option<f64>, Option<f64>)> {
-    let mut bins: Vec<((Option<f64>, Option<f64>), f64, f64)> = edges
+    // (edges, won, lost) per bin.
+    type Bin = ((Option<f64>, Option<f64>), f64, f64);
+    let mut bins: Vec<Bin> = edges
         .iter()
         .map(|&(low, high)| {
             let (mut won, mut lost) = (0.0, 0.0);
@@ -379,7 +381,7 @@ fn merge_bins(
         let small = bins.iter().position(|b| ((b.1 + b.2) as usize) < min_rows);
         let pick = match small {
             // A bin too small joins the neighbour nearer in win rate.
-            Some(i) if i == 0 => 0,
+            Some(0) => 0,
             Some(i) if i == bins.len() - 1 => i - 1,
             Some(i) => {
                 if chi2(&bins[i - 1], &bins[i]) <= chi2(&bins[i], &bins[i + 1]) {
@@ -388,16 +390,7 @@ fn merge_bins(
                     i
                 }
             }
-            None => {
-                let (i, value) = (0..bins.len() - 1)
-                    .map(|i| (i, chi2(&bins[i], &bins[i + 1])))
-                    .min_by(|a, b| a.1.total_cmp(&b.1))
-                    .unwrap_or((0, f64::MAX));
-                if value >= 3.84 {
-                    break;
-                }
-                i
-            }
+            None => break,
         };
         let next = bins.remove(pick + 1);
         let bin = &mut bins[pick];

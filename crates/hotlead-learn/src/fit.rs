@@ -149,6 +149,10 @@ pub struct Model {
     /// The chosen `C` and the cross-validation behind it.
     pub c: f64,
     pub cv: Vec<CvPoint>,
+    /// The covariance of `coef` (input columns × input columns; 0 for a dropped
+    /// column), `None` where the information matrix is singular.
+    #[serde(skip)]
+    pub covariance: Option<Array2<f64>>,
 }
 
 impl Model {
@@ -350,7 +354,22 @@ pub fn fit(x: ArrayView2<f64>, y: &[bool], options: &FitOptions) -> Result<Model
     });
     let alpha = 1.0 / c;
     let (w, b) = fit_standardised(&z, y, alpha, options, None)?;
-    let se_std = standard_errors(&z, &w, b, alpha);
+    let cov_std = covariance_std(&z, &w, b, alpha);
+    let se_std: Vec<Option<f64>> = match &cov_std {
+        Some(cov) => (0..kept.len())
+            .map(|k| Some(cov[[k, k]].max(0.0).sqrt()))
+            .collect(),
+        None => vec![None; kept.len()],
+    };
+    let covariance = cov_std.map(|cov| {
+        let mut out = Array2::<f64>::zeros((x.ncols(), x.ncols()));
+        for (a, &ja) in kept.iter().enumerate() {
+            for (b, &jb) in kept.iter().enumerate() {
+                out[[ja, jb]] = cov[[a, b]] / (sd_k[a] * sd_k[b]);
+            }
+        }
+        out
+    });
 
     let mut coef = vec![0.0; x.ncols()];
     let mut coef_std = vec![0.0; x.ncols()];
@@ -370,13 +389,14 @@ pub fn fit(x: ArrayView2<f64>, y: &[bool], options: &FitOptions) -> Result<Model
         constant,
         c,
         cv,
+        covariance,
     })
 }
 
-/// Standard errors of the standardised weights: the square roots of the diagonal of the
-/// inverse of the (penalised) Fisher information `Zᵀ W Z + alpha I`, with the intercept as
-/// an unpenalised column. `None` where the matrix is not positive definite.
-fn standard_errors(z: &Array2<f64>, w: &Array1<f64>, b: f64, alpha: f64) -> Vec<Option<f64>> {
+/// The covariance of the standardised weights: the inverse of the (penalised) Fisher
+/// information `Zᵀ W Z + alpha I`, with the intercept as an unpenalised column (dropped
+/// from the result). `None` where the matrix is not positive definite.
+fn covariance_std(z: &Array2<f64>, w: &Array1<f64>, b: f64, alpha: f64) -> Option<Array2<f64>> {
     let n = z.nrows();
     let p = z.ncols();
     let mut design = Array2::<f64>::ones((n, p + 1));
@@ -394,18 +414,29 @@ fn standard_errors(z: &Array2<f64>, w: &Array1<f64>, b: f64, alpha: f64) -> Vec<
     for j in 0..p {
         information[[j, j]] += alpha;
     }
-    match cholesky_inverse_diagonal(&information) {
-        Some(diagonal) => diagonal
-            .into_iter()
-            .take(p)
-            .map(|v| Some(v.sqrt()))
-            .collect(),
-        None => vec![None; p],
-    }
+    cholesky_inverse(&information)
+        .map(|inverse| Array2::from_shape_fn((p, p), |(a, b)| inverse[[a, b]]))
 }
 
-/// The diagonal of the inverse of a symmetric positive-definite matrix, by Cholesky.
-fn cholesky_inverse_diagonal(a: &Array2<f64>) -> Option<Vec<f64>> {
+/// The inverse of a symmetric positive-definite matrix, by Cholesky.
+fn cholesky_inverse(a: &Array2<f64>) -> Option<Array2<f64>> {
+    let n = a.nrows();
+    let l = cholesky(a)?;
+    // Solve L X = I, then A⁻¹ = Xᵀ X.
+    let mut x = Array2::<f64>::zeros((n, n));
+    for i in 0..n {
+        for k in i..n {
+            let mut sum = if k == i { 1.0 } else { 0.0 };
+            for m in i..k {
+                sum -= l[[k, m]] * x[[m, i]];
+            }
+            x[[k, i]] = sum / l[[k, k]];
+        }
+    }
+    Some(x.t().dot(&x))
+}
+
+fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
     let n = a.nrows();
     let mut l = Array2::<f64>::zeros((n, n));
     for i in 0..n {
@@ -424,21 +455,13 @@ fn cholesky_inverse_diagonal(a: &Array2<f64>) -> Option<Vec<f64>> {
             }
         }
     }
-    // diag(A⁻¹)_i = Σ_k (L⁻¹)_{k,i}²; solve L x = e_i column by column.
-    let mut diagonal = vec![0.0; n];
-    let mut column = vec![0.0; n];
-    for i in 0..n {
-        column.iter_mut().for_each(|v| *v = 0.0);
-        for k in i..n {
-            let mut sum = if k == i { 1.0 } else { 0.0 };
-            for m in i..k {
-                sum -= l[[k, m]] * column[m];
-            }
-            column[k] = sum / l[[k, k]];
-        }
-        diagonal[i] = column[i..].iter().map(|v| v * v).sum();
-    }
-    Some(diagonal)
+    Some(l)
+}
+
+/// The diagonal of the inverse of a symmetric positive-definite matrix, by Cholesky.
+#[cfg(test)]
+fn cholesky_inverse_diagonal(a: &Array2<f64>) -> Option<Vec<f64>> {
+    cholesky_inverse(a).map(|inverse| inverse.diag().to_vec())
 }
 
 /// Fits `P(won) = sigmoid(a + b·score)` on one column of scores (Platt scaling), so that a

@@ -180,8 +180,8 @@ pub struct Tolerance {
 impl Default for Tolerance {
     fn default() -> Self {
         Tolerance {
-            inner: 1e-9,
-            outer: 1e-8,
+            inner: 1e-7,
+            outer: 1e-6,
             max_outer: 50,
             max_sweeps: 2_000,
         }

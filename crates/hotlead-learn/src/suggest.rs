@@ -542,16 +542,17 @@ pub fn learn(
     }
 
     // Features: the current rules' terms and the candidates'.
-    let candidates = options
+    let mut candidates = options
         .discover
         .as_ref()
         .map(|d| discover(&train, d))
         .unwrap_or_default();
-    let feature_text = rules_out::feature_rules(current.map(|c| c.text), &candidates)
+    let discovered = candidates.len();
+    let mut feature_text = rules_out::feature_rules(current.map(|c| c.text), &candidates)
         .map_err(|e| LearnError::Rules(e.to_string()))?;
-    let features = RuleSet::from_toml("(features)", &feature_text)
+    let mut features = RuleSet::from_toml("(features)", &feature_text)
         .map_err(|e| LearnError::Rules(e.to_string()))?;
-    let p = features.rules.len();
+    let mut p = features.rules.len();
     let mut x = Array2::<f64>::zeros((examples.len(), p));
     let total = examples.len();
     for (i, example) in examples.iter().enumerate() {
@@ -570,9 +571,9 @@ pub fn learn(
             });
         }
     }
-    let x_train = x.select(Axis(0), &train_idx);
+    let mut x_train = x.select(Axis(0), &train_idx);
     let y_train: Vec<bool> = train.iter().map(|e| e.won).collect();
-    let x_holdout = x.select(Axis(0), &holdout_idx);
+    let mut x_holdout = x.select(Axis(0), &holdout_idx);
     let y_holdout: Vec<bool> = holdout.iter().map(|e| e.won).collect();
 
     (hooks.progress)(Progress {
@@ -582,29 +583,106 @@ pub fn learn(
     });
     let started = (hooks.seconds)();
     let n_current = current.map_or(0, |c| c.rules.rules.len());
-    let family: Vec<Option<&str>> = (0..p)
+    let family: Vec<Option<String>> = (0..p)
         .map(|j| {
             j.checked_sub(n_current)
                 .and_then(|k| candidates.get(k))
-                .and_then(|c| c.family.as_deref())
+                .and_then(|c| c.family.clone())
         })
         .collect();
-    let names: Vec<(&str, &str)> = features
+    let family_ref: Vec<Option<&str>> = family.iter().map(|f| f.as_deref()).collect();
+    let names: Vec<(String, String)> = features
         .rules
         .iter()
-        .map(|r| (r.id.as_str(), r.label.as_str()))
+        .map(|r| (r.id.clone(), r.label.clone()))
         .collect();
-    let chosen = choose_rules(
+    let names_ref: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let mut chosen = choose_rules(
         &Training {
             x: &x_train,
             y: &y_train,
             x_holdout: &x_holdout,
             y_holdout: &y_holdout,
-            family: &family,
-            names: &names,
+            family: &family_ref,
+            names: &names_ref,
         },
         options,
     )?;
+    // "None of these levels" rules join the rules as candidates of their own.
+    if !chosen.complements.is_empty() {
+        let complements = std::mem::take(&mut chosen.complements);
+        for complement in &complements {
+            let conditions: Vec<toml_edit::Value> = complement
+                .levels
+                .iter()
+                .filter_map(|&j| candidates.get(j - n_current))
+                .filter_map(|c| {
+                    c.body
+                        .iter()
+                        .find(|(k, _)| k == "when")
+                        .map(|(_, v)| v.clone())
+                })
+                .collect();
+            let inner = if conditions.len() == 1 {
+                conditions[0].clone()
+            } else {
+                let mut any = toml_edit::InlineTable::new();
+                any.insert(
+                    "any",
+                    toml_edit::Value::Array(conditions.into_iter().collect()),
+                );
+                toml_edit::Value::InlineTable(any)
+            };
+            let mut not = toml_edit::InlineTable::new();
+            not.insert("not", inner);
+            let labels: Vec<&str> = complement
+                .levels
+                .iter()
+                .map(|&j| names[j].1.as_str())
+                .collect();
+            candidates.push(crate::discover::Candidate {
+                id: format!(
+                    "learned-{}-none-of-{}",
+                    crate::discover::slug(&complement.attribute),
+                    complement.levels.len()
+                ),
+                label: format!("not {}", labels.join(" or ")),
+                axis: crate::discover::Axis::Fit,
+                body: vec![("when".into(), toml_edit::Value::InlineTable(not))],
+                count_cap: None,
+                family: None,
+            });
+            let column = |m: &Array2<f64>| {
+                ndarray::Array1::from_iter(
+                    m.rows()
+                        .into_iter()
+                        .map(|row| 1.0 - complement.levels.iter().map(|&j| row[j]).sum::<f64>()),
+                )
+            };
+            let add = |m: &mut Array2<f64>| -> Result<(), LearnError> {
+                let c = column(m);
+                m.push_column(c.view())
+                    .map_err(|e| LearnError::Rules(e.to_string()))
+            };
+            add(&mut x)?;
+            add(&mut x_train)?;
+            add(&mut x_holdout)?;
+            chosen.model.coef.push(complement.coef);
+            chosen.model.se.push(complement.se);
+            chosen.model.coef_std.push(0.0);
+            chosen.set_aside.push(None);
+            chosen.stability.push(complement.stability);
+        }
+        feature_text = rules_out::feature_rules(current.map(|c| c.text), &candidates)
+            .map_err(|e| LearnError::Rules(e.to_string()))?;
+        features = RuleSet::from_toml("(features)", &feature_text)
+            .map_err(|e| LearnError::Rules(e.to_string()))?;
+        p = features.rules.len();
+    }
+    let family: Vec<Option<String>> = (0..p).map(|j| family.get(j).cloned().flatten()).collect();
     let fit_seconds = (hooks.seconds)() - started;
     (hooks.progress)(Progress {
         stage: "choosing rules",
@@ -718,7 +796,7 @@ pub fn learn(
                 stability.unwrap_or(0.0) * 100.0
             ))
         } else if suggested < 0 {
-            Some(match family[j] {
+            Some(match family[j].as_deref() {
                 Some(attribute) => format!(
                     "negative: lowers the odds below the values of {attribute} worth 0 points"
                 ),
@@ -859,7 +937,7 @@ pub fn learn(
             holdout_fraction: options.holdout_fraction,
             seed: options.seed,
             features: p,
-            discovered: candidates.len(),
+            discovered,
             leads_per_week: per_week,
             leads_per_week_source: per_week_known.map_or("unknown", |(_, s)| s).to_string(),
             capacity_per_week: options.capacity_per_week,
@@ -902,68 +980,75 @@ struct Chosen {
     set_aside: Vec<Option<String>>,
     /// Per column: the share of bootstrap refits that chose it (for chosen columns).
     stability: Vec<Option<f64>>,
+    /// "None of these levels" rules to add.
+    complements: Vec<Complement>,
+}
+
+/// A rule the suggestion adds for an attribute whose chosen levels all lower the odds:
+/// "none of those levels", worth what they take away, so that the attribute's lowest
+/// level is worth 0 and points stay positive.
+struct Complement {
+    attribute: String,
+    /// The chosen levels' columns.
+    levels: Vec<usize>,
+    coef: f64,
+    se: Option<f64>,
+    stability: Option<f64>,
 }
 
 /// Chooses few rules and weighs them:
-/// 1. each attribute's levels are weighed against a reference: the level with the lowest
-///    win rate among those that hold for at least a twentieth of the training leads, left
-///    out of the fit (so complementary levels never both get points);
-/// 2. a candidate with (almost) the same leads as an earlier one is set aside;
-/// 3. an L1 path on the training part, cross-validated on stratified folds; the smallest
-///    model within one standard error of the best loss, capped by `max_rules`;
+/// 1. a candidate with (almost) the same leads as an earlier one of another attribute is
+///    set aside;
+/// 2. an L1 path over every level of every attribute on the training part,
+///    cross-validated on stratified folds; the smallest model within one standard error
+///    of the best loss, capped by `max_rules`;
+/// 3. one fact, one rule: where every level of an attribute is chosen, the lowest is the
+///    reference (0 points) and the others are weighed against it; where the chosen
+///    levels all lower the odds, the rule becomes "none of them", with positive points;
 /// 4. the chosen rules refitted by linfa's logistic regression (L2, C = 1 unless given),
 ///    for weights and standard errors that are not shrunk towards zero;
 /// 5. how often bootstrap refits of the training part choose each rule.
 fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, LearnError> {
-    let (x_train, y_train, family, names) = (data.x, data.y, data.family, data.names);
+    let (x, y_train, family, names) = (data.x, data.y, data.family, data.names);
     if y_train.iter().all(|&w| w) || y_train.iter().all(|&w| !w) {
         return Err(FitError::OneClass.into());
     }
-    let p = x_train.ncols();
-    let n = x_train.nrows();
-    let columns = Columns::from_dense(x_train.view());
+    let p = x.ncols();
+    let columns = Columns::from_dense(x.view());
     let holdout_columns = Columns::from_dense(data.x_holdout.view());
     let mut set_aside: Vec<Option<String>> = vec![None; p];
     let constant: Vec<usize> = (0..p)
         .filter(|&j| {
-            let column = x_train.column(j);
+            let column = x.column(j);
             let first = column.first().copied().unwrap_or(0.0);
             column.iter().all(|v| *v == first)
         })
         .collect();
-
-    // 1. References.
-    let mut families: Vec<&str> = family.iter().flatten().copied().collect();
-    families.sort_unstable();
-    families.dedup();
-    for name in families {
-        let members: Vec<usize> = (0..p)
+    // The attributes whose levels cover every training lead (one level each).
+    let mut attributes: Vec<&str> = family.iter().flatten().copied().collect();
+    attributes.sort_unstable();
+    attributes.dedup();
+    let members = |name: &str| -> Vec<usize> {
+        (0..p)
             .filter(|&j| family[j] == Some(name) && !constant.contains(&j))
-            .collect();
-        let rate = |j: usize| {
-            let c = &columns.cols[j];
-            let won = c.index.iter().filter(|&&i| y_train[i as usize]).count() as f64;
-            let held = c.index.len() as f64;
-            ((won + 0.5) / (held - won + 0.5)).ln()
-        };
-        let common: Vec<usize> = members
-            .iter()
-            .copied()
-            .filter(|&j| columns.cols[j].index.len() * 20 >= n)
-            .collect();
-        let pool = if common.is_empty() { &members } else { &common };
-        if let Some(&reference) = pool.iter().min_by(|&&a, &&b| rate(a).total_cmp(&rate(b))) {
-            set_aside[reference] = Some(format!(
-                "the reference level of {name}: 0 points, the other levels are weighed against it"
-            ));
-        }
-    }
-    // 2. The same leads as an earlier candidate (or all the others).
-    let skip: Vec<bool> = (0..p)
-        .map(|j| set_aside[j].is_some() || constant.contains(&j))
+            .collect()
+    };
+    let covering: Vec<(&str, Vec<usize>)> = attributes
+        .iter()
+        .map(|&name| (name, members(name)))
+        .filter(|(_, levels)| {
+            !levels.is_empty()
+                && x.rows()
+                    .into_iter()
+                    .all(|row| levels.iter().map(|&j| row[j]).sum::<f64>() == 1.0)
+        })
         .collect();
+
+    // 1. The same leads as a candidate of another attribute.
+    let skip: Vec<bool> = (0..p).map(|j| constant.contains(&j)).collect();
     for (later, earlier, r) in columns.collinear(0.99, &skip) {
-        if set_aside[later].is_none() && set_aside[earlier].is_none() {
+        let same_attribute = family[later].is_some() && family[later] == family[earlier];
+        if !same_attribute && set_aside[later].is_none() && set_aside[earlier].is_none() {
             set_aside[later] = Some(format!(
                 "set aside: {} the same leads as {} (correlation {r:.3})",
                 if r < 0.0 { "the opposite of" } else { "almost" },
@@ -974,8 +1059,17 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
     let excluded: Vec<bool> = (0..p)
         .map(|j| set_aside[j].is_some() || constant.contains(&j))
         .collect();
+    // Rules a solution stands for: an attribute with every level chosen has one fewer.
+    let count_rules = |coef: &[f64]| -> usize {
+        let chosen = coef.iter().filter(|c| **c != 0.0).count();
+        let full = covering
+            .iter()
+            .filter(|(_, levels)| levels.iter().all(|&j| coef[j] != 0.0))
+            .count();
+        chosen - full
+    };
 
-    // 3. The path, its cross-validation and the one-standard-error choice.
+    // 2. The path, its cross-validation and the one-standard-error choice.
     let tolerance = Tolerance::default();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let problem = Problem {
@@ -994,16 +1088,17 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
     );
     let (best, one_se_index) = one_se(&curve).ok_or(FitError::NoFeatures)?;
     let cap = options.max_rules.max(1);
+    let rules_at: Vec<usize> = full.iter().map(|s| count_rules(&s.coef)).collect();
     let chosen_index = (0..=one_se_index)
         .rev()
-        .find(|&i| full[i].active() <= cap)
+        .find(|&i| rules_at[i] <= cap)
         .unwrap_or(0);
     let path_points: Vec<PathPoint> = (0..curve.loss.len())
         .map(|i| {
             let eta = holdout_columns.predict(&full[i].coef, full[i].intercept);
             PathPoint {
                 lambda: grid[i],
-                rules: full[i].active(),
+                rules: rules_at[i],
                 cv_log_loss: curve.loss[i],
                 cv_se: curve.se[i],
                 cv_auc: curve.auc[i],
@@ -1011,32 +1106,44 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
             }
         })
         .collect();
-    let one_se_rules = full[one_se_index].active();
+    let one_se_rules = rules_at[one_se_index];
     let explanation = if chosen_index == one_se_index {
         format!(
-            "{one_se_rules} rules: the fewest whose cross-validated log loss ({} folds of the training leads) is within one standard error of the best ({} rules)",
-            folds,
-            full[best].active()
+            "{one_se_rules} rules: the fewest whose cross-validated log loss ({folds} folds of the training leads) is within one standard error of the best ({} rules)",
+            rules_at[best]
         )
     } else {
         format!(
             "{} rules: the one-standard-error choice keeps {one_se_rules}, more than the cap of {cap} (--max-rules); the path's model with at most {cap} rules is used",
-            full[chosen_index].active()
+            rules_at[chosen_index]
         )
     };
-    let support: Vec<usize> = (0..p)
-        .filter(|&j| full[chosen_index].coef[j] != 0.0)
-        .collect();
+    let l1 = &full[chosen_index];
 
-    // 4. The chosen rules refitted without the L1 shrinkage.
+    // 3. References: an attribute with every level chosen gives its lowest level 0.
+    let mut support: Vec<usize> = (0..p).filter(|&j| l1.coef[j] != 0.0).collect();
+    for (name, levels) in &covering {
+        if levels.iter().all(|&j| l1.coef[j] != 0.0)
+            && let Some(&reference) = levels
+                .iter()
+                .min_by(|&&a, &&b| l1.coef[a].total_cmp(&l1.coef[b]))
+        {
+            support.retain(|&j| j != reference);
+            set_aside[reference] = Some(format!(
+                "the reference level of {name}: 0 points, its other levels are weighed against it"
+            ));
+        }
+    }
+
+    // 4. The chosen columns refitted without the L1 shrinkage.
     let mut coef = vec![0.0; p];
     let mut se = vec![None; p];
-    let mut coef_std = vec![0.0; p];
-    let (intercept, c) = if support.is_empty() {
-        (full[chosen_index].intercept, 0.0)
+    let mut covariance: Option<Array2<f64>> = None;
+    let (mut intercept, c) = if support.is_empty() {
+        (l1.intercept, 0.0)
     } else {
         let refit = fit::fit(
-            x_train.select(Axis(1), &support).view(),
+            x.select(Axis(1), &support).view(),
             y_train,
             &FitOptions {
                 fixed_c: Some(options.fit.fixed_c.unwrap_or(1.0)),
@@ -1046,18 +1153,17 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
         for (k, &j) in support.iter().enumerate() {
             coef[j] = refit.coef[k];
             se[j] = refit.se[k];
-            coef_std[j] = refit.coef_std[k];
         }
+        covariance = refit.covariance;
         (refit.intercept, refit.c)
     };
-
     // 5. Stability.
     let mut stability = vec![None; p];
     if options.bootstrap > 0 && !support.is_empty() {
         let freq = selection_frequency(
             problem,
             grid[chosen_index],
-            &full[chosen_index],
+            l1,
             options.bootstrap,
             options.seed,
             &tolerance,
@@ -1065,6 +1171,75 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
         );
         for &j in &support {
             stability[j] = Some(freq[j]);
+        }
+    }
+    // Attributes whose chosen levels all lower the odds: "none of them" gets the points.
+    let position = |j: usize| support.iter().position(|&s| s == j);
+    let mut complements = Vec::new();
+    for name in &attributes {
+        let chosen: Vec<usize> = members(name)
+            .into_iter()
+            .filter(|&j| coef[j] != 0.0)
+            .collect();
+        let reference_chosen = members(name).iter().any(|&j| {
+            set_aside[j]
+                .as_deref()
+                .is_some_and(|r| r.starts_with("the reference"))
+        });
+        if chosen.is_empty() || reference_chosen || chosen.iter().any(|&j| coef[j] > 0.0) {
+            continue;
+        }
+        let (&low, low_coef) = chosen
+            .iter()
+            .map(|j| (j, coef[*j]))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((&chosen[0], coef[chosen[0]]));
+        // Every lead moves by -low: the lowest chosen level to 0, the others up, the
+        // leads with none of them to -low.
+        intercept += low_coef;
+        let var = |a: usize, b: Option<usize>| -> Option<f64> {
+            let cov = covariance.as_ref()?;
+            let (ka, kb) = (position(a)?, b.and_then(position));
+            let mut v = cov[[ka, ka]];
+            if let Some(kb) = kb {
+                v += cov[[kb, kb]] - 2.0 * cov[[ka, kb]];
+            }
+            Some(v.max(0.0).sqrt())
+        };
+        for &j in &chosen {
+            if j != low {
+                se[j] = var(j, Some(low));
+            }
+        }
+        // Where one level is left and the levels cover every lead, that level is the
+        // "none of them".
+        let rest: Vec<usize> = members(name)
+            .into_iter()
+            .filter(|j| !chosen.contains(j))
+            .collect();
+        let covers = covering.iter().any(|(c, _)| c == name);
+        if covers && rest.len() == 1 && !excluded[rest[0]] {
+            coef[rest[0]] = -low_coef;
+            se[rest[0]] = var(low, None);
+            stability[rest[0]] = stability[low];
+        } else {
+            complements.push(Complement {
+                attribute: name.to_string(),
+                levels: chosen.clone(),
+                coef: -low_coef,
+                se: var(low, None),
+                stability: stability[low],
+            });
+        }
+        for &j in &chosen {
+            coef[j] -= low_coef;
+            if j == low {
+                coef[j] = 0.0;
+                se[j] = None;
+                set_aside[j] = Some(format!(
+                    "0 points: the lowest level of {name}; the leads without the chosen levels of {name} get the points instead"
+                ));
+            }
         }
     }
     let set_aside_list = (0..p)
@@ -1080,11 +1255,12 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
         model: fit::Model {
             coef,
             se,
-            coef_std,
+            coef_std: vec![0.0; p],
             intercept,
             constant,
             c,
             cv: Vec::new(),
+            covariance: None,
         },
         selection: Selection {
             path: path_points,
@@ -1098,6 +1274,7 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
         },
         set_aside,
         stability,
+        complements,
     })
 }
 

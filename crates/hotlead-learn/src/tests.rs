@@ -521,10 +521,14 @@ fn complementary_levels_and_bins_never_both_get_points() {
     assert_eq!(contact.len(), 1, "{contact:?}");
     assert_eq!(contact[0].0, "contact = cellular");
     assert!(contact[0].1 > 0);
+    // The two lower bins of pdays (< 14, 14 – 999) have the same effect: the one rule is
+    // "not pdays ≥ 999", with positive points, never a pair that cancels.
     let pdays = points("learned-pdays-");
     assert_eq!(pdays.len(), 1, "{pdays:?}");
-    assert_eq!(pdays[0].0, "pdays < 999");
+    assert_eq!(pdays[0].0, "not pdays ≥ 999");
     assert!(pdays[0].1 > 0);
+    let rules = RuleSet::from_toml("rules.toml", &s.rules_toml).unwrap();
+    assert_eq!(rules.rules.len(), 2, "{}", s.rules_toml);
     // Ordinary leads (telephone, never contacted) score 0: every point is positive and
     // so is the hot threshold.
     assert!(s.weights.iter().all(|w| w.suggested_points >= 0));
