@@ -343,7 +343,13 @@ impl<'a> State<'a> {
     /// Solves at `lambda` on the columns the sequential strong rule keeps (Tibshirani et
     /// al., 2012: a column whose gradient was below `2·lambda − previous` stays at 0),
     /// then checks every other column and solves again while any would move.
-    fn solve_screened(&mut self, lambda: f64, previous: f64, gradient: &mut Vec<f64>, tolerance: &Tolerance) {
+    fn solve_screened(
+        &mut self,
+        lambda: f64,
+        previous: f64,
+        gradient: &mut Vec<f64>,
+        tolerance: &Tolerance,
+    ) {
         let threshold = 2.0 * lambda - previous;
         for j in 0..self.beta.len() {
             self.screened[j] =

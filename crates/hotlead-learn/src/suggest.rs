@@ -798,7 +798,7 @@ pub fn learn(
         } else if suggested < 0 {
             Some(match family[j].as_deref() {
                 Some(attribute) => format!(
-                    "negative: lowers the odds below the values of {attribute} worth 0 points"
+                    "negative: a rare value that lowers the odds below the other values of {attribute} (as a competitor or a student would)"
                 ),
                 None => "negative: lowers the odds of winning".to_string(),
             })
@@ -1173,7 +1173,9 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
             stability[j] = Some(freq[j]);
         }
     }
-    // Attributes whose chosen levels all lower the odds: "none of them" gets the points.
+    // Ordinary leads score from 0: where chosen levels that hold for many leads lower the
+    // odds, "none of them" gets the points they take away, and they go to 0 or above. A
+    // rare level that lowers the odds (a competitor, a student) keeps negative points.
     let position = |j: usize| support.iter().position(|&s| s == j);
     let mut complements = Vec::new();
     for name in &attributes {
@@ -1181,21 +1183,19 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
             .into_iter()
             .filter(|&j| coef[j] != 0.0)
             .collect();
-        let reference_chosen = members(name).iter().any(|&j| {
-            set_aside[j]
-                .as_deref()
-                .is_some_and(|r| r.starts_with("the reference"))
-        });
-        if chosen.is_empty() || reference_chosen || chosen.iter().any(|&j| coef[j] > 0.0) {
-            continue;
-        }
-        let (&low, low_coef) = chosen
+        let lowering: Vec<usize> = chosen
             .iter()
-            .map(|j| (j, coef[*j]))
+            .copied()
+            .filter(|&j| coef[j] < 0.0 && columns.cols[j].index.len() * 10 >= x.nrows())
+            .collect();
+        let Some((low, low_coef)) = lowering
+            .iter()
+            .map(|&j| (j, coef[j]))
             .min_by(|a, b| a.1.total_cmp(&b.1))
-            .unwrap_or((&chosen[0], coef[chosen[0]]));
-        // Every lead moves by -low: the lowest chosen level to 0, the others up, the
-        // leads with none of them to -low.
+        else {
+            continue;
+        };
+        // Every lead moves by -low_coef, the lowering levels' leads less.
         intercept += low_coef;
         let var = |a: usize, b: Option<usize>| -> Option<f64> {
             let cov = covariance.as_ref()?;
@@ -1206,38 +1206,43 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
             }
             Some(v.max(0.0).sqrt())
         };
-        for &j in &chosen {
+        for &j in &lowering {
             if j != low {
                 se[j] = var(j, Some(low));
             }
         }
-        // Where one level is left and the levels cover every lead, that level is the
-        // "none of them".
+        // Where the levels cover every lead and one level is left, that level is "none
+        // of them".
         let rest: Vec<usize> = members(name)
             .into_iter()
-            .filter(|j| !chosen.contains(j))
+            .filter(|j| !lowering.contains(j))
             .collect();
         let covers = covering.iter().any(|(c, _)| c == name);
         if covers && rest.len() == 1 && !excluded[rest[0]] {
-            coef[rest[0]] = -low_coef;
-            se[rest[0]] = var(low, None);
-            stability[rest[0]] = stability[low];
+            let other = rest[0];
+            se[other] = if coef[other] == 0.0 {
+                var(low, None)
+            } else {
+                var(other, Some(low))
+            };
+            coef[other] -= low_coef;
+            stability[other] = stability[other].or(stability[low]);
         } else {
             complements.push(Complement {
                 attribute: name.to_string(),
-                levels: chosen.clone(),
+                levels: lowering.clone(),
                 coef: -low_coef,
                 se: var(low, None),
                 stability: stability[low],
             });
         }
-        for &j in &chosen {
+        for &j in &lowering {
             coef[j] -= low_coef;
             if j == low {
                 coef[j] = 0.0;
                 se[j] = None;
                 set_aside[j] = Some(format!(
-                    "0 points: the lowest level of {name}; the leads without the chosen levels of {name} get the points instead"
+                    "0 points: the lowest common level of {name}; the leads without it get the points instead"
                 ));
             }
         }

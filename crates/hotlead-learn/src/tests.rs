@@ -662,3 +662,65 @@ fn a_capacity_without_leads_per_week_says_so_instead_of_falling_back_silently() 
     assert_eq!(s.data.leads_per_week_source, "creation dates");
     assert!(s.thresholds.reason.contains("capacity of 40"));
 }
+
+#[test]
+fn a_rare_value_that_lowers_the_odds_keeps_negative_points_and_says_so_a_common_one_does_not() {
+    let mut rng = SplitMix::new(3);
+    let data: Vec<Example> = (0..6_000)
+        .map(|i| {
+            let roll = uniform(&mut rng);
+            let role = if roll < 0.05 {
+                "student"
+            } else if roll < 0.5 {
+                "manager"
+            } else {
+                "engineer"
+            };
+            // Cold calls are half the leads and win less than the rest.
+            let cold = uniform(&mut rng) < 0.5;
+            let eta =
+                -1.0 + if role == "student" { -2.5 } else { 0.0 } + if cold { -1.2 } else { 0.0 };
+            let won = uniform(&mut rng) < fit::sigmoid(eta);
+            example(
+                i,
+                won,
+                &[
+                    ("role", role),
+                    ("source", if cold { "cold call" } else { "web" }),
+                ],
+            )
+        })
+        .collect();
+    let s = suggested(run(
+        &data,
+        None,
+        &LearnOptions {
+            bootstrap: 0,
+            ..discovering()
+        },
+    ));
+    let student = s
+        .weights
+        .iter()
+        .find(|w| w.rule == "learned-role-student")
+        .unwrap();
+    assert!(student.suggested_points < 0, "{student:?}");
+    assert!(
+        student
+            .flag
+            .as_deref()
+            .is_some_and(|f| f.contains("rare value")),
+        "{student:?}"
+    );
+    // The common lowering value (cold calls) is the one worth 0: web leads get points.
+    let with_points: Vec<(&str, i64)> = s
+        .weights
+        .iter()
+        .filter(|w| w.rule.starts_with("learned-source") && w.suggested_points != 0)
+        .map(|w| (w.label.as_str(), w.suggested_points))
+        .collect();
+    assert_eq!(with_points.len(), 1, "{with_points:?}");
+    assert_eq!(with_points[0].0, "source = web");
+    assert!(with_points[0].1 > 0);
+    assert!(s.thresholds.hot > 0);
+}
