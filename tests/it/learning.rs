@@ -190,6 +190,43 @@ when = { attribute = "employees", gte = 1000 }
     assert!(suggested > current + 0.2, "{summary:#}");
     assert_eq!(summary["suggested"]["rules_with_points"], 1);
     assert_eq!(summary["suggested"]["rules"], "ours v5");
+
+    // Read as an analyst would: the text starts with what changes.
+    let text = hotlead(&[
+        "learn",
+        "--leads",
+        &data,
+        "--outcome",
+        "y=yes",
+        "--rules",
+        &rules,
+        "--split",
+        "order",
+    ])
+    .unwrap();
+    let first: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+    assert!(
+        first[0].contains("rules get points:") && first[0].contains("removed"),
+        "{text}"
+    );
+    assert!(
+        first.iter().any(|l| l.trim_start().starts_with("removed")
+            && l.contains("[retail]")
+            && l.contains("30 -> -")),
+        "{text}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("Thresholds: hot 30 -> ")),
+        "{text}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|l| l.starts_with("Hot list on the ") && l.contains("stay hot")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -638,7 +675,22 @@ fn the_review_loop_runs_from_the_command_line_on_the_embedded_database() {
         report.to_str().unwrap(),
     ])
     .unwrap();
-    assert!(std::fs::read_to_string(&report).unwrap().contains("<svg"));
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(report.contains("<svg"));
+    // The report leads with the diff and shows the selection path.
+    let diff = report.find("What changes").expect("the diff");
+    assert!(diff < report.find("Hold-out figures").unwrap());
+    assert!(report.contains("What each rule buys"));
+    let shown = hotlead(&["suggestions", "show", id, "--db", db]).unwrap();
+    // After its heading line, the notes and the diff.
+    assert!(
+        shown
+            .lines()
+            .skip(1)
+            .find(|l| !l.starts_with("NOTE:"))
+            .is_some_and(|l| l.contains("rules get points:")),
+        "{shown}"
+    );
     let error = hotlead(&["suggestions", "reject", id, "--db", db, "--reason", " "])
         .unwrap_err()
         .to_string();
@@ -847,6 +899,8 @@ async fn an_analyst_approves_a_suggestion_on_its_page_and_the_active_rules_chang
     let text = driver.text().await;
     for expected in [
         "pending review",
+        "What changes",
+        "Hot threshold:",
         "Hold-out AUC",
         "Top-decile lift",
         "Points: current and suggested",

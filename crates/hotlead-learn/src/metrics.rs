@@ -198,6 +198,10 @@ pub fn threshold_nearest_share(scores: &[f64], share: f64) -> Option<f64> {
     let mut sorted = scores.to_vec();
     sorted.sort_by(|a, b| b.total_cmp(a));
     let n = sorted.len() as f64;
+    // Every lead scores alike: no threshold tells them apart, so nobody is hot.
+    if sorted[0] == sorted[sorted.len() - 1] {
+        return Some(sorted[0].floor() + 1.0);
+    }
     let mut best: Option<(f64, f64)> = None;
     let mut i = 0;
     while i < sorted.len() {

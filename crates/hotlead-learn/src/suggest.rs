@@ -1106,8 +1106,23 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
             }
         })
         .collect();
+    // A model with no rule scores every lead alike: where the best model has rules, the
+    // smallest path model that predicts better than none is used instead.
+    let helps = |i: usize| rules_at[i] > 0 && curve.loss[i] < curve.loss[0];
+    let fallback = (rules_at[chosen_index] == 0)
+        .then(|| (0..=best).find(|&i| helps(i) && rules_at[i] <= cap))
+        .flatten();
+    let chosen_index = fallback.unwrap_or(chosen_index);
     let one_se_rules = rules_at[one_se_index];
-    let explanation = if chosen_index == one_se_index {
+    let explanation = if fallback.is_some() {
+        format!(
+            "{} rules: the one-standard-error choice keeps none, which would score every lead alike; the smallest model that predicts better than none is used (the best has {})",
+            rules_at[chosen_index], rules_at[best]
+        )
+    } else if rules_at[chosen_index] == 0 {
+        "no rule predicts winning better than the share of won deals does on these outcomes"
+            .to_string()
+    } else if chosen_index == one_se_index {
         format!(
             "{one_se_rules} rules: the fewest whose cross-validated log loss ({folds} folds of the training leads) is within one standard error of the best ({} rules)",
             rules_at[best]
