@@ -206,7 +206,7 @@ when = { attribute = "employees", gte = 1000 }
     .unwrap();
     let first: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
     assert!(
-        first[0].contains("rules get points:") && first[0].contains("removed"),
+        first[0].contains(" points: ") && first[0].contains("removed"),
         "{text}"
     );
     assert!(
@@ -688,7 +688,7 @@ fn the_review_loop_runs_from_the_command_line_on_the_embedded_database() {
             .lines()
             .skip(1)
             .find(|l| !l.starts_with("NOTE:"))
-            .is_some_and(|l| l.contains("rules get points:")),
+            .is_some_and(|l| l.contains(" points: ")),
         "{shown}"
     );
     let error = hotlead(&["suggestions", "reject", id, "--db", db, "--reason", " "])

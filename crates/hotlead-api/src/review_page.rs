@@ -331,6 +331,11 @@ pub(crate) fn suggestion_view(
             .map(|b| format!(" · for rules {} v{}", escape(&b.name), b.version))
             .unwrap_or_default()
     ));
+    // The review starts with what changes.
+    body.push_str(&format!(
+        "</div><div class=\"card\" id=\"diff\">{}</div><div class=\"card\">",
+        hotlead_learn::report::diff_html(s)
+    ));
     // The headline: what the analyst weighs.
     let d = &s.data;
     let auc = |e: Option<&hotlead_learn::Evaluation>| {
@@ -356,8 +361,7 @@ pub(crate) fn suggestion_view(
          <tr><td>Top-decile lift</td><td class=\"pts\">{}</td><td class=\"pts\">{}</td></tr>\
          <tr><td>Hot at</td><td class=\"pts\">{}</td><td class=\"pts\">{}</td></tr>\
          <tr><td>Hot share of the hold-out</td><td class=\"pts\">{}</td><td class=\"pts\">{}</td></tr></table>\
-         <p class=\"ev\">Thresholds: {}</p></div>\
-         <div class=\"card\" id=\"diff\">{}</div>",
+         <p class=\"ev\">Thresholds: {}</p></div>",
         d.outcomes,
         d.won,
         d.lost,
@@ -371,7 +375,6 @@ pub(crate) fn suggestion_view(
         share(current),
         share(suggested),
         escape(&s.thresholds.reason),
-        hotlead_learn::report::diff_html(s),
     ));
     // Current against suggested points, side by side.
     body.push_str("<h2>Points: current and suggested</h2><div class=\"card\"><table id=\"weights\"><tr><td>rule</td><td class=\"pts\">current</td><td class=\"pts\">suggested</td><td class=\"pts\">range</td></tr>");

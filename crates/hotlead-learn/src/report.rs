@@ -229,6 +229,15 @@ pub fn charts(s: &Suggestion) -> String {
     html
 }
 
+/// "1 rule gets", "3 rules get".
+fn gets(rules: usize) -> String {
+    format!(
+        "{} {}",
+        crate::suggest::count_of(rules),
+        if rules == 1 { "gets" } else { "get" }
+    )
+}
+
 fn points_text(p: f64) -> String {
     crate::discover::format_number(p)
 }
@@ -253,8 +262,8 @@ pub fn diff_lines(s: &Suggestion) -> Vec<String> {
         )
     };
     out.push(format!(
-        "{} rules get points: {} added, {} removed, {} changed, {} unchanged. {}.",
-        s.weights.iter().filter(|w| w.suggested_points != 0).count(),
+        "{} points: {} added, {} removed, {} changed, {} unchanged. {}.",
+        gets(s.weights.iter().filter(|w| w.suggested_points != 0).count()),
         d.added.len(),
         d.removed.len(),
         d.changed.len(),
@@ -313,14 +322,14 @@ pub fn diff_html(s: &Suggestion) -> String {
     for notice in &s.notices {
         let _ = write!(
             html,
-            "<p class=\"notice\"><b>Note:</b> {}</p>",
+            "<p class=\"caution\"><b>Note:</b> {}</p>",
             escape(notice)
         );
     }
     let _ = write!(
         html,
-        "<h2>What changes</h2><p>{} rules get points: <b>{} added, {} removed, {} changed</b>, {} unchanged. {}.</p>",
-        s.weights.iter().filter(|w| w.suggested_points != 0).count(),
+        "<h2>What changes</h2><p>{} points: <b>{} added, {} removed, {} changed</b>, {} unchanged. {}.</p>",
+        gets(s.weights.iter().filter(|w| w.suggested_points != 0).count()),
         d.added.len(),
         d.removed.len(),
         d.changed.len(),
@@ -482,7 +491,7 @@ pub fn render(title: &str, s: &Suggestion) -> String {
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{t}</title><style>
 body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem;color:#222}}
 table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}}
-th:first-child,td:first-child{{text-align:left}}.flag{{color:#a15c00}}.notice{{background:#fff4e0;border-left:4px solid #e0a030;padding:.5rem}}figure{{display:inline-block;margin:.5rem}}
+th:first-child,td:first-child{{text-align:left}}.flag{{color:#a15c00}}.caution{{background:#fff4e0;border-left:4px solid #b45309;padding:.5rem}}figure{{display:inline-block;margin:.5rem}}
 figcaption{{font-weight:600;font-size:.9rem}}@media print{{body{{margin:0}}figure{{break-inside:avoid}}}}
 </style></head><body><h1>Suggested rule weights</h1><p>Suggestion <code>{t}</code>"#,
         t = escape(title)

@@ -351,16 +351,15 @@ impl<'a> State<'a> {
         tolerance: &Tolerance,
     ) {
         let threshold = 2.0 * lambda - previous;
-        for j in 0..self.beta.len() {
-            self.screened[j] =
-                self.usable[j] && (self.beta[j] != 0.0 || gradient[j].abs() >= threshold);
+        for (j, g) in gradient.iter().enumerate() {
+            self.screened[j] = self.usable[j] && (self.beta[j] != 0.0 || g.abs() >= threshold);
         }
         loop {
             self.solve(lambda, tolerance);
             *gradient = self.gradient();
             let mut violated = false;
-            for j in 0..self.beta.len() {
-                if self.usable[j] && !self.screened[j] && gradient[j].abs() > lambda {
+            for (j, g) in gradient.iter().enumerate() {
+                if self.usable[j] && !self.screened[j] && g.abs() > lambda {
                     self.screened[j] = true;
                     violated = true;
                 }

@@ -957,6 +957,15 @@ pub fn learn(
     })))
 }
 
+/// "1 rule", "3 rules".
+pub(crate) fn count_of(rules: usize) -> String {
+    if rules == 1 {
+        "1 rule".to_string()
+    } else {
+        format!("{rules} rules")
+    }
+}
+
 /// The training part, as the rule choice sees it.
 struct Training<'a> {
     x: &'a Array2<f64>,
@@ -1116,21 +1125,23 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
     let one_se_rules = rules_at[one_se_index];
     let explanation = if fallback.is_some() {
         format!(
-            "{} rules: the one-standard-error choice keeps none, which would score every lead alike; the smallest model that predicts better than none is used (the best has {})",
-            rules_at[chosen_index], rules_at[best]
+            "{}: the one-standard-error choice keeps none, which would score every lead alike; the smallest model that predicts better than none is used (the best has {})",
+            count_of(rules_at[chosen_index]),
+            count_of(rules_at[best])
         )
     } else if rules_at[chosen_index] == 0 {
         "no rule predicts winning better than the share of won deals does on these outcomes"
             .to_string()
     } else if chosen_index == one_se_index {
         format!(
-            "{one_se_rules} rules: the fewest whose cross-validated log loss ({folds} folds of the training leads) is within one standard error of the best ({} rules)",
-            rules_at[best]
+            "{}: the fewest whose cross-validated log loss ({folds} folds of the training leads) is within one standard error of the best ({})",
+            count_of(one_se_rules),
+            count_of(rules_at[best])
         )
     } else {
         format!(
-            "{} rules: the one-standard-error choice keeps {one_se_rules}, more than the cap of {cap} (--max-rules); the path's model with at most {cap} rules is used",
-            rules_at[chosen_index]
+            "{}: the one-standard-error choice keeps {one_se_rules}, more than the cap of {cap} (--max-rules); the path's model with at most {cap} rules is used",
+            count_of(rules_at[chosen_index])
         )
     };
     let l1 = &full[chosen_index];
