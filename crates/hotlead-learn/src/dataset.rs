@@ -106,33 +106,23 @@ pub fn examples(
             });
             continue;
         };
-        let decided_at = match date_column.map(|c| (c, &row.values[c])) {
-            None | Some((_, None)) => default_decided_at,
-            Some((c, Some(text))) => match parse_date(text) {
-                Some(date) => date,
-                None => {
-                    rejected.push(RowError {
-                        line: row.line,
-                        field: Some(table.headers[c].clone()),
-                        message: format!("expected a date like 2026-03-31, got {text:?}"),
-                    });
-                    continue;
-                }
-            },
+        // A date column's value: none, a date, or a row rejected naming the field.
+        let date = |column: Option<usize>| -> Result<Option<DateTime<Utc>>, RowError> {
+            match column.map(|c| (c, &row.values[c])) {
+                None | Some((_, None)) => Ok(None),
+                Some((c, Some(text))) => parse_date(text).map(Some).ok_or_else(|| RowError {
+                    line: row.line,
+                    field: Some(table.headers[c].clone()),
+                    message: format!("expected a date like 2026-03-31, got {text:?}"),
+                }),
+            }
         };
-        let created_at = match created_column.map(|c| (c, &row.values[c])) {
-            None | Some((_, None)) => None,
-            Some((c, Some(text))) => match parse_date(text) {
-                Some(date) => Some(date),
-                None => {
-                    rejected.push(RowError {
-                        line: row.line,
-                        field: Some(table.headers[c].clone()),
-                        message: format!("expected a date like 2026-03-31, got {text:?}"),
-                    });
-                    continue;
-                }
-            },
+        let (decided_at, created_at) = match (date(date_column), date(created_column)) {
+            (Ok(decided), Ok(created)) => (decided.unwrap_or(default_decided_at), created),
+            (Err(e), _) | (_, Err(e)) => {
+                rejected.push(e);
+                continue;
+            }
         };
         let id = id_column
             .and_then(|c| row.values[c].clone())
@@ -201,5 +191,27 @@ mod tests {
             Err(DatasetError::OutcomeExcluded("y".into()))
         );
         assert!("y".parse::<OutcomeSpec>().is_err());
+    }
+
+    #[test]
+    fn a_creation_date_is_read_and_never_an_attribute_and_a_bad_one_names_its_field() {
+        let table = read_table(
+            "lead_id,created_at,plan,y\n\
+             a,2026-01-02,pro,yes\n\
+             b,,free,no\n\
+             c,soon,free,no\n",
+            None,
+        )
+        .unwrap();
+        let now = parse_date("2026-06-01").unwrap();
+        let (got, rejected) = examples(&table, &"y=yes".parse().unwrap(), &[], now).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].created_at, parse_date("2026-01-02"));
+        assert_eq!(got[1].created_at, None);
+        assert_eq!(got[0].decided_at, now);
+        assert!(got[0].lead.get("created_at").is_none());
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].line, 4);
+        assert_eq!(rejected[0].field.as_deref(), Some("created_at"));
     }
 }
