@@ -529,8 +529,9 @@ pub fn review_note(
     let s = &stored.suggestion;
     let current = s.current.as_ref().map(|c| c.auc);
     let mut body = format!(
-        "A suggestion of new rule weights waits for review: {}.\n\nLearned from {} closed deals ({} won, {} lost), evaluated on {} held out.\nHold-out AUC: {} current, {:.3} suggested. Top-decile lift: {:.2}.\nSuggested hot threshold: {} ({}).\n",
+        "A suggestion of new rule weights waits for review: {}.\n\n{}\n\nLearned from {} closed deals ({} won, {} lost), evaluated on {} held out.\nHold-out AUC: {} current, {:.3} suggested. Top-decile lift: {:.2}.\nSuggested hot threshold: {} ({}).\n",
         stored.id,
+        hotlead_learn::report::diff_lines(s).join("\n"),
         s.data.outcomes,
         s.data.won,
         s.data.lost,

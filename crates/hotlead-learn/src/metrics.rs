@@ -190,12 +190,14 @@ pub fn threshold_for_share(scores: &[f64], share: f64) -> Option<f64> {
 }
 
 /// The threshold whose share of `scores` at or above it is nearest `share` (of two as
-/// near, the higher threshold): ties in the scores make some shares unreachable.
+/// near, the higher threshold), among thresholds that leave someone above: ties in the
+/// scores make some shares unreachable, and rules cannot split the top group. Where every
+/// score is alike, the threshold above them all. Scores that are not numbers are left out.
 pub fn threshold_nearest_share(scores: &[f64], share: f64) -> Option<f64> {
-    if scores.is_empty() || share <= 0.0 {
+    let mut sorted: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+    if sorted.is_empty() || share <= 0.0 {
         return None;
     }
-    let mut sorted = scores.to_vec();
     sorted.sort_by(|a, b| b.total_cmp(a));
     let n = sorted.len() as f64;
     // Every lead scores alike: no threshold tells them apart, so nobody is hot.
@@ -223,6 +225,27 @@ pub fn threshold_nearest_share(scores: &[f64], share: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nearest_share_threshold_keeps_the_top_group_and_ignores_what_is_not_a_number() {
+        // 70 % share at 10 vs 0 % above it: the top group stays hot (rules cannot split
+        // a tie); nearest among the thresholds that keep someone hot.
+        assert_eq!(
+            threshold_nearest_share(&[10.0, 10.0, 10.0, 0.0, 5.0], 0.1),
+            Some(10.0)
+        );
+        assert_eq!(
+            threshold_nearest_share(&[4.0, 3.0, 2.0, 1.0], 0.5),
+            Some(3.0)
+        );
+        // All alike: nobody.
+        assert_eq!(threshold_nearest_share(&[2.0, 2.0], 0.1), Some(3.0));
+        // A score that is not a number is left out (and never stalls it).
+        assert_eq!(
+            threshold_nearest_share(&[f64::NAN, 1.0, 0.0], 0.5),
+            Some(1.0)
+        );
+    }
 
     #[test]
     fn auc_of_known_orders() {

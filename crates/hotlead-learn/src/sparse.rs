@@ -419,9 +419,13 @@ impl<'a> State<'a> {
                 ax[j] = s;
                 axx[j] = ss;
             }
-            // The true residual is e_i + shift.
-            let mut shift = 0.0;
-            let mut biggest_outer: f64 = 0.0;
+            // The intercept first: it moves even where no weight does (a warm start from
+            // another sample's intercept). The true residual is e_i + shift.
+            let db = sum_ae / total_a;
+            self.b += db;
+            let mut shift = -db;
+            sum_ae = 0.0;
+            let mut biggest_outer: f64 = total_a * db * db;
             let mut active: Vec<usize> = (0..p).filter(|&j| self.beta[j] != 0.0).collect();
             let mut sweep_all = true;
             let mut sweeps = 0;
@@ -882,6 +886,31 @@ mod tests {
         for (j, _) in truth {
             assert!(freq[j] >= 0.9, "{j}: {}", freq[j]);
         }
+    }
+
+    #[test]
+    fn a_warm_start_with_a_wrong_intercept_still_ends_at_the_right_one() {
+        // Above the top penalty every weight stays 0; the intercept must still move to
+        // the log-odds of the win rate, whatever it started from.
+        let (x, y) = planted(2_000, 3, &[(0, 1.0)], 13);
+        let columns = Columns::from_dense(x.view());
+        let excluded = [false; 3];
+        let problem = problem(&columns, &y, &excluded);
+        let top = lambdas(problem, 2, 0.5)[0];
+        let start = Solution {
+            lambda: top,
+            coef: vec![0.0; 3],
+            intercept: 0.0,
+        };
+        let fit = fit_at(problem, top * 1.01, Some(&start), &Tolerance::default());
+        let rate = y.iter().filter(|w| **w).count() as f64 / y.len() as f64;
+        assert_eq!(fit.active(), 0);
+        assert!(
+            (fit.intercept - (rate / (1.0 - rate)).ln()).abs() < 1e-4,
+            "{} vs {}",
+            fit.intercept,
+            (rate / (1.0 - rate)).ln()
+        );
     }
 
     #[test]

@@ -850,11 +850,19 @@ pub fn learn(
         .filter(|s| *s > hot_share && *s <= 0.8)
         .unwrap_or((hot_share * 3.0).min(0.6));
     let max_score = suggested_train.iter().copied().fold(f64::MIN, f64::max);
-    let hot = metrics::threshold_nearest_share(&suggested_train, hot_share)
-        .map_or(max_score.ceil() as i64 + 1, |t| t.ceil() as i64);
-    let warm = metrics::threshold_nearest_share(&suggested_train, warm_share)
-        .map_or(hot - 1, |t| t.ceil() as i64)
-        .min(hot - 1);
+    let min_score = suggested_train.iter().copied().fold(f64::MAX, f64::min);
+    let (hot, warm) = if max_score <= min_score {
+        // Every lead scores alike: nobody hot, nobody warm.
+        let top = max_score.ceil() as i64;
+        (top + 2, top + 1)
+    } else {
+        let hot = metrics::threshold_nearest_share(&suggested_train, hot_share)
+            .map_or(max_score.ceil() as i64 + 1, |t| t.ceil() as i64);
+        let warm = metrics::threshold_nearest_share(&suggested_train, warm_share)
+            .map_or(hot - 1, |t| t.ceil() as i64)
+            .min(hot - 1);
+        (hot, warm)
+    };
     let gap = (hot - warm).max(1);
     let thresholds = Thresholds {
         hot,
@@ -1253,6 +1261,8 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
             };
             coef[other] -= low_coef;
             stability[other] = stability[other].or(stability[low]);
+            // It may have been the reference: it has points now.
+            set_aside[other] = None;
         } else {
             complements.push(Complement {
                 attribute: name.to_string(),
@@ -1338,7 +1348,8 @@ fn diff(input: &DiffInput<'_>) -> Diff {
         match (current, suggested) {
             (None, Some(_)) => out.added.push(change),
             (Some(_), None) => out.removed.push(change),
-            (Some(c), Some(s)) if (c - s as f64).abs() >= 0.5 => out.changed.push(change),
+            // Whole points: a current 2.5 kept as 3 is not a change.
+            (Some(c), Some(s)) if (c - s as f64).abs() > 0.5 => out.changed.push(change),
             (Some(_), Some(_)) => out.unchanged += 1,
             (None, None) => {}
         }

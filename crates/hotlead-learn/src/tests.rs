@@ -724,3 +724,27 @@ fn a_rare_value_that_lowers_the_odds_keeps_negative_points_and_says_so_a_common_
     assert!(with_points[0].1 > 0);
     assert!(s.thresholds.hot > 0);
 }
+
+#[test]
+fn when_no_rule_tells_leads_apart_nobody_is_hot_or_warm_and_the_suggestion_says_why() {
+    let data: Vec<Example> = (0..300)
+        .map(|i| example(i, i % 3 == 0, &[("region", "east")]))
+        .collect();
+    let s = suggested(run(
+        &data,
+        None,
+        &LearnOptions {
+            bootstrap: 0,
+            ..discovering()
+        },
+    ));
+    assert!(rules_with_points(&s).is_empty());
+    assert!(
+        s.selection.explanation.contains("no rule predicts"),
+        "{}",
+        s.selection.explanation
+    );
+    let hot = s.suggested.bands.iter().find(|b| b.band == "hot").unwrap();
+    let warm = s.suggested.bands.iter().find(|b| b.band == "warm").unwrap();
+    assert_eq!((hot.leads, warm.leads), (0, 0), "{:?}", s.thresholds);
+}
