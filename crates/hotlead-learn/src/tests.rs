@@ -416,6 +416,18 @@ fn uniform(rng: &mut SplitMix) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Discovery with the defaults, no bootstrap refits (they do not change the rules).
+fn without_bootstrap(data: &[Example]) -> Box<crate::Suggestion> {
+    suggested(run(
+        data,
+        None,
+        &LearnOptions {
+            bootstrap: 0,
+            ..discovering()
+        },
+    ))
+}
+
 /// Ids of the rules that get points.
 fn rules_with_points(s: &crate::Suggestion) -> Vec<&str> {
     let mut ids: Vec<&str> = s
@@ -502,14 +514,7 @@ fn complementary_levels_and_bins_never_both_get_points() {
             )
         })
         .collect();
-    let s = suggested(run(
-        &data,
-        None,
-        &LearnOptions {
-            bootstrap: 0,
-            ..discovering()
-        },
-    ));
+    let s = without_bootstrap(&data);
     let points = |prefix: &str| -> Vec<(String, i64)> {
         s.weights
             .iter()
@@ -549,14 +554,7 @@ fn a_single_level_attribute_gets_points_for_its_level_only_and_a_constant_one_no
             example(i, won, &attributes)
         })
         .collect();
-    let s = suggested(run(
-        &data,
-        None,
-        &LearnOptions {
-            bootstrap: 0,
-            ..discovering()
-        },
-    ));
+    let s = without_bootstrap(&data);
     assert_eq!(rules_with_points(&s), ["learned-newsletter-yes"]);
     let missing = s
         .weights
@@ -691,14 +689,7 @@ fn a_rare_value_that_lowers_the_odds_keeps_negative_points_and_says_so_a_common_
             )
         })
         .collect();
-    let s = suggested(run(
-        &data,
-        None,
-        &LearnOptions {
-            bootstrap: 0,
-            ..discovering()
-        },
-    ));
+    let s = without_bootstrap(&data);
     let student = s
         .weights
         .iter()
@@ -730,14 +721,7 @@ fn when_no_rule_tells_leads_apart_nobody_is_hot_or_warm_and_the_suggestion_says_
     let data: Vec<Example> = (0..300)
         .map(|i| example(i, i % 3 == 0, &[("region", "east")]))
         .collect();
-    let s = suggested(run(
-        &data,
-        None,
-        &LearnOptions {
-            bootstrap: 0,
-            ..discovering()
-        },
-    ));
+    let s = without_bootstrap(&data);
     assert!(rules_with_points(&s).is_empty());
     assert!(
         s.selection.explanation.contains("no rule predicts"),
