@@ -49,6 +49,24 @@ pub(crate) struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Ends the WebDriver session first, which quits the browser: killing chromedriver
+        // alone leaves chromium and its helpers running after the test.
+        if let Some(address) = self.url.strip_prefix("http://")
+            && !self.session.is_empty()
+            && let Ok(mut stream) = std::net::TcpStream::connect(address)
+        {
+            use std::io::{Read, Write};
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            if stream.write_all(request.as_bytes()).is_ok() {
+                // Its answer comes once the browser has quit.
+                let mut answer = [0u8; 512];
+                let _ = stream.read(&mut answer);
+            }
+        }
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
@@ -933,6 +951,9 @@ async fn hot_lead_and_its_link(
         .as_str()
         .unwrap()
         .to_string();
+    // Scored warm on the form alone before the visits arrive, so the lead's history is
+    // always — → WARM, then WARM → HOT (the scorer may otherwise see everything at once).
+    app.wait_for_lead(&lead_id, |l| l["band"] == "warm").await;
     for i in 0..3 {
         let call = json!({"type": "page", "messageId": format!("lp-{i}"), "anonymousId": "page-browser",
             "timestamp": (chrono::Utc::now() - chrono::Duration::minutes(10 - i)).to_rfc3339(),
