@@ -1,13 +1,11 @@
-//! L2-regularised logistic regression (linfa-logistic) on standardised features, with the
-//! regularisation strength chosen by stratified cross-validation on the training part
-//! only, and standard errors from the Fisher information.
+//! L2-regularised logistic regression (linfa-logistic) on standardised features at a
+//! given strength, with the covariance of the weights from the Fisher information; the
+//! seeded shuffles and stratified folds the rule choice cross-validates on.
 
 use linfa::traits::Fit;
 use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2, ArrayView2, Axis, ShapeBuilder};
 use serde::{Deserialize, Serialize};
-
-use crate::metrics;
 
 /// A deterministic shuffle source (SplitMix64): the same seed gives the same splits.
 #[derive(Debug, Clone)]
@@ -37,17 +35,6 @@ impl SplitMix {
 
 /// A cross-validation split: (training rows, validation rows).
 pub type CvSplit = (Vec<usize>, Vec<usize>);
-
-/// Forward chaining over rows in time order: `k` splits, each validating on the next
-/// block of rows after the ones it trains on, so the chosen `C` is the one that
-/// predicts later leads best.
-pub fn forward_splits(n: usize, k: usize) -> Vec<CvSplit> {
-    let blocks = k.max(1) + 1;
-    let edge = |b: usize| b * n / blocks;
-    (1..blocks)
-        .map(|b| ((0..edge(b)).collect(), (edge(b)..edge(b + 1)).collect()))
-        .collect()
-}
 
 /// Stratified k-fold: each fold validates once, trained on the others.
 pub fn stratified_splits(y: &[bool], k: usize, seed: u64) -> Vec<CvSplit> {
@@ -98,40 +85,26 @@ pub enum FitError {
 /// How to fit.
 #[derive(Debug, Clone)]
 pub struct FitOptions {
-    /// Candidate inverse regularisation strengths (scikit-learn's `C`; alpha = 1/C).
-    pub c_grid: Vec<f64>,
+    /// The inverse regularisation strength (scikit-learn's `C`; alpha = 1/C).
+    pub c: f64,
+    /// Cross-validation folds (of the rule choice).
     pub folds: usize,
     pub seed: u64,
     pub max_iterations: u64,
     /// Stop when the gradient of the mean loss is below this.
     pub tolerance: f64,
-    /// Use this `C` and skip the cross-validation.
-    pub fixed_c: Option<f64>,
-    /// The rows are in time order: cross-validate forward (train on earlier rows,
-    /// validate on later ones) instead of on random folds.
-    pub time_ordered: bool,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
         FitOptions {
-            c_grid: vec![0.001, 0.01, 0.1, 1.0, 10.0, 100.0],
+            c: 1.0,
             folds: 5,
             seed: 0,
             max_iterations: 300,
             tolerance: 1e-4,
-            fixed_c: None,
-            time_ordered: false,
         }
     }
-}
-
-/// One point of the cross-validation: mean hold-out log loss and AUC over the folds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CvPoint {
-    pub c: f64,
-    pub log_loss: f64,
-    pub auc: f64,
 }
 
 /// A fitted model in the features' own units.
@@ -141,14 +114,11 @@ pub struct Model {
     pub coef: Vec<f64>,
     /// Per input column: the standard error of `coef` (`None` for a dropped column).
     pub se: Vec<Option<f64>>,
-    /// Per input column: the weight per standard deviation (for ranking importance).
-    pub coef_std: Vec<f64>,
     pub intercept: f64,
     /// Columns with one value on the training rows: they carry no information.
     pub constant: Vec<usize>,
-    /// The chosen `C` and the cross-validation behind it.
+    /// The `C` it was fitted with.
     pub c: f64,
-    pub cv: Vec<CvPoint>,
     /// The covariance of `coef` (input columns × input columns; 0 for a dropped
     /// column), `None` where the information matrix is singular.
     #[serde(skip)]
@@ -189,14 +159,13 @@ fn moments(x: ArrayView2<f64>) -> (Array1<f64>, Array1<f64>) {
     (mean, (var / n).mapv(f64::sqrt))
 }
 
-/// Fits once on standardised features with a fixed alpha, optionally starting from an
-/// earlier solution (warm start); returns (weights, intercept) for P(won).
+/// Fits once on standardised features with a fixed alpha; returns (weights, intercept)
+/// for P(won).
 fn fit_standardised(
     z: &Array2<f64>,
     y: &[bool],
     alpha: f64,
     options: &FitOptions,
-    start: Option<(&Array1<f64>, f64)>,
 ) -> Result<(Array1<f64>, f64), FitError> {
     // linfa models the probability of the more frequent class (on a tie, the first seen).
     let won = y.iter().filter(|&&w| w).count();
@@ -209,67 +178,17 @@ fn fit_standardised(
     let targets = Array1::from(y.to_vec());
     let dataset = linfa::DatasetBase::new(z.view(), targets);
     let n = z.nrows().max(1) as f64;
-    let mut params = LogisticRegression::default()
+    let model = LogisticRegression::default()
         .alpha(alpha)
         .max_iterations(options.max_iterations)
-        .gradient_tolerance(options.tolerance * n);
-    if let Some((w, b)) = start {
-        let mut initial = Array1::zeros(w.len() + 1);
-        for (target, value) in initial.iter_mut().zip(w.iter()) {
-            *target = sign * value;
-        }
-        initial[w.len()] = sign * b;
-        params = params.initial_params(initial);
-    }
-    let model = params
+        .gradient_tolerance(options.tolerance * n)
         .fit(&dataset)
         .map_err(|e| FitError::Solver(e.to_string()))?;
     Ok((model.params() * sign, model.intercept() * sign))
 }
 
-/// The given rows, column-major (see `fit`).
-fn select_rows(x: &Array2<f64>, rows: &[usize]) -> Array2<f64> {
-    Array2::from_shape_fn((rows.len(), x.ncols()).f(), |(i, j)| x[[rows[i], j]])
-}
-
-/// A fold's hold-out (log loss, AUC) per `C`, or why it failed.
-type FoldPath = Result<Vec<(f64, f64)>, FitError>;
-
-/// One fold's path: hold-out (log loss, AUC) for each `C` of the grid, in order, each fit
-/// starting from the previous one. Empty when the fold cannot be used.
-fn fold_path(
-    z: &Array2<f64>,
-    y: &[bool],
-    (train, test): &CvSplit,
-    grid: &[f64],
-    options: &FitOptions,
-) -> Result<Vec<(f64, f64)>, FitError> {
-    let y_train: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-    let y_test: Vec<bool> = test.iter().map(|&i| y[i]).collect();
-    if y_train.iter().all(|&w| w) || y_train.iter().all(|&w| !w) || test.is_empty() {
-        return Ok(Vec::new());
-    }
-    let z_train = select_rows(z, train);
-    let z_test = select_rows(z, test);
-    let mut previous: Option<(Array1<f64>, f64)> = None;
-    let mut out = Vec::with_capacity(grid.len());
-    for &c in grid {
-        let (w, b) = fit_standardised(
-            &z_train,
-            &y_train,
-            1.0 / c,
-            options,
-            previous.as_ref().map(|(w, b)| (w, *b)),
-        )?;
-        let p: Vec<f64> = (z_test.dot(&w) + b).mapv(sigmoid).to_vec();
-        out.push((metrics::log_loss(&p, &y_test), metrics::auc(&p, &y_test)));
-        previous = Some((w, b));
-    }
-    Ok(out)
-}
-
-/// Fits the model: drops constant columns, chooses `C` by cross-validation (mean hold-out
-/// log loss) and refits on all training rows.
+/// Fits the model at `options.c`: drops constant columns, standardises the others, and
+/// gives weights and their covariance in the columns' own units.
 pub fn fit(x: ArrayView2<f64>, y: &[bool], options: &FitOptions) -> Result<Model, FitError> {
     if y.iter().all(|&w| w) || y.iter().all(|&w| !w) {
         return Err(FitError::OneClass);
@@ -288,72 +207,9 @@ pub fn fit(x: ArrayView2<f64>, y: &[bool], options: &FitOptions) -> Result<Model
         (x[[i, kept[k]]] - mean_k[k]) / sd_k[k]
     });
 
-    // Cross-validation along the path from strong to weak regularisation, each fit
-    // starting from the previous one of its fold.
-    let mut grid = options.c_grid.clone();
-    grid.sort_by(f64::total_cmp);
-    let mut cv = Vec::new();
-    if options.fixed_c.is_none() {
-        let folds = if options.time_ordered {
-            forward_splits(y.len(), options.folds.max(2))
-        } else {
-            stratified_splits(y, options.folds.max(2), options.seed)
-        };
-        // The folds are independent: as many at once as there are cores (each holds a
-        // copy of its training rows), results kept in fold order.
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, folds.len());
-        let paths: Vec<FoldPath> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    let (folds, z, grid) = (&folds, &z, &grid);
-                    scope.spawn(move || {
-                        (w..folds.len())
-                            .step_by(workers)
-                            .map(|k| (k, fold_path(z, y, &folds[k], grid, options)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            let mut by_fold: Vec<(usize, FoldPath)> = Vec::new();
-            for handle in handles {
-                match handle.join() {
-                    Ok(done) => by_fold.extend(done),
-                    Err(_) => by_fold.push((
-                        usize::MAX,
-                        Err(FitError::Solver("a fold's fit panicked".into())),
-                    )),
-                }
-            }
-            by_fold.sort_by_key(|(k, _)| *k);
-            by_fold.into_iter().map(|(_, path)| path).collect()
-        });
-        let mut sums = vec![(0.0, 0.0, 0.0); grid.len()];
-        for path in paths {
-            for (g, (loss, auc)) in path?.into_iter().enumerate() {
-                sums[g].0 += loss;
-                sums[g].1 += auc;
-                sums[g].2 += 1.0;
-            }
-        }
-        for (&c, (loss, auc, used)) in grid.iter().zip(sums) {
-            if used > 0.0 {
-                cv.push(CvPoint {
-                    c,
-                    log_loss: loss / used,
-                    auc: auc / used,
-                });
-            }
-        }
-    }
-    let c = options.fixed_c.unwrap_or_else(|| {
-        cv.iter()
-            .min_by(|a, b| a.log_loss.total_cmp(&b.log_loss))
-            .map_or(1.0, |p| p.c)
-    });
+    let c = options.c;
     let alpha = 1.0 / c;
-    let (w, b) = fit_standardised(&z, y, alpha, options, None)?;
+    let (w, b) = fit_standardised(&z, y, alpha, options)?;
     let cov_std = covariance_std(&z, &w, b, alpha);
     let se_std: Vec<Option<f64>> = match &cov_std {
         Some(cov) => (0..kept.len())
@@ -372,23 +228,19 @@ pub fn fit(x: ArrayView2<f64>, y: &[bool], options: &FitOptions) -> Result<Model
     });
 
     let mut coef = vec![0.0; x.ncols()];
-    let mut coef_std = vec![0.0; x.ncols()];
     let mut se = vec![None; x.ncols()];
     let mut intercept = b;
     for (k, &j) in kept.iter().enumerate() {
         coef[j] = w[k] / sd_k[k];
-        coef_std[j] = w[k];
         se[j] = se_std.get(k).copied().flatten().map(|s| s / sd_k[k]);
         intercept -= w[k] * mean_k[k] / sd_k[k];
     }
     Ok(Model {
         coef,
         se,
-        coef_std,
         intercept,
         constant,
         c,
-        cv,
         covariance,
     })
 }
@@ -458,12 +310,6 @@ fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
     Some(l)
 }
 
-/// The diagonal of the inverse of a symmetric positive-definite matrix, by Cholesky.
-#[cfg(test)]
-fn cholesky_inverse_diagonal(a: &Array2<f64>) -> Option<Vec<f64>> {
-    cholesky_inverse(a).map(|inverse| inverse.diag().to_vec())
-}
-
 /// Fits `P(won) = sigmoid(a + b·score)` on one column of scores (Platt scaling), so that a
 /// points-based score can be read as a probability. Scores with no spread give the base
 /// rate.
@@ -478,7 +324,7 @@ pub fn calibrate(scores: &[f64], y: &[bool]) -> (f64, f64) {
     }
     let z = Array2::from_shape_fn((scores.len(), 1), |(i, _)| (scores[i] - mean) / sd);
     // Practically unregularised: one feature, plenty of rows.
-    match fit_standardised(&z, y, 1e-6, &FitOptions::default(), None) {
+    match fit_standardised(&z, y, 1e-6, &FitOptions::default()) {
         Ok((w, b)) => (b - w[0] * mean / sd, w[0] / sd),
         Err(_) => (base, 0.0),
     }
@@ -492,21 +338,12 @@ mod tests {
     fn cholesky_inverse_matches_a_known_inverse() {
         let a = ndarray::array![[4.0, 2.0], [2.0, 3.0]];
         // inverse = 1/8 [[3, -2], [-2, 4]]
-        let d = cholesky_inverse_diagonal(&a).unwrap();
-        assert!((d[0] - 3.0 / 8.0).abs() < 1e-12);
-        assert!((d[1] - 4.0 / 8.0).abs() < 1e-12);
-        assert!(cholesky_inverse_diagonal(&ndarray::array![[1.0, 1.0], [1.0, 1.0]]).is_none());
-    }
-
-    #[test]
-    fn forward_splits_validate_on_later_rows_only() {
-        let splits = forward_splits(10, 4);
-        assert_eq!(splits.len(), 4);
-        assert_eq!(splits[0], ((0..2).collect(), (2..4).collect()));
-        for (train, test) in &splits {
-            assert!(train.iter().max() < test.iter().min());
+        let inverse = cholesky_inverse(&a).unwrap();
+        let expected = ndarray::array![[3.0, -2.0], [-2.0, 4.0]] / 8.0;
+        for (got, want) in inverse.iter().zip(expected.iter()) {
+            assert!((got - want).abs() < 1e-12, "{inverse}");
         }
-        assert_eq!(splits[3].1, (8..10).collect::<Vec<_>>());
+        assert!(cholesky_inverse(&ndarray::array![[1.0, 1.0], [1.0, 1.0]]).is_none());
     }
 
     #[test]

@@ -4,11 +4,11 @@
 //!
 //! The pipeline: split the labelled leads into training and hold-out parts; (optionally)
 //! generate candidate rules from the training part; compute every rule's term for every
-//! lead at its decision time (only events before the deal closed); fit an L2 logistic
-//! regression on standardised terms, choosing the regularisation by cross-validation on
-//! the training part; turn coefficients into whole points on the rules' scale with ranges
-//! from the standard errors; write the suggested rules file; and score the hold-out with
-//! the current and the suggested rules, exactly as `hotlead score` would.
+//! lead at its decision time (only events before the deal closed); choose few rules with
+//! an L1 path cross-validated on the training part (`sparse`) and refit them with an L2
+//! logistic regression (`fit`); turn coefficients into whole points on a scorecard scale
+//! with ranges from the standard errors; write the suggested rules file; and score the
+//! hold-out with the current and the suggested rules, exactly as `hotlead score` would.
 
 pub mod dataset;
 pub mod discover;

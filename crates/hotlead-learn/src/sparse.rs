@@ -789,7 +789,7 @@ mod tests {
             x.view(),
             &y,
             &crate::fit::FitOptions {
-                fixed_c: Some(1e9),
+                c: 1e9,
                 max_iterations: 1_000,
                 tolerance: 1e-10,
                 ..Default::default()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Example;
 use crate::discover::{DiscoverOptions, discover};
-use crate::fit::{self, CvPoint, FitError, FitOptions, SplitMix};
+use crate::fit::{self, FitError, FitOptions, SplitMix};
 use crate::metrics::{self, BandConversion, CalibrationBin, Point};
 use crate::rules_out::{self, Suggested};
 use crate::sparse::{
@@ -169,9 +169,8 @@ pub struct DataSummary {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
-    /// The chosen inverse regularisation strength, and the cross-validation behind it.
+    /// The inverse regularisation strength of the refit of the chosen rules.
     pub c: f64,
-    pub cv: Vec<CvPoint>,
     /// Points per unit of log-odds, and how that scale was chosen.
     pub points_per_logit: f64,
     pub scale: String,
@@ -672,7 +671,6 @@ pub fn learn(
             add(&mut x_holdout)?;
             chosen.model.coef.push(complement.coef);
             chosen.model.se.push(complement.se);
-            chosen.model.coef_std.push(0.0);
             chosen.set_aside.push(None);
             chosen.stability.push(complement.stability);
         }
@@ -952,7 +950,6 @@ pub fn learn(
         },
         model: ModelSummary {
             c: model.c,
-            cv: Vec::new(),
             points_per_logit: k,
             scale,
             intercept: model.intercept,
@@ -1180,7 +1177,6 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
             x.select(Axis(1), &support).view(),
             y_train,
             &FitOptions {
-                fixed_c: Some(options.fit.fixed_c.unwrap_or(1.0)),
                 ..options.fit.clone()
             },
         )?;
@@ -1296,11 +1292,9 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
         model: fit::Model {
             coef,
             se,
-            coef_std: vec![0.0; p],
             intercept,
             constant,
             c,
-            cv: Vec::new(),
             covariance: None,
         },
         selection: Selection {

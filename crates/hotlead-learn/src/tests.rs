@@ -189,7 +189,7 @@ fn known_coefficients_are_recovered_with_errors_that_cover_them() {
     }
     let x = Array2::from_shape_vec((n, 2), rows).unwrap();
     let options = FitOptions {
-        fixed_c: Some(1e4),
+        c: 1e4,
         ..FitOptions::default()
     };
     let model = fit::fit(x.view(), &y, &options).unwrap();

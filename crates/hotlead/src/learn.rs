@@ -103,10 +103,13 @@ impl LearnFlags {
             exclude: self.exclude.clone(),
             min_outcomes: self.min_outcomes,
             min_won: self.min_won,
-            fit: hotlead_learn::fit::FitOptions {
-                seed: self.seed,
-                fixed_c: self.regularisation,
-                ..Default::default()
+            fit: {
+                let defaults = hotlead_learn::fit::FitOptions::default();
+                hotlead_learn::fit::FitOptions {
+                    seed: self.seed,
+                    c: self.regularisation.unwrap_or(defaults.c),
+                    ..defaults
+                }
             },
         }
     }
