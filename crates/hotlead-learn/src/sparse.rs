@@ -522,14 +522,12 @@ pub fn lambdas(problem: Problem<'_>, count: usize, ratio: f64) -> Vec<f64> {
 }
 
 /// Fits along `lambdas` (largest first), each from the previous solution. Stops early,
-/// as glmnet does, when the training log loss no longer moves (`early`), or when more
-/// than `max_active` columns have weight.
+/// as glmnet does, when the training log loss no longer moves (`early`).
 pub fn path(
     problem: Problem<'_>,
     lambdas: &[f64],
     tolerance: &Tolerance,
     early: bool,
-    max_active: usize,
 ) -> Vec<Solution> {
     let mut state = State::new(problem);
     let mut out: Vec<Solution> = Vec::with_capacity(lambdas.len());
@@ -540,21 +538,17 @@ pub fn path(
         state.solve_screened(lambda, previous, &mut gradient, tolerance);
         previous = lambda;
         let solution = state.solution(lambda);
-        let active = solution.active();
+        let mut settled = false;
         if early {
             let eta = problem.x.predict(&solution.coef, solution.intercept);
             let loss = weighted_log_loss(&eta, problem.y, &state.v);
-            if let Some(previous) = last_loss
-                && (previous - loss).abs() < 1e-5 * previous.abs()
-                && active > 0
-            {
-                out.push(solution);
-                break;
-            }
+            settled = last_loss.is_some_and(|previous| {
+                (previous - loss).abs() < 1e-5 * previous.abs() && solution.active() > 0
+            });
             last_loss = Some(loss);
         }
         out.push(solution);
-        if active > max_active {
+        if settled {
             break;
         }
     }
@@ -626,7 +620,7 @@ pub fn cross_validate(
             weights: None,
             excluded,
         };
-        let solutions = path(problem, lambdas, tolerance, false, usize::MAX);
+        let solutions = path(problem, lambdas, tolerance, false);
         Some(
             solutions
                 .iter()
@@ -814,7 +808,7 @@ mod tests {
         let excluded = [false; 6];
         let problem = problem(&columns, &y, &excluded);
         let grid = lambdas(problem, 30, 1e-3);
-        let solutions = path(problem, &grid, &Tolerance::default(), false, usize::MAX);
+        let solutions = path(problem, &grid, &Tolerance::default(), false);
         assert_eq!(solutions[0].active(), 0);
         let first = solutions.iter().find(|s| s.active() > 0).unwrap();
         assert_eq!(

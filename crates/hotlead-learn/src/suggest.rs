@@ -443,17 +443,27 @@ fn leads_per_week(
 struct EvalInput<'a> {
     rules: &'a RuleSet,
     train: &'a [&'a Example],
+    /// The rules' scores of the training leads, where already worked out.
+    train_scores: Option<&'a [f64]>,
     holdout: &'a [&'a Example],
     leads_per_week: Option<f64>,
     capacity_per_week: Option<f64>,
 }
 
-fn evaluate(input: &EvalInput<'_>) -> Evaluation {
+/// A rule set's figures on the hold-out, and each hold-out lead's band under it.
+fn evaluate(input: &EvalInput<'_>) -> (Evaluation, Vec<Band>) {
     let y_train: Vec<bool> = input.train.iter().map(|e| e.won).collect();
     let y: Vec<bool> = input.holdout.iter().map(|e| e.won).collect();
-    let (train_scores, _) = scores(input.rules, input.train);
+    let scored;
+    let train_scores = match input.train_scores {
+        Some(s) => s,
+        None => {
+            scored = scores(input.rules, input.train).0;
+            &scored
+        }
+    };
     let (holdout_scores, bands) = scores(input.rules, input.holdout);
-    let (a, b) = fit::calibrate(&train_scores, &y_train);
+    let (a, b) = fit::calibrate(train_scores, &y_train);
     let p: Vec<f64> = holdout_scores
         .iter()
         .map(|s| fit::sigmoid(a + b * s))
@@ -466,11 +476,11 @@ fn evaluate(input: &EvalInput<'_>) -> Evaluation {
         bands.iter().filter(|b| **b == Band::Hot).count() as f64 / y.len().max(1) as f64;
     let capacity_threshold = match (input.capacity_per_week, input.leads_per_week) {
         (Some(capacity), Some(per_week)) if per_week > 0.0 => {
-            metrics::threshold_for_share(&train_scores, capacity / per_week)
+            metrics::threshold_for_share(train_scores, capacity / per_week)
         }
         _ => None,
     };
-    Evaluation {
+    let evaluation = Evaluation {
         rules: RulesRef {
             name: input.rules.name.clone(),
             version: input.rules.version,
@@ -489,7 +499,8 @@ fn evaluate(input: &EvalInput<'_>) -> Evaluation {
         capacity_threshold,
         model_auc: None,
         fit_seconds: None,
-    }
+    };
+    (evaluation, bands)
 }
 
 const Z95: f64 = 1.96;
@@ -666,7 +677,6 @@ pub fn learn(
                 m.push_column(c.view())
                     .map_err(|e| LearnError::Rules(e.to_string()))
             };
-            add(&mut x)?;
             add(&mut x_train)?;
             add(&mut x_holdout)?;
             chosen.model.coef.push(complement.coef);
@@ -740,32 +750,32 @@ pub fn learn(
             fallback
         }
     };
+    // With current rules, the points that keep their hot threshold where it is (if that
+    // is a sensible scale); else 20 points double the odds.
     let pdo_default = 20.0;
-    let (k, scale) = match current.map(|c| points_f64(c.rules.bands.hot)) {
-        Some(current_hot) if current_hot > 0.0 => {
-            match metrics::threshold_for_share(&logits_train, hot_share).filter(|q| *q > 0.0) {
-                Some(q) if (5.0..=40.0).contains(&(current_hot / q * std::f64::consts::LN_2)) => {
-                    let k = current_hot / q;
-                    (
-                        k,
-                        format!(
-                            "{:.1} points double the odds of winning, so that hot stays at about {} points as in the current rules",
-                            k * std::f64::consts::LN_2,
-                            crate::discover::format_number(current_hot)
-                        ),
-                    )
-                }
-                _ => (
-                    pdo_default / std::f64::consts::LN_2,
-                    format!("{pdo_default} points double the odds of winning"),
-                ),
-            }
-        }
-        _ => (
+    let keep_hot = current
+        .map(|c| points_f64(c.rules.bands.hot))
+        .filter(|hot| *hot > 0.0)
+        .and_then(|current_hot| {
+            let q = metrics::threshold_for_share(&logits_train, hot_share).filter(|q| *q > 0.0)?;
+            let k = current_hot / q;
+            (5.0..=40.0).contains(&(k * std::f64::consts::LN_2)).then(|| {
+                (
+                    k,
+                    format!(
+                        "{:.1} points double the odds of winning, so that hot stays at about {} points as in the current rules",
+                        k * std::f64::consts::LN_2,
+                        crate::discover::format_number(current_hot)
+                    ),
+                )
+            })
+        });
+    let (k, scale) = keep_hot.unwrap_or_else(|| {
+        (
             pdo_default / std::f64::consts::LN_2,
             format!("{pdo_default} points double the odds of winning"),
-        ),
-    };
+        )
+    });
     let mut points: HashMap<String, i64> = HashMap::new();
     let mut weights = Vec::new();
     for (j, rule) in features.rules.iter().enumerate() {
@@ -892,22 +902,29 @@ pub fn learn(
         done: 0,
         total: 1,
     });
-    let eval = |rules: &RuleSet| {
+    let eval = |rules: &RuleSet, train_scores: Option<&[f64]>| {
         evaluate(&EvalInput {
             rules,
             train: &train,
+            train_scores,
             holdout: &holdout,
             leads_per_week: per_week,
             capacity_per_week: options.capacity_per_week,
         })
     };
-    let mut suggested = eval(&suggested_rules);
+    let (mut suggested, bands_after) = eval(&suggested_rules, None);
     suggested.model_auc = Some(metrics::auc(
         &model.logits(x_holdout.view()).to_vec(),
         &y_holdout,
     ));
     suggested.fit_seconds = Some(fit_seconds);
-    let current_eval = current.map(|c| eval(c.rules));
+    let (current_eval, bands_before) = match (current, &current_train) {
+        (Some(c), Some((train_scores, _))) => {
+            let (evaluation, bands) = eval(c.rules, Some(train_scores));
+            (Some(evaluation), Some(bands))
+        }
+        _ => (None, None),
+    };
     if suggested.hot_share > hot_share * 1.5 || suggested.hot_share < hot_share / 1.5 {
         notices.push(format!(
             "On the hold-out leads {:.1} % are hot, against the {:.1} % the threshold was set for on the training leads: the later or held-out leads differ from the ones learned from (a shift in who the leads are, or in the market). Check the hot list per week before approving.",
@@ -918,9 +935,9 @@ pub fn learn(
     let diff = diff(&DiffInput {
         weights: &weights,
         current: current.map(|c| c.rules),
-        suggested: &suggested_rules,
         thresholds: &thresholds,
-        holdout: &holdout,
+        before: bands_before.as_deref(),
+        after: &bands_after,
         per_week,
     });
 
@@ -1093,7 +1110,7 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
         excluded: &excluded,
     };
     let grid = lambdas(problem, 40, 1e-3);
-    let full = path(problem, &grid, &tolerance, true, usize::MAX);
+    let full = path(problem, &grid, &tolerance, true);
     let grid = &grid[..full.len()];
     let folds = options.fit.folds.max(2);
     let splits = fit::stratified_splits(y_train, folds, options.seed);
@@ -1316,9 +1333,10 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
 struct DiffInput<'a> {
     weights: &'a [WeightRow],
     current: Option<&'a RuleSet>,
-    suggested: &'a RuleSet,
     thresholds: &'a Thresholds,
-    holdout: &'a [&'a Example],
+    /// Each hold-out lead's band under the current rules and under the suggested ones.
+    before: Option<&'a [Band]>,
+    after: &'a [Band],
     per_week: Option<f64>,
 }
 
@@ -1326,7 +1344,7 @@ fn diff(input: &DiffInput<'_>) -> Diff {
     let mut out = Diff {
         hot_after: input.thresholds.hot,
         warm_after: input.thresholds.warm,
-        holdout: input.holdout.len(),
+        holdout: input.after.len(),
         per_week: input.per_week,
         ..Diff::default()
     };
@@ -1350,12 +1368,11 @@ fn diff(input: &DiffInput<'_>) -> Diff {
     }
     out.added
         .sort_by_key(|c| std::cmp::Reverse(c.suggested.unwrap_or(0).abs()));
-    let (_, after) = scores(input.suggested, input.holdout);
-    if let Some(rules) = input.current {
+    let after = input.after;
+    if let (Some(rules), Some(before)) = (input.current, input.before) {
         out.hot_before = Some(points_f64(rules.bands.hot));
         out.warm_before = Some(points_f64(rules.bands.warm));
-        let (_, before) = scores(rules, input.holdout);
-        for (b, a) in before.iter().zip(&after) {
+        for (b, a) in before.iter().zip(after) {
             let (was, is) = (*b == Band::Hot, *a == Band::Hot);
             out.hot_now += usize::from(was);
             out.stay_hot += usize::from(was && is);
