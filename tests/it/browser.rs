@@ -134,6 +134,19 @@ impl Driver {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(value) => value,
+            Err(answer) => panic!("WebDriver {path}: {answer:#}"),
+        }
+    }
+
+    /// A WebDriver command's value, or what WebDriver answered instead.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, Value> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.url));
@@ -142,11 +155,11 @@ impl Driver {
         }
         let response = request.send().await.expect("WebDriver answers");
         let value: Value = response.json().await.expect("WebDriver JSON");
-        assert!(
-            value["value"]["error"].is_null(),
-            "WebDriver {path}: {value:#}"
-        );
-        value["value"].clone()
+        if value["value"]["error"].is_null() {
+            Ok(value["value"].clone())
+        } else {
+            Err(value)
+        }
     }
 
     pub(crate) async fn go(&self, url: &str) {
@@ -220,20 +233,13 @@ impl Driver {
 
     /// Runs `source` in the page, answering `None` where the page is between documents.
     async fn try_script(&self, source: &str) -> Option<Value> {
-        let response = self
-            .http
-            .post(format!(
-                "{}/session/{}/execute/sync",
-                self.url, self.session
-            ))
-            .json(&json!({"script": source, "args": []}))
-            .send()
-            .await
-            .ok()?;
-        let value: Value = response.json().await.ok()?;
-        value["value"]["error"]
-            .is_null()
-            .then(|| value["value"].clone())
+        self.try_call(
+            reqwest::Method::POST,
+            &format!("/session/{}/execute/sync", self.session),
+            json!({"script": source, "args": []}),
+        )
+        .await
+        .ok()
     }
 
     pub(crate) async fn current_url(&self) -> String {

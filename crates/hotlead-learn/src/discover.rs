@@ -343,8 +343,9 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
 }
 
 /// A bin that holds too few leads joins the neighbour nearer to it in win rate (the
-/// chi-square of their 2×2 table is the smaller). Bins with the same effect are merged
-/// later, by the fit: it weighs the steps between adjacent bins.
+/// chi-square of their 2×2 table is the smaller). Bins of the same effect stay apart:
+/// the fit leaves them at 0 together (merging them beforehand lost accuracy on later
+/// leads, see docs/benchmarks.md).
 fn merge_bins(
     edges: &[(Option<f64>, Option<f64>)],
     labelled: &[(f64, bool)],
