@@ -166,33 +166,7 @@ points = 10
 when = { attribute = "employees", gte = 1000 }
 "#,
     );
-    let summary: Value = serde_json::from_str(
-        &hotlead(&[
-            "learn",
-            "--leads",
-            &data,
-            "--outcome",
-            "y=yes",
-            "--rules",
-            &rules,
-            "--format",
-            "json",
-            "--split",
-            "order",
-            "--max-rules",
-            "1",
-        ])
-        .unwrap(),
-    )
-    .unwrap();
-    let current = summary["current"]["auc"].as_f64().unwrap();
-    let suggested = summary["suggested"]["auc"].as_f64().unwrap();
-    assert!(suggested > current + 0.2, "{summary:#}");
-    assert_eq!(summary["suggested"]["rules_with_points"], 1);
-    assert_eq!(summary["suggested"]["rules"], "ours v5");
-
-    // Read as an analyst would: the text starts with what changes.
-    let text = hotlead(&[
+    let learn = [
         "learn",
         "--leads",
         &data,
@@ -202,8 +176,19 @@ when = { attribute = "employees", gte = 1000 }
         &rules,
         "--split",
         "order",
-    ])
+    ];
+    let summary: Value = serde_json::from_str(
+        &hotlead(&[&learn[..], &["--format", "json", "--max-rules", "1"]].concat()).unwrap(),
+    )
     .unwrap();
+    let current = summary["current"]["auc"].as_f64().unwrap();
+    let suggested = summary["suggested"]["auc"].as_f64().unwrap();
+    assert!(suggested > current + 0.2, "{summary:#}");
+    assert_eq!(summary["suggested"]["rules_with_points"], 1);
+    assert_eq!(summary["suggested"]["rules"], "ours v5");
+
+    // Read as an analyst would: the text starts with what changes.
+    let text = hotlead(&learn).unwrap();
     let first: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
     assert!(
         first[0].contains(" points: ") && first[0].contains("removed"),
