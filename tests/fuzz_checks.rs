@@ -281,9 +281,9 @@ fn check_event(value: &Value) {
         }
     };
     for (field, id) in [
-        ("messageId", Some(&event.message_id)),
-        ("userId", event.user_id.as_ref()),
-        ("anonymousId", event.anonymous_id.as_ref()),
+        ("messageId", Some(&*event.message_id)),
+        ("userId", event.user_id.as_deref()),
+        ("anonymousId", event.anonymous_id.as_deref()),
     ] {
         if let Some(id) = id {
             assert!(!id.is_empty(), "{field} is not empty");

@@ -215,7 +215,7 @@ pub async fn anonymous_behaviour_joins_the_lead_it_becomes(store: &dyn Store) {
     assert_eq!(
         events
             .iter()
-            .map(|e| e.message_id.as_str())
+            .map(|e| e.message_id.as_ref())
             .collect::<Vec<_>>(),
         ["p0", "p1", "p2", "f"]
     );
@@ -327,6 +327,39 @@ pub async fn concurrent_first_submissions_of_one_email_make_one_lead(store: Arc<
     assert_eq!(leads.len(), 1, "{leads:?}");
     let lead = leads.into_iter().next().unwrap();
     assert_eq!(store.events(&lead).await.unwrap().len(), 16);
+}
+
+/// Many concurrent deliveries of one call (a client retrying, a batch sent twice) store
+/// one event: exactly one is answered as new, every other as a duplicate of the same lead.
+pub async fn concurrent_retries_of_one_call_store_one_event(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .record(form_record(
+                    "retried",
+                    0,
+                    "retry@b.jp",
+                    None,
+                    &[],
+                    &format!("L-{i}"),
+                ))
+                .await
+        }));
+    }
+    let mut leads = std::collections::BTreeSet::new();
+    let mut new = 0;
+    for task in tasks {
+        let recorded = task.await.unwrap().unwrap();
+        assert!(!recorded.conflicting, "{recorded:?}");
+        new += usize::from(!recorded.duplicate);
+        leads.insert(recorded.lead_id.unwrap());
+    }
+    assert_eq!(new, 1, "one delivery stored the call");
+    assert_eq!(leads.len(), 1, "{leads:?}");
+    let lead = leads.into_iter().next().unwrap();
+    assert_eq!(store.events(&lead).await.unwrap().len(), 1);
 }
 
 pub async fn a_score_saves_with_its_alerts_once_per_key(store: &dyn Store) {
@@ -1247,6 +1280,11 @@ macro_rules! store_contract {
                 ))
                 .await;
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_retries_of_one_call_store_one_event() {
+                super::concurrent_retries_of_one_call_store_one_event(Arc::new($fresh().await))
+                    .await;
+            }
             #[tokio::test]
             async fn a_score_saves_with_its_alerts_once_per_key() {
                 super::a_score_saves_with_its_alerts_once_per_key(&$fresh().await).await;
@@ -1307,11 +1345,21 @@ async fn fresh_sqlite() -> hotlead_embedded::SqliteStore {
     hotlead_embedded::SqliteStore::in_memory().expect("in-memory SQLite")
 }
 
+/// A SQLite file (reads on read connections of their own, unlike the in-memory store),
+/// under the integration tests' own temporary directory.
+async fn fresh_sqlite_file() -> hotlead_embedded::SqliteStore {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a temporary directory")
+        .keep();
+    hotlead_embedded::SqliteStore::open(&dir.join("hotlead.db")).expect("a SQLite file")
+}
+
 async fn fresh_dynamo() -> hotlead_aws::DynamoStore {
     hotlead_tests::aws::fresh_table().await
 }
 
 store_contract!(sqlite, fresh_sqlite);
+store_contract!(sqlite_file, fresh_sqlite_file);
 store_contract!(dynamodb, fresh_dynamo);
 
 #[tokio::test]

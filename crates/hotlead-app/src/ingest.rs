@@ -225,7 +225,7 @@ fn own_event(
     (property, value): (&str, Value),
 ) -> Event {
     Event {
-        message_id,
+        message_id: message_id.into(),
         kind,
         name: name.map(str::to_string),
         timestamp,
@@ -466,7 +466,9 @@ impl Ingest {
             )
             .await?;
         if recorded.conflicting {
-            return Err(IngestError::Reused { message_id });
+            return Err(IngestError::Reused {
+                message_id: message_id.to_string(),
+            });
         }
         let lead_id = recorded.lead_id.unwrap_or_default();
         Ok(FormOutcome::Stored {
@@ -548,7 +550,9 @@ impl Ingest {
         let message_id = accepted.event.message_id.clone();
         let recorded = self.save(accepted, Channel::Public).await?;
         if recorded.conflicting {
-            return Err(IngestError::Reused { message_id });
+            return Err(IngestError::Reused {
+                message_id: message_id.to_string(),
+            });
         }
         Ok(recorded)
     }

@@ -67,7 +67,8 @@ pub struct Campaign {
 /// One web event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    pub message_id: String,
+    /// Shared: a score's evidence lists message ids without copying them.
+    pub message_id: std::sync::Arc<str>,
     #[serde(rename = "type")]
     pub kind: EventType,
     /// The `event` of a `track` call, or the `name` of a `page`/`screen` call.
@@ -351,7 +352,7 @@ impl Event {
         let user_agent = str_at(object, "context.userAgent")?.map(str::to_string);
 
         Ok(Event {
-            message_id,
+            message_id: message_id.into(),
             kind,
             name,
             timestamp,
@@ -413,7 +414,7 @@ mod tests {
             "context": {"campaign": {"source": "newsletter", "medium": "email"}}
         }))
         .unwrap();
-        assert_eq!(event.message_id, "42");
+        assert_eq!(&*event.message_id, "42");
         assert_eq!(event.name.as_deref(), Some("Document Downloaded"));
         assert_eq!(
             event.property_text("document").as_deref(),

@@ -9,6 +9,7 @@
 pub mod alert;
 pub mod event;
 pub mod identity;
+mod index;
 pub mod lead;
 pub mod normalize;
 pub mod points;

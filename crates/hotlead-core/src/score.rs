@@ -4,15 +4,15 @@
 //! explanation, whatever the order of the events.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
+use crate::index::{Bits, FastMap, Index, fast_map};
 use crate::lead::Lead;
 use crate::points::Points;
-use crate::rules::{Axis, Band, Behaviour, Count, Decay, Dropped, Rule, RuleKind, RuleSet};
+use crate::rules::{Axis, Band, Behaviour, Count, Decay, Plan, Rule, RuleKind, RuleSet};
 
 /// How many message ids an event contribution lists (the most recent ones).
 pub const MAX_EVIDENCE_EVENTS: usize = 20;
@@ -95,7 +95,7 @@ pub enum Evidence {
         count: usize,
         first: DateTime<Utc>,
         last: DateTime<Utc>,
-        message_ids: Vec<String>,
+        message_ids: Vec<std::sync::Arc<str>>,
     },
     /// A group's cap or floor.
     GroupCap { uncapped: Points, limit: Points },
@@ -172,49 +172,15 @@ pub fn score(
         excluded: None,
         instant: Default::default(),
     };
-    if let Some(domain) = lead.get("email_domain")
-        && rules.filters.is_internal_email(&domain.value)
-    {
-        result.excluded = Some(format!("internal e-mail domain {}", domain.value));
+    if let Some(excluded) = excluded(rules, lead) {
+        result.excluded = Some(excluded);
         result.grade = rules.grade.lowest();
         return result;
     }
 
     // Rule contributions, keyed by rule index for a stable order.
-    let mut matched: Vec<(usize, Contribution)> = Vec::new();
-    for (index, rule) in rules.rules.iter().enumerate() {
-        let contribution = match &rule.kind {
-            RuleKind::Attribute(condition) => {
-                let mut looked_at = Vec::new();
-                condition
-                    .evaluate(lead, &mut looked_at)
-                    .then(|| Contribution {
-                        rule: rule.id.clone(),
-                        label: rule.label.clone(),
-                        group: rules.group(rule.group).id.clone(),
-                        points: rule.points,
-                        note: None,
-                        evidence: Evidence::Attributes {
-                            attributes: looked_at
-                                .into_iter()
-                                .map(|name| {
-                                    let value = lead.get(&name);
-                                    AttributeEvidence {
-                                        raw: value.map(|v| v.raw.clone()),
-                                        value: value.map(|v| v.value.clone()),
-                                        attribute: name,
-                                    }
-                                })
-                                .collect(),
-                        },
-                    })
-            }
-            RuleKind::Behaviour(behaviour) => behaviour_points(rules, rule, behaviour, &events),
-        };
-        if let Some(contribution) = contribution {
-            matched.push((index, contribution));
-        }
-    }
+    let index = index(rules, &events);
+    let mut matched = contributions(rules, lead, &events, &index);
 
     // Group subtotals with caps and floors; an adjustment line keeps the total equal to
     // the sum of the contributions.
@@ -302,8 +268,17 @@ pub fn score(
         .map(|(_, c)| c)
         .chain(adjustments)
         .collect();
-    result.alerts = alerts(rules, lead, &events);
+    result.alerts = alerts(rules, lead, &events, &index);
     result
+}
+
+/// Why a lead scores nothing at all (an internal e-mail domain), if it does not.
+fn excluded(rules: &RuleSet, lead: &Lead) -> Option<String> {
+    let domain = lead.get("email_domain")?;
+    rules
+        .filters
+        .is_internal_email(&domain.value)
+        .then(|| format!("internal e-mail domain {}", domain.value))
 }
 
 /// Each rule's term at `now`, in rule order, as a model sees it: 1 or 0 for an attribute
@@ -311,14 +286,38 @@ pub fn score(
 /// count after caps and decay (1 or 0 for a rule of 0 points). Events after `now` are left
 /// out, as in [`score`], so terms at a deal's close date use only what came before it.
 pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<Utc>) -> Vec<f64> {
-    let result = score(rules, lead, events, now, None);
     let mut terms = vec![0.0; rules.rules.len()];
-    for contribution in &result.contributions {
-        let Some(index) = rules.rules.iter().position(|r| r.id == contribution.rule) else {
+    if excluded(rules, lead).is_some() {
+        return terms;
+    }
+    // Attribute rules need no events and no explanation; behaviour rules are scored as
+    // `score` scores them.
+    let mut behaviour = false;
+    for (term, rule) in terms.iter_mut().zip(&rules.rules) {
+        match &rule.kind {
+            RuleKind::Attribute(condition) => *term = f64::from(u8::from(condition.holds(lead))),
+            RuleKind::Behaviour(_) => behaviour = true,
+        }
+    }
+    if !behaviour {
+        return terms;
+    }
+    let (events, _) = prepare(rules, events, now);
+    let index = index(rules, &events);
+    let mut decays = DecayMemo::default();
+    let mut behaviours = 0;
+    for (i, rule) in rules.rules.iter().enumerate() {
+        let RuleKind::Behaviour(b) = &rule.kind else {
             continue;
         };
-        let points = rules.rules[index].points.hundredths();
-        terms[index] = if points == 0 {
+        behaviours += 1;
+        let taken = index.events(behaviours - 1);
+        let Some(contribution) = behaviour_points(rules, rule, b, &events, taken, &mut decays)
+        else {
+            continue;
+        };
+        let points = rule.points.hundredths();
+        terms[i] = if points == 0 {
             1.0
         } else {
             contribution.points.hundredths() as f64 / points as f64
@@ -327,11 +326,97 @@ pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<
     terms
 }
 
-/// An event that passed the filters, with its age at the scoring time.
+/// Every rule's contribution, if it has one, with the rule's index.
+fn contributions(
+    rules: &RuleSet,
+    lead: &Lead,
+    events: &[Seen<'_>],
+    index: &Index,
+) -> Vec<(usize, Contribution)> {
+    let mut matched = Vec::new();
+    let mut behaviours = 0;
+    let mut decays = DecayMemo::default();
+    for (i, rule) in rules.rules.iter().enumerate() {
+        let contribution = match &rule.kind {
+            RuleKind::Attribute(condition) => attribute_points(rules, rule, condition, lead),
+            RuleKind::Behaviour(behaviour) => {
+                behaviours += 1;
+                let taken = index.events(behaviours - 1);
+                behaviour_points(rules, rule, behaviour, events, taken, &mut decays)
+            }
+        };
+        if let Some(contribution) = contribution {
+            matched.push((i, contribution));
+        }
+    }
+    matched
+}
+
+fn attribute_points(
+    rules: &RuleSet,
+    rule: &Rule,
+    condition: &crate::rules::Condition,
+    lead: &Lead,
+) -> Option<Contribution> {
+    let mut looked_at = Vec::new();
+    condition
+        .evaluate(lead, &mut looked_at)
+        .then(|| Contribution {
+            rule: rule.id.clone(),
+            label: rule.label.clone(),
+            group: rules.group(rule.group).id.clone(),
+            points: rule.points,
+            note: None,
+            evidence: Evidence::Attributes {
+                attributes: looked_at
+                    .into_iter()
+                    .map(|name| {
+                        let value = lead.get(&name);
+                        AttributeEvidence {
+                            raw: value.map(|v| v.raw.clone()),
+                            value: value.map(|v| v.value.clone()),
+                            attribute: name,
+                        }
+                    })
+                    .collect(),
+            },
+        })
+}
+
+/// The events each behaviour rule, then each alert, takes. The matchers are numbered in
+/// that order, as in [`Plan`].
+fn index(rules: &RuleSet, events: &[Seen<'_>]) -> Index {
+    let seen = events.iter().map(|e| e.event);
+    if rules.plan.fits(rules.rules.len(), rules.alerts.len()) {
+        return Index::new(&rules.plan, seen);
+    }
+    // A rule set changed after it was compiled: plan it again, or match event by event.
+    match Plan::new(&rules.rules, &rules.alerts) {
+        Ok(plan) => Index::new(&plan, seen),
+        Err(_) => Index::each(&matchers(rules), seen),
+    }
+}
+
+/// The event matchers of the behaviour rules, then of the alerts.
+fn matchers(rules: &RuleSet) -> Vec<&crate::rules::EventMatcher> {
+    rules
+        .rules
+        .iter()
+        .filter_map(|r| match &r.kind {
+            RuleKind::Behaviour(b) => Some(&b.matcher),
+            RuleKind::Attribute(_) => None,
+        })
+        .chain(rules.alerts.iter().map(|a| &a.matcher))
+        .collect()
+}
+
+/// An event that passed the filters, with its age at the scoring time and the day it
+/// fell on in the rules' time zone (days since 1970-01-01 there).
 #[derive(Debug, Clone, Copy)]
 struct Seen<'e> {
     event: &'e Event,
     age: chrono::Duration,
+    day: i64,
 }
 
 /// Drops future events, repeats of a message id, bots and internal traffic; returns the
@@ -346,50 +431,141 @@ fn prepare<'e>(
         received: events.len(),
         ..EventCounts::default()
     };
-    let mut by_id: HashMap<&str, &Event> = HashMap::with_capacity(events.len());
+    let mut by_id: FastMap<&str, &Event> = fast_map(events.len());
     for event in events {
-        match by_id.get_mut(event.message_id.as_str()) {
+        match by_id.get_mut(&*event.message_id) {
             None => {
                 by_id.insert(&event.message_id, event);
             }
             Some(kept) => {
                 counts.duplicates += 1;
-                if canonical_key(event) < canonical_key(kept) {
+                if canonically_before(event, kept) {
                     *kept = event;
                 }
             }
         }
     }
-    let mut kept: Vec<&Event> = Vec::with_capacity(by_id.len());
+    // Most events of a lead come from a few browsers: the last few user agents seen are
+    // remembered with their verdict (comparing a user agent is cheaper than hashing it).
+    let mut agents: Vec<(&str, bool)> = Vec::with_capacity(AGENTS_REMEMBERED);
+    // Sorted on the time as two integers, read once per event; ties (rare) by message id.
+    let mut kept: Vec<((i64, u32), &Event)> = Vec::with_capacity(by_id.len());
     for event in by_id.into_values() {
         if event.timestamp > now {
             counts.future += 1;
             continue;
         }
-        match rules.filters.drops(event) {
-            Some(Dropped::Bot) => counts.bots += 1,
-            Some(Dropped::InternalNetwork) => counts.internal_network += 1,
-            None => kept.push(event),
+        let bot = event.user_agent.as_deref().is_some_and(|agent| {
+            if let Some(&(_, bot)) = agents.iter().find(|(a, _)| *a == agent) {
+                return bot;
+            }
+            let bot = rules.filters.is_bot(agent);
+            if agents.len() == AGENTS_REMEMBERED {
+                agents.remove(0);
+            }
+            agents.push((agent, bot));
+            bot
+        });
+        if bot {
+            counts.bots += 1;
+        } else if rules.filters.is_internal(event) {
+            counts.internal_network += 1;
+        } else {
+            let at = &event.timestamp;
+            kept.push(((at.timestamp(), at.timestamp_subsec_nanos()), event));
         }
     }
-    kept.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+    kept.sort_unstable_by(|(a_at, a), (b_at, b)| {
+        a_at.cmp(b_at).then_with(|| a.message_id.cmp(&b.message_id))
+    });
     counts.scored = kept.len();
+    let offset = i64::from(rules.utc_offset.local_minus_utc());
     let seen = kept
         .into_iter()
-        .map(|event| Seen {
+        .map(|((seconds, nanos), event)| Seen {
             event,
-            age: now - event.timestamp,
+            age: age(now, (seconds, nanos), event),
+            day: (seconds + offset).div_euclid(86_400),
         })
         .collect();
     (seen, counts)
 }
 
-/// A total order on events, used only to pick one among events sharing a message id.
-fn canonical_key(event: &Event) -> (DateTime<Utc>, String) {
-    (
-        event.timestamp,
-        serde_json::to_string(event).unwrap_or_default(),
-    )
+/// `now - event.timestamp`, from the time as two integers (chrono's subtraction, which
+/// goes through dates, only for a leap second).
+fn age(now: DateTime<Utc>, (seconds, nanos): (i64, u32), event: &Event) -> chrono::Duration {
+    let now_nanos = now.timestamp_subsec_nanos();
+    if nanos >= 1_000_000_000 || now_nanos >= 1_000_000_000 {
+        return now - event.timestamp;
+    }
+    chrono::Duration::seconds(now.timestamp() - seconds)
+        + chrono::Duration::nanoseconds(i64::from(now_nanos) - i64::from(nanos))
+}
+
+/// How many distinct user agents [`prepare`] remembers.
+const AGENTS_REMEMBERED: usize = 4;
+
+/// A total order on events, used only to pick one among events sharing a message id: the
+/// earlier, then the smaller JSON text (written out only for a tie in time).
+fn canonically_before(event: &Event, other: &Event) -> bool {
+    match event.timestamp.cmp(&other.timestamp) {
+        std::cmp::Ordering::Equal => {
+            let json = |e: &Event| serde_json::to_string(e).unwrap_or_default();
+            json(event) < json(other)
+        }
+        order => order.is_lt(),
+    }
+}
+
+/// Half-life factors by event position, worked out once per score for each half-life
+/// (the same events decay alike under every rule that takes them).
+#[derive(Default)]
+struct DecayMemo {
+    half_lives: Vec<(u64, Vec<f64>)>,
+}
+
+impl DecayMemo {
+    fn factor(
+        &mut self,
+        decay: Decay,
+        points: Points,
+        events: &[Seen<'_>],
+        position: usize,
+    ) -> f64 {
+        let Decay::HalfLife { days } = decay else {
+            return decay.factor(points, events[position].age);
+        };
+        if points.is_negative() {
+            return 1.0;
+        }
+        let key = days.to_bits();
+        let slot = match self.half_lives.iter().position(|(k, _)| *k == key) {
+            Some(slot) => slot,
+            None => {
+                self.half_lives.push((key, vec![f64::NAN; events.len()]));
+                self.half_lives.len() - 1
+            }
+        };
+        let factors = &mut self.half_lives[slot].1;
+        if factors[position].is_nan() {
+            factors[position] = decay.factor(points, events[position].age);
+        }
+        factors[position]
+    }
+}
+
+/// The first position whose event a behaviour (or an alert's window) can still take:
+/// events are in time order, so the ages fall and the window and an expiry cut a prefix.
+fn first_in_window(
+    events: &[Seen<'_>],
+    within: Option<chrono::Duration>,
+    decay: Decay,
+    points: Points,
+) -> usize {
+    events.partition_point(|e| {
+        within.is_some_and(|w| e.age > w)
+            || matches!(decay, Decay::Expires { .. }) && decay.factor(points, e.age) <= 0.0
+    })
 }
 
 fn behaviour_points(
@@ -397,22 +573,17 @@ fn behaviour_points(
     rule: &Rule,
     behaviour: &Behaviour,
     events: &[Seen<'_>],
+    taken: Bits<'_>,
+    decays: &mut DecayMemo,
 ) -> Option<Contribution> {
-    let matching: Vec<Seen<'_>> = events
-        .iter()
-        .copied()
-        .filter(|e| behaviour.within.is_none_or(|w| e.age <= w))
-        .filter(|e| match behaviour.decay {
-            Decay::Expires { .. } => behaviour.decay.factor(rule.points, e.age) > 0.0,
-            _ => true,
-        })
-        .filter(|e| behaviour.matcher.matches(e.event))
-        .collect();
-    let (first, last) = (matching.first()?, matching.last()?);
+    let start = first_in_window(events, behaviour.within, behaviour.decay, rule.points);
+    let count = taken.count_from(start);
+    let first = &events[taken.first_from(start)?];
+    let last = &events[taken.last_from(start, 1).next()?];
     let mut notes = Vec::new();
     let points = match behaviour.count {
         Count::Once { at_least } => {
-            if matching.len() < at_least as usize {
+            if count < at_least as usize {
                 return None;
             }
             let factor = behaviour.decay.factor(rule.points, last.age);
@@ -430,18 +601,14 @@ fn behaviour_points(
         Count::Every => {
             let mut total = Points::ZERO;
             let mut undecayed = Points::ZERO;
-            let mut day: Option<(NaiveDate, Points)> = None;
+            let mut day: Option<(i64, Points)> = None;
             let mut daily_capped = false;
-            for event in &matching {
+            taken.each_from(start, |position| {
+                let event = &events[position];
                 let mut award = rule.points;
                 if let Some(cap) = behaviour.daily_cap {
-                    let date = event
-                        .event
-                        .timestamp
-                        .with_timezone(&rules.utc_offset)
-                        .date_naive();
                     let so_far = match day {
-                        Some((d, sum)) if d == date => sum,
+                        Some((d, sum)) if d == event.day => sum,
                         _ => Points::ZERO,
                     };
                     let room = cap - Points::from_hundredths(so_far.hundredths().abs());
@@ -451,13 +618,13 @@ fn behaviour_points(
                         award = Points::from_hundredths(magnitude * award.hundredths().signum());
                     }
                     day = Some((
-                        date,
+                        event.day,
                         so_far + Points::from_hundredths(award.hundredths().abs()),
                     ));
                 }
                 undecayed += award;
-                total += award.scaled(behaviour.decay.factor(award, event.age));
-            }
+                total += award.scaled(decays.factor(behaviour.decay, award, events, position));
+            });
             if daily_capped {
                 notes.push(format!(
                     "at most {} a day",
@@ -479,11 +646,9 @@ fn behaviour_points(
             total
         }
     };
-    let recent: Vec<String> = matching
-        .iter()
-        .rev()
-        .take(MAX_EVIDENCE_EVENTS)
-        .map(|e| e.event.message_id.clone())
+    let recent: Vec<std::sync::Arc<str>> = taken
+        .last_from(start, MAX_EVIDENCE_EVENTS)
+        .map(|position| events[position].event.message_id.clone())
         .collect();
     Some(Contribution {
         rule: rule.id.clone(),
@@ -492,7 +657,7 @@ fn behaviour_points(
         points,
         note: (!notes.is_empty()).then(|| notes.join("; ")),
         evidence: Evidence::Events {
-            count: matching.len(),
+            count,
             first: first.event.timestamp,
             last: last.event.timestamp,
             message_ids: recent,
@@ -516,25 +681,29 @@ fn age_words(age: chrono::Duration) -> String {
     }
 }
 
-fn alerts(rules: &RuleSet, lead: &Lead, events: &[Seen<'_>]) -> Vec<AlertTrigger> {
+fn alerts(rules: &RuleSet, lead: &Lead, events: &[Seen<'_>], index: &Index) -> Vec<AlertTrigger> {
+    let behaviours = rules
+        .rules
+        .iter()
+        .filter(|r| matches!(r.kind, RuleKind::Behaviour(_)))
+        .count();
     let mut triggers = Vec::new();
-    for alert in &rules.alerts {
+    for (a, alert) in rules.alerts.iter().enumerate() {
         if let Some(when) = &alert.when
             && !when.evaluate(lead, &mut Vec::new())
         {
             continue;
         }
-        for event in events
-            .iter()
-            .filter(|e| e.age <= alert.within && alert.matcher.matches(e.event))
-        {
+        let start = events.partition_point(|e| e.age > alert.within);
+        index.events(behaviours + a).each_from(start, |position| {
+            let event = events[position].event;
             triggers.push(AlertTrigger {
                 alert: alert.id.clone(),
                 label: alert.label.clone(),
-                message_id: event.event.message_id.clone(),
-                timestamp: event.event.timestamp,
+                message_id: event.message_id.to_string(),
+                timestamp: event.timestamp,
             });
-        }
+        });
     }
     triggers.sort_by(|a, b| {
         (a.timestamp, &a.message_id, &a.alert).cmp(&(b.timestamp, &b.message_id, &b.alert))
@@ -811,7 +980,7 @@ mod tests {
         };
         assert_eq!(*count, 30);
         assert_eq!(message_ids.len(), MAX_EVIDENCE_EVENTS);
-        assert_eq!(message_ids[0], "m29");
+        assert_eq!(&*message_ids[0], "m29");
         assert_eq!(result.score, Points::whole(30));
     }
 }

@@ -15,7 +15,8 @@ use super::raw::{
 };
 use super::{
     AlertRule, AttributeTest, Axis, BUILTIN_BOT_USER_AGENTS, Band, Bands, Behaviour, Condition,
-    Count, Decay, EventMatcher, Filters, Grade, Group, Network, Patterns, Rule, RuleKind, RuleSet,
+    Count, Decay, EventMatcher, Filters, Grade, Group, Network, Patterns, Plan, Rule, RuleKind,
+    RuleSet,
 };
 use crate::event::EventType;
 use crate::lead::{AttributeValue, attribute_name};
@@ -59,7 +60,7 @@ impl fmt::Display for RulesError {
 
 const DEFAULT_ALERT_WINDOW_DAYS: f64 = 7.0;
 const DEFAULT_ALERT_ONCE_PER_HOURS: f64 = 24.0;
-const MAX_REGEX_SIZE: usize = 1 << 20;
+pub(crate) const MAX_REGEX_SIZE: usize = 1 << 20;
 const MAX_STAGES: usize = 20;
 const MAX_REJECT_REASONS: usize = 30;
 const MAX_REASON_CHARS: usize = 100;
@@ -286,6 +287,18 @@ impl Checker {
         }
         let filters = self.filters(root.key("filters"), &raw.filters);
         let stages = self.stages(&raw, &context);
+        let plan = match Plan::new(&rules, &alerts) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.problem(
+                    root.key("rules"),
+                    format!(
+                        "the event patterns of all rules and alerts together are too complex: {e}"
+                    ),
+                );
+                return None;
+            }
+        };
 
         Some(RuleSet {
             name: raw.name.trim().to_string(),
@@ -299,6 +312,7 @@ impl Checker {
             alerts,
             filters,
             stages,
+            plan,
         })
     }
 

@@ -3,6 +3,7 @@
 
 mod compile;
 pub mod locate;
+mod plan;
 pub mod raw;
 
 use std::fmt;
@@ -12,7 +13,9 @@ use chrono::{Duration, FixedOffset};
 use regex::Regex;
 use serde::Serialize;
 
+pub(crate) use compile::MAX_REGEX_SIZE;
 pub use compile::{Diagnostic, RulesError};
+pub(crate) use plan::{Plan, Value, kind_bit};
 pub use raw::json_schema;
 
 use crate::event::{Event, EventType};
@@ -74,6 +77,8 @@ pub struct RuleSet {
     pub filters: Filters,
     /// Lead stages and what reps may do (`[[stages]]`, `[follow_up]`).
     pub stages: crate::stage::Stages,
+    /// The event matchers of `rules` and `alerts`, laid out for the scorer.
+    pub(crate) plan: Plan,
 }
 
 /// Band thresholds with hysteresis.
@@ -283,6 +288,20 @@ impl AttributeTest {
 }
 
 impl Condition {
+    /// Whether the condition holds for `lead` (as [`Condition::evaluate`], without
+    /// collecting evidence).
+    pub fn holds(&self, lead: &Lead) -> bool {
+        match self {
+            Condition::Attribute { attribute, tests } => {
+                let value = lead.get(attribute);
+                tests.iter().all(|test| test.holds(value))
+            }
+            Condition::All(conditions) => conditions.iter().all(|c| c.holds(lead)),
+            Condition::Any(conditions) => conditions.iter().any(|c| c.holds(lead)),
+            Condition::Not(condition) => !condition.holds(lead),
+        }
+    }
+
     /// Whether the condition holds for `lead`; `evidence` collects the attributes it
     /// looked at (present or not), in order, once each.
     pub fn evaluate(&self, lead: &Lead, evidence: &mut Vec<String>) -> bool {
@@ -412,17 +431,24 @@ pub enum Dropped {
 
 impl Filters {
     pub fn drops(&self, event: &Event) -> Option<Dropped> {
-        if let (Some(agent), Some(bots)) = (&event.user_agent, &self.bot_matcher)
-            && bots.is_match(agent)
-        {
+        if event.user_agent.as_deref().is_some_and(|a| self.is_bot(a)) {
             return Some(Dropped::Bot);
         }
-        if let Some(ip) = event.ip
-            && self.internal_networks.iter().any(|n| n.contains(ip))
-        {
-            return Some(Dropped::InternalNetwork);
-        }
-        None
+        self.is_internal(event).then_some(Dropped::InternalNetwork)
+    }
+
+    /// Whether a user agent is a bot's.
+    pub fn is_bot(&self, user_agent: &str) -> bool {
+        self.bot_matcher
+            .as_ref()
+            .is_some_and(|bots| bots.is_match(user_agent))
+    }
+
+    /// Whether the event came from an internal network.
+    pub fn is_internal(&self, event: &Event) -> bool {
+        event
+            .ip
+            .is_some_and(|ip| self.internal_networks.iter().any(|n| n.contains(ip)))
     }
 
     pub fn is_internal_email(&self, email_domain: &str) -> bool {
