@@ -266,9 +266,12 @@ impl Scorer {
 
     /// Rescores marked leads (`cutoff` none) or leads last scored before `cutoff` (fixed,
     /// so leads rescored in this run are not due again), batch after batch, until none is
-    /// left or a batch makes no progress.
+    /// left or a batch makes no progress. A marked lead is rescored once per pass: one
+    /// marked again meanwhile (events keep coming) ends the pass, so that the round goes
+    /// on to deliver alerts; the next round (which its new events asked for) takes it.
     async fn rescore_all(&self, cutoff: Option<DateTime<Utc>>) -> Result<Pass, StoreError> {
         let mut pass = Pass::default();
+        let mut rescored = std::collections::HashSet::new();
         loop {
             let batch = match cutoff {
                 None => self.store.dirty(self.clock.now(), BATCH).await?,
@@ -277,8 +280,14 @@ impl Scorer {
             if batch.is_empty() {
                 return Ok(pass);
             }
+            if cutoff.is_none() && batch.iter().any(|mark| rescored.contains(&mark.lead_id)) {
+                return Ok(pass);
+            }
             let mut progress = false;
             for mark in batch {
+                if cutoff.is_none() {
+                    rescored.insert(mark.lead_id.clone());
+                }
                 match self.rescore(&mark.lead_id, mark.seq).await {
                     Ok(outcome) => {
                         pass.saved += 1;

@@ -3,6 +3,7 @@
 //! serialised and concurrent first submissions of one e-mail make one lead.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -12,11 +13,12 @@ use hotlead_app::ports::{
     FollowUpRecord, HistoryEntry, HistoryRead, LearningStore, NewRules, OutboxEntry, Pending,
     RankCursor, RankingPage, Record, Recorded, Retention, RulesVersion, SaveOutcome, ScoreUpdate,
     SetAside, Store, StoreError, StoredLead, StoredSuggestion, SuggestionHead, SuggestionStatus,
-    Swept, with_version,
+    Swept, with_causes, with_version,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -179,10 +181,305 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::corrupt("writing JSON").because(e))
 }
 
-/// The SQLite store.
+/// Calls taken into one transaction at most (the rest wait for the next).
+const MAX_BATCH: usize = 256;
+/// Calls waiting for the writer at most; past it, callers wait to be queued.
+const QUEUE: usize = 1_024;
+/// Read connections of a database file (WAL: readers do not wait for the writer).
+const READERS: usize = 4;
+/// Prepared statements kept per connection.
+const STATEMENTS: usize = 128;
+/// Bytes of the database file read through memory mapping (no copy per page read).
+const MMAP: u64 = 256 << 20;
+
+/// The SQLite store. Writes go to one writer thread that owns the read-write connection
+/// and commits calls in groups: it takes every call waiting (up to [`MAX_BATCH`]), runs
+/// them one after another in one `IMMEDIATE` transaction, each in its own savepoint (a
+/// call that fails, or panics, is rolled back alone and answered with its error), commits
+/// once, and only then answers each caller; if the commit fails, every caller of the
+/// group gets the error. Calls run in the order they were queued on one connection, so
+/// each sees the effects of the calls before it: one e-mail still makes one lead, one
+/// message id one event. Reads of a database file run on read connections of their own
+/// (each in one read transaction, so they see every write answered before they began);
+/// an in-memory database has one connection, so its reads go through the writer too.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    connection: Arc<Mutex<Connection>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None` once dropped (the writer then finishes and closes the connection).
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    readers: Option<Readers>,
+    /// Transactions committed by the writer (tests tell groups apart by it).
+    commits: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field(
+                "readers",
+                &self.readers.as_ref().map_or(0, |r| r.connections.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Readers close first, then the writer's connection: the last one closed writes
+        // the log back into the database file and removes it.
+        self.readers = None;
+        self.jobs = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The read connections of a database file.
+struct Readers {
+    connections: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    /// A free connection if there is one, else the next in turn once it is free.
+    fn run<T>(&self, work: impl FnOnce(&mut Connection) -> T) -> Result<T, StoreError> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.connections.len();
+        for i in 0..count {
+            if let Ok(mut connection) = self.connections[(start + i) % count].try_lock() {
+                return Ok(work(&mut connection));
+            }
+        }
+        let mut connection = self.connections[start % count]
+            .lock()
+            .map_err(|_| StoreError::unavailable("a read connection was poisoned"))?;
+        Ok(work(&mut connection))
+    }
+}
+
+/// What the writer is asked to do.
+enum Job {
+    /// A call, run in the group's transaction inside a savepoint of its own.
+    Call(Box<dyn Call>),
+    /// Work outside any transaction (a checkpoint), after the group before it committed.
+    Alone(Box<dyn FnOnce(&Connection) + Send>),
+    /// Stops the writer (tests: a writer that died).
+    #[cfg(test)]
+    Exit,
+}
+
+/// A queued call: run once, then answered once.
+trait Call: Send {
+    /// Runs the call; whether it succeeded (its savepoint is then kept).
+    fn run(&mut self, connection: &Connection) -> bool;
+    /// Answers the caller: its own result, or `failure` when its group did not commit.
+    fn answer(self: Box<Self>, failure: Option<StoreError>);
+}
+
+struct Queued<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Call for Queued<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, connection: &Connection) -> bool {
+        let result = match self.work.take() {
+            Some(work) => guarded(connection, work),
+            None => Err(StoreError::unavailable("the store call ran twice")),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, failure: Option<StoreError>) {
+        let answer = match failure {
+            Some(error) => Err(error),
+            None => self
+                .result
+                .unwrap_or_else(|| Err(StoreError::unavailable("the store call did not run"))),
+        };
+        // A caller that went away needs no answer.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Runs `work`, turning a panic into an error of this call alone.
+fn guarded<T>(
+    connection: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(connection))).unwrap_or_else(
+        |_| {
+            Err(StoreError::unavailable(
+                "the store call failed unexpectedly (it panicked)",
+            ))
+        },
+    )
+}
+
+/// A copy of `error` for each caller of a group that did not commit (the cause kept as
+/// text).
+fn for_each_caller(error: &StoreError) -> StoreError {
+    #[derive(Debug)]
+    struct Cause(String);
+    impl std::fmt::Display for Cause {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl std::error::Error for Cause {}
+    let cause = Cause(with_causes(error).to_string());
+    match error {
+        StoreError::Conflict { .. } => StoreError::conflict("the transaction did not commit"),
+        StoreError::Corrupt { .. } => StoreError::corrupt("the transaction did not commit"),
+        StoreError::Rejected { .. } => StoreError::rejected("the transaction did not commit"),
+        _ => StoreError::unavailable("the transaction did not commit"),
+    }
+    .because(cause)
+}
+
+/// Answers every call with (a copy of) `error`.
+fn fail_all(calls: Vec<Box<dyn Call>>, error: &StoreError) {
+    for call in calls {
+        call.answer(Some(for_each_caller(error)));
+    }
+}
+
+/// Rolls back what is left of an open transaction.
+fn roll_back(connection: &Connection) {
+    if !connection.is_autocommit() {
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+}
+
+/// The writer thread: groups of calls until every handle of the store is dropped.
+fn write_loop(connection: Connection, mut jobs: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+    let mut next = None;
+    loop {
+        let Some(job) = next.take().or_else(|| jobs.blocking_recv()) else {
+            return;
+        };
+        match job {
+            Job::Call(first) => next = run_group(&connection, first, &mut jobs, &commits),
+            Job::Alone(work) => {
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&connection)));
+                roll_back(&connection);
+            }
+            #[cfg(test)]
+            Job::Exit => return,
+        }
+    }
+}
+
+/// One group: `first` and every call waiting behind it, in one transaction. Returns a
+/// job taken from the queue that does not belong in the group.
+fn run_group(
+    connection: &Connection,
+    first: Box<dyn Call>,
+    jobs: &mut mpsc::Receiver<Job>,
+    commits: &AtomicU64,
+) -> Option<Job> {
+    let mut calls = vec![first];
+    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+        fail_all(calls, &sql(error));
+        return None;
+    }
+    let mut leftover = None;
+    let mut index = 0;
+    loop {
+        if let Err(error) = connection.execute_batch("SAVEPOINT call") {
+            roll_back(connection);
+            fail_all(calls, &sql(error));
+            return leftover;
+        }
+        let ok = calls[index].run(connection);
+        if connection.is_autocommit() {
+            // The database rolled the whole transaction back (a full disk, an I/O
+            // error): what the calls before this one wrote is gone.
+            let error = StoreError::unavailable(
+                "the database rolled the transaction back; nothing of this call was stored",
+            );
+            let this = calls.pop();
+            fail_all(calls, &error);
+            if let Some(this) = this {
+                this.answer(if ok { Some(error) } else { None });
+            }
+            return None;
+        }
+        let ended = if ok {
+            connection.execute_batch("RELEASE call")
+        } else {
+            connection.execute_batch("ROLLBACK TO call; RELEASE call")
+        };
+        if let Err(error) = ended {
+            roll_back(connection);
+            fail_all(calls, &sql(error));
+            return None;
+        }
+        index += 1;
+        if calls.len() >= MAX_BATCH {
+            break;
+        }
+        match jobs.try_recv() {
+            Ok(Job::Call(call)) => calls.push(call),
+            Ok(other) => {
+                leftover = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    match connection.execute_batch("COMMIT") {
+        Ok(()) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            for call in calls {
+                call.answer(None);
+            }
+        }
+        Err(error) => {
+            roll_back(connection);
+            fail_all(calls, &sql(error));
+        }
+    }
+    leftover
+}
+
+/// `prepare_cached` for one-off statements: each SQL text is parsed once per connection.
+trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
 }
 
 impl SqliteStore {
@@ -193,20 +490,47 @@ impl SqliteStore {
                 .map_err(|e| StoreError::unavailable(parent.display().to_string()).because(e))?;
         }
         let connection = Connection::open(path).map_err(sql)?;
-        Self::prepare(connection)
+        let connection = Self::prepare(connection)?;
+        let mut readers = Vec::new();
+        for _ in 0..READERS {
+            let reader = Connection::open(path).map_err(sql)?;
+            reader
+                .execute_batch(&format!(
+                    "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA mmap_size = {MMAP};"
+                ))
+                .map_err(sql)?;
+            reader.set_prepared_statement_cache_capacity(STATEMENTS);
+            readers.push(Mutex::new(reader));
+        }
+        Self::start(
+            connection,
+            Some(Readers {
+                connections: readers,
+                next: AtomicUsize::new(0),
+            }),
+        )
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
-        Self::prepare(Connection::open_in_memory().map_err(sql)?)
+        let connection = Self::prepare(Connection::open_in_memory().map_err(sql)?)?;
+        Self::start(connection, None)
     }
 
-    fn prepare(mut connection: Connection) -> Result<SqliteStore, StoreError> {
+    fn prepare(mut connection: Connection) -> Result<Connection, StoreError> {
         connection
             // secure_delete: what is deleted (an erased person, expired events) is
             // overwritten in the file, not left in free pages.
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;")
             .map_err(sql)?;
+        // The writer's cache stays valid across its own commits (a reader's is dropped
+        // at each change): pages read once stay in memory.
+        connection
+            .execute_batch(&format!(
+                "PRAGMA cache_size = -32768; PRAGMA mmap_size = {MMAP};"
+            ))
+            .map_err(sql)?;
+        connection.set_prepared_statement_cache_capacity(STATEMENTS);
         let applied: i64 = connection
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(sql)?;
@@ -223,30 +547,93 @@ impl SqliteStore {
                 .map_err(sql)?;
             tx.commit().map_err(sql)?;
         }
+        Ok(connection)
+    }
+
+    /// Starts the writer thread on `connection`.
+    fn start(connection: Connection, readers: Option<Readers>) -> Result<SqliteStore, StoreError> {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
+        let writer = std::thread::Builder::new()
+            .name("hotlead-sqlite-writer".into())
+            .spawn(move || write_loop(connection, queue, counted))
+            .map_err(|e| StoreError::unavailable("cannot start the database writer").because(e))?;
         Ok(SqliteStore {
-            connection: Arc::new(Mutex::new(connection)),
+            inner: Arc::new(Inner {
+                jobs: Some(jobs),
+                writer: Some(writer),
+                readers,
+                commits,
+            }),
         })
+    }
+
+    fn queue(&self) -> Result<&mpsc::Sender<Job>, StoreError> {
+        self.inner
+            .jobs
+            .as_ref()
+            .ok_or_else(|| StoreError::unavailable("the store is closed"))
+    }
+
+    fn writer_gone() -> StoreError {
+        StoreError::unavailable("the database writer stopped")
+    }
+
+    /// Runs `work` on the writer's connection outside any transaction.
+    async fn alone<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Alone(Box::new(move |connection: &Connection| {
+            let _ = reply.send(guarded(connection, work));
+        }));
+        self.queue()?
+            .send(job)
+            .await
+            .map_err(|_| Self::writer_gone())?;
+        answer.await.map_err(|_| Self::writer_gone())?
     }
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        let connection = self
-            .connection
-            .lock()
-            .map_err(|_| StoreError::unavailable("connection poisoned"))?;
-        connection
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sql)
+        let version = |connection: &Connection| {
+            connection
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(sql)
+        };
+        if let Some(readers) = &self.inner.readers {
+            return readers.run(|connection| version(connection))?;
+        }
+        // Not async: queued without waiting on the runtime (a full queue is tried again).
+        let (reply, answer) = std::sync::mpsc::channel();
+        let mut job = Job::Alone(Box::new(move |connection: &Connection| {
+            let _ = reply.send(version(connection));
+        }));
+        loop {
+            match self.queue()?.try_send(job) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    job = back;
+                    std::thread::yield_now();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Self::writer_gone()),
+            }
+        }
+        answer.recv().map_err(|_| Self::writer_gone())?
+    }
+
+    /// Transactions the writer committed so far (each one group of calls).
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
     }
 
     /// Writes the write-ahead log back into the database file and truncates it, so that
     /// deleted rows survive in neither file.
     async fn checkpoint(&self) -> Result<(), StoreError> {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let connection = connection
-                .lock()
-                .map_err(|_| StoreError::unavailable("connection poisoned"))?;
+        self.alone(|connection| {
             let busy: i64 = connection
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
                 .map_err(sql)?;
@@ -258,26 +645,48 @@ impl SqliteStore {
             Ok(())
         })
         .await
-        .map_err(|e| StoreError::unavailable("store task failed").because(e))?
     }
 
-    /// Runs `work` in one immediate transaction on the blocking pool.
+    /// Runs `work` in the writer's next group (see [`SqliteStore`]); answers once that
+    /// group committed.
     async fn transaction<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let connection = self.connection.clone();
+        let (reply, answer) = oneshot::channel();
+        let call = Queued {
+            work: Some(work),
+            result: None,
+            reply,
+        };
+        self.queue()?
+            .send(Job::Call(Box::new(call)))
+            .await
+            .map_err(|_| Self::writer_gone())?;
+        answer.await.map_err(|_| Self::writer_gone())?
+    }
+
+    /// Runs `work` in one read transaction on a read connection (through the writer for
+    /// an in-memory database). It sees every write answered before it began.
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        if self.inner.readers.is_none() {
+            return self.transaction(work).await;
+        }
+        let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut connection = connection
-                .lock()
-                .map_err(|_| StoreError::unavailable("connection poisoned"))?;
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql)?;
-            let result = work(&tx)?;
-            tx.commit().map_err(sql)?;
-            Ok(result)
+            let Some(readers) = &inner.readers else {
+                return Err(StoreError::unavailable("the store is closed"));
+            };
+            readers.run(|connection| {
+                let tx = connection.transaction().map_err(sql)?;
+                // Dropped unfinished: rolled back (nothing was written).
+                guarded(&tx, work)
+            })?
         })
         .await
         .map_err(|e| StoreError::unavailable("store task failed").because(e))?
@@ -285,7 +694,7 @@ impl SqliteStore {
 }
 
 /// Erases the lead `id` stands for and every lead merged into it, in one transaction.
-fn erase_in(tx: &Transaction<'_>, id: &str) -> Result<Option<Erased>, StoreError> {
+fn erase_in(tx: &Connection, id: &str) -> Result<Option<Erased>, StoreError> {
     let Some(lead_id) = current_id(tx, id)? else {
         return Ok(None);
     };
@@ -300,31 +709,31 @@ fn erase_in(tx: &Transaction<'_>, id: &str) -> Result<Option<Erased>, StoreError
         // Anonymous events of the lead's browsers that are not its own yet (none, unless
         // a link was let go and taken back): the same person's.
         erased.events += tx
-            .execute(
+            .exec(
                 "DELETE FROM events WHERE lead_id IS NULL AND anonymous_id IN
                     (SELECT substr(key, 6) FROM identities WHERE lead_id = ?1 AND key LIKE 'anon:%')",
                 [id],
             )
             .map_err(sql)?;
         erased.events += tx
-            .execute("DELETE FROM events WHERE lead_id = ?1", [id])
+            .exec("DELETE FROM events WHERE lead_id = ?1", [id])
             .map_err(sql)?;
         erased.identities += tx
-            .execute("DELETE FROM identities WHERE lead_id = ?1", [id])
+            .exec("DELETE FROM identities WHERE lead_id = ?1", [id])
             .map_err(sql)?;
         erased.alerts += tx
-            .execute("DELETE FROM outbox WHERE lead_id = ?1", [id])
+            .exec("DELETE FROM outbox WHERE lead_id = ?1", [id])
             .map_err(sql)?;
         erased.outcomes += tx
-            .execute("DELETE FROM outcomes WHERE lead_id = ?1", [id])
+            .exec("DELETE FROM outcomes WHERE lead_id = ?1", [id])
             .map_err(sql)?;
-        tx.execute("DELETE FROM history WHERE lead_id = ?1", [id])
+        tx.exec("DELETE FROM history WHERE lead_id = ?1", [id])
             .map_err(sql)?;
-        tx.execute("DELETE FROM action_tokens WHERE lead_id = ?1", [id])
+        tx.exec("DELETE FROM action_tokens WHERE lead_id = ?1", [id])
             .map_err(sql)?;
-        tx.execute("DELETE FROM follow_ups WHERE lead_id = ?1", [id])
+        tx.exec("DELETE FROM follow_ups WHERE lead_id = ?1", [id])
             .map_err(sql)?;
-        tx.execute("DELETE FROM leads WHERE id = ?1", [id])
+        tx.exec("DELETE FROM leads WHERE id = ?1", [id])
             .map_err(sql)?;
     }
     erased.lead_ids = lead_ids;
@@ -332,11 +741,11 @@ fn erase_in(tx: &Transaction<'_>, id: &str) -> Result<Option<Erased>, StoreError
 }
 
 /// The id a possibly merged lead id now stands for.
-fn current_id(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreError> {
+fn current_id(tx: &Connection, id: &str) -> Result<Option<String>, StoreError> {
     let mut id = id.to_string();
     for _ in 0..32 {
         let merged: Option<Option<String>> = tx
-            .query_row("SELECT merged_into FROM leads WHERE id = ?1", [&id], |r| {
+            .row("SELECT merged_into FROM leads WHERE id = ?1", [&id], |r| {
                 r.get(0)
             })
             .optional()
@@ -351,7 +760,7 @@ fn current_id(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreErr
 }
 
 /// A lead's keys, oldest first.
-fn identities_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<String>, StoreError> {
+fn identities_of(tx: &Connection, id: &str) -> Result<Vec<String>, StoreError> {
     let mut statement = tx
         .prepare_cached(
             "SELECT key FROM identities WHERE lead_id = ?1 ORDER BY position, linked_at, key",
@@ -367,9 +776,9 @@ fn identities_of(tx: &Transaction<'_>, id: &str) -> Result<Vec<String>, StoreErr
 
 /// What identity decides of a stored lead. Its history is its rows of `events` (an
 /// adopted browser's rows are moved to it), so `history` stays empty here.
-fn lead_identity(tx: &Transaction<'_>, id: &str) -> Result<LeadIdentity, StoreError> {
+fn lead_identity(tx: &Connection, id: &str) -> Result<LeadIdentity, StoreError> {
     let (created, attributes, hot_crossings): (String, String, u32) = tx
-        .query_row(
+        .row(
             "SELECT created_at, attributes, hot_crossings FROM leads WHERE id = ?1",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -399,19 +808,19 @@ fn lead_identity(tx: &Transaction<'_>, id: &str) -> Result<LeadIdentity, StoreEr
     })
 }
 
-fn email_of(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, StoreError> {
+fn email_of(tx: &Connection, id: &str) -> Result<Option<String>, StoreError> {
     let key: Option<String> = tx
-        .query_row("SELECT key FROM identities WHERE lead_id = ?1 AND key LIKE 'email:%' ORDER BY linked_at LIMIT 1", [id], |r| r.get(0))
+        .row("SELECT key FROM identities WHERE lead_id = ?1 AND key LIKE 'email:%' ORDER BY linked_at LIMIT 1", [id], |r| r.get(0))
         .optional()
         .map_err(sql)?;
     Ok(key.map(|k| k.trim_start_matches("email:").to_string()))
 }
 
-fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreError> {
+fn record_in(tx: &Connection, record: Record) -> Result<Recorded, StoreError> {
     let seen: Option<(Option<String>, Option<String>)> = tx
-        .query_row(
+        .row(
             "SELECT lead_id, digest FROM events WHERE message_id = ?1",
-            [&record.event.message_id],
+            [&*record.event.message_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
@@ -432,7 +841,7 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
     let mut links: Vec<(IdentityKey, Option<String>)> = Vec::new();
     for key in &record.keys {
         let linked: Option<String> = tx
-            .query_row(
+            .row(
                 "SELECT lead_id FROM identities WHERE key = ?1",
                 [key.storage_key()],
                 |r| r.get(0),
@@ -445,7 +854,7 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
             continue;
         };
         let created: String = tx
-            .query_row(
+            .row(
                 "SELECT created_at FROM leads WHERE id = ?1",
                 [&lead_id],
                 |r| r.get(0),
@@ -465,7 +874,7 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
             return Ok(Recorded::default());
         }
         Resolution::Create => {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO leads (id, created_at, updated_at) VALUES (?1, ?2, ?2)",
                 params![record.new_lead_id, now],
             )
@@ -490,20 +899,20 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
     }
     for link in &applied.links {
         match link {
-            LinkChange::Claim { key } | LinkChange::Move { key, .. } => tx.execute(
+            LinkChange::Claim { key } | LinkChange::Move { key, .. } => tx.exec(
                 "INSERT INTO identities (key, lead_id, linked_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET lead_id = excluded.lead_id, linked_at = excluded.linked_at",
                 params![key, lead_id, now],
             ),
             LinkChange::Unlink { key, .. } => {
-                tx.execute("DELETE FROM identities WHERE key = ?1", [key])
+                tx.exec("DELETE FROM identities WHERE key = ?1", [key])
             }
         }
         .map_err(sql)?;
     }
     if !applied.links.is_empty() {
         for (position, key) in applied.lead.identities.iter().enumerate() {
-            tx.execute(
+            tx.exec(
                 "UPDATE identities SET position = ?2 WHERE key = ?1",
                 params![key, position as i64],
             )
@@ -513,14 +922,14 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
     insert_event(tx, &record, Some(&lead_id), &now)?;
     for key in &record.keys {
         if let IdentityKey::Anonymous(anonymous_id) = key {
-            tx.execute(
+            tx.exec(
                 "UPDATE events SET lead_id = ?1 WHERE lead_id IS NULL AND anonymous_id = ?2",
                 params![lead_id, anonymous_id],
             )
             .map_err(sql)?;
         }
     }
-    tx.execute(
+    tx.exec(
         "UPDATE leads SET attributes = ?2, hot_crossings = ?3, updated_at = ?4,
             dirty_seq = dirty_seq + 1, aside_until = NULL
          WHERE id = ?1",
@@ -541,16 +950,16 @@ fn record_in(tx: &Transaction<'_>, record: Record) -> Result<Recorded, StoreErro
 }
 
 fn insert_event(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     record: &Record,
     lead_id: Option<&str>,
     now: &str,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO events (message_id, lead_id, anonymous_id, timestamp, received_at, body, digest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
-            record.event.message_id,
+            &*record.event.message_id,
             lead_id,
             record.event.anonymous_id,
             time(record.event.timestamp),
@@ -565,13 +974,13 @@ fn insert_event(
 
 /// Moves the events of lead `from` to `into`; `from` then redirects to `into`. (Its keys
 /// and attributes move as [`identity::apply`] says.)
-fn merge(tx: &Transaction<'_>, from: &str, into: &str, now: &str) -> Result<(), StoreError> {
-    tx.execute(
+fn merge(tx: &Connection, from: &str, into: &str, now: &str) -> Result<(), StoreError> {
+    tx.exec(
         "UPDATE events SET lead_id = ?2 WHERE lead_id = ?1",
         params![from, into],
     )
     .map_err(sql)?;
-    tx.execute(
+    tx.exec(
         "UPDATE leads SET merged_into = ?2, updated_at = ?3 WHERE id = ?1",
         params![from, into, now],
     )
@@ -579,12 +988,12 @@ fn merge(tx: &Transaction<'_>, from: &str, into: &str, now: &str) -> Result<(), 
     Ok(())
 }
 
-fn load_lead(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredLead>, StoreError> {
+fn load_lead(tx: &Connection, id: &str) -> Result<Option<StoredLead>, StoreError> {
     let Some(id) = current_id(tx, id)? else {
         return Ok(None);
     };
     let row = tx
-        .query_row(
+        .row(
             "SELECT created_at, updated_at, attributes, score_json, hot_crossings, stage_json, history_rev FROM leads WHERE id = ?1",
             [&id],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, u32>(6)?)),
@@ -606,7 +1015,7 @@ fn load_lead(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredLead>, Store
 
 /// Follow-up records chosen by `rest` (a `WHERE ... ORDER BY ... LIMIT` clause).
 fn select_follow_ups(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     rest: &str,
     values: impl rusqlite::Params,
 ) -> Result<Vec<FollowUpRecord>, StoreError> {
@@ -680,9 +1089,9 @@ fn select_follow_ups(
 }
 
 /// Appends history entries of `lead_id` (numbered by the caller).
-fn insert_history(tx: &Transaction<'_>, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+fn insert_history(tx: &Connection, entries: &[HistoryEntry]) -> Result<(), StoreError> {
     for entry in entries {
-        tx.execute(
+        tx.exec(
             "INSERT INTO history (lead_id, rev, at, body) VALUES (?1, ?2, ?3, ?4)",
             params![entry.lead_id, entry.rev, time(entry.at), to_json(entry)?],
         )
@@ -692,7 +1101,7 @@ fn insert_history(tx: &Transaction<'_>, entries: &[HistoryEntry]) -> Result<(), 
 }
 
 /// The history of `lead_id` and of the leads merged into it, oldest first.
-fn history_of(tx: &Transaction<'_>, lead_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+fn history_of(tx: &Connection, lead_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     let Some(id) = current_id(tx, lead_id)? else {
         return Ok(Vec::new());
     };
@@ -722,12 +1131,12 @@ impl Store for SqliteStore {
 
     async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
         let id = id.to_string();
-        self.transaction(move |tx| load_lead(tx, &id)).await
+        self.read(move |tx| load_lead(tx, &id)).await
     }
 
     async fn events(&self, lead_id: &str) -> Result<Vec<Event>, StoreError> {
         let lead_id = lead_id.to_string();
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let Some(id) = current_id(tx, &lead_id)? else {
                 return Ok(Vec::new());
             };
@@ -757,7 +1166,7 @@ impl Store for SqliteStore {
             .transpose()?
             .map(|c| (c.score_hundredths, c.lead_id));
         let band = band.map(|b| b.as_str().to_string());
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let (score, id) = after.unwrap_or((i64::MAX, String::new()));
             let mut statement = tx
                 .prepare_cached(
@@ -783,7 +1192,7 @@ impl Store for SqliteStore {
     }
 
     async fn dirty(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Dirty>, StoreError> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let dirty = |r: &rusqlite::Row<'_>| {
                 Ok(Dirty {
                     lead_id: r.get(0)?,
@@ -826,7 +1235,7 @@ impl Store for SqliteStore {
     async fn set_aside(&self, aside: &SetAside) -> Result<(), StoreError> {
         let aside = aside.clone();
         self.transaction(move |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE leads SET aside_reason = ?2, aside_failures = ?3, aside_since = COALESCE(aside_since, ?4),
                     aside_until = ?5
                  WHERE id = ?1 AND merged_into IS NULL AND dirty_seq = ?6",
@@ -839,7 +1248,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_aside_leads(&self, limit: usize) -> Result<Vec<SetAside>, StoreError> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let mut statement = tx
                 .prepare_cached(
                     "SELECT id, dirty_seq, aside_failures, aside_reason, aside_since, aside_until FROM leads
@@ -882,7 +1291,7 @@ impl Store for SqliteStore {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Dirty>, StoreError> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let mut statement = tx
                 .prepare_cached(
                     "SELECT id, dirty_seq FROM leads
@@ -910,7 +1319,7 @@ impl Store for SqliteStore {
             let last_rev = history.entries.last().map_or(read.history_rev, |e| e.rev);
             let stage_json = history.stage.as_ref().map(to_json).transpose()?;
             let changed = tx
-                .execute(
+                .exec(
                     "UPDATE leads SET score_json = ?2, score_hundredths = ?3, band = ?4, scored_at = ?5, hot_crossings = ?6,
                         scored_seq = ?7, aside_reason = NULL, aside_failures = 0, aside_since = NULL, aside_until = NULL,
                         history_rev = CASE WHEN ?13 THEN ?10 ELSE history_rev END,
@@ -940,7 +1349,7 @@ impl Store for SqliteStore {
             }
             insert_history(tx, &history.entries)?;
             if let Some(record) = &update.follow_up {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO follow_ups (lead_id, crossing, territory, owner, alerted_at, due_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (lead_id, crossing) DO NOTHING",
                     params![
@@ -955,7 +1364,7 @@ impl Store for SqliteStore {
                 .map_err(sql)?;
             }
             for alert in &update.alerts {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO outbox (key, lead_id, created_at, message, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?3)
                      ON CONFLICT (key) DO NOTHING",
                     params![alert.key, update.lead_id, time(alert.created_at), to_json(&alert.message)?],
@@ -963,7 +1372,7 @@ impl Store for SqliteStore {
                 .map_err(sql)?;
             }
             let still_dirty: bool = tx
-                .query_row("SELECT dirty_seq > scored_seq FROM leads WHERE id = ?1", [&update.lead_id], |r| r.get(0))
+                .row("SELECT dirty_seq > scored_seq FROM leads WHERE id = ?1", [&update.lead_id], |r| r.get(0))
                 .map_err(sql)?;
             Ok(if still_dirty { SaveOutcome::SavedStillDirty } else { SaveOutcome::Saved })
         })
@@ -972,14 +1381,14 @@ impl Store for SqliteStore {
 
     async fn history(&self, lead_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let lead_id = lead_id.to_string();
-        self.transaction(move |tx| history_of(tx, &lead_id)).await
+        self.read(move |tx| history_of(tx, &lead_id)).await
     }
 
     async fn record_action(&self, action: &ActionRecord) -> Result<ActionOutcome, StoreError> {
         let action = action.clone();
         self.transaction(move |tx| {
             let rev: Option<u32> = tx
-                .query_row(
+                .row(
                     "SELECT history_rev FROM leads WHERE id = ?1 AND merged_into IS NULL",
                     [&action.lead_id],
                     |r| r.get(0),
@@ -990,7 +1399,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::not_found("lead", action.lead_id.clone()));
             };
             let repeated: bool = tx
-                .query_row(
+                .row(
                     "SELECT EXISTS (SELECT 1 FROM action_tokens WHERE lead_id = ?1 AND token = ?2)",
                     params![action.lead_id, action.token],
                     |r| r.get(0),
@@ -1003,7 +1412,7 @@ impl Store for SqliteStore {
                 return Err(StoreError::conflict(format!("lead {} changed meanwhile", action.lead_id)));
             }
             insert_history(tx, &action.entries)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO action_tokens (lead_id, token) VALUES (?1, ?2)",
                 params![action.lead_id, action.token],
             )
@@ -1014,7 +1423,7 @@ impl Store for SqliteStore {
                 _ => None,
             });
             if action.crossing > 0 {
-                tx.execute(
+                tx.exec(
                     "UPDATE follow_ups SET first_action_at = ?3, first_action = ?4
                      WHERE lead_id = ?1 AND crossing = ?2 AND first_action_at IS NULL",
                     params![
@@ -1026,7 +1435,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(sql)?;
             }
-            tx.execute(
+            tx.exec(
                 "UPDATE leads SET history_rev = ?2, stage_json = COALESCE(?3, stage_json),
                     dirty_seq = dirty_seq + 1, updated_at = COALESCE(?4, updated_at), aside_until = NULL
                  WHERE id = ?1",
@@ -1047,7 +1456,7 @@ impl Store for SqliteStore {
         let notice = notice.clone();
         self.transaction(move |tx| {
             let added = tx
-                .execute(
+                .exec(
                     "INSERT INTO outbox (key, lead_id, created_at, message, next_attempt_at) VALUES (?1, '', ?2, ?3, ?2)
                      ON CONFLICT (key) DO NOTHING",
                     params![notice.key, time(notice.created_at), to_json(&notice.message)?],
@@ -1063,7 +1472,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<FollowUpRecord>, StoreError> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             select_follow_ups(
                 tx,
                 "WHERE due_at IS NOT NULL AND first_action_at IS NULL AND escalated_at IS NULL AND closed_at IS NULL
@@ -1085,7 +1494,7 @@ impl Store for SqliteStore {
         self.transaction(move |tx| {
             let column = if alert.is_some() { "escalated_at" } else { "closed_at" };
             let changed = tx
-                .execute(
+                .exec(
                     &format!(
                         "UPDATE follow_ups SET {column} = ?3
                          WHERE lead_id = ?1 AND crossing = ?2
@@ -1097,7 +1506,7 @@ impl Store for SqliteStore {
             if changed == 1
                 && let Some(alert) = alert
             {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO outbox (key, lead_id, created_at, message, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?3)
                      ON CONFLICT (key) DO NOTHING",
                     params![alert.key, lead_id, time(alert.created_at), to_json(&alert.message)?],
@@ -1115,7 +1524,7 @@ impl Store for SqliteStore {
         until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<FollowUpRecord>, StoreError> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             select_follow_ups(
                 tx,
                 "WHERE alerted_at >= ?1 AND alerted_at < ?2 ORDER BY alerted_at, lead_id, crossing LIMIT ?3",
@@ -1130,7 +1539,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Pending>, StoreError> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let mut statement = tx
                 .prepare_cached(
                     "SELECT key, created_at, message, attempts FROM outbox
@@ -1170,7 +1579,7 @@ impl Store for SqliteStore {
     async fn alert_delivered(&self, key: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let key = key.to_string();
         self.transaction(move |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE outbox SET delivered_at = ?2, claimed_until = NULL WHERE key = ?1 AND delivered_at IS NULL",
                 params![key, time(at)],
             )
@@ -1188,7 +1597,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (key, error) = (key.to_string(), error.to_string());
         self.transaction(move |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, claimed_until = NULL
                  WHERE key = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
                 params![key, error, time(retry_at)],
@@ -1208,7 +1617,7 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.transaction(move |tx| {
             let changed = tx
-                .execute(
+                .exec(
                     "UPDATE outbox SET claimed_until = ?3
                      WHERE key = ?1 AND delivered_at IS NULL AND failed_at IS NULL
                        AND (claimed_until IS NULL OR claimed_until <= ?2)",
@@ -1228,7 +1637,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (key, error) = (key.to_string(), error.to_string());
         self.transaction(move |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, failed_at = ?3, claimed_until = NULL
                  WHERE key = ?1 AND delivered_at IS NULL AND failed_at IS NULL",
                 params![key, error, time(at)],
@@ -1251,7 +1660,7 @@ impl Store for SqliteStore {
                 EraseSubject::Key(key) => {
                     let key = key.storage_key();
                     let linked: Option<String> = tx
-                        .query_row(
+                        .row(
                             "SELECT lead_id FROM identities WHERE key = ?1",
                             [&key],
                             |r| r.get(0),
@@ -1263,7 +1672,7 @@ impl Store for SqliteStore {
                     };
                     let erased = erase_in(tx, &linked)?;
                     // A link to no lead (none is left by this store) is removed all the same.
-                    tx.execute("DELETE FROM identities WHERE key = ?1", [&key])
+                    tx.exec("DELETE FROM identities WHERE key = ?1", [&key])
                         .map_err(sql)?;
                     Ok(erased)
                 }
@@ -1279,11 +1688,11 @@ impl Store for SqliteStore {
 
     async fn erasable_ids(&self, who: &EraseSubject) -> Result<Vec<String>, StoreError> {
         let who = who.clone();
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let id = match &who {
                 EraseSubject::Lead(id) => Some(id.clone()),
                 EraseSubject::Key(key) => tx
-                    .query_row(
+                    .row(
                         "SELECT lead_id FROM identities WHERE key = ?1",
                         [key.storage_key()],
                         |r| r.get(0),
@@ -1305,7 +1714,7 @@ impl Store for SqliteStore {
         let cutoff = time(now - chrono::Duration::days(i64::from(retention.anonymous_days)));
         let anonymous_events = self
             .transaction(move |tx| {
-                tx.execute(
+                tx.exec(
                     "DELETE FROM events WHERE lead_id IS NULL AND received_at < ?1",
                     [&cutoff],
                 )
@@ -1319,7 +1728,7 @@ impl Store for SqliteStore {
     }
 
     async fn failed_alerts(&self, limit: usize) -> Result<Vec<FailedAlert>, StoreError> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let mut statement = tx
                 .prepare_cached(
                     "SELECT key, lead_id, attempts, last_error, failed_at FROM outbox
@@ -1355,9 +1764,9 @@ impl Store for SqliteStore {
     }
 }
 
-fn active_version(tx: &Transaction<'_>) -> Result<Option<u32>, StoreError> {
+fn active_version(tx: &Connection) -> Result<Option<u32>, StoreError> {
     let value: Option<String> = tx
-        .query_row(
+        .row(
             "SELECT value FROM settings WHERE key = 'active_rules'",
             [],
             |r| r.get(0),
@@ -1389,7 +1798,7 @@ fn rules_version_row(row: &rusqlite::Row<'_>, active: Option<u32>) -> rusqlite::
 }
 
 fn load_rules_versions(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     only: Option<u32>,
 ) -> Result<Vec<RulesVersion>, StoreError> {
     let active = active_version(tx)?;
@@ -1418,16 +1827,16 @@ fn load_rules_versions(
     Ok(out)
 }
 
-fn add_rules_in(tx: &Transaction<'_>, rules: &NewRules) -> Result<RulesVersion, StoreError> {
+fn add_rules_in(tx: &Connection, rules: &NewRules) -> Result<RulesVersion, StoreError> {
     let next: u32 = tx
-        .query_row(
+        .row(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM rules_versions",
             [],
             |r| r.get(0),
         )
         .map_err(sql)?;
     let at = time(rules.at);
-    tx.execute(
+    tx.exec(
         "INSERT INTO rules_versions (version, name, created_at, source, text, activated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?3)",
         params![
@@ -1445,8 +1854,8 @@ fn add_rules_in(tx: &Transaction<'_>, rules: &NewRules) -> Result<RulesVersion, 
         .ok_or_else(|| StoreError::corrupt("rules version vanished"))
 }
 
-fn set_active(tx: &Transaction<'_>, version: u32) -> Result<(), StoreError> {
-    tx.execute(
+fn set_active(tx: &Connection, version: u32) -> Result<(), StoreError> {
+    tx.exec(
         "INSERT INTO settings (key, value) VALUES ('active_rules', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [version.to_string()],
@@ -1455,9 +1864,9 @@ fn set_active(tx: &Transaction<'_>, version: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn pending_review(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
+fn pending_review(tx: &Connection, id: &str) -> Result<(), StoreError> {
     let review: Option<String> = tx
-        .query_row("SELECT review FROM suggestions WHERE id = ?1", [id], |r| {
+        .row("SELECT review FROM suggestions WHERE id = ?1", [id], |r| {
             r.get(0)
         })
         .optional()
@@ -1472,16 +1881,16 @@ fn pending_review(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
     }
 }
 
-fn set_review(tx: &Transaction<'_>, id: &str, review: &SuggestionStatus) -> Result<(), StoreError> {
+fn set_review(tx: &Connection, id: &str, review: &SuggestionStatus) -> Result<(), StoreError> {
     let review_json = to_json(review)?;
     let body: String = tx
-        .query_row("SELECT body FROM suggestions WHERE id = ?1", [id], |r| {
+        .row("SELECT body FROM suggestions WHERE id = ?1", [id], |r| {
             r.get(0)
         })
         .map_err(sql)?;
     let mut stored: StoredSuggestion = json(&body)?;
     stored.review = review.clone();
-    tx.execute(
+    tx.exec(
         "UPDATE suggestions SET review = ?2, body = ?3 WHERE id = ?1",
         params![id, review_json, to_json(&stored)?],
     )
@@ -1493,9 +1902,9 @@ fn set_review(tx: &Transaction<'_>, id: &str, review: &SuggestionStatus) -> Resu
 impl LearningStore for SqliteStore {
     async fn lead_for(&self, key: &IdentityKey) -> Result<Option<String>, StoreError> {
         let key = key.storage_key();
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let lead: Option<String> = tx
-                .query_row(
+                .row(
                     "SELECT lead_id FROM identities WHERE key = ?1",
                     [&key],
                     |r| r.get(0),
@@ -1541,7 +1950,7 @@ impl LearningStore for SqliteStore {
     }
 
     async fn outcomes(&self) -> Result<Vec<DealOutcome>, StoreError> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let mut statement = tx
                 .prepare("SELECT lead_id, won, closed_at, amount, received_at FROM outcomes ORDER BY lead_id")
                 .map_err(sql)?;
@@ -1580,7 +1989,7 @@ impl LearningStore for SqliteStore {
             to_json(suggestion)?,
         );
         self.transaction(move |tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO suggestions (id, created_at, review, body) VALUES (?1, ?2, ?3, ?4)",
                 params![row.0, row.1, row.2, row.3],
             )
@@ -1598,7 +2007,7 @@ impl LearningStore for SqliteStore {
     }
 
     async fn suggestions(&self, limit: usize) -> Result<Vec<SuggestionHead>, StoreError> {
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let mut statement = tx
                 .prepare("SELECT body FROM suggestions ORDER BY created_at DESC, id DESC LIMIT ?1")
                 .map_err(sql)?;
@@ -1617,9 +2026,9 @@ impl LearningStore for SqliteStore {
 
     async fn suggestion(&self, id: &str) -> Result<Option<StoredSuggestion>, StoreError> {
         let id = id.to_string();
-        self.transaction(move |tx| {
+        self.read(move |tx| {
             let body: Option<String> = tx
-                .query_row("SELECT body FROM suggestions WHERE id = ?1", [&id], |r| {
+                .row("SELECT body FROM suggestions WHERE id = ?1", [&id], |r| {
                     r.get(0)
                 })
                 .optional()
@@ -1684,7 +2093,7 @@ impl LearningStore for SqliteStore {
     ) -> Result<RulesVersion, StoreError> {
         self.transaction(move |tx| {
             let changed = tx
-                .execute(
+                .exec(
                     "UPDATE rules_versions SET activated_at = ?2 WHERE version = ?1",
                     params![version, time(at)],
                 )
@@ -1701,14 +2110,277 @@ impl LearningStore for SqliteStore {
     }
 
     async fn rules_history(&self) -> Result<Vec<RulesVersion>, StoreError> {
-        self.transaction(|tx| load_rules_versions(tx, None)).await
+        self.read(|tx| load_rules_versions(tx, None)).await
     }
 
     async fn active_rules(&self) -> Result<Option<RulesVersion>, StoreError> {
-        self.transaction(|tx| match active_version(tx)? {
+        self.read(|tx| match active_version(tx)? {
             Some(version) => Ok(load_rules_versions(tx, Some(version))?.pop()),
             None => Ok(None),
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer's group commit. Each test holds the writer on a gate call until every
+    //! call it means to group is queued, so the group is known, never guessed from timing;
+    //! `commits` tells that they committed in one transaction.
+
+    use super::*;
+    use hotlead_app::ports::content_digest;
+
+    fn page(message_id: &str, user: &str) -> Record {
+        let call = serde_json::json!({"type": "page", "messageId": message_id, "userId": user,
+            "timestamp": "2026-11-01T00:00:00Z", "context": {"page": {"path": "/pricing"}}});
+        let event = Event::from_segment(&call).expect("a valid page call");
+        Record {
+            digest: content_digest(&event, &[]),
+            retention: Default::default(),
+            event,
+            keys: vec![IdentityKey::User(user.into())],
+            attributes: vec![],
+            received_at: "2026-11-01T00:00:00Z".parse().unwrap(),
+            new_lead_id: format!("L-{message_id}"),
+        }
+    }
+
+    fn queued(store: &SqliteStore) -> usize {
+        let jobs = store.inner.jobs.as_ref().unwrap();
+        jobs.max_capacity() - jobs.capacity()
+    }
+
+    fn commits(store: &SqliteStore) -> u64 {
+        store.commits()
+    }
+
+    /// Holds the writer until the returned sender is used (or dropped); answers once the
+    /// writer runs it, so the caller knows the writer is held.
+    async fn hold_writer(
+        store: &SqliteStore,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+    ) {
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (running, started) = oneshot::channel();
+        let held = store.clone();
+        let task = tokio::spawn(async move {
+            held.transaction(move |_| {
+                let _ = running.send(());
+                let _ = gate.recv();
+                Ok(())
+            })
+            .await
+        });
+        started.await.unwrap();
+        (release, task)
+    }
+
+    /// Waits (without a deadline: each turn yields) until `n` calls are queued.
+    async fn until_queued(store: &SqliteStore, n: usize) {
+        while queued(store) < n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn events_stored(store: &SqliteStore) -> i64 {
+        store
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                    .map_err(sql)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_calls_with_one_message_id_store_one_event() {
+        let dir = std::env::temp_dir().join(format!("hotlead-group-{}", std::process::id()));
+        let store = SqliteStore::open(&dir.join("dedupe.db")).unwrap();
+        let (release, gate) = hold_writer(&store).await;
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.record(page("same", "u1")).await })
+            })
+            .collect();
+        until_queued(&store, 40).await;
+        let before = commits(&store);
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        let mut fresh = 0;
+        for call in calls {
+            let recorded = call.await.unwrap().unwrap();
+            assert_eq!(recorded.lead_id.as_deref(), Some("L-same"));
+            fresh += usize::from(!recorded.duplicate);
+        }
+        assert_eq!(
+            fresh, 1,
+            "one call stored the event, the others were duplicates"
+        );
+        assert_eq!(commits(&store) - before, 1, "all in one transaction");
+        assert_eq!(store.events("L-same").await.unwrap().len(), 1);
+        let store_events = events_stored(&store).await;
+        assert_eq!(store_events, 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failing_or_panicking_call_is_rolled_back_alone() {
+        let store = SqliteStore::in_memory().unwrap();
+        let (release, gate) = hold_writer(&store).await;
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { store.record(page("a", "u1")).await }
+        });
+        until_queued(&store, 1).await;
+        // Writes an event, then fails: its write must not survive.
+        let failing = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .transaction(|tx| {
+                        record_in(tx, page("failed", "u9"))?;
+                        Err::<(), _>(StoreError::rejected("this call fails"))
+                    })
+                    .await
+            }
+        });
+        until_queued(&store, 2).await;
+        let panicking = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .transaction(|tx| -> Result<(), StoreError> {
+                        record_in(tx, page("panicked", "u8"))?;
+                        panic!("a bug in one call");
+                    })
+                    .await
+            }
+        });
+        until_queued(&store, 3).await;
+        let last = tokio::spawn({
+            let store = store.clone();
+            async move { store.record(page("b", "u2")).await }
+        });
+        until_queued(&store, 4).await;
+        let before = commits(&store);
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        assert!(!first.await.unwrap().unwrap().duplicate);
+        assert!(matches!(
+            failing.await.unwrap(),
+            Err(StoreError::Rejected { .. })
+        ));
+        assert!(matches!(
+            panicking.await.unwrap(),
+            Err(StoreError::Unavailable { .. })
+        ));
+        assert!(!last.await.unwrap().unwrap().duplicate);
+        assert_eq!(commits(&store) - before, 1, "all in one transaction");
+        assert_eq!(store.events("L-a").await.unwrap().len(), 1);
+        assert_eq!(store.events("L-b").await.unwrap().len(), 1);
+        assert!(store.lead("L-failed").await.unwrap().is_none());
+        assert!(store.lead("L-panicked").await.unwrap().is_none());
+        let stored = events_stored(&store).await;
+        assert_eq!(stored, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failed_commit_answers_every_caller_with_an_error() {
+        let store = SqliteStore::in_memory().unwrap();
+        // A deferred foreign key is checked at COMMIT: an orphan row makes it fail.
+        store
+            .transaction(|tx| {
+                tx.execute_batch(
+                    "CREATE TABLE parent (id TEXT PRIMARY KEY);
+                     CREATE TABLE child (parent TEXT REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+                )
+                .map_err(sql)
+            })
+            .await
+            .unwrap();
+        let (release, gate) = hold_writer(&store).await;
+        let mut calls = Vec::new();
+        for i in 0..3 {
+            let caller = store.clone();
+            calls.push(tokio::spawn(async move {
+                caller
+                    .record(page(&format!("m{i}"), "u1"))
+                    .await
+                    .map(|_| ())
+            }));
+            until_queued(&store, i + 1).await;
+        }
+        until_queued(&store, 3).await;
+        let orphan = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .transaction(|tx| {
+                        tx.exec("INSERT INTO child (parent) VALUES ('none')", [])
+                            .map_err(sql)?;
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        until_queued(&store, 4).await;
+        let before = commits(&store);
+        release.send(()).unwrap();
+        // The gate was in the group: its caller gets the error too.
+        assert!(gate.await.unwrap().is_err());
+        for call in calls {
+            let error = call.await.unwrap().unwrap_err();
+            assert!(error.to_string().contains("did not commit"), "{error}");
+        }
+        assert!(orphan.await.unwrap().is_err());
+        assert_eq!(commits(&store), before);
+        assert!(store.lead("L-m0").await.unwrap().is_none());
+        let stored = events_stored(&store).await;
+        assert_eq!(stored, 0);
+        // The writer goes on.
+        store.record(page("later", "u1")).await.unwrap();
+        assert_eq!(store.events("L-later").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn callers_get_an_error_when_the_writer_is_gone() {
+        let store = SqliteStore::in_memory().unwrap();
+        let (release, gate) = hold_writer(&store).await;
+        store.queue().unwrap().send(Job::Exit).await.unwrap();
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.record(page("a", "u1")).await }
+        });
+        until_queued(&store, 2).await;
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        assert!(matches!(
+            waiting.await.unwrap(),
+            Err(StoreError::Unavailable { .. })
+        ));
+        assert!(matches!(
+            store.record(page("b", "u1")).await,
+            Err(StoreError::Unavailable { .. })
+        ));
+        assert!(store.schema_version().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_read_sees_every_write_answered_before_it() {
+        let dir = std::env::temp_dir().join(format!("hotlead-read-{}", std::process::id()));
+        let store = SqliteStore::open(&dir.join("read.db")).unwrap();
+        for i in 0..20 {
+            let recorded = store.record(page(&format!("m{i}"), "u1")).await.unwrap();
+            let lead = recorded.lead_id.unwrap();
+            assert_eq!(store.events(&lead).await.unwrap().len(), i + 1);
+            assert_eq!(store.dirty(Utc::now(), 10).await.unwrap().len(), 1);
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
