@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use hotlead_core::{Event, EventType, Lead};
+use hotlead_core::{AttributeValue, Event, EventType};
 
 use crate::Example;
 
@@ -85,8 +85,8 @@ pub(crate) fn slug(text: &str) -> String {
 }
 
 /// A number for quantiles: the value, or the middle of a range.
-fn point(lead: &Lead, attribute: &str) -> Option<f64> {
-    let number = lead.get(attribute)?.number.as_ref()?;
+fn point(value: &AttributeValue) -> Option<f64> {
+    let number = value.number.as_ref()?;
     match (number.low, number.high) {
         (Some(low), Some(high)) => Some((low.value + high.value) / 2.0),
         (Some(b), None) | (None, Some(b)) => Some(b.value),
@@ -135,21 +135,16 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
         .filter(|a| !IDENTIFYING.contains(a) && *a != "email_domain")
         .collect();
     for attribute in attributes {
-        let present: Vec<&Example> = train
+        // Each lead's value, looked up once.
+        let present: Vec<(&Example, &AttributeValue)> = train
             .iter()
-            .copied()
-            .filter(|e| e.lead.get(attribute).is_some())
+            .filter_map(|e| e.lead.get(attribute).map(|v| (*e, v)))
             .collect();
         let missing = n - present.len();
-        let numbers: Vec<f64> = present
-            .iter()
-            .filter_map(|e| point(&e.lead, attribute))
-            .collect();
+        let numbers: Vec<f64> = present.iter().filter_map(|(_, v)| point(v)).collect();
         let mut levels: HashMap<&str, usize> = HashMap::new();
-        for e in &present {
-            if let Some(v) = e.lead.get(attribute) {
-                *levels.entry(v.value.as_str()).or_default() += 1;
-            }
+        for (_, v) in &present {
+            *levels.entry(v.value.as_str()).or_default() += 1;
         }
         // Identifiers and free text: almost every value is different.
         let numeric = !present.is_empty() && numbers.len() * 10 >= present.len() * 9;
@@ -175,7 +170,7 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
             edges.push((low, None));
             let labelled: Vec<(f64, bool)> = present
                 .iter()
-                .filter_map(|e| point(&e.lead, attribute).map(|v| (v, e.won)))
+                .filter_map(|(e, v)| point(v).map(|v| (v, e.won)))
                 .collect();
             for (low, high) in merge_bins(&edges, &labelled, min_rows) {
                 let mut test: Vec<(&str, toml_edit::Value)> = vec![("attribute", attribute.into())];
@@ -224,8 +219,8 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
             for (value, _) in frequent {
                 let raw = present
                     .iter()
-                    .find_map(|e| e.lead.get(attribute).filter(|v| v.value == value))
-                    .map_or(value, |v| v.raw.as_str());
+                    .find_map(|(_, v)| (v.value == value).then_some(v.raw.as_str()))
+                    .unwrap_or(value);
                 raws.push(raw);
                 let value_slug = match slug(value) {
                     s if s.is_empty() => format!("level-{}", value.chars().count()),
