@@ -709,7 +709,11 @@ pub fn selection_frequency(
 }
 
 /// Maps `items` on up to `workers` threads, results in the items' order.
-fn parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     let workers = workers.clamp(1, items.len().max(1));
     if workers == 1 {
         return items.iter().map(&f).collect();

@@ -415,13 +415,26 @@ fn points_f64(p: hotlead_core::Points) -> f64 {
 
 /// Scores with a rule set at each example's decision time.
 fn scores(rules: &RuleSet, examples: &[&Example]) -> (Vec<f64>, Vec<Band>) {
-    examples
-        .iter()
-        .map(|e| {
-            let s = score(rules, &e.lead, &e.events, e.decided_at, None);
-            (points_f64(s.score), s.band)
-        })
-        .unzip()
+    by_chunks(examples, |e| {
+        let s = score(rules, &e.lead, &e.events, e.decided_at, None);
+        (points_f64(s.score), s.band)
+    })
+    .into_iter()
+    .unzip()
+}
+
+/// Maps `items` in order, in chunks spread over the cores (each item's result depends
+/// on the item alone, so the result does not depend on how many cores).
+fn by_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    const CHUNK: usize = 2_048;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunks: Vec<&[T]> = items.chunks(CHUNK).collect();
+    crate::sparse::parallel(&chunks, workers, |chunk| {
+        chunk.iter().map(&f).collect::<Vec<R>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// New leads per week, from the span of the dates `date` gives (at least a week of
@@ -565,21 +578,23 @@ pub fn learn(
     let mut p = features.rules.len();
     let mut x = Array2::<f64>::zeros((examples.len(), p));
     let total = examples.len();
-    for (i, example) in examples.iter().enumerate() {
-        let terms = hotlead_core::score::rule_terms(
-            &features,
-            &example.lead,
-            &example.events,
-            example.decided_at,
-        );
-        x.row_mut(i).assign(&ndarray::Array1::from(terms));
-        if (i + 1) % 10_000 == 0 || i + 1 == total {
-            (hooks.progress)(Progress {
-                stage: "rule terms",
-                done: i + 1,
-                total,
-            });
+    for (start, part) in (0..total).step_by(10_000).zip(examples.chunks(10_000)) {
+        let rows = by_chunks(part, |example| {
+            hotlead_core::score::rule_terms(
+                &features,
+                &example.lead,
+                &example.events,
+                example.decided_at,
+            )
+        });
+        for (i, terms) in rows.into_iter().enumerate() {
+            x.row_mut(start + i).assign(&ndarray::Array1::from(terms));
         }
+        (hooks.progress)(Progress {
+            stage: "rule terms",
+            done: start + part.len(),
+            total,
+        });
     }
     let mut x_train = x.select(Axis(0), &train_idx);
     let y_train: Vec<bool> = train.iter().map(|e| e.won).collect();
