@@ -17,13 +17,20 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::ports::{
-    Clock, FollowUpRecord, HistoryEntry, HistoryRead, HistoryUpdate, LearningStore, Notifier,
-    NotifyError, OutboxEntry, RulesVersion, SaveOutcome, ScoreUpdate, SetAside, Store, StoreError,
-    StoredLead, with_causes,
+    Clock, Dirty, FollowUpRecord, HistoryEntry, HistoryRead, HistoryUpdate, LearningStore,
+    Notifier, NotifyError, OutboxEntry, RulesVersion, SaveOutcome, ScoreUpdate, SetAside, Store,
+    StoreError, StoredLead, with_causes,
 };
 
 /// Leads rescored per store round trip.
 pub const BATCH: usize = 100;
+/// The least time between the starts of two rounds of [`Scorer::run`]: events that
+/// come meanwhile are scored together in the next round.
+pub const ROUND_GAP: StdDuration = StdDuration::from_millis(100);
+/// Leads of a batch rescored at once: their reads run side by side on the store's read
+/// connections, their scoring on the runtime's threads, and their saves share the
+/// store's write transactions (one commit for many saves instead of one each).
+pub const CONCURRENT_RESCORES: usize = 16;
 /// A failed delivery is retried after this, doubling per attempt up to [`MAX_RETRY`].
 pub const FIRST_RETRY: Duration = Duration::seconds(5);
 pub const MAX_RETRY: Duration = Duration::minutes(30);
@@ -132,11 +139,31 @@ impl LeadChange {
     }
 }
 
+/// What saving one rescore did.
+#[derive(Debug, Clone, Copy)]
+struct Rescored {
+    outcome: SaveOutcome,
+    /// Alerts saved with the score (each in the outbox once by its key).
+    alerts: usize,
+}
+
 /// Counts of one pass over marked or aged leads.
 #[derive(Debug, Clone, Copy, Default)]
 struct Pass {
     saved: usize,
     set_aside: usize,
+    /// Alerts delivered during the pass (scheduled rounds deliver after each batch that
+    /// raised one, so an alert does not wait for the rest of the pass).
+    delivery: Delivery,
+}
+
+impl Delivery {
+    fn add(&mut self, other: Delivery) {
+        self.delivered += other.delivered;
+        self.failed += other.failed;
+        self.abandoned += other.abandoned;
+        self.skipped += other.skipped;
+    }
 }
 
 /// The scorer service. Its operations, one per kind of trigger, are what every runner
@@ -235,7 +262,7 @@ impl Scorer {
         let Some(since) = active.and_then(|a| a.activated_at) else {
             return Ok(Pass::default());
         };
-        let pass = self.rescore_all(Some(since)).await?;
+        let pass = self.rescore_all(Some(since), false).await?;
         if pass.saved > 0 {
             tracing::info!(count = pass.saved, "rescored leads with the active rules");
         }
@@ -254,14 +281,17 @@ impl Scorer {
     /// many rescores were saved. A lead that fails for a reason of its own is set aside
     /// and the others go on; a store outage stops the pass.
     pub async fn rescore_marked(&self) -> Result<usize, StoreError> {
-        Ok(self.rescore_all(None).await?.saved)
+        Ok(self.rescore_all(None, false).await?.saved)
     }
 
     /// Rescores leads whose score is older than `age`, so that decay and windows lower
     /// (or, for expiring penalties, raise) the scores of leads that have gone quiet, and
     /// the ranking and bands stay true. Returns how many were rescored.
     pub async fn rescore_aged(&self, age: Duration) -> Result<usize, StoreError> {
-        Ok(self.rescore_all(Some(self.clock.now() - age)).await?.saved)
+        Ok(self
+            .rescore_all(Some(self.clock.now() - age), false)
+            .await?
+            .saved)
     }
 
     /// Rescores marked leads (`cutoff` none) or leads last scored before `cutoff` (fixed,
@@ -269,7 +299,13 @@ impl Scorer {
     /// left or a batch makes no progress. A marked lead is rescored once per pass: one
     /// marked again meanwhile (events keep coming) ends the pass, so that the round goes
     /// on to deliver alerts; the next round (which its new events asked for) takes it.
-    async fn rescore_all(&self, cutoff: Option<DateTime<Utc>>) -> Result<Pass, StoreError> {
+    /// The leads of a batch are rescored [`CONCURRENT_RESCORES`] at a time; with
+    /// `deliver`, alerts a batch raised are delivered before the next batch.
+    async fn rescore_all(
+        &self,
+        cutoff: Option<DateTime<Utc>>,
+        deliver: bool,
+    ) -> Result<Pass, StoreError> {
         let mut pass = Pass::default();
         let mut rescored = std::collections::HashSet::new();
         loop {
@@ -283,26 +319,45 @@ impl Scorer {
             if cutoff.is_none() && batch.iter().any(|mark| rescored.contains(&mark.lead_id)) {
                 return Ok(pass);
             }
+            if cutoff.is_none() {
+                rescored.extend(batch.iter().map(|mark| mark.lead_id.clone()));
+            }
             let mut progress = false;
-            for mark in batch {
-                if cutoff.is_none() {
-                    rescored.insert(mark.lead_id.clone());
-                }
-                match self.rescore(&mark.lead_id, mark.seq).await {
-                    Ok(outcome) => {
+            let mut raised = false;
+            let mut outage = None;
+            for (mark, result) in self.rescore_batch(batch).await {
+                match result {
+                    Ok(saved) => {
                         pass.saved += 1;
+                        raised |= saved.alerts > 0;
                         // A marked lead that got new events meanwhile comes back in the
                         // next batch; that alone is no progress.
-                        progress |= cutoff.is_some() || outcome == SaveOutcome::Saved;
+                        progress |= cutoff.is_some() || saved.outcome == SaveOutcome::Saved;
                     }
                     // Someone else saved first: the mark tells whether to go again.
                     Err(StoreError::Conflict { .. }) => {}
-                    Err(error) if error.is_outage() => return Err(error),
+                    Err(error) if error.is_outage() => {
+                        outage.get_or_insert(error);
+                    }
                     Err(error) => {
-                        self.set_aside(&mark.lead_id, mark.seq, mark.failures, &error)
-                            .await?;
-                        pass.set_aside += 1;
-                        progress = true;
+                        if outage.is_none() {
+                            self.set_aside(&mark.lead_id, mark.seq, mark.failures, &error)
+                                .await?;
+                            pass.set_aside += 1;
+                            progress = true;
+                        }
+                    }
+                }
+            }
+            if let Some(error) = outage {
+                return Err(error);
+            }
+            if deliver && raised {
+                match self.deliver_pending().await {
+                    Ok(delivery) => pass.delivery.add(delivery),
+                    // The round delivers again at its end.
+                    Err(error) => {
+                        tracing::warn!(error = %with_causes(&error), "delivering alerts during a pass failed; the round retries")
                     }
                 }
             }
@@ -310,6 +365,55 @@ impl Scorer {
                 return Ok(pass);
             }
         }
+    }
+
+    /// Rescores the leads of `batch`, [`CONCURRENT_RESCORES`] at a time (each lead once:
+    /// a batch names a lead once); the results in the batch's order.
+    async fn rescore_batch(&self, batch: Vec<Dirty>) -> Vec<(Dirty, Result<Rescored, StoreError>)> {
+        let mut results: Vec<Option<Result<Rescored, StoreError>>> =
+            batch.iter().map(|_| None).collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut index_of = HashMap::new();
+        let mut waiting = batch.iter().enumerate();
+        loop {
+            while tasks.len() < CONCURRENT_RESCORES {
+                let Some((index, mark)) = waiting.next() else {
+                    break;
+                };
+                let (scorer, lead_id, seq) = (self.clone(), mark.lead_id.clone(), mark.seq);
+                let task = tasks.spawn(async move { scorer.rescore_counted(&lead_id, seq).await });
+                index_of.insert(task.id(), index);
+            }
+            match tasks.join_next_with_id().await {
+                Some(Ok((id, result))) => {
+                    if let Some(&index) = index_of.get(&id) {
+                        results[index] = Some(result);
+                    }
+                }
+                // A rescore that panicked panics the pass, as it did run in line.
+                Some(Err(error)) if error.is_panic() => {
+                    std::panic::resume_unwind(error.into_panic())
+                }
+                Some(Err(error)) => {
+                    if let Some(&index) = index_of.get(&error.id()) {
+                        results[index] = Some(Err(StoreError::unavailable(
+                            "a rescore was cancelled",
+                        )
+                        .because(error)));
+                    }
+                }
+                None => break,
+            }
+        }
+        batch
+            .into_iter()
+            .zip(results)
+            .map(|(mark, result)| {
+                let result = result
+                    .unwrap_or_else(|| Err(StoreError::unavailable("a rescore did not finish")));
+                (mark, result)
+            })
+            .collect()
     }
 
     /// Sets a lead aside after a failure of its own, with a growing delay before its
@@ -405,16 +509,18 @@ impl Scorer {
         let mut round = Round::default();
         let passes = [
             ("following the active rules", self.follow_rules_pass().await),
-            ("rescoring marked leads", self.rescore_all(None).await),
+            ("rescoring marked leads", self.rescore_all(None, true).await),
             (
                 "rescoring aged leads",
-                self.rescore_all(Some(self.clock.now() - RESCORE_AFTER))
+                self.rescore_all(Some(self.clock.now() - RESCORE_AFTER), true)
                     .await,
             ),
         ];
+        let mut delivered_in_passes = Delivery::default();
         let [rules_rescored, rescored, aged] = passes.map(|(step, result)| match result {
             Ok(pass) => {
                 round.set_aside += pass.set_aside;
+                delivered_in_passes.add(pass.delivery);
                 pass.saved
             }
             Err(error) => {
@@ -435,8 +541,9 @@ impl Scorer {
             round.outages += 1;
             tracing::error!(error = %with_causes(&error), "the daily digest failed; retrying next round");
         }
+        round.delivery = delivered_in_passes;
         match self.deliver_pending().await {
-            Ok(delivery) => round.delivery = delivery,
+            Ok(delivery) => round.delivery.add(delivery),
             Err(error) => {
                 round.outages += 1;
                 tracing::error!(error = %with_causes(&error), "delivering alerts failed; retrying next round");
@@ -475,6 +582,11 @@ impl Scorer {
 
     /// Rescores one lead as of now and saves the result with the alerts it raises.
     pub async fn rescore(&self, lead_id: &str, seen_seq: i64) -> Result<SaveOutcome, StoreError> {
+        Ok(self.rescore_counted(lead_id, seen_seq).await?.outcome)
+    }
+
+    /// [`Scorer::rescore`], saying how many alerts the save raised.
+    async fn rescore_counted(&self, lead_id: &str, seen_seq: i64) -> Result<Rescored, StoreError> {
         let Some(stored) = self.store.lead(lead_id).await? else {
             return Err(StoreError::conflict(format!("lead {lead_id} is gone")));
         };
@@ -541,7 +653,9 @@ impl Scorer {
             )
         };
         let history = history_of(&rules, &stored, &lead, &result, now);
-        self.store
+        let raised = alerts.len();
+        let outcome = self
+            .store
             .save_score(ScoreUpdate {
                 lead_id: stored.id.clone(),
                 seen_seq,
@@ -551,7 +665,11 @@ impl Scorer {
                 history,
                 follow_up,
             })
-            .await
+            .await?;
+        Ok(Rescored {
+            outcome,
+            alerts: raised,
+        })
     }
 
     /// The alerts of `reasons` for a lead scored `score`, routed by `routing`.
@@ -798,12 +916,21 @@ impl Scorer {
 
     /// The background loop of `hotlead serve`: a [`Scorer::scheduled_round`] when woken
     /// by new events, and every `tick`.
+    /// A round that rescored more than one lead is followed by the next at least
+    /// [`ROUND_GAP`] after it started, so that under a stream of events a lead is
+    /// rescored once per gap with everything that came meanwhile instead of once per
+    /// event, and ingestion keeps most of the CPU; a quiet round (one lead: a form) is
+    /// followed at once.
     pub async fn run(self, wake: Arc<Notify>, tick: StdDuration) {
         loop {
-            self.scheduled_round().await;
+            let started = tokio::time::Instant::now();
+            let round = self.scheduled_round().await;
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(tick) => {}
+            }
+            if round.rescored + round.aged + round.rules_rescored > 1 {
+                tokio::time::sleep_until(started + ROUND_GAP.min(tick)).await;
             }
         }
     }
