@@ -219,6 +219,7 @@ pub mod aws {
     /// SDK configuration for the emulator, with dummy credentials.
     pub async fn config() -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(hotlead_aws::http_client())
             .endpoint_url(endpoint())
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(Credentials::new("test", "test", None, None, "moto"))

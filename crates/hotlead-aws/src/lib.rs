@@ -20,10 +20,21 @@ mod test_http;
 pub use dynamo::DynamoStore;
 pub use sns::{SnsNotifier, SnsReviewNotifier};
 
+/// The HTTPS client every SDK client uses: rustls on ring, the platform's root
+/// certificates. (The SDK's default client is the same on aws-lc, which costs about a
+/// megabyte per Lambda artifact.)
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// The SDK configuration from the standard AWS environment, retrying throttled and
 /// failed requests up to 5 times with exponential backoff and jitter.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
         .load()
         .await
