@@ -1,35 +1,124 @@
 //! Which events each matcher of a rule set takes, worked out once per score.
 //!
-//! Events are grouped by what the matchers can see of them: their type and their value in
-//! each slot of the [`Plan`] (name, path, UTM tags, properties the rules look at). Each
-//! distinct value of a slot is matched once against all the slot's patterns (one
-//! [`regex::bytes::RegexSet`] pass), each group once against every matcher, and each
-//! matcher ends with a bit set over the events in time order. Scoring then reads bits:
-//! no pattern is run per event and rule, and nothing is allocated per event.
+//! Matchers see an event's type and its value in each slot of the [`Plan`] (name, path,
+//! UTM tags, properties the rules look at). Each distinct value of a slot is matched once
+//! against all the slot's patterns (one [`regex::bytes::RegexSet`] pass); the events are
+//! then bits: per type, and per pattern the events whose value it matches. A matcher's
+//! events are the bits of its types and of its patterns combined, over the events in time
+//! order, worked out once for matchers that rules repeat. Scoring then reads bits: no
+//! pattern is run per event and rule, and nothing is allocated per event.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 use foldhash::fast::RandomState;
 
 use crate::event::Event;
-use crate::rules::{EventMatcher, Plan, Value, kind_bit};
+use crate::rules::{EventMatcher, Plan, Slot, Value};
 
-/// A map with a fast hash, seeded per process (an event's fields are chosen by whoever
-/// sends it, so the hash must not be predictable).
-pub(crate) type FastMap<K, V> = HashMap<K, V, RandomState>;
-
-pub(crate) fn fast_map<K: Hash + Eq, V>(capacity: usize) -> FastMap<K, V> {
-    HashMap::with_capacity_and_hasher(capacity, RandomState::default())
+/// Numbers distinct items 0, 1, 2, ... in the order they are first seen, given a hash of
+/// each and a test of equality: open addressing with linear probing over a table at most
+/// half full. Per item it costs one hash and, for a repeat, one equality test: less than a
+/// map keyed by the items. The hash must be seeded per process, as `foldhash`'s
+/// `RandomState` is: an event's fields are chosen by whoever sends it, so the hash must not
+/// be predictable.
+#[derive(Debug)]
+pub(crate) struct Interner {
+    /// An item's number + 1 in each slot of the table, 0 in an empty slot.
+    table: Vec<u32>,
+    /// The hash of each item, by number.
+    hashes: Vec<u64>,
 }
 
-/// An interned slot value: texts and property strings by their text, numbers and booleans
-/// by their JSON value.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+impl Interner {
+    /// An interner with room for `items` items before it grows.
+    pub(crate) fn with_capacity(items: usize) -> Interner {
+        Interner {
+            table: vec![0; (2 * items).next_power_of_two().max(16)],
+            hashes: Vec::with_capacity(items),
+        }
+    }
+
+    /// The number of the item with `hash` for which `same` holds, or else the next number
+    /// (`same` is given numbers of earlier items).
+    #[inline]
+    pub(crate) fn intern(&mut self, hash: u64, same: impl Fn(usize) -> bool) -> usize {
+        let mask = self.table.len() - 1;
+        let mut at = hash as usize & mask;
+        while self.table[at] != 0 {
+            let item = self.table[at] as usize - 1;
+            if self.hashes[item] == hash && same(item) {
+                return item;
+            }
+            at = (at + 1) & mask;
+        }
+        let item = self.hashes.len();
+        self.hashes.push(hash);
+        self.table[at] = item as u32 + 1;
+        if 2 * self.hashes.len() > self.table.len() {
+            self.grow();
+        }
+        item
+    }
+
+    /// Doubles the table.
+    fn grow(&mut self) {
+        let mask = 2 * self.table.len() - 1;
+        self.table = vec![0; mask + 1];
+        for (item, &hash) in self.hashes.iter().enumerate() {
+            let mut at = hash as usize & mask;
+            while self.table[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            self.table[at] = item as u32 + 1;
+        }
+    }
+}
+
+/// A slot value as the matchers tell values apart: texts and property strings by their
+/// text, numbers and booleans by their JSON value (and the sign of a zero, which prints
+/// differently: `-0.0` and `0.0` may match different patterns).
+#[derive(Clone, Copy, Eq, Hash)]
 enum Key<'e> {
     Text(&'e str),
     Number(&'e serde_json::Number),
     Bool(bool),
+}
+
+impl Key<'_> {
+    /// For a text, a slot in [`Values`]' recent texts, from its length and its first and
+    /// last bytes.
+    #[inline]
+    fn fingerprint(self) -> Option<usize> {
+        let Key::Text(text) = self else {
+            return None;
+        };
+        let bytes = text.as_bytes();
+        let first = usize::from(bytes.first().copied().unwrap_or(0));
+        let last = usize::from(bytes.last().copied().unwrap_or(0));
+        Some(((bytes.len() * 7) ^ first ^ (last * 3)) % RECENT)
+    }
+
+    /// The key's hash (a text's, the most common, as the text alone).
+    #[inline]
+    fn hash_with(self, state: &RandomState) -> u64 {
+        match self {
+            Key::Text(text) => state.hash_one(text),
+            key => state.hash_one(key),
+        }
+    }
+}
+
+impl PartialEq for Key<'_> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        let negative = |n: &serde_json::Number| n.as_f64().map(f64::is_sign_negative);
+        match (self, other) {
+            (Key::Text(a), Key::Text(b)) => a == b,
+            (Key::Number(a), Key::Number(b)) => a == b && negative(a) == negative(b),
+            (Key::Bool(a), Key::Bool(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl<'e> From<Value<'e>> for Key<'e> {
@@ -43,104 +132,155 @@ impl<'e> From<Value<'e>> for Key<'e> {
     }
 }
 
-/// Trie nodes below this are the roots, one per event type.
-const ROOTS: u32 = 8;
+/// The event types a matcher can name: a bit each in its `kinds`.
+const KINDS: usize = 8;
+
+/// One slot's distinct values, each with the rows of [`Index::new`]'s pattern bits (one per
+/// pattern of the slot it matches) in which its events are set.
+struct Values<'p, 'e> {
+    slot: &'p Slot,
+    /// The row of the slot's first pattern.
+    first: usize,
+    distinct: Interner,
+    keys: Vec<Key<'e>>,
+    /// Per value, its range of `rows`.
+    ranges: Vec<(u32, u32)>,
+    rows: Vec<usize>,
+    /// The number + 1 of the last text seen per [`Key::fingerprint`]: a lead's events repeat
+    /// a few pages and names, and a repeat of a recent one is found without hashing it
+    /// (a miss costs one comparison, whatever the texts).
+    recent: [u32; RECENT],
+}
+
+/// How many recent texts [`Values`] remembers per slot.
+const RECENT: usize = 64;
+
+impl<'p, 'e> Values<'p, 'e> {
+    fn new(slot: &'p Slot, first: usize) -> Self {
+        Values {
+            slot,
+            first,
+            distinct: Interner::with_capacity(8),
+            keys: Vec::new(),
+            ranges: Vec::new(),
+            rows: Vec::new(),
+            recent: [0; RECENT],
+        }
+    }
+
+    /// The rows of `value`, which is matched against the slot's patterns on first sight.
+    #[inline]
+    fn rows(&mut self, value: Value<'e>, state: &RandomState) -> &[usize] {
+        let key = Key::from(value);
+        let recent = key.fingerprint();
+        let i = match recent.map(|r| self.recent[r] as usize) {
+            Some(last @ 1..) if self.keys[last - 1] == key => last - 1,
+            _ => {
+                let keys = &self.keys;
+                let i = self
+                    .distinct
+                    .intern(key.hash_with(state), |i| keys[i] == key);
+                if i == self.keys.len() {
+                    self.keys.push(key);
+                    let start = self.rows.len() as u32;
+                    let matches = self.slot.set.matches(value.text().as_bytes());
+                    self.rows.extend(matches.iter().map(|p| self.first + p));
+                    self.ranges.push((start, self.rows.len() as u32));
+                }
+                if let Some(r) = recent {
+                    self.recent[r] = i as u32 + 1;
+                }
+                i
+            }
+        };
+        let (start, end) = self.ranges[i];
+        &self.rows[start as usize..end as usize]
+    }
+}
 
 /// For every matcher of a plan, the events it takes, as bits over event positions.
 #[derive(Debug)]
 pub(crate) struct Index {
     words: usize,
+    /// A row of `words` words per distinct matcher.
     bits: Vec<u64>,
+    /// Each matcher's row.
+    rows: Vec<usize>,
 }
 
 impl Index {
     /// Matches `events` (in the order their positions will be read) against every matcher
     /// of `plan`.
-    pub(crate) fn new<'e>(plan: &Plan, events: impl ExactSizeIterator<Item = &'e Event>) -> Index {
+    pub(crate) fn new<'e>(
+        plan: &Plan,
+        events: impl ExactSizeIterator<Item = &'e Event> + Clone,
+    ) -> Index {
         let n = events.len();
         let words = n.div_ceil(64);
-        let slots = plan.slots.len();
+        let state = RandomState::default();
 
-        // Group the events: a trie over (slot, value) steps, from a root per event type;
-        // absent values take no step. A node made by a step knows which of the slot's
-        // patterns its value matches: each value is matched once per distinct prefix.
-        let mut trie: FastMap<(u32, u32, Key<'e>), u32> = fast_map(64);
-        let mut hits: Vec<bool> = Vec::new();
-        let mut hits_at: Vec<usize> = vec![0; ROOTS as usize];
-        let mut node_group: Vec<u32> = Vec::new();
-        let mut rows: Vec<u32> = Vec::new();
-        let mut kinds: Vec<u8> = Vec::new();
-        let mut group_of: Vec<u32> = Vec::with_capacity(n);
-        let mut row = vec![0u32; slots];
-        for event in events {
-            let mut node = event.kind as u32;
-            for (s, slot) in plan.slots.iter().enumerate() {
-                row[s] = 0;
-                let Some(value) = slot.field.read(event) else {
+        // Bits over the events: per event type, and per pattern of each slot (a row each,
+        // the slot's patterns in order), the events whose value it matches. Each distinct
+        // value of a slot is matched once against all the slot's patterns.
+        let mut kind_bits = vec![0u64; KINDS * words];
+        let mut first = Vec::with_capacity(plan.slots.len());
+        let mut values = Vec::with_capacity(plan.slots.len());
+        let mut patterns = 0;
+        for slot in &plan.slots {
+            first.push(patterns);
+            values.push(Values::new(slot, patterns));
+            patterns += slot.sources.len();
+        }
+        let mut pattern_bits = vec![0u64; patterns * words];
+        for (position, event) in events.clone().enumerate() {
+            kind_bits[event.kind as usize * words + position / 64] |= 1 << (position % 64);
+        }
+        // A slot at a time (the field it reads is decided once), the events of the types
+        // that some matcher testing the slot takes.
+        for values in &mut values {
+            let kinds = values.slot.kinds;
+            for (position, event) in events.clone().enumerate() {
+                if kinds & (1 << event.kind as u8) == 0 {
+                    continue;
+                }
+                let Some(value) = values.slot.field.read(event) else {
                     continue;
                 };
-                node = *trie
-                    .entry((node, s as u32, Key::from(value)))
-                    .or_insert_with(|| {
-                        hits_at.push(hits.len());
-                        let at = hits.len();
-                        hits.resize(at + slot.sources.len(), false);
-                        for p in slot.set.matches(value.text().as_bytes()).iter() {
-                            hits[at + p] = true;
-                        }
-                        (hits_at.len() - 1) as u32
-                    });
-                row[s] = node;
+                let (word, bit) = (position / 64, 1 << (position % 64));
+                for &row in values.rows(value, &state) {
+                    pattern_bits[row * words + word] |= bit;
+                }
             }
-            let node = node as usize;
-            if node_group.len() <= node {
-                node_group.resize(node + 1, u32::MAX);
-            }
-            if node_group[node] == u32::MAX {
-                node_group[node] = kinds.len() as u32;
-                kinds.push(kind_bit(event.kind));
-                rows.extend_from_slice(&row);
-            }
-            group_of.push(node_group[node]);
-        }
-        let groups = kinds.len();
-
-        // The events of each group, in position order.
-        let mut starts = vec![0usize; groups + 1];
-        for &g in &group_of {
-            starts[g as usize + 1] += 1;
-        }
-        for g in 0..groups {
-            starts[g + 1] += starts[g];
-        }
-        let mut fill = starts.clone();
-        let mut members = vec![0u32; n];
-        for (position, &g) in group_of.iter().enumerate() {
-            members[fill[g as usize]] = position as u32;
-            fill[g as usize] += 1;
         }
 
-        // Each group against every matcher, then the matcher's bits.
-        let mut bits = vec![0u64; plan.matchers.len() * words];
+        // Each matcher: the events of its types, less those failing one of its tests; a
+        // matcher equal to an earlier one shares its row.
+        let distinct = (plan.same_as.iter().enumerate()).filter(|&(m, &same)| m == same);
+        let mut bits = Vec::with_capacity(distinct.count() * words);
+        let mut rows = Vec::with_capacity(plan.matchers.len());
         for (m, matcher) in plan.matchers.iter().enumerate() {
-            let set = &mut bits[m * words..(m + 1) * words];
-            for g in 0..groups {
-                if matcher.kinds & kinds[g] == 0 {
-                    continue;
-                }
-                let row = &rows[g * slots..(g + 1) * slots];
-                let takes = matcher.tests.iter().all(|&(s, p)| {
-                    let node = row[s] as usize;
-                    node != 0 && hits[hits_at[node] + p]
-                });
-                if takes {
-                    for &position in &members[starts[g]..starts[g + 1]] {
-                        set[position as usize / 64] |= 1 << (position % 64);
-                    }
+            let same = plan.same_as[m];
+            if same != m {
+                rows.push(rows[same]);
+                continue;
+            }
+            rows.push(bits.len() / words.max(1));
+            let at = bits.len();
+            bits.resize(at + words, 0);
+            let set = &mut bits[at..];
+            for kind in 0..KINDS {
+                if matcher.kinds & (1 << kind) != 0 {
+                    let kind = &kind_bits[kind * words..(kind + 1) * words];
+                    set.iter_mut().zip(kind).for_each(|(a, b)| *a |= b);
                 }
             }
+            for &(s, p) in &matcher.tests {
+                let at = first[s] + p;
+                let hits = &pattern_bits[at * words..(at + 1) * words];
+                set.iter_mut().zip(hits).for_each(|(a, b)| *a &= b);
+            }
         }
-        Index { words, bits }
+        Index { words, bits, rows }
     }
 
     /// The same bits, worked out by running every matcher on every event: for a rule set
@@ -158,12 +298,14 @@ impl Index {
                 }
             }
         }
-        Index { words, bits }
+        let rows = (0..matchers.len()).collect();
+        Index { words, bits, rows }
     }
 
     /// The events `matcher` takes.
     pub(crate) fn events(&self, matcher: usize) -> Bits<'_> {
-        Bits(&self.bits[matcher * self.words..(matcher + 1) * self.words])
+        let row = self.rows[matcher];
+        Bits(&self.bits[row * self.words..(row + 1) * self.words])
     }
 }
 
@@ -171,7 +313,7 @@ impl Index {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bits<'a>(&'a [u64]);
 
-impl Bits<'_> {
+impl<'a> Bits<'a> {
     /// The word `w` without the positions before `start`.
     fn word(self, w: usize, start: usize) -> u64 {
         let word = self.0[w];
@@ -193,6 +335,16 @@ impl Bits<'_> {
         }
     }
 
+    /// The positions from `start` on, in increasing order.
+    pub(crate) fn iter_from(self, start: usize) -> IterFrom<'a> {
+        IterFrom {
+            bits: self,
+            start,
+            next_word: start / 64,
+            word: 0,
+        }
+    }
+
     /// The first position from `start` on.
     pub(crate) fn first_from(self, start: usize) -> Option<usize> {
         (start / 64..self.0.len()).find_map(|w| {
@@ -202,20 +354,14 @@ impl Bits<'_> {
     }
 
     /// Up to `limit` positions from `start` on, the last first.
-    pub(crate) fn last_from(self, start: usize, limit: usize) -> impl Iterator<Item = usize> {
-        (start / 64..self.0.len())
-            .rev()
-            .flat_map(move |w| {
-                let mut word = self.word(w, start);
-                std::iter::from_fn(move || {
-                    (word != 0).then(|| {
-                        let bit = 63 - word.leading_zeros() as usize;
-                        word &= !(1 << bit);
-                        w * 64 + bit
-                    })
-                })
-            })
-            .take(limit)
+    pub(crate) fn last_from(self, start: usize, limit: usize) -> LastFrom<'a> {
+        LastFrom {
+            bits: self,
+            start,
+            at: self.0.len(),
+            word: 0,
+            left: limit,
+        }
     }
 
     /// How many positions from `start` on.
@@ -223,6 +369,69 @@ impl Bits<'_> {
         (start / 64..self.0.len())
             .map(|w| self.word(w, start).count_ones() as usize)
             .sum()
+    }
+}
+
+/// The iterator of [`Bits::iter_from`]: the words from the first, one bit at a time.
+#[derive(Debug)]
+pub(crate) struct IterFrom<'a> {
+    bits: Bits<'a>,
+    start: usize,
+    /// The word after the one being read.
+    next_word: usize,
+    /// What is left of the word being read.
+    word: u64,
+}
+
+impl Iterator for IterFrom<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        while self.word == 0 {
+            if self.next_word >= self.bits.0.len() {
+                return None;
+            }
+            self.word = self.bits.word(self.next_word, self.start);
+            self.next_word += 1;
+        }
+        let bit = self.word.trailing_zeros() as usize;
+        self.word &= self.word - 1;
+        Some((self.next_word - 1) * 64 + bit)
+    }
+}
+
+/// The iterator of [`Bits::last_from`]: the words from the last, one bit at a time.
+#[derive(Debug)]
+pub(crate) struct LastFrom<'a> {
+    bits: Bits<'a>,
+    start: usize,
+    /// The word being read (the number of words before the first is read).
+    at: usize,
+    /// What is left of the word being read.
+    word: u64,
+    /// How many more positions to give.
+    left: usize,
+}
+
+impl Iterator for LastFrom<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.left == 0 {
+            return None;
+        }
+        while self.word == 0 {
+            if self.at <= self.start / 64 {
+                return None;
+            }
+            self.at -= 1;
+            self.word = self.bits.word(self.at, self.start);
+        }
+        let bit = 63 - self.word.leading_zeros() as usize;
+        self.word &= !(1 << bit);
+        self.left -= 1;
+        Some(self.at * 64 + bit)
     }
 }
 
@@ -361,6 +570,70 @@ event = { type = "track", name = "Demo Requested" }
         }
     }
 
+    /// Repeated matchers share their bits; a value seen again after others is found again;
+    /// `-0.0` and `0.0`, equal as numbers, print (and match) differently.
+    #[test]
+    fn repeated_matchers_and_values_take_what_each_matcher_takes() {
+        let rules = RuleSet::from_toml(
+            "t.toml",
+            r#"name = "t"
+version = 1
+[bands]
+hot = 50
+warm = 20
+[groups.e]
+axis = "engagement"
+[[rules]]
+id = "a"
+group = "e"
+points = 1
+event = { path = "/a*" }
+[[rules]]
+id = "negative"
+group = "e"
+points = 1
+event = { properties = { x = "-*" } }
+[[rules]]
+id = "a_again"
+group = "e"
+points = 2
+event = { path = "/a*" }
+[[rules]]
+id = "zero"
+group = "e"
+points = 1
+event = { properties = { x = "0*" } }
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let paths = ["/a", "/b", "/ab", "/c", "/a", "/d", "/e", "/ab"];
+        let xs = [json!(0.0), json!(-0.0), json!(-1), json!("0"), json!(0)];
+        let events: Vec<Event> = (0..300usize)
+            .map(|i| {
+                let path = paths[(i * 7) % paths.len()];
+                Event::from_segment(&json!({"type": "page", "messageId": format!("m{i}"),
+                    "userId": "L", "timestamp": "2026-01-01T00:00:00Z",
+                    "properties": {"path": path, "x": xs[(i / 3) % xs.len()]}}))
+                .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        let matchers: Vec<&EventMatcher> = rules
+            .rules
+            .iter()
+            .filter_map(|r| match &r.kind {
+                crate::rules::RuleKind::Behaviour(b) => Some(&b.matcher),
+                crate::rules::RuleKind::Attribute(_) => None,
+            })
+            .collect();
+        let planned = Index::new(&rules.plan, events.iter());
+        let each = Index::each(&matchers, events.iter());
+        for m in 0..matchers.len() {
+            assert_eq!(planned.events(m).0, each.events(m).0, "matcher {m}");
+        }
+        assert_eq!(rules.plan.same_as, [0, 1, 0, 3]);
+        assert_eq!(planned.bits.len(), 3 * 5);
+    }
+
     #[test]
     fn bits_read_from_a_start() {
         let words = [0b1011u64, 0, 1 << 63, 1];
@@ -373,5 +646,16 @@ event = { type = "track", name = "Demo Requested" }
         assert_eq!(bits.first_from(193), None);
         assert_eq!(bits.last_from(0, 3).collect::<Vec<_>>(), [192, 191, 3]);
         assert_eq!(bits.last_from(192, 5).collect::<Vec<_>>(), [192]);
+    }
+
+    #[test]
+    fn bits_iterate_from_a_start() {
+        let words = [0b1011u64, 0, 1 << 63, 1];
+        let bits = Bits(&words);
+        assert_eq!(bits.iter_from(1).collect::<Vec<_>>(), [1, 3, 191, 192]);
+        assert_eq!(bits.iter_from(192).collect::<Vec<_>>(), [192]);
+        assert_eq!(bits.iter_from(256).count(), 0);
+        assert_eq!(bits.last_from(256, 5).count(), 0);
+        assert_eq!(bits.last_from(0, 0).count(), 0);
     }
 }

@@ -56,7 +56,8 @@ impl Points {
     /// decayed value is never larger (in magnitude) than the undecayed one.
     pub fn scaled(self, factor: f64) -> Self {
         let factor = factor.clamp(0.0, 1.0);
-        Points((self.0 as f64 * factor).trunc() as i64)
+        // `as` truncates towards zero, as `trunc` does (without a call to it).
+        Points((self.0 as f64 * factor) as i64)
     }
 }
 
@@ -96,14 +97,39 @@ impl Sum for Points {
 impl fmt::Display for Points {
     /// `30`, `-12.5`, `0.25`: no trailing zeros, so readers see whole points as whole.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
+        // Written backwards into a buffer and out in one piece: explanations print many
+        // points, and this is cheaper than formatting each part.
+        let mut text = [0u8; 24];
+        let mut at = text.len();
+        let mut put = |byte: u8| {
+            at -= 1;
+            text[at] = byte;
+        };
         let abs = self.0.unsigned_abs();
-        let (whole, frac) = (abs / 100, abs % 100);
+        let (mut whole, frac) = (abs / 100, abs % 100);
         match frac {
-            0 => write!(f, "{sign}{whole}"),
-            f2 if f2 % 10 == 0 => write!(f, "{sign}{whole}.{}", f2 / 10),
-            f2 => write!(f, "{sign}{whole}.{f2:02}"),
+            0 => {}
+            f2 if f2 % 10 == 0 => {
+                put(b'0' + (f2 / 10) as u8);
+                put(b'.');
+            }
+            f2 => {
+                put(b'0' + (f2 % 10) as u8);
+                put(b'0' + (f2 / 10) as u8);
+                put(b'.');
+            }
         }
+        loop {
+            put(b'0' + (whole % 10) as u8);
+            whole /= 10;
+            if whole == 0 {
+                break;
+            }
+        }
+        if self.0 < 0 {
+            put(b'-');
+        }
+        f.write_str(std::str::from_utf8(&text[at..]).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -137,6 +163,23 @@ mod tests {
         assert_eq!(Points::from_f64(-12.5).to_string(), "-12.5");
         assert_eq!(Points::from_f64(0.25).to_string(), "0.25");
         assert_eq!(Points::from_f64(-0.05).to_string(), "-0.05");
+    }
+
+    #[test]
+    fn displays_extremes_and_small_fractions() {
+        for (hundredths, text) in [
+            (0, "0"),
+            (5, "0.05"),
+            (-5, "-0.05"),
+            (10, "0.1"),
+            (-110, "-1.1"),
+            (12345, "123.45"),
+            (-100, "-1"),
+            (i64::MAX, "92233720368547758.07"),
+            (i64::MIN, "-92233720368547758.08"),
+        ] {
+            assert_eq!(Points::from_hundredths(hundredths).to_string(), text);
+        }
     }
 
     #[test]

@@ -4,12 +4,16 @@
 //! explanation, whatever the order of the events.
 
 use std::cmp::Reverse;
+use std::fmt::Write as _;
+use std::hash::BuildHasher as _;
+use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Utc};
+use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::index::{Bits, FastMap, Index, fast_map};
+use crate::index::{Bits, Index, Interner};
 use crate::lead::Lead;
 use crate::points::Points;
 use crate::rules::{Axis, Band, Behaviour, Count, Decay, Plan, Rule, RuleKind, RuleSet};
@@ -74,14 +78,130 @@ pub struct GroupTotal {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contribution {
     /// The rule id, or `cap:<group>` for a group-cap adjustment.
-    pub rule: String,
-    pub label: String,
-    pub group: String,
+    pub rule: SharedText,
+    pub label: SharedText,
+    pub group: SharedText,
     pub points: Points,
     /// Decay or caps that changed the points, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub evidence: Evidence,
+}
+
+/// Text an explanation shares with the rule set it comes from (a rule's id, label and
+/// group): every score names the rules it counts, and a clone copies a pointer, not the
+/// words. It reads as a `str`, compares with one or with a `String`, and is written out and
+/// read back as a plain string.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SharedText(Arc<str>);
+
+impl SharedText {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SharedText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for SharedText {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for SharedText {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SharedText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Debug for SharedText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for SharedText {
+    fn from(text: &str) -> Self {
+        SharedText(text.into())
+    }
+}
+
+impl From<String> for SharedText {
+    fn from(text: String) -> Self {
+        SharedText(text.into())
+    }
+}
+
+impl From<Arc<str>> for SharedText {
+    fn from(text: Arc<str>) -> Self {
+        SharedText(text)
+    }
+}
+
+impl From<SharedText> for String {
+    fn from(text: SharedText) -> Self {
+        text.0.to_string()
+    }
+}
+
+impl PartialEq<str> for SharedText {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for SharedText {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for SharedText {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<SharedText> for str {
+    fn eq(&self, other: &SharedText) -> bool {
+        *self == *other.0
+    }
+}
+
+impl PartialEq<SharedText> for &str {
+    fn eq(&self, other: &SharedText) -> bool {
+        **self == *other.0
+    }
+}
+
+impl PartialEq<SharedText> for String {
+    fn eq(&self, other: &SharedText) -> bool {
+        **self == *other.0
+    }
+}
+
+impl Serialize for SharedText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(SharedText::from)
+    }
 }
 
 /// What a contribution rests on.
@@ -95,7 +215,7 @@ pub enum Evidence {
         count: usize,
         first: DateTime<Utc>,
         last: DateTime<Utc>,
-        message_ids: Vec<std::sync::Arc<str>>,
+        message_ids: Vec<Arc<str>>,
     },
     /// A group's cap or floor.
     GroupCap { uncapped: Points, limit: Points },
@@ -180,7 +300,7 @@ pub fn score(
 
     // Rule contributions, keyed by rule index for a stable order.
     let index = index(rules, &events);
-    let mut matched = contributions(rules, lead, &events, &index);
+    let matched = contributions(rules, lead, &events, &index);
 
     // Group subtotals with caps and floors; an adjustment line keeps the total equal to
     // the sum of the contributions.
@@ -206,9 +326,9 @@ pub fn score(
             }
             .unwrap_or(points);
             adjustments.push(Contribution {
-                rule: format!("cap:{}", group.id),
-                label: format!("{} limited to {limit}", group.label),
-                group: group.id.clone(),
+                rule: format!("cap:{}", group.id).into(),
+                label: format!("{} limited to {limit}", group.label).into(),
+                group: group.id.as_str().into(),
                 points: points - uncapped,
                 note: None,
                 evidence: Evidence::GroupCap { uncapped, limit },
@@ -262,12 +382,19 @@ pub fn score(
         to: band,
     });
 
-    matched.sort_by_key(|(index, c)| (Reverse(c.points.hundredths().abs()), *index));
-    result.contributions = matched
-        .into_iter()
-        .map(|(_, c)| c)
-        .chain(adjustments)
+    // Largest first, then in rule order: the order is sorted, and each line moved once.
+    let mut order: Vec<(Reverse<i64>, usize, usize)> = matched
+        .iter()
+        .enumerate()
+        .map(|(at, (index, c))| (Reverse(c.points.hundredths().abs()), *index, at))
         .collect();
+    order.sort_unstable();
+    let mut lines: Vec<Option<Contribution>> = matched.into_iter().map(|(_, c)| Some(c)).collect();
+    result.contributions = Vec::with_capacity(lines.len() + adjustments.len());
+    for (.., at) in order {
+        result.contributions.extend(lines[at].take());
+    }
+    result.contributions.extend(adjustments);
     result.alerts = alerts(rules, lead, &events, &index);
     result
 }
@@ -312,8 +439,7 @@ pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<
         };
         behaviours += 1;
         let taken = index.events(behaviours - 1);
-        let Some(contribution) = behaviour_points(rules, rule, b, &events, taken, &mut decays)
-        else {
+        let Some(contribution) = behaviour_points(rules, i, b, &events, taken, &mut decays) else {
             continue;
         };
         let points = rule.points.hundredths();
@@ -333,16 +459,16 @@ fn contributions(
     events: &[Seen<'_>],
     index: &Index,
 ) -> Vec<(usize, Contribution)> {
-    let mut matched = Vec::new();
+    let mut matched = Vec::with_capacity(rules.rules.len());
     let mut behaviours = 0;
     let mut decays = DecayMemo::default();
     for (i, rule) in rules.rules.iter().enumerate() {
         let contribution = match &rule.kind {
-            RuleKind::Attribute(condition) => attribute_points(rules, rule, condition, lead),
+            RuleKind::Attribute(condition) => attribute_points(rules, i, condition, lead),
             RuleKind::Behaviour(behaviour) => {
                 behaviours += 1;
                 let taken = index.events(behaviours - 1);
-                behaviour_points(rules, rule, behaviour, events, taken, &mut decays)
+                behaviour_points(rules, i, behaviour, events, taken, &mut decays)
             }
         };
         if let Some(contribution) = contribution {
@@ -354,17 +480,18 @@ fn contributions(
 
 fn attribute_points(
     rules: &RuleSet,
-    rule: &Rule,
+    index: usize,
     condition: &crate::rules::Condition,
     lead: &Lead,
 ) -> Option<Contribution> {
+    let rule = &rules.rules[index];
     let mut looked_at = Vec::new();
-    condition
-        .evaluate(lead, &mut looked_at)
-        .then(|| Contribution {
-            rule: rule.id.clone(),
-            label: rule.label.clone(),
-            group: rules.group(rule.group).id.clone(),
+    condition.evaluate(lead, &mut looked_at).then(|| {
+        let texts = rules.texts(index);
+        Contribution {
+            rule: texts.id,
+            label: texts.label,
+            group: texts.group,
             points: rule.points,
             note: None,
             evidence: Evidence::Attributes {
@@ -380,7 +507,8 @@ fn attribute_points(
                     })
                     .collect(),
             },
-        })
+        }
+    })
 }
 
 /// The events each behaviour rule, then each alert, takes. The matchers are numbered in
@@ -431,26 +559,30 @@ fn prepare<'e>(
         received: events.len(),
         ..EventCounts::default()
     };
-    let mut by_id: FastMap<&str, &Event> = fast_map(events.len());
+    // One hash per event: the first event of each message id takes a place in `kept`; a
+    // repeat only takes it over when it comes canonically first.
+    let state = RandomState::default();
+    let mut ids = Interner::with_capacity(events.len());
+    let mut kept: Vec<&Event> = Vec::with_capacity(events.len());
     for event in events {
-        match by_id.get_mut(&*event.message_id) {
-            None => {
-                by_id.insert(&event.message_id, event);
-            }
-            Some(kept) => {
-                counts.duplicates += 1;
-                if canonically_before(event, kept) {
-                    *kept = event;
-                }
+        let place = ids.intern(state.hash_one(&*event.message_id), |place| {
+            kept[place].message_id == event.message_id
+        });
+        if place == kept.len() {
+            kept.push(event);
+        } else {
+            counts.duplicates += 1;
+            if canonically_before(event, kept[place]) {
+                kept[place] = event;
             }
         }
     }
     // Most events of a lead come from a few browsers: the last few user agents seen are
     // remembered with their verdict (comparing a user agent is cheaper than hashing it).
     let mut agents: Vec<(&str, bool)> = Vec::with_capacity(AGENTS_REMEMBERED);
-    // Sorted on the time as two integers, read once per event; ties (rare) by message id.
-    let mut kept: Vec<((i64, u32), &Event)> = Vec::with_capacity(by_id.len());
-    for event in by_id.into_values() {
+    // Sorted on one integer: the time (read once per event) above the place in `kept`.
+    let mut order: Vec<u128> = Vec::with_capacity(kept.len());
+    for (place, event) in kept.iter().enumerate() {
         if event.timestamp > now {
             counts.future += 1;
             continue;
@@ -471,35 +603,120 @@ fn prepare<'e>(
         } else if rules.filters.is_internal(event) {
             counts.internal_network += 1;
         } else {
-            let at = &event.timestamp;
-            kept.push(((at.timestamp(), at.timestamp_subsec_nanos()), event));
+            order.push(time_key(event, place));
         }
     }
-    kept.sort_unstable_by(|(a_at, a), (b_at, b)| {
-        a_at.cmp(b_at).then_with(|| a.message_id.cmp(&b.message_id))
-    });
-    counts.scored = kept.len();
+    sort_times(&mut order);
+    // Events at the same instant (rare) go by message id, as if sorted on (time, id).
+    let same_time = |a: &u128, b: &u128| a >> 32 == b >> 32;
+    if order.windows(2).any(|pair| same_time(&pair[0], &pair[1])) {
+        for run in order.chunk_by_mut(same_time) {
+            run.sort_unstable_by(|a, b| {
+                kept[*a as u32 as usize]
+                    .message_id
+                    .cmp(&kept[*b as u32 as usize].message_id)
+            });
+        }
+    }
+    counts.scored = order.len();
     let offset = i64::from(rules.utc_offset.local_minus_utc());
-    let seen = kept
-        .into_iter()
-        .map(|((seconds, nanos), event)| Seen {
+    let now_at = (now.timestamp(), now.timestamp_subsec_nanos());
+    let mut seen = Vec::with_capacity(order.len());
+    for key in order {
+        let event = kept[key as u32 as usize];
+        let seconds = ((key >> 64) as u64 ^ SIGN) as i64;
+        let nanos = (key >> 32) as u32;
+        seen.push(Seen {
             event,
-            age: age(now, (seconds, nanos), event),
+            age: age(now, now_at, (seconds, nanos), event),
             day: (seconds + offset).div_euclid(86_400),
-        })
-        .collect();
+        });
+    }
     (seen, counts)
 }
 
-/// `now - event.timestamp`, from the time as two integers (chrono's subtraction, which
-/// goes through dates, only for a leap second).
-fn age(now: DateTime<Utc>, (seconds, nanos): (i64, u32), event: &Event) -> chrono::Duration {
-    let now_nanos = now.timestamp_subsec_nanos();
-    if nanos >= 1_000_000_000 || now_nanos >= 1_000_000_000 {
-        return now - event.timestamp;
+/// Sorts keys made by [`time_key`] (all with distinct places, in increasing order of
+/// place): a radix sort, one stable pass per byte of the time that is not the same in all
+/// of them (a lead's events span days, not centuries: a few bytes). The same order as
+/// `sort_unstable`, which sorts few keys, or keys differing in many bytes.
+fn sort_times(keys: &mut Vec<u128>) {
+    let (mut all, mut any) = (u128::MAX, 0);
+    for &key in keys.iter() {
+        all &= key;
+        any |= key;
     }
-    chrono::Duration::seconds(now.timestamp() - seconds)
-        + chrono::Duration::nanoseconds(i64::from(now_nanos) - i64::from(nanos))
+    let differ = (all ^ any) >> 32;
+    let shifts: Vec<u32> = (0..12)
+        .map(|byte| 32 + 8 * byte)
+        .filter(|shift| (differ >> (shift - 32)) & 0xff != 0)
+        .collect();
+    if keys.len() < 64 || shifts.len() > 5 {
+        keys.sort_unstable();
+        return;
+    }
+    let mut sorted = vec![0; keys.len()];
+    for shift in shifts {
+        // The byte from the word that holds it (a shift of a u128 by a variable costs more).
+        if shift >= 64 {
+            radix_pass(keys, &mut sorted, |key| {
+                ((key >> 64) as u64 >> (shift - 64)) as u8
+            });
+        } else {
+            radix_pass(keys, &mut sorted, |key| (key as u64 >> shift) as u8);
+        }
+        std::mem::swap(keys, &mut sorted);
+    }
+}
+
+/// One pass of [`sort_times`]: `keys` into `sorted` by the byte `digit`, keeping the order
+/// of keys with the same byte.
+fn radix_pass(keys: &[u128], sorted: &mut [u128], digit: impl Fn(u128) -> u8) {
+    let mut starts = [0usize; 256];
+    for &key in keys {
+        starts[usize::from(digit(key))] += 1;
+    }
+    let mut start = 0;
+    for slot in &mut starts {
+        (*slot, start) = (start, start + *slot);
+    }
+    for &key in keys {
+        let slot = &mut starts[usize::from(digit(key))];
+        sorted[*slot] = key;
+        *slot += 1;
+    }
+}
+
+/// Flips the sign bit of a time's seconds, so that they sort as unsigned integers.
+const SIGN: u64 = 1 << 63;
+
+/// An event's time, as seconds and nanoseconds since 1970, above `place` (an index below
+/// 2^32: no slice of events is that long) in one integer that sorts in time order.
+fn time_key(event: &Event, place: usize) -> u128 {
+    let at = &event.timestamp;
+    let seconds = at.timestamp() as u64 ^ SIGN;
+    (u128::from(seconds) << 64)
+        | (u128::from(at.timestamp_subsec_nanos()) << 32)
+        | u128::from(place as u32)
+}
+
+/// `now - event.timestamp`, from both times as seconds and nanoseconds (chrono's
+/// subtraction, which goes through dates, only for a leap second).
+fn age(
+    now: DateTime<Utc>,
+    (now_seconds, now_nanos): (i64, u32),
+    (seconds, nanos): (i64, u32),
+    event: &Event,
+) -> chrono::Duration {
+    if nanos < 1_000_000_000 && now_nanos < 1_000_000_000 {
+        let (seconds, nanos) = match now_nanos.checked_sub(nanos) {
+            Some(nanos) => (now_seconds - seconds, nanos),
+            None => (now_seconds - seconds - 1, now_nanos + 1_000_000_000 - nanos),
+        };
+        if let Some(age) = chrono::Duration::new(seconds, nanos) {
+            return age;
+        }
+    }
+    now - event.timestamp
 }
 
 /// How many distinct user agents [`prepare`] remembers.
@@ -517,40 +734,45 @@ fn canonically_before(event: &Event, other: &Event) -> bool {
     }
 }
 
-/// Half-life factors by event position, worked out once per score for each half-life
-/// (the same events decay alike under every rule that takes them).
+/// Per score, what many rules share: half-life factors by event position, worked out once
+/// for each half-life (the same events decay alike under every rule that takes them), and
+/// the words of each decay.
 #[derive(Default)]
 struct DecayMemo {
     half_lives: Vec<(u64, Vec<f64>)>,
+    words: Vec<(Decay, String)>,
 }
 
 impl DecayMemo {
-    fn factor(
-        &mut self,
-        decay: Decay,
-        points: Points,
-        events: &[Seen<'_>],
-        position: usize,
-    ) -> f64 {
-        let Decay::HalfLife { days } = decay else {
-            return decay.factor(points, events[position].age);
-        };
-        if points.is_negative() {
-            return 1.0;
-        }
+    /// The factors of a half-life of `days` by position: NaN until worked out.
+    fn half_life(&mut self, days: f64, events: usize) -> &mut [f64] {
         let key = days.to_bits();
         let slot = match self.half_lives.iter().position(|(k, _)| *k == key) {
             Some(slot) => slot,
             None => {
-                self.half_lives.push((key, vec![f64::NAN; events.len()]));
+                self.half_lives.push((key, vec![f64::NAN; events]));
                 self.half_lives.len() - 1
             }
         };
-        let factors = &mut self.half_lives[slot].1;
-        if factors[position].is_nan() {
-            factors[position] = decay.factor(points, events[position].age);
-        }
-        factors[position]
+        &mut self.half_lives[slot].1
+    }
+
+    /// [`decay_words`], written once per decay (told apart by the bits of its days, as they
+    /// are printed).
+    fn words(&mut self, decay: Decay) -> &str {
+        let key = |decay: Decay| match decay {
+            Decay::None => (0, 0),
+            Decay::HalfLife { days } => (1, days.to_bits()),
+            Decay::Expires { days } => (2, days.to_bits()),
+        };
+        let slot = match self.words.iter().position(|(d, _)| key(*d) == key(decay)) {
+            Some(slot) => slot,
+            None => {
+                self.words.push((decay, decay_words(decay)));
+                self.words.len() - 1
+            }
+        };
+        &self.words[slot].1
     }
 }
 
@@ -570,17 +792,29 @@ fn first_in_window(
 
 fn behaviour_points(
     rules: &RuleSet,
-    rule: &Rule,
+    index: usize,
     behaviour: &Behaviour,
     events: &[Seen<'_>],
     taken: Bits<'_>,
-    decays: &mut DecayMemo,
+    memo: &mut DecayMemo,
 ) -> Option<Contribution> {
+    let rule = &rules.rules[index];
     let start = first_in_window(events, behaviour.within, behaviour.decay, rule.points);
     let count = taken.count_from(start);
     let first = &events[taken.first_from(start)?];
     let last = &events[taken.last_from(start, 1).next()?];
-    let mut notes = Vec::new();
+    // The notes, joined by "; " as they are written.
+    let mut note = String::new();
+    let mut add_note = |note_words: std::fmt::Arguments<'_>| {
+        if note.is_empty() {
+            // Room for the usual notes at once, rather than growing as they are written.
+            note.reserve(NOTE_CAPACITY);
+        } else {
+            note.push_str("; ");
+        }
+        // Writing to a String cannot fail.
+        let _ = note.write_fmt(note_words);
+    };
     let points = match behaviour.count {
         Count::Once { at_least } => {
             if count < at_least as usize {
@@ -589,11 +823,11 @@ fn behaviour_points(
             let factor = behaviour.decay.factor(rule.points, last.age);
             let points = rule.points.scaled(factor);
             if points != rule.points {
-                notes.push(format!(
+                add_note(format_args!(
                     "{} decayed from {}, last {}",
-                    decay_words(behaviour.decay),
+                    memo.words(behaviour.decay),
                     rule.points,
-                    age_words(last.age)
+                    AgeWords(last.age)
                 ));
             }
             points
@@ -603,7 +837,13 @@ fn behaviour_points(
             let mut undecayed = Points::ZERO;
             let mut day: Option<(i64, Points)> = None;
             let mut daily_capped = false;
-            taken.each_from(start, |position| {
+            // Half-life factors come from the memo; past the window's start, an expiry (like
+            // no decay) leaves every event its full points.
+            let mut half_life = match behaviour.decay {
+                Decay::HalfLife { days } => Some(memo.half_life(days, events.len())),
+                Decay::None | Decay::Expires { .. } => None,
+            };
+            for position in taken.iter_from(start) {
                 let event = &events[position];
                 let mut award = rule.points;
                 if let Some(cap) = behaviour.daily_cap {
@@ -623,39 +863,50 @@ fn behaviour_points(
                     ));
                 }
                 undecayed += award;
-                total += award.scaled(decays.factor(behaviour.decay, award, events, position));
-            });
+                let factor = match &mut half_life {
+                    // A half-life fades only positive points.
+                    Some(factors) if !award.is_negative() => {
+                        if factors[position].is_nan() {
+                            factors[position] = behaviour.decay.factor(award, event.age);
+                        }
+                        factors[position]
+                    }
+                    _ => 1.0,
+                };
+                total += award.scaled(factor);
+            }
             if daily_capped {
-                notes.push(format!(
+                add_note(format_args!(
                     "at most {} a day",
                     behaviour.daily_cap.unwrap_or_default()
                 ));
             }
             if total != undecayed {
-                notes.push(format!(
+                add_note(format_args!(
                     "{} decayed from {undecayed}",
-                    decay_words(behaviour.decay)
+                    memo.words(behaviour.decay)
                 ));
             }
             if let Some(cap) = behaviour.cap
                 && total.hundredths().abs() > cap.hundredths()
             {
-                notes.push(format!("capped at {cap} from {total}"));
+                add_note(format_args!("capped at {cap} from {total}"));
                 total = Points::from_hundredths(cap.hundredths() * total.hundredths().signum());
             }
             total
         }
     };
-    let recent: Vec<std::sync::Arc<str>> = taken
-        .last_from(start, MAX_EVIDENCE_EVENTS)
-        .map(|position| events[position].event.message_id.clone())
-        .collect();
+    let mut recent = Vec::with_capacity(count.min(MAX_EVIDENCE_EVENTS));
+    for position in taken.last_from(start, MAX_EVIDENCE_EVENTS) {
+        recent.push(events[position].event.message_id.clone());
+    }
+    let texts = rules.texts(index);
     Some(Contribution {
-        rule: rule.id.clone(),
-        label: rule.label.clone(),
-        group: rules.group(rule.group).id.clone(),
+        rule: texts.id,
+        label: texts.label,
+        group: texts.group,
         points,
-        note: (!notes.is_empty()).then(|| notes.join("; ")),
+        note: (!note.is_empty()).then_some(note),
         evidence: Evidence::Events {
             count,
             first: first.event.timestamp,
@@ -673,13 +924,21 @@ fn decay_words(decay: Decay) -> String {
     }
 }
 
-fn age_words(age: chrono::Duration) -> String {
-    match age.num_days() {
-        0 => "today".to_string(),
-        1 => "1 day ago".to_string(),
-        n => format!("{n} days ago"),
+/// How long ago, in words: written straight into a note.
+struct AgeWords(chrono::Duration);
+
+impl std::fmt::Display for AgeWords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.num_days() {
+            0 => f.write_str("today"),
+            1 => f.write_str("1 day ago"),
+            n => write!(f, "{n} days ago"),
+        }
     }
 }
+
+/// The bytes reserved for a contribution's notes when it has any.
+const NOTE_CAPACITY: usize = 96;
 
 fn alerts(rules: &RuleSet, lead: &Lead, events: &[Seen<'_>], index: &Index) -> Vec<AlertTrigger> {
     let behaviours = rules
@@ -982,5 +1241,115 @@ mod tests {
         assert_eq!(message_ids.len(), MAX_EVIDENCE_EVENTS);
         assert_eq!(&*message_ids[0], "m29");
         assert_eq!(result.score, Points::whole(30));
+    }
+
+    /// `prepare` as it was first written (a map by message id, then a comparison sort), as
+    /// the reference for the one that sorts on integers.
+    fn prepare_reference<'e>(
+        rules: &RuleSet,
+        events: &'e [Event],
+        now: DateTime<Utc>,
+    ) -> (Vec<&'e Event>, EventCounts) {
+        let mut counts = EventCounts {
+            received: events.len(),
+            ..EventCounts::default()
+        };
+        let mut by_id: std::collections::HashMap<&str, &Event> = Default::default();
+        for event in events {
+            match by_id.get_mut(&*event.message_id) {
+                None => {
+                    by_id.insert(&event.message_id, event);
+                }
+                Some(kept) => {
+                    counts.duplicates += 1;
+                    if canonically_before(event, kept) {
+                        *kept = event;
+                    }
+                }
+            }
+        }
+        let mut kept: Vec<&Event> = Vec::new();
+        for event in by_id.into_values() {
+            if event.timestamp > now {
+                counts.future += 1;
+            } else if event
+                .user_agent
+                .as_deref()
+                .is_some_and(|agent| rules.filters.is_bot(agent))
+            {
+                counts.bots += 1;
+            } else if rules.filters.is_internal(event) {
+                counts.internal_network += 1;
+            } else {
+                kept.push(event);
+            }
+        }
+        kept.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+        counts.scored = kept.len();
+        (kept, counts)
+    }
+
+    /// Events in time order, whatever the sort takes (a radix sort over a few bytes of the
+    /// time, or a comparison sort), with repeats of message ids at the same and at other
+    /// times, ties in time, leap seconds, nanoseconds, future events, bots and internal
+    /// traffic; ages and days as chrono works them out.
+    #[test]
+    fn prepare_keeps_the_same_events_in_the_same_order_as_a_plain_sort() {
+        let rules = rules("[filters]\ninternal_ips = [\"10.0.0.0/8\"]\n");
+        let now = at("2026-07-01T00:00:00.25Z");
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        for case in 0..60 {
+            let count = [3, 63, 64, 300, 1000][case % 5];
+            // Seconds only, or spread over nanoseconds too, or with leap seconds (more bytes
+            // than a radix sort takes).
+            let nanos = case % 3 == 0;
+            let leap = case % 4 == 1;
+            let times = [
+                "2026-06-30T23:59:60Z",
+                "2026-06-30T23:59:60.5Z",
+                "2026-06-30T23:59:59.5Z",
+            ];
+            let events: Vec<Event> = (0..count)
+                .map(|i| {
+                    let id = if next(4) == 0 { next(count / 2 + 1) } else { i };
+                    let when = if leap && next(10) == 0 {
+                        times[next(3) as usize].to_string()
+                    } else {
+                        let minutes = next(200 * 24 * 60) as i64 - 10;
+                        let mut when =
+                            at("2026-01-01T00:00:00Z") + chrono::Duration::minutes(minutes);
+                        if nanos {
+                            when += chrono::Duration::nanoseconds(next(1_000_000_000) as i64);
+                        } else if next(8) == 0 {
+                            when = at("2026-03-01T00:00:00Z");
+                        }
+                        when.to_rfc3339()
+                    };
+                    let agent = ["Mozilla/5.0", "Googlebot/2.1", "curl/8"][next(3) as usize];
+                    let ip = ["10.1.2.3", "203.0.113.9"][next(2) as usize];
+                    Event::from_segment(&json!({"type": "page", "messageId": format!("m{id}"),
+                        "userId": format!("L{}", next(2)), "timestamp": when,
+                        "context": {"page": {"path": "/p"}, "userAgent": agent, "ip": ip}}))
+                    .unwrap()
+                })
+                .collect();
+            let (seen, counts) = prepare(&rules, &events, now);
+            let (expected, expected_counts) = prepare_reference(&rules, &events, now);
+            assert_eq!(counts, expected_counts, "case {case}");
+            assert_eq!(seen.len(), expected.len(), "case {case}");
+            for (seen, expected) in seen.iter().zip(&expected) {
+                assert!(std::ptr::eq(seen.event, *expected), "case {case}");
+                assert_eq!(seen.age, now - expected.timestamp, "case {case}");
+                let local = expected.timestamp + chrono::Duration::hours(9);
+                let day = local.date_naive() - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+                assert_eq!(seen.day, day.num_days(), "case {case}");
+            }
+        }
     }
 }

@@ -300,6 +300,7 @@ impl Checker {
             }
         };
 
+        let texts = RuleSet::texts_of(&rules, &groups);
         Some(RuleSet {
             name: raw.name.trim().to_string(),
             version: raw.version,
@@ -313,6 +314,7 @@ impl Checker {
             filters,
             stages,
             plan,
+            texts,
         })
     }
 

@@ -15,12 +15,13 @@ use serde::Serialize;
 
 pub(crate) use compile::MAX_REGEX_SIZE;
 pub use compile::{Diagnostic, RulesError};
-pub(crate) use plan::{Plan, Value, kind_bit};
+pub(crate) use plan::{Plan, Slot, Value};
 pub use raw::json_schema;
 
 use crate::event::{Event, EventType};
 use crate::lead::{AttributeValue, Lead};
 use crate::points::Points;
+use crate::score::SharedText;
 
 /// The seed rules (`examples/rules/seed.toml`): the default when no rules file is given.
 pub const SEED: &str = include_str!("../../../../examples/rules/seed.toml");
@@ -79,6 +80,27 @@ pub struct RuleSet {
     pub stages: crate::stage::Stages,
     /// The event matchers of `rules` and `alerts`, laid out for the scorer.
     pub(crate) plan: Plan,
+    /// Per rule, its id, label and group id as shared text (see [`RuleSet::texts`]).
+    pub(crate) texts: Vec<RuleTexts>,
+}
+
+/// A rule's id, label and group id as shared text: an explanation names every rule it
+/// counts, and sharing the rule set's words costs less than copying them.
+#[derive(Debug, Clone)]
+pub(crate) struct RuleTexts {
+    pub id: SharedText,
+    pub label: SharedText,
+    pub group: SharedText,
+}
+
+impl RuleTexts {
+    fn of(rule: &Rule, groups: &[Group]) -> RuleTexts {
+        RuleTexts {
+            id: rule.id.as_str().into(),
+            label: rule.label.as_str().into(),
+            group: groups[rule.group].id.as_str().into(),
+        }
+    }
 }
 
 /// Band thresholds with hysteresis.
@@ -509,6 +531,30 @@ impl RuleSet {
 
     pub fn group(&self, index: usize) -> &Group {
         &self.groups[index]
+    }
+
+    /// The texts of every rule, for a new rule set: shared by all its scores.
+    pub(crate) fn texts_of(rules: &[Rule], groups: &[Group]) -> Vec<RuleTexts> {
+        rules
+            .iter()
+            .map(|rule| RuleTexts::of(rule, groups))
+            .collect()
+    }
+
+    /// The id, label and group id of rule `index`: those kept with the rule set, unless the
+    /// rule (whose fields are public) was changed since.
+    pub(crate) fn texts(&self, index: usize) -> RuleTexts {
+        let rule = &self.rules[index];
+        match self.texts.get(index) {
+            Some(texts)
+                if texts.id == rule.id
+                    && texts.label == rule.label
+                    && texts.group == self.group(rule.group).id =>
+            {
+                texts.clone()
+            }
+            _ => RuleTexts::of(rule, &self.groups),
+        }
     }
 }
 

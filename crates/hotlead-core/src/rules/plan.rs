@@ -55,6 +55,7 @@ impl<'e> Value<'e> {
 
 impl Field {
     /// The event's value in this field, if it has one.
+    #[inline]
     pub(crate) fn read<'e>(&self, event: &'e Event) -> Option<Value<'e>> {
         let text = |v: &'e Option<String>| v.as_deref().map(Value::Text);
         match self {
@@ -84,11 +85,14 @@ pub(crate) struct Slot {
     pub sources: Vec<String>,
     /// The same patterns as one set: one pass over a value says which of them match.
     pub set: RegexSet,
+    /// The event types (a bit each, as in [`Planned::kinds`]) that some matcher testing
+    /// this slot takes: the only events whose value in it is read.
+    pub kinds: u8,
 }
 
 /// One matcher: the event types it takes (a bit per [`EventType`], all set for any) and
 /// the (slot, pattern) tests that must all hold.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Planned {
     pub kinds: u8,
     pub tests: Vec<(usize, usize)>,
@@ -103,6 +107,9 @@ pub(crate) struct Plan {
     pub rule_matcher: Vec<Option<usize>>,
     /// For each alert, its matcher.
     pub alert_matcher: Vec<usize>,
+    /// For each matcher, the first matcher equal to it (itself when none is before it):
+    /// rules often repeat a matcher, which takes the same events every time.
+    pub same_as: Vec<usize>,
 }
 
 /// The bit of an event type in [`Planned::kinds`].
@@ -135,8 +142,18 @@ impl Plan {
                 field,
                 sources,
                 set,
+                kinds: 0,
             });
         }
+        for matcher in &plan.matchers {
+            for &(slot, _) in &matcher.tests {
+                plan.slots[slot].kinds |= matcher.kinds;
+            }
+        }
+        let mut first = std::collections::HashMap::new();
+        plan.same_as = (0..plan.matchers.len())
+            .map(|m| *first.entry(&plan.matchers[m]).or_insert(m))
+            .collect();
         Ok(plan)
     }
 
