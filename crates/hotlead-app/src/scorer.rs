@@ -373,7 +373,6 @@ impl Scorer {
         let mut results: Vec<Option<Result<Rescored, StoreError>>> =
             batch.iter().map(|_| None).collect();
         let mut tasks = tokio::task::JoinSet::new();
-        let mut index_of = HashMap::new();
         let mut waiting = batch.iter().enumerate();
         loop {
             while tasks.len() < CONCURRENT_RESCORES {
@@ -381,27 +380,16 @@ impl Scorer {
                     break;
                 };
                 let (scorer, lead_id, seq) = (self.clone(), mark.lead_id.clone(), mark.seq);
-                let task = tasks.spawn(async move { scorer.rescore_counted(&lead_id, seq).await });
-                index_of.insert(task.id(), index);
+                tasks.spawn(async move { (index, scorer.rescore_counted(&lead_id, seq).await) });
             }
-            match tasks.join_next_with_id().await {
-                Some(Ok((id, result))) => {
-                    if let Some(&index) = index_of.get(&id) {
-                        results[index] = Some(result);
-                    }
-                }
+            match tasks.join_next().await {
+                Some(Ok((index, result))) => results[index] = Some(result),
                 // A rescore that panicked panics the pass, as it did run in line.
                 Some(Err(error)) if error.is_panic() => {
                     std::panic::resume_unwind(error.into_panic())
                 }
-                Some(Err(error)) => {
-                    if let Some(&index) = index_of.get(&error.id()) {
-                        results[index] = Some(Err(StoreError::unavailable(
-                            "a rescore was cancelled",
-                        )
-                        .because(error)));
-                    }
-                }
+                // Cancelled (the runtime is shutting down): its lead is answered below.
+                Some(Err(_)) => {}
                 None => break,
             }
         }
@@ -516,11 +504,10 @@ impl Scorer {
                     .await,
             ),
         ];
-        let mut delivered_in_passes = Delivery::default();
         let [rules_rescored, rescored, aged] = passes.map(|(step, result)| match result {
             Ok(pass) => {
                 round.set_aside += pass.set_aside;
-                delivered_in_passes.add(pass.delivery);
+                round.delivery.add(pass.delivery);
                 pass.saved
             }
             Err(error) => {
@@ -541,7 +528,6 @@ impl Scorer {
             round.outages += 1;
             tracing::error!(error = %with_causes(&error), "the daily digest failed; retrying next round");
         }
-        round.delivery = delivered_in_passes;
         match self.deliver_pending().await {
             Ok(delivery) => round.delivery.add(delivery),
             Err(error) => {

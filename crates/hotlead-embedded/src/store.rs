@@ -2212,18 +2212,7 @@ mod tests {
     use hotlead_app::ports::content_digest;
 
     fn page(message_id: &str, user: &str) -> Record {
-        let call = serde_json::json!({"type": "page", "messageId": message_id, "userId": user,
-            "timestamp": "2026-11-01T00:00:00Z", "context": {"page": {"path": "/pricing"}}});
-        let event = Event::from_segment(&call).expect("a valid page call");
-        Record {
-            digest: content_digest(&event, &[]),
-            retention: Default::default(),
-            event,
-            keys: vec![IdentityKey::User(user.into())],
-            attributes: vec![],
-            received_at: "2026-11-01T00:00:00Z".parse().unwrap(),
-            new_lead_id: format!("L-{message_id}"),
-        }
+        page_of(message_id, Some(user), None)
     }
 
     fn queued(store: &SqliteStore) -> usize {
