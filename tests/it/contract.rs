@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use hotlead_app::ports::{
-    ActionOutcome, ActionRecord, Dirty, EraseSubject, FollowUpRecord, HistoryEntry, HistoryRead,
-    HistoryUpdate, OutboxEntry, Record, SaveOutcome, ScoreUpdate, Store, StoreError,
-    content_digest,
+    ActionOutcome, ActionRecord, Dirty, EraseSubject, EventsCursor, EventsRead, FollowUpRecord,
+    HistoryEntry, HistoryRead, HistoryUpdate, OutboxEntry, Record, SaveOutcome, ScoreUpdate, Store,
+    StoreError, content_digest,
 };
 use hotlead_core::alert::{AlertMessage, Routing};
 use hotlead_core::identity::IdentityKey;
@@ -1026,6 +1026,140 @@ pub async fn history_goes_with_merges_and_erasure(store: &dyn Store) {
     assert!(store.history("L-1").await.unwrap().is_empty());
 }
 
+/// A reader of one lead's events that keeps them and asks only for what was stored since
+/// (`Store::events_since`), as the scorer does.
+#[derive(Default)]
+struct EventReader {
+    held: Vec<hotlead_core::Event>,
+    cursor: Option<EventsCursor>,
+}
+
+impl EventReader {
+    /// Reads `lead`'s events as a keeping reader does; says whether the store sent all of
+    /// them or only new ones, and checks that what the reader then holds is what a full
+    /// read gives.
+    async fn follow(&mut self, store: &dyn Store, lead: &str) -> &'static str {
+        let kind = match store
+            .events_since(lead, self.cursor.as_ref())
+            .await
+            .unwrap()
+        {
+            EventsRead::All { events, cursor } => {
+                self.held = events;
+                self.cursor = cursor;
+                "all"
+            }
+            EventsRead::Added { events, cursor } => {
+                self.held.extend(events);
+                self.cursor = Some(cursor);
+                "added"
+            }
+        };
+        let key = |e: &hotlead_core::Event| (e.timestamp, e.message_id.to_string());
+        let mut held = self.held.clone();
+        held.sort_by_key(key);
+        let full = store.events(lead).await.unwrap();
+        assert_eq!(
+            held.iter().map(key).collect::<Vec<_>>(),
+            full.iter().map(key).collect::<Vec<_>>(),
+            "after an {kind} read of {lead}, the reader holds what a full read gives"
+        );
+        assert_eq!(held, full);
+        kind
+    }
+}
+
+/// Reading only a lead's new events keeps exactly what a full read gives: through new
+/// events, a browser's earlier events adopted, another lead merged in (and the merged
+/// lead's own reader), a repeated message id and an erasure. Returns how each read was
+/// answered (a store may always send everything).
+pub async fn reading_only_new_events_keeps_what_a_full_read_gives(
+    store: &dyn Store,
+) -> Vec<&'static str> {
+    let mut kinds = Vec::new();
+    let mut reader = EventReader::default();
+    store
+        .record(form_record("f1", 0, "a@b.jp", Some("x"), &[], "L-1"))
+        .await
+        .unwrap();
+    kinds.push(reader.follow(store, "L-1").await);
+    store
+        .record(page_record("p1", 5, Some("x"), vec![anon("x")], "L-n"))
+        .await
+        .unwrap();
+    store
+        .record(page_record("p0", 3, Some("x"), vec![anon("x")], "L-n"))
+        .await
+        .unwrap();
+    kinds.push(reader.follow(store, "L-1").await);
+    kinds.push(reader.follow(store, "L-1").await);
+    // A second browser's earlier visit, then the person signs in on it: the visit (stored
+    // before the lead's newest event the reader saw) joins the lead.
+    store
+        .record(page_record("y1", 1, Some("y"), vec![anon("y")], "L-n"))
+        .await
+        .unwrap();
+    store
+        .record(page_record("p2", 8, Some("x"), vec![anon("x")], "L-n"))
+        .await
+        .unwrap();
+    kinds.push(reader.follow(store, "L-1").await);
+    store
+        .record(form_record("f2", 6, "a@b.jp", Some("y"), &[], "L-n"))
+        .await
+        .unwrap();
+    kinds.push(reader.follow(store, "L-1").await);
+    assert_eq!(reader.held.len(), 6);
+    // Another lead, read by its own reader, then merged into L-1 (after a newer event of
+    // L-1 the reader saw).
+    let user = IdentityKey::User("u-9".into());
+    store
+        .record(page_record(
+            "u1",
+            2,
+            Some("z"),
+            vec![user.clone(), anon("z")],
+            "L-2",
+        ))
+        .await
+        .unwrap();
+    let mut other = EventReader::default();
+    kinds.push(other.follow(store, "L-2").await);
+    store
+        .record(page_record("p3", 9, Some("x"), vec![anon("x")], "L-n"))
+        .await
+        .unwrap();
+    kinds.push(reader.follow(store, "L-1").await);
+    store
+        .record(page_record(
+            "u2",
+            7,
+            Some("z"),
+            vec![user.clone(), email("a@b.jp")],
+            "L-n",
+        ))
+        .await
+        .unwrap();
+    kinds.push(reader.follow(store, "L-1").await);
+    kinds.push(other.follow(store, "L-2").await);
+    assert_eq!(reader.held.len(), 9);
+    // A retried call stores nothing new.
+    store
+        .record(page_record("p1", 5, Some("x"), vec![anon("x")], "L-n"))
+        .await
+        .unwrap();
+    kinds.push(reader.follow(store, "L-1").await);
+    store
+        .erase(&EraseSubject::Lead("L-1".into()), at(20))
+        .await
+        .unwrap()
+        .unwrap();
+    kinds.push(reader.follow(store, "L-1").await);
+    kinds.push(other.follow(store, "L-2").await);
+    assert!(reader.held.is_empty() && other.held.is_empty());
+    kinds
+}
+
 fn follow_up(lead: &str, due_minutes: i64) -> FollowUpRecord {
     FollowUpRecord {
         lead_id: lead.into(),
@@ -1270,6 +1404,10 @@ macro_rules! store_contract {
                     .await;
             }
             #[tokio::test]
+            async fn reading_only_new_events_keeps_what_a_full_read_gives() {
+                super::reading_only_new_events_keeps_what_a_full_read_gives(&$fresh().await).await;
+            }
+            #[tokio::test]
             async fn two_addresses_on_one_browser_stay_two_leads() {
                 super::two_addresses_on_one_browser_stay_two_leads(&$fresh().await).await;
             }
@@ -1362,6 +1500,30 @@ store_contract!(sqlite, fresh_sqlite);
 store_contract!(sqlite_file, fresh_sqlite_file);
 store_contract!(dynamodb, fresh_dynamo);
 
+/// The embedded store reads only new events when nothing else changed, and everything
+/// when events moved in or out or were deleted.
+#[tokio::test]
+async fn sqlite_reads_only_new_events_unless_the_lead_s_events_changed_otherwise() {
+    let kinds = reading_only_new_events_keeps_what_a_full_read_gives(&fresh_sqlite().await).await;
+    assert_eq!(
+        kinds,
+        [
+            "all",   // first read
+            "added", // two new events (one older than the last)
+            "added", // nothing new
+            "added", // an anonymous visit (not the lead's) and a new event
+            "all",   // that visit adopted
+            "all",   // L-2's first read
+            "added", // a new event
+            "all",   // L-2 merged in
+            "all",   // L-2's reader: its id now reads L-1
+            "added", // a retried call
+            "all",   // erased
+            "all",   // erased
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -1374,7 +1536,7 @@ async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
             .unwrap();
     }
     let reopened = hotlead_embedded::SqliteStore::open(&path).unwrap();
-    assert_eq!(reopened.schema_version().unwrap(), 7);
+    assert_eq!(reopened.schema_version().unwrap(), 8);
     assert!(reopened.lead("L-1").await.unwrap().is_some());
 }
 

@@ -69,7 +69,15 @@ fn world(failures: usize, config: Config) -> World {
 }
 
 fn world_with(failures: usize, config: Config, rules_text: &str) -> World {
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    world_on(
+        Arc::new(SqliteStore::in_memory().unwrap()),
+        failures,
+        config,
+        rules_text,
+    )
+}
+
+fn world_on(store: Arc<SqliteStore>, failures: usize, config: Config, rules_text: &str) -> World {
     let clock = Arc::new(ManualClock::at(time("2026-11-01T00:00:00Z")));
     let notifier = Arc::new(FlakyNotifier {
         failures: AtomicUsize::new(failures),
@@ -411,6 +419,147 @@ async fn a_quiet_lead_cools_down_as_its_score_ages_without_new_events() {
         Some(hotlead_core::Band::Cold),
         "the expired views no longer count"
     );
+}
+
+/// A scorer that keeps leads' events between rescores and reads only new ones saves,
+/// rescore after rescore, the very score a scorer that reads everything each time saves:
+/// through events stored out of time order, a browser's earlier visits adopted when the
+/// person signs in on it, expiry, and a cache too small for the lead.
+#[tokio::test]
+async fn keeping_events_between_rescores_scores_as_reading_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let worlds = [0, 2, hotlead_app::event_cache::DEFAULT_BUDGET].map(|budget| {
+        let store = SqliteStore::open(&dir.path().join(format!("{budget}.db"))).unwrap();
+        let mut world = world_on(Arc::new(store), 0, Config::default(), RULES);
+        world.scorer = world.scorer.with_event_cache(budget);
+        world
+    });
+    let page = |id: &str, anonymous: &str, minutes_ago: i64, w: &World| {
+        use hotlead_app::Clock;
+        let at = w.clock.now() - Duration::minutes(minutes_ago);
+        json!({"type": "page", "messageId": id, "anonymousId": anonymous,
+            "timestamp": at.to_rfc3339(), "context": {"page": {"path": "/pricing"}}})
+    };
+    let mut steps = 0;
+    for step in 0..8 {
+        for w in &worlds {
+            match step {
+                0 => w.form().await,
+                1 => {
+                    w.ingest.call(&page("p1", "x", 0, w), None).await.unwrap();
+                    w.ingest.call(&page("p0", "x", 90, w), None).await.unwrap();
+                }
+                2 => {
+                    // Another browser's visit (not the lead's yet), then one of the lead's.
+                    w.ingest.call(&page("y1", "y", 30, w), None).await.unwrap();
+                    w.ingest.call(&page("p1b", "x", 20, w), None).await.unwrap();
+                }
+                3 => {
+                    let fields = vec![
+                        ("email".into(), "a@b.jp".into()),
+                        ("anonymousId".into(), "y".into()),
+                    ];
+                    w.ingest
+                        .form(FormSubmission {
+                            form_id: "f".into(),
+                            fields,
+                            ..FormSubmission::default()
+                        })
+                        .await
+                        .unwrap();
+                }
+                4 => w.advance(11),
+                5 => {
+                    w.ingest.call(&page("p2", "x", 0, w), None).await.unwrap();
+                }
+                6 => {
+                    w.ingest.call(&page("p3", "y", 5, w), None).await.unwrap();
+                }
+                _ => w.advance(1),
+            };
+            w.scorer.run_once().await.unwrap();
+            w.scorer.rescore_aged(Duration::minutes(1)).await.unwrap();
+        }
+        let mut scores = Vec::new();
+        for w in &worlds {
+            let lead = w.ingest.store().lead("L-0001").await.unwrap().unwrap();
+            assert!(lead.score.is_some());
+            scores.push(serde_json::to_string(&lead.score).unwrap());
+        }
+        assert_eq!(
+            scores[0], scores[1],
+            "step {step}: a cache too small for the lead"
+        );
+        assert_eq!(scores[0], scores[2], "step {step}");
+        steps += 1;
+    }
+    assert_eq!(steps, 8);
+    let events = worlds[2].ingest.store().events("L-0001").await.unwrap();
+    assert_eq!(events.len(), 8, "every page and both forms are the lead's");
+}
+
+/// The events kept between rescores stay within their budget (the least recently used
+/// leads go first), a lead too big for it is not kept, an idle lead is forgotten, and so
+/// is a lead that is gone.
+#[tokio::test]
+async fn kept_events_stay_within_their_budget_and_idle_leads_are_forgotten() {
+    use hotlead_app::event_cache::{EventCache, IDLE};
+    let w = world(0, Config::default());
+    let store = w.ingest.store().clone();
+    let mut leads = Vec::new();
+    for (person, pages) in [("a", 2), ("b", 3), ("c", 1), ("d", 6)] {
+        let fields = vec![
+            ("email".into(), format!("{person}@b.jp")),
+            ("anonymousId".into(), person.to_string()),
+        ];
+        w.ingest
+            .form(FormSubmission {
+                form_id: "f".into(),
+                fields,
+                ..FormSubmission::default()
+            })
+            .await
+            .unwrap();
+        for n in 0..pages {
+            let call = json!({"type": "page", "messageId": format!("{person}{n}"), "anonymousId": person,
+                "context": {"page": {"path": "/pricing"}}});
+            let recorded = w.ingest.call(&call, None).await.unwrap();
+            if n == 0 {
+                leads.push(recorded.lead_id.unwrap());
+            }
+        }
+    }
+    // The four leads hold 3, 4, 2 and 7 events.
+    let [l1, l2, l3, l4] = [0, 1, 2, 3].map(|i| leads[i].as_str());
+    let cache = EventCache::new(6);
+    let now = time("2026-11-01T00:00:00Z");
+    for lead in [l1, l2] {
+        let (_, held) = cache.read(&*store, lead).await.unwrap().unwrap();
+        cache.put_back(held, now);
+    }
+    assert_eq!(
+        cache.size(),
+        (1, 4),
+        "over budget: the least recently used go, down to three quarters"
+    );
+    let (_, held) = cache.read(&*store, l1).await.unwrap().unwrap();
+    assert_eq!(held.events.len(), 3);
+    cache.put_back(held, now);
+    assert_eq!(cache.size(), (1, 3), "the second lead was used least recently");
+    let (_, held) = cache.read(&*store, l4).await.unwrap().unwrap();
+    assert_eq!(held.events.len(), 7);
+    cache.put_back(held, now);
+    assert_eq!(cache.size(), (1, 3), "a lead bigger than the budget is not kept");
+    let (_, held) = cache.read(&*store, l3).await.unwrap().unwrap();
+    cache.put_back(held, now + IDLE);
+    cache.prune(now + IDLE + Duration::seconds(1));
+    assert_eq!(cache.size(), (1, 2), "the first lead was idle too long");
+    store
+        .erase(&hotlead_app::ports::EraseSubject::Lead(l3.to_string()), now)
+        .await
+        .unwrap();
+    assert!(cache.read(&*store, l3).await.unwrap().is_none());
+    assert_eq!(cache.size(), (0, 0), "a lead that is gone is forgotten");
 }
 
 #[tokio::test]

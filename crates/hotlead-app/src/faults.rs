@@ -13,9 +13,9 @@ use hotlead_core::alert::AlertMessage;
 use hotlead_core::{Band, Event};
 
 use crate::ports::{
-    ActionOutcome, ActionRecord, Dirty, EraseSubject, Erased, FailedAlert, HistoryEntry, Pending,
-    RankingPage, Record, Recorded, Retention, SaveOutcome, ScoreUpdate, SetAside, Store,
-    StoreError, StoredLead, Swept,
+    ActionOutcome, ActionRecord, Dirty, EraseSubject, Erased, EventsCursor, EventsRead,
+    FailedAlert, HistoryEntry, Pending, RankingPage, Record, Recorded, Retention, SaveOutcome,
+    ScoreUpdate, SetAside, Store, StoreError, StoredLead, Swept,
 };
 use crate::{Notifier, NotifyError};
 
@@ -123,6 +123,17 @@ impl Store for FaultyStore {
             return Err(fault);
         }
         self.inner.events(lead_id).await
+    }
+    async fn events_since(
+        &self,
+        lead_id: &str,
+        since: Option<&EventsCursor>,
+    ) -> Result<EventsRead, StoreError> {
+        let current = self.inner.lead(lead_id).await?.map(|l| l.id);
+        if let Some(fault) = current.as_deref().and_then(|id| self.read_fault(id)) {
+            return Err(fault);
+        }
+        self.inner.events_since(lead_id, since).await
     }
     async fn ranking(
         &self,

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod erase;
+pub mod event_cache;
 #[cfg(feature = "faults")]
 pub mod faults;
 pub mod follow_up;

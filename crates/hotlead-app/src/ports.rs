@@ -324,6 +324,36 @@ impl StoredLead {
     }
 }
 
+/// Where a read of a lead's events got to ([`Store::events_since`]); meaningful only to
+/// the store that gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsCursor {
+    /// The lead whose events were read (a merged lead's id leads to its survivor).
+    pub lead_id: String,
+    /// Changes to the lead's events other than new ones (moved in or out, deleted)
+    /// counted by the store: a different count means the earlier read is stale.
+    pub generation: i64,
+    /// The newest event the read saw, in the store's insertion order.
+    pub position: i64,
+}
+
+/// What [`Store::events_since`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventsRead {
+    /// Every event of the lead, oldest first: what the reader held is replaced.
+    All {
+        events: Vec<Event>,
+        /// For the next read; `None` when the store cannot read only new events.
+        cursor: Option<EventsCursor>,
+    },
+    /// Only the events stored since the cursor given (none of them in the earlier read,
+    /// in no particular order); the earlier ones are unchanged.
+    Added {
+        events: Vec<Event>,
+        cursor: EventsCursor,
+    },
+}
+
 /// A lead waiting to be rescored: `seq` counts the changes seen so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dirty {
@@ -563,6 +593,37 @@ pub trait Store: Send + Sync {
 
     /// All events of a lead, oldest first.
     async fn events(&self, lead_id: &str) -> Result<Vec<Event>, StoreError>;
+
+    /// A lead's events for a reader that may hold them from an earlier read: with
+    /// `since` (the cursor that read gave) and nothing but new events stored on the lead
+    /// since, only those ([`EventsRead::Added`]); otherwise all of them
+    /// ([`EventsRead::All`]). A store that cannot tell always answers with all (this
+    /// default). Either way, what the reader then holds is what [`Store::events`] gives.
+    async fn events_since(
+        &self,
+        lead_id: &str,
+        since: Option<&EventsCursor>,
+    ) -> Result<EventsRead, StoreError> {
+        let _ = since;
+        Ok(EventsRead::All {
+            events: self.events(lead_id).await?,
+            cursor: None,
+        })
+    }
+
+    /// A lead (as [`Store::lead`]) and its events (as [`Store::events_since`]), read at
+    /// one point in time where the store can (this default reads one, then the other).
+    async fn lead_with_events(
+        &self,
+        id: &str,
+        since: Option<&EventsCursor>,
+    ) -> Result<Option<(StoredLead, EventsRead)>, StoreError> {
+        let Some(lead) = self.lead(id).await? else {
+            return Ok(None);
+        };
+        let events = self.events_since(&lead.id, since).await?;
+        Ok(Some((lead, events)))
+    }
 
     /// Leads by score, highest first (ties by id), optionally of one band.
     async fn ranking(

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::event_cache::{self, EventCache};
 use crate::ports::{
     Clock, Dirty, FollowUpRecord, HistoryEntry, HistoryRead, HistoryUpdate, LearningStore,
     Notifier, NotifyError, OutboxEntry, RulesVersion, SaveOutcome, ScoreUpdate, SetAside, Store,
@@ -183,6 +184,8 @@ pub struct Scorer {
     links: Option<Arc<crate::links::Links>>,
     /// The local day whose digest this process put in the outbox (or found there).
     digest_day: Arc<std::sync::Mutex<Option<chrono::NaiveDate>>>,
+    /// Leads' events between rescores (see [`crate::event_cache`]).
+    events: Arc<EventCache>,
 }
 
 impl std::fmt::Debug for Scorer {
@@ -208,7 +211,15 @@ impl Scorer {
             rules_store: None,
             links: None,
             digest_day: Arc::new(std::sync::Mutex::new(None)),
+            events: Arc::new(EventCache::new(event_cache::DEFAULT_BUDGET)),
         }
+    }
+
+    /// Keeps at most `budget` events of recently rescored leads between rescores (0:
+    /// every rescore reads all of its lead's events).
+    pub fn with_event_cache(mut self, budget: usize) -> Self {
+        self.events = Arc::new(EventCache::new(budget));
+        self
     }
 
     /// Alerts link a signed, expiring lead page (see [`crate::links`]).
@@ -495,6 +506,7 @@ impl Scorer {
     /// step runs even when an earlier one met a store outage.
     pub async fn scheduled_round(&self) -> Round {
         let mut round = Round::default();
+        self.events.prune(self.clock.now());
         let passes = [
             ("following the active rules", self.follow_rules_pass().await),
             ("rescoring marked leads", self.rescore_all(None, true).await),
@@ -573,15 +585,15 @@ impl Scorer {
 
     /// [`Scorer::rescore`], saying how many alerts the save raised.
     async fn rescore_counted(&self, lead_id: &str, seen_seq: i64) -> Result<Rescored, StoreError> {
-        let Some(stored) = self.store.lead(lead_id).await? else {
+        let Some((stored, held)) = self.events.read(&*self.store, lead_id).await? else {
             return Err(StoreError::conflict(format!("lead {lead_id} is gone")));
         };
-        let events = self.store.events(&stored.id).await?;
+        let events = &held.events;
         let rules = self.rules();
         let now = self.clock.now();
         let lead = stored.to_lead();
         let previous = stored.band();
-        let mut result = score(&rules, &lead, &events, now, previous);
+        let mut result = score(&rules, &lead, events, now, previous);
         // Flood control: at most one instant alert per lead and rule per its quiet time;
         // what is held back is counted in the score.
         let carried = stored
@@ -635,7 +647,7 @@ impl Scorer {
                 });
             }
             self.compose_alerts(
-                &rules, &stored, &lead, &result, &events, &reasons, routing, now,
+                &rules, &stored, &lead, &result, events, &reasons, routing, now,
             )
         };
         let history = history_of(&rules, &stored, &lead, &result, now);
@@ -651,7 +663,10 @@ impl Scorer {
                 history,
                 follow_up,
             })
-            .await?;
+            .await;
+        // What was read stays true whether or not the save went through.
+        self.events.put_back(held, now);
+        let outcome = outcome?;
         Ok(Rescored {
             outcome,
             alerts: raised,

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hotlead_app::ports::{
-    ActionOutcome, ActionRecord, DealOutcome, Dirty, EraseSubject, Erased, FailedAlert,
-    FollowUpRecord, HistoryEntry, HistoryRead, LearningStore, NewRules, OutboxEntry, Pending,
-    RankCursor, RankingPage, Record, Recorded, Retention, RulesVersion, SaveOutcome, ScoreUpdate,
-    SetAside, Store, StoreError, StoredLead, StoredSuggestion, SuggestionHead, SuggestionStatus,
-    Swept, with_causes, with_version,
+    ActionOutcome, ActionRecord, DealOutcome, Dirty, EraseSubject, Erased, EventsCursor,
+    EventsRead, FailedAlert, FollowUpRecord, HistoryEntry, HistoryRead, LearningStore, NewRules,
+    OutboxEntry, Pending, RankCursor, RankingPage, Record, Recorded, Retention, RulesVersion,
+    SaveOutcome, ScoreUpdate, SetAside, Store, StoreError, StoredLead, StoredSuggestion,
+    SuggestionHead, SuggestionStatus, Swept, with_causes, with_version,
 };
 use hotlead_core::identity::{self, IdentityKey, KnownLead, LeadIdentity, LinkChange, Resolution};
 use hotlead_core::{Band, Event};
@@ -144,6 +144,19 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX follow_ups_open ON follow_ups (due_at)
         WHERE due_at IS NOT NULL AND first_action_at IS NULL AND escalated_at IS NULL AND closed_at IS NULL;
      CREATE INDEX follow_ups_alerted ON follow_ups (alerted_at);",
+    // 8: reading only a lead's new events. `events_gen` counts every change to a lead's
+    // events other than a new one (moved to or from the lead, changed, deleted); the
+    // triggers keep it, whatever statement makes the change. A reader that saw the same
+    // count reads only rows added since (a new row has a larger rowid than every row
+    // there: rowids are reused only past deleted rows, and deleting counts).
+    "ALTER TABLE leads ADD COLUMN events_gen INTEGER NOT NULL DEFAULT 0;
+     CREATE TRIGGER events_changed AFTER UPDATE ON events BEGIN
+        UPDATE leads SET events_gen = events_gen + 1 WHERE id = OLD.lead_id;
+        UPDATE leads SET events_gen = events_gen + 1 WHERE id = NEW.lead_id AND NEW.lead_id IS NOT OLD.lead_id;
+     END;
+     CREATE TRIGGER events_deleted AFTER DELETE ON events WHEN OLD.lead_id IS NOT NULL BEGIN
+        UPDATE leads SET events_gen = events_gen + 1 WHERE id = OLD.lead_id;
+     END;",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -496,10 +509,13 @@ impl SqliteStore {
         let mut readers = Vec::new();
         for _ in 0..READERS {
             let reader = Connection::open(path).map_err(sql)?;
+            // No memory mapping for readers: a reader's view is dropped at every commit
+            // of the writer, and with a mapping that meant unmapping and faulting the
+            // file back in, read transaction after read transaction.
             reader
-                .execute_batch(&format!(
-                    "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA mmap_size = {MMAP};"
-                ))
+                .execute_batch(
+                    "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA mmap_size = 0;",
+                )
                 .map_err(sql)?;
             reader.set_prepared_statement_cache_capacity(STATEMENTS);
             readers.push(Mutex::new(reader));
@@ -1007,6 +1023,72 @@ fn plain_event_lead(tx: &Connection, record: &Record) -> Result<Option<String>, 
     Ok((keys as usize <= identity::MAX_IDENTITIES).then_some(lead))
 }
 
+/// [`Store::events_since`] of lead `id` (current, not merged).
+fn events_since_in(
+    tx: &Connection,
+    id: String,
+    since: Option<EventsCursor>,
+) -> Result<EventsRead, StoreError> {
+    let generation: i64 = tx
+        .row("SELECT events_gen FROM leads WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?;
+    let after = since
+        .filter(|c| c.lead_id == id && c.generation == generation)
+        .map(|c| c.position);
+    let (events, newest) = events_of(tx, &id, after)?;
+    let cursor = EventsCursor {
+        lead_id: id,
+        generation,
+        position: newest.max(after.unwrap_or(0)),
+    };
+    Ok(match after {
+        Some(_) => EventsRead::Added { events, cursor },
+        None => EventsRead::All {
+            events,
+            cursor: Some(cursor),
+        },
+    })
+}
+
+/// The events of lead `id` (current, not merged), oldest first, or with `after` only
+/// those stored after that rowid (in the order stored); and the largest rowid read (0
+/// for none).
+fn events_of(
+    tx: &Connection,
+    id: &str,
+    after: Option<i64>,
+) -> Result<(Vec<Event>, i64), StoreError> {
+    let mut statement = match after {
+        None => tx.prepare_cached(
+            "SELECT rowid, body FROM events WHERE lead_id = ?1 ORDER BY timestamp, message_id",
+        ),
+        Some(_) => tx.prepare_cached(
+            "SELECT rowid, body FROM events WHERE lead_id = ?1 AND rowid > ?2 ORDER BY rowid",
+        ),
+    }
+    .map_err(sql)?;
+    let mut rows = match after {
+        None => statement.query(params![id]),
+        Some(after) => statement.query(params![id, after]),
+    }
+    .map_err(sql)?;
+    let mut events = Vec::new();
+    let mut newest = 0;
+    while let Some(row) = rows.next().map_err(sql)? {
+        let rowid: i64 = row.get(0).map_err(sql)?;
+        newest = newest.max(rowid);
+        let body = row
+            .get_ref(1)
+            .map_err(sql)?
+            .as_str()
+            .map_err(|e| StoreError::corrupt("a stored event has the wrong type").because(e))?;
+        events.push(json(body)?);
+    }
+    Ok((events, newest))
+}
+
 /// Moves the events an anonymous id of the call left before it was linked to `lead_id`.
 fn adopt_anonymous_events(
     tx: &Connection,
@@ -1216,17 +1298,43 @@ impl Store for SqliteStore {
             let Some(id) = current_id(tx, &lead_id)? else {
                 return Ok(Vec::new());
             };
-            let mut statement = tx
-                .prepare_cached(
-                    "SELECT body FROM events WHERE lead_id = ?1 ORDER BY timestamp, message_id",
-                )
-                .map_err(sql)?;
-            let bodies = statement
-                .query_map([&id], |r| r.get::<_, String>(0))
-                .map_err(sql)?;
-            bodies
-                .map(|b| b.map_err(sql).and_then(|b| json(&b)))
-                .collect()
+            Ok(events_of(tx, &id, None)?.0)
+        })
+        .await
+    }
+
+    async fn events_since(
+        &self,
+        lead_id: &str,
+        since: Option<&EventsCursor>,
+    ) -> Result<EventsRead, StoreError> {
+        let lead_id = lead_id.to_string();
+        let since = since.cloned();
+        self.read(move |tx| {
+            let Some(id) = current_id(tx, &lead_id)? else {
+                return Ok(EventsRead::All {
+                    events: Vec::new(),
+                    cursor: None,
+                });
+            };
+            events_since_in(tx, id, since)
+        })
+        .await
+    }
+
+    async fn lead_with_events(
+        &self,
+        id: &str,
+        since: Option<&EventsCursor>,
+    ) -> Result<Option<(StoredLead, EventsRead)>, StoreError> {
+        let id = id.to_string();
+        let since = since.cloned();
+        self.read(move |tx| {
+            let Some(lead) = load_lead(tx, &id)? else {
+                return Ok(None);
+            };
+            let events = events_since_in(tx, lead.id.clone(), since)?;
+            Ok(Some((lead, events)))
         })
         .await
     }

@@ -1,0 +1,199 @@
+//! The events of recently rescored leads, kept between rescores so that a rescore reads
+//! only the events stored since the last one ([`Store::events_since`]): a lead that keeps
+//! browsing is rescored again and again, and reading (and parsing) its whole history each
+//! time made the scorer's reads grow with it.
+//!
+//! What a rescore holds is always what [`Store::events`] would give (the store says when
+//! an earlier read is stale: events moved in or out, or deleted). The cache is bounded
+//! by a number of events (least recently used leads go first) and forgets a lead unused
+//! for [`IDLE`], so that an erased person's events do not stay in memory for long.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+use hotlead_core::Event;
+
+use crate::ports::{EventsCursor, EventsRead, Store, StoreError, StoredLead};
+
+/// Events kept at most, over all leads, by default.
+pub const DEFAULT_BUDGET: usize = 200_000;
+/// A lead's events not used for this long are forgotten.
+pub const IDLE: Duration = Duration::minutes(10);
+
+struct Entry {
+    events: Vec<Event>,
+    cursor: EventsCursor,
+    used: DateTime<Utc>,
+    /// Order of use, for eviction (the clock may stand still).
+    turn: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    /// Events held by `entries`.
+    held: usize,
+    turn: u64,
+}
+
+/// Leads' events between rescores; see the module.
+pub struct EventCache {
+    budget: usize,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for EventCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventCache")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lead's events as read for one rescore, with what puts them back in the cache.
+#[derive(Debug)]
+pub struct Held {
+    pub events: Vec<Event>,
+    cursor: Option<EventsCursor>,
+}
+
+/// The order [`Store::events`] gives: oldest first, then by message id.
+fn order(a: &Event, b: &Event) -> std::cmp::Ordering {
+    a.timestamp
+        .cmp(&b.timestamp)
+        .then_with(|| a.message_id.cmp(&b.message_id))
+}
+
+impl EventCache {
+    /// A cache of at most `budget` events (0: none kept).
+    pub fn new(budget: usize) -> Self {
+        EventCache {
+            budget,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // The cache holds nothing that a panic elsewhere could leave half-written.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lead `lead_id` and its events: the held ones with those stored since, or all of
+    /// them; `None` when there is no such lead (what was held for it is forgotten). The
+    /// entry is taken out while the caller works ([`EventCache::put_back`] returns it);
+    /// a rescore of the same lead meanwhile reads everything.
+    pub async fn read(
+        &self,
+        store: &dyn Store,
+        lead_id: &str,
+    ) -> Result<Option<(StoredLead, Held)>, StoreError> {
+        let taken = {
+            let mut inner = self.lock();
+            let entry = inner.entries.remove(lead_id);
+            if let Some(entry) = &entry {
+                inner.held -= entry.events.len();
+            }
+            entry
+        };
+        let (mut events, since) = match taken {
+            Some(entry) => (entry.events, Some(entry.cursor)),
+            None => (Vec::new(), None),
+        };
+        let Some((lead, read)) = store.lead_with_events(lead_id, since.as_ref()).await? else {
+            return Ok(None);
+        };
+        let held = match read {
+            EventsRead::All {
+                events: all,
+                cursor,
+            } => Held {
+                events: all,
+                cursor,
+            },
+            EventsRead::Added {
+                events: added,
+                cursor,
+            } => {
+                if !added.is_empty() {
+                    let appended = events.len();
+                    events.extend(added);
+                    let in_order = events[appended.saturating_sub(1)..]
+                        .is_sorted_by(|a, b| order(a, b).is_le());
+                    if !in_order {
+                        events.sort_by(order);
+                    }
+                }
+                Held {
+                    events,
+                    cursor: Some(cursor),
+                }
+            }
+        };
+        Ok(Some((lead, held)))
+    }
+
+    /// Keeps `held` for the next rescore of its lead (when the store gave a cursor and
+    /// it fits the budget), evicting the least recently used leads past the budget.
+    pub fn put_back(&self, held: Held, now: DateTime<Utc>) {
+        let Some(cursor) = held.cursor else { return };
+        if held.events.len() > self.budget {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.turn += 1;
+        let turn = inner.turn;
+        inner.held += held.events.len();
+        let replaced = inner.entries.insert(
+            cursor.lead_id.clone(),
+            Entry {
+                events: held.events,
+                cursor,
+                used: now,
+                turn,
+            },
+        );
+        if let Some(replaced) = replaced {
+            inner.held -= replaced.events.len();
+        }
+        if inner.held > self.budget {
+            // Down to three quarters, so that eviction is not paid on every put.
+            let mut by_use: Vec<(u64, String)> = inner
+                .entries
+                .iter()
+                .map(|(id, entry)| (entry.turn, id.clone()))
+                .collect();
+            by_use.sort_unstable();
+            let target = self.budget - self.budget / 4;
+            for (_, id) in by_use {
+                if inner.held <= target {
+                    break;
+                }
+                if let Some(entry) = inner.entries.remove(&id) {
+                    inner.held -= entry.events.len();
+                }
+            }
+        }
+    }
+
+    /// Forgets the leads not used since `now - IDLE`.
+    pub fn prune(&self, now: DateTime<Utc>) {
+        let idle_before = now - IDLE;
+        let mut inner = self.lock();
+        let mut freed = 0;
+        inner.entries.retain(|_, entry| {
+            let keep = entry.used >= idle_before;
+            if !keep {
+                freed += entry.events.len();
+            }
+            keep
+        });
+        inner.held -= freed;
+    }
+
+    /// Leads and events held now.
+    pub fn size(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.entries.len(), inner.held)
+    }
+}
