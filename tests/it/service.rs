@@ -545,11 +545,19 @@ async fn kept_events_stay_within_their_budget_and_idle_leads_are_forgotten() {
     let (_, held) = cache.read(&*store, l1).await.unwrap().unwrap();
     assert_eq!(held.events.len(), 3);
     cache.put_back(held, now);
-    assert_eq!(cache.size(), (1, 3), "the second lead was used least recently");
+    assert_eq!(
+        cache.size(),
+        (1, 3),
+        "the second lead was used least recently"
+    );
     let (_, held) = cache.read(&*store, l4).await.unwrap().unwrap();
     assert_eq!(held.events.len(), 7);
     cache.put_back(held, now);
-    assert_eq!(cache.size(), (1, 3), "a lead bigger than the budget is not kept");
+    assert_eq!(
+        cache.size(),
+        (1, 3),
+        "a lead bigger than the budget is not kept"
+    );
     let (_, held) = cache.read(&*store, l3).await.unwrap().unwrap();
     cache.put_back(held, now + IDLE);
     cache.prune(now + IDLE + Duration::seconds(1));
