@@ -3,17 +3,19 @@
 //! Matchers see an event's type and its value in each slot of the [`Plan`] (name, path,
 //! UTM tags, properties the rules look at). Each distinct value of a slot is matched once
 //! against all the slot's patterns (one [`regex::bytes::RegexSet`] pass); the events are
-//! then bits: per type, and per pattern the events whose value it matches. A matcher's
-//! events are the bits of its types and of its patterns combined, over the events in time
-//! order, worked out once for matchers that rules repeat. Scoring then reads bits: no
-//! pattern is run per event and rule, and nothing is allocated per event.
+//! then bits: per type, per value the events that hold it, and per pattern the events of
+//! the values it matches (a value's bits are combined into a pattern's once, not an event
+//! at a time). A matcher's events are the bits of its types and of its patterns combined,
+//! over the events in time order, worked out once for matchers that rules repeat. Scoring
+//! then reads bits: no pattern is run per event and rule, and nothing is allocated per
+//! event.
 
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use foldhash::fast::RandomState;
 
 use crate::event::Event;
-use crate::rules::{EventMatcher, Plan, Slot, Value};
+use crate::rules::{EventMatcher, Field, Plan, Slot, Value};
 
 /// Numbers distinct items 0, 1, 2, ... in the order they are first seen, given a hash of
 /// each and a test of equality: open addressing with linear probing over a table at most
@@ -60,6 +62,12 @@ impl Interner {
         item
     }
 
+    /// Forgets every item, keeping the room.
+    pub(crate) fn clear(&mut self) {
+        self.table.fill(0);
+        self.hashes.clear();
+    }
+
     /// Doubles the table.
     fn grow(&mut self) {
         let mask = 2 * self.table.len() - 1;
@@ -74,6 +82,28 @@ impl Interner {
     }
 }
 
+/// `a == b`, compared inline a few bytes at a time: the texts compared while scoring
+/// (message ids, pages, names, user agents, rule ids) are short, and for them a call to
+/// `memcmp` costs more than the comparison itself.
+#[inline]
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    // The first and the last chunk of a length, overlapping when the text is shorter
+    // than two: together they cover every byte.
+    match a.len() {
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=7 => a.first_chunk::<4>() == b.first_chunk() && a.last_chunk::<4>() == b.last_chunk(),
+        8..=16 => a.first_chunk::<8>() == b.first_chunk() && a.last_chunk::<8>() == b.last_chunk(),
+        17..=32 => {
+            a.first_chunk::<16>() == b.first_chunk() && a.last_chunk::<16>() == b.last_chunk()
+        }
+        _ => a == b,
+    }
+}
+
 /// A slot value as the matchers tell values apart: texts and property strings by their
 /// text, numbers and booleans by their JSON value (and the sign of a zero, which prints
 /// differently: `-0.0` and `0.0` may match different patterns).
@@ -84,25 +114,31 @@ enum Key<'e> {
     Bool(bool),
 }
 
-impl Key<'_> {
-    /// For a text, a slot in [`Values`]' recent texts, from its length and its first and
-    /// last bytes.
-    #[inline]
-    fn fingerprint(self) -> Option<usize> {
-        let Key::Text(text) = self else {
-            return None;
-        };
-        let bytes = text.as_bytes();
-        let first = usize::from(bytes.first().copied().unwrap_or(0));
-        let last = usize::from(bytes.last().copied().unwrap_or(0));
-        Some(((bytes.len() * 7) ^ first ^ (last * 3)) % RECENT)
-    }
+/// For a text, a slot in [`Values`]' recent texts, from its length and its first and last
+/// bytes.
+#[inline]
+fn fingerprint(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let first = usize::from(bytes.first().copied().unwrap_or(0));
+    let last = usize::from(bytes.last().copied().unwrap_or(0));
+    ((bytes.len() * 7) ^ first ^ (last * 3)) % RECENT
+}
 
+/// The hash of a text, from its bytes alone: one step less than `hash_one`, which also
+/// writes an end mark (of use only when texts are hashed one after another).
+#[inline]
+pub(crate) fn hash_text(state: &RandomState, text: &str) -> u64 {
+    let mut hasher = state.build_hasher();
+    hasher.write(text.as_bytes());
+    hasher.finish()
+}
+
+impl Key<'_> {
     /// The key's hash (a text's, the most common, as the text alone).
     #[inline]
     fn hash_with(self, state: &RandomState) -> u64 {
         match self {
-            Key::Text(text) => state.hash_one(text),
+            Key::Text(text) => hash_text(state, text),
             key => state.hash_one(key),
         }
     }
@@ -113,7 +149,7 @@ impl PartialEq for Key<'_> {
     fn eq(&self, other: &Self) -> bool {
         let negative = |n: &serde_json::Number| n.as_f64().map(f64::is_sign_negative);
         match (self, other) {
-            (Key::Text(a), Key::Text(b)) => a == b,
+            (Key::Text(a), Key::Text(b)) => same_text(a, b),
             (Key::Number(a), Key::Number(b)) => a == b && negative(a) == negative(b),
             (Key::Bool(a), Key::Bool(b)) => a == b,
             _ => false,
@@ -135,67 +171,136 @@ impl<'e> From<Value<'e>> for Key<'e> {
 /// The event types a matcher can name: a bit each in its `kinds`.
 const KINDS: usize = 8;
 
-/// One slot's distinct values, each with the rows of [`Index::new`]'s pattern bits (one per
-/// pattern of the slot it matches) in which its events are set.
-struct Values<'p, 'e> {
-    slot: &'p Slot,
-    /// The row of the slot's first pattern.
-    first: usize,
+/// One slot's distinct values, numbered in the order they are first seen: each with the
+/// slot's patterns it matches and the positions of the events that hold it.
+struct Values<'e> {
+    words: usize,
     distinct: Interner,
     keys: Vec<Key<'e>>,
-    /// Per value, its range of `rows`.
+    /// Per value, its range of `patterns`.
     ranges: Vec<(u32, u32)>,
-    rows: Vec<usize>,
-    /// The number + 1 of the last text seen per [`Key::fingerprint`]: a lead's events repeat
-    /// a few pages and names, and a repeat of a recent one is found without hashing it
-    /// (a miss costs one comparison, whatever the texts).
-    recent: [u32; RECENT],
+    /// The numbers (in the slot) of the patterns each value matches.
+    patterns: Vec<u32>,
+    /// Per value, `words` words: the positions of its events.
+    bits: Vec<u64>,
+    /// The last text seen per [`fingerprint`], with its number + 1 (0 for none yet): a
+    /// lead's events repeat a few pages and names, and a repeat of a recent one is found
+    /// without hashing it (a miss costs one comparison, whatever the texts).
+    recent: [(&'e str, u32); RECENT],
 }
 
 /// How many recent texts [`Values`] remembers per slot.
 const RECENT: usize = 64;
 
-impl<'p, 'e> Values<'p, 'e> {
-    fn new(slot: &'p Slot, first: usize) -> Self {
+/// How many values of a slot [`Values`] has room for before it grows.
+const VALUES: usize = 16;
+
+impl<'e> Values<'e> {
+    /// Room for a few values (a lead's events repeat a few pages and names) over `words`
+    /// words of positions; [`Values::clear`] keeps it for the next slot.
+    fn new(words: usize) -> Self {
         Values {
-            slot,
-            first,
-            distinct: Interner::with_capacity(8),
-            keys: Vec::new(),
-            ranges: Vec::new(),
-            rows: Vec::new(),
-            recent: [0; RECENT],
+            words,
+            distinct: Interner::with_capacity(VALUES),
+            keys: Vec::with_capacity(VALUES),
+            ranges: Vec::with_capacity(VALUES),
+            patterns: Vec::with_capacity(2 * VALUES),
+            bits: Vec::with_capacity(VALUES * words),
+            recent: [("", 0); RECENT],
         }
     }
 
-    /// The rows of `value`, which is matched against the slot's patterns on first sight.
-    #[inline]
-    fn rows(&mut self, value: Value<'e>, state: &RandomState) -> &[usize] {
-        let key = Key::from(value);
-        let recent = key.fingerprint();
-        let i = match recent.map(|r| self.recent[r] as usize) {
-            Some(last @ 1..) if self.keys[last - 1] == key => last - 1,
-            _ => {
-                let keys = &self.keys;
-                let i = self
-                    .distinct
-                    .intern(key.hash_with(state), |i| keys[i] == key);
-                if i == self.keys.len() {
-                    self.keys.push(key);
-                    let start = self.rows.len() as u32;
-                    let matches = self.slot.set.matches(value.text().as_bytes());
-                    self.rows.extend(matches.iter().map(|p| self.first + p));
-                    self.ranges.push((start, self.rows.len() as u32));
-                }
-                if let Some(r) = recent {
-                    self.recent[r] = i as u32 + 1;
-                }
-                i
-            }
-        };
-        let (start, end) = self.ranges[i];
-        &self.rows[start as usize..end as usize]
+    /// Forgets the values, keeping the room.
+    fn clear(&mut self) {
+        self.distinct.clear();
+        self.keys.clear();
+        self.ranges.clear();
+        self.patterns.clear();
+        self.bits.clear();
+        self.recent = [("", 0); RECENT];
     }
+
+    /// Adds the event at `position`, which holds `value`: a repeat of a recent text (the
+    /// usual case) costs one comparison, inline in the loop over the events.
+    #[inline(always)]
+    fn add(&mut self, slot: &Slot, value: Value<'e>, position: usize, state: &RandomState) {
+        let v = match value {
+            Value::Text(text) | Value::Raw(text) => {
+                let recent = fingerprint(text);
+                match self.recent[recent] {
+                    (seen, last @ 1..) if same_text(seen, text) => last as usize - 1,
+                    _ => {
+                        let v = self.number(slot, Key::Text(text), value, state);
+                        self.recent[recent] = (text, v as u32 + 1);
+                        v
+                    }
+                }
+            }
+            Value::Other(_) => self.number(slot, Key::from(value), value, state),
+        };
+        self.bits[v * self.words + position / 64] |= 1 << (position % 64);
+    }
+
+    /// The number of the value `key`, found by its hash; a value seen for the first time
+    /// is matched against the slot's patterns.
+    #[inline(never)]
+    fn number(
+        &mut self,
+        slot: &Slot,
+        key: Key<'e>,
+        value: Value<'e>,
+        state: &RandomState,
+    ) -> usize {
+        let keys = &self.keys;
+        let v = self
+            .distinct
+            .intern(key.hash_with(state), |v| keys[v] == key);
+        if v == self.keys.len() {
+            self.keys.push(key);
+            let start = self.patterns.len() as u32;
+            let matches = slot.set.matches(value.text().as_bytes());
+            self.patterns.extend(matches.iter().map(|p| p as u32));
+            self.ranges.push((start, self.patterns.len() as u32));
+            self.bits.resize(self.bits.len() + self.words, 0);
+        }
+        v
+    }
+
+    /// Sets the events of each value in the rows (of `words` words, one per pattern of
+    /// the slot) of the patterns it matches.
+    fn set_rows(&self, rows: &mut [u64]) {
+        let words = self.words;
+        for (v, &(start, end)) in self.ranges.iter().enumerate() {
+            let events = &self.bits[v * words..(v + 1) * words];
+            for &p in &self.patterns[start as usize..end as usize] {
+                let row = &mut rows[p as usize * words..(p as usize + 1) * words];
+                row.iter_mut().zip(events).for_each(|(a, b)| *a |= b);
+            }
+        }
+    }
+}
+
+/// One slot's pattern bits (`rows`: a row of `words` words per pattern of the slot, in
+/// order): the value `read` from each event of `taken` is numbered among the slot's
+/// `values` (room kept from one slot to the next), each distinct value matched once
+/// against the slot's patterns; the events of a value are then set, all at once, in the
+/// rows of the patterns it matches.
+fn scan<'e>(
+    slot: &Slot,
+    events: &[&'e Event],
+    taken: Bits<'_>,
+    rows: &mut [u64],
+    values: &mut Values<'e>,
+    state: &RandomState,
+    read: impl Fn(&'e Event) -> Option<Value<'e>>,
+) {
+    values.clear();
+    taken.each_from(0, |position| {
+        if let Some(value) = read(events[position]) {
+            values.add(slot, value, position, state);
+        }
+    });
+    values.set_rows(rows);
 }
 
 /// For every matcher of a plan, the events it takes, as bits over event positions.
@@ -209,47 +314,78 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Matches `events` (in the order their positions will be read) against every matcher
-    /// of `plan`.
-    pub(crate) fn new<'e>(
-        plan: &Plan,
-        events: impl ExactSizeIterator<Item = &'e Event> + Clone,
-    ) -> Index {
-        let n = events.len();
-        let words = n.div_ceil(64);
+    /// As [`Index::of`], for events given one by one.
+    #[cfg(test)]
+    pub(crate) fn new<'e>(plan: &Plan, events: impl ExactSizeIterator<Item = &'e Event>) -> Index {
+        Index::of(plan, &events.collect::<Vec<_>>())
+    }
+
+    /// Matches `events` (by position, in the order their positions will be read) against
+    /// every matcher of `plan`.
+    pub(crate) fn of(plan: &Plan, events: &[&Event]) -> Index {
+        let words = events.len().div_ceil(64);
         let state = RandomState::default();
 
         // Bits over the events: per event type, and per pattern of each slot (a row each,
-        // the slot's patterns in order), the events whose value it matches. Each distinct
-        // value of a slot is matched once against all the slot's patterns.
+        // the slot's patterns in order), the events whose value it matches.
         let mut kind_bits = vec![0u64; KINDS * words];
+        for (w, chunk) in events.chunks(64).enumerate() {
+            // A word per type, for the 64 events of the chunk.
+            let mut kinds = [0u64; KINDS];
+            for (bit, event) in chunk.iter().enumerate() {
+                kinds[event.kind as usize] |= 1 << bit;
+            }
+            for (kind, bits) in kinds.into_iter().enumerate() {
+                kind_bits[kind * words + w] = bits;
+            }
+        }
         let mut first = Vec::with_capacity(plan.slots.len());
-        let mut values = Vec::with_capacity(plan.slots.len());
         let mut patterns = 0;
         for slot in &plan.slots {
             first.push(patterns);
-            values.push(Values::new(slot, patterns));
             patterns += slot.sources.len();
         }
         let mut pattern_bits = vec![0u64; patterns * words];
-        for (position, event) in events.clone().enumerate() {
-            kind_bits[event.kind as usize * words + position / 64] |= 1 << (position % 64);
-        }
-        // A slot at a time (the field it reads is decided once), the events of the types
-        // that some matcher testing the slot takes.
-        for values in &mut values {
-            let kinds = values.slot.kinds;
-            for (position, event) in events.clone().enumerate() {
-                if kinds & (1 << event.kind as u8) == 0 {
-                    continue;
-                }
-                let Some(value) = values.slot.field.read(event) else {
-                    continue;
-                };
-                let (word, bit) = (position / 64, 1 << (position % 64));
-                for &row in values.rows(value, &state) {
-                    pattern_bits[row * words + word] |= bit;
-                }
+        let mut read = vec![0u64; words];
+        let mut values = Values::new(words);
+        for (slot, &first) in plan.slots.iter().zip(&first) {
+            let rows = &mut pattern_bits[first * words..(first + slot.sources.len()) * words];
+            // Only the events of the types that some matcher testing the slot takes.
+            read.fill(0);
+            for kind in (0..KINDS).filter(|kind| slot.kinds & (1 << kind) != 0) {
+                let kind = &kind_bits[kind * words..(kind + 1) * words];
+                read.iter_mut().zip(kind).for_each(|(a, b)| *a |= b);
+            }
+            let read = Bits(&read);
+            // The field a slot reads is decided once, outside the loop over its events (a
+            // property's through `Field::read`).
+            let values = &mut values;
+            match &slot.field {
+                Field::Name => scan(slot, events, read, rows, values, &state, |e| {
+                    e.name.as_deref().map(Value::Text)
+                }),
+                Field::Path => scan(slot, events, read, rows, values, &state, |e| {
+                    e.path.as_deref().map(Value::Text)
+                }),
+                Field::Referrer => scan(slot, events, read, rows, values, &state, |e| {
+                    e.referrer.as_deref().map(Value::Text)
+                }),
+                Field::Utm(0) => scan(slot, events, read, rows, values, &state, |e| {
+                    e.campaign.source.as_deref().map(Value::Text)
+                }),
+                Field::Utm(1) => scan(slot, events, read, rows, values, &state, |e| {
+                    e.campaign.medium.as_deref().map(Value::Text)
+                }),
+                Field::Utm(2) => scan(slot, events, read, rows, values, &state, |e| {
+                    e.campaign.name.as_deref().map(Value::Text)
+                }),
+                Field::Utm(3) => scan(slot, events, read, rows, values, &state, |e| {
+                    e.campaign.term.as_deref().map(Value::Text)
+                }),
+                Field::Utm(4) => scan(slot, events, read, rows, values, &state, |e| {
+                    e.campaign.content.as_deref().map(Value::Text)
+                }),
+                field => scan(slot, events, read, rows, values, &state, |e| field.read(e)),
             }
         }
 
@@ -335,7 +471,9 @@ impl<'a> Bits<'a> {
         }
     }
 
-    /// The positions from `start` on, in increasing order.
+    /// The positions from `start` on, in increasing order, as an iterator (the scorer
+    /// calls [`Bits::each_from`], a loop of its own).
+    #[cfg(test)]
     pub(crate) fn iter_from(self, start: usize) -> IterFrom<'a> {
         IterFrom {
             bits: self,
@@ -364,6 +502,28 @@ impl<'a> Bits<'a> {
         }
     }
 
+    /// Calls `each` with up to `limit` positions from `start` on, the last first (as
+    /// [`Bits::last_from`] gives them, in a loop of its own).
+    pub(crate) fn each_last_from(
+        self,
+        start: usize,
+        mut limit: usize,
+        mut each: impl FnMut(usize),
+    ) {
+        for w in (start / 64..self.0.len()).rev() {
+            let mut word = self.word(w, start);
+            while word != 0 {
+                if limit == 0 {
+                    return;
+                }
+                let bit = 63 - word.leading_zeros() as usize;
+                each(w * 64 + bit);
+                word ^= 1 << bit;
+                limit -= 1;
+            }
+        }
+    }
+
     /// How many positions from `start` on.
     pub(crate) fn count_from(self, start: usize) -> usize {
         (start / 64..self.0.len())
@@ -373,6 +533,7 @@ impl<'a> Bits<'a> {
 }
 
 /// The iterator of [`Bits::iter_from`]: the words from the first, one bit at a time.
+#[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct IterFrom<'a> {
     bits: Bits<'a>,
@@ -383,6 +544,7 @@ pub(crate) struct IterFrom<'a> {
     word: u64,
 }
 
+#[cfg(test)]
 impl Iterator for IterFrom<'_> {
     type Item = usize;
 
@@ -646,6 +808,37 @@ event = { properties = { x = "0*" } }
         assert_eq!(bits.first_from(193), None);
         assert_eq!(bits.last_from(0, 3).collect::<Vec<_>>(), [192, 191, 3]);
         assert_eq!(bits.last_from(192, 5).collect::<Vec<_>>(), [192]);
+    }
+
+    #[test]
+    fn bits_give_the_last_positions_in_a_loop_as_the_iterator_does() {
+        let words = [0b1011u64, 0, 1 << 63, 1, u64::MAX];
+        let bits = Bits(&words);
+        for start in [0, 1, 4, 63, 64, 191, 192, 200, 256, 320] {
+            for limit in [0, 1, 3, 20, 100] {
+                let mut each = Vec::new();
+                bits.each_last_from(start, limit, |p| each.push(p));
+                let last: Vec<usize> = bits.last_from(start, limit).collect();
+                assert_eq!(each, last, "from {start}, {limit}");
+            }
+        }
+    }
+
+    /// `same_text` is `==`, for every length it compares by chunks and past them.
+    #[test]
+    fn texts_compare_as_with_eq() {
+        let text = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
+        for len in 0..text.len() {
+            let a = &text[..len];
+            assert!(same_text(a, a), "{a}");
+            for at in 0..len {
+                let mut b = a.to_string().into_bytes();
+                b[at] = b'_';
+                let b = String::from_utf8(b).unwrap_or_default();
+                assert!(!same_text(a, &b), "{a} {b}");
+            }
+            assert!(!same_text(a, &text[..len + 1]));
+        }
     }
 
     #[test]

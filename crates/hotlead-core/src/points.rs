@@ -94,12 +94,18 @@ impl Sum for Points {
     }
 }
 
-impl fmt::Display for Points {
-    /// `30`, `-12.5`, `0.25`: no trailing zeros, so readers see whole points as whole.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Written backwards into a buffer and out in one piece: explanations print many
-        // points, and this is cheaper than formatting each part.
+impl Points {
+    /// Appends the points as they display, without going through a formatter: an
+    /// explanation's notes write many.
+    pub(crate) fn push_to(self, out: &mut String) {
         let mut text = [0u8; 24];
+        out.push_str(self.text(&mut text));
+    }
+
+    /// `30`, `-12.5`, `0.25`: no trailing zeros, so readers see whole points as whole.
+    /// Written backwards into `text` and returned in one piece: explanations print many
+    /// points, and this is cheaper than formatting each part.
+    fn text(self, text: &mut [u8; 24]) -> &str {
         let mut at = text.len();
         let mut put = |byte: u8| {
             at -= 1;
@@ -129,7 +135,15 @@ impl fmt::Display for Points {
         if self.0 < 0 {
             put(b'-');
         }
-        f.write_str(std::str::from_utf8(&text[at..]).map_err(|_| fmt::Error)?)
+        // Only ASCII digits, a point and a sign were written.
+        std::str::from_utf8(&text[at..]).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Points {
+    /// `30`, `-12.5`, `0.25`: no trailing zeros, so readers see whole points as whole.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text(&mut [0; 24]))
     }
 }
 

@@ -3,20 +3,17 @@
 //! Pure and deterministic: the same arguments give the same score and the same
 //! explanation, whatever the order of the events.
 
-use std::cmp::Reverse;
-use std::fmt::Write as _;
-use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc};
 use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::index::{Bits, Index, Interner};
-use crate::lead::Lead;
+use crate::index::{Bits, Index, Interner, hash_text, same_text};
+use crate::lead::{AttributeValue, Lead};
 use crate::points::Points;
-use crate::rules::{Axis, Band, Behaviour, Count, Decay, Plan, Rule, RuleKind, RuleSet};
+use crate::rules::{Axis, Band, Behaviour, Condition, Count, Decay, Plan, Rule, RuleKind, RuleSet};
 
 /// How many message ids an event contribution lists (the most recent ones).
 pub const MAX_EVIDENCE_EVENTS: usize = 20;
@@ -273,7 +270,7 @@ pub fn score(
     now: DateTime<Utc>,
     previous_band: Option<Band>,
 ) -> Score {
-    let (events, counts) = prepare(rules, events, now);
+    let (timeline, counts) = prepare(rules, events, now);
     let mut result = Score {
         lead_id: lead.id.clone(),
         rules: RulesVersion {
@@ -283,7 +280,8 @@ pub fn score(
         at: now,
         score: Points::ZERO,
         band: Band::Cold,
-        grade: rules.grade.grade_for(Points::ZERO, Points::ZERO),
+        // Graded below, once the points are known.
+        grade: String::new(),
         groups: Vec::new(),
         contributions: Vec::new(),
         band_limit: None,
@@ -298,17 +296,17 @@ pub fn score(
         return result;
     }
 
-    // Rule contributions, keyed by rule index for a stable order.
-    let index = index(rules, &events);
-    let matched = contributions(rules, lead, &events, &index);
+    // Rule contributions, in rule order.
+    let index = index(rules, &timeline);
+    let mut matched = contributions(rules, lead, &timeline, &index);
+    let lines = || matched.iter().filter_map(|(i, c)| Some((*i, c.as_ref()?)));
 
     // Group subtotals with caps and floors; an adjustment line keeps the total equal to
     // the sum of the contributions.
     let mut adjustments = Vec::new();
     for group in &rules.groups {
-        let uncapped: Points = matched
-            .iter()
-            .filter(|(_, c)| c.group == group.id)
+        let uncapped: Points = lines()
+            .filter(|(_, c)| same_text(&c.group, &group.id))
             .map(|(_, c)| c.points)
             .sum();
         let mut points = uncapped;
@@ -359,7 +357,7 @@ pub fn score(
     let by_points = rules.bands.band_for(result.score, previous_band);
     let mut band = by_points;
     let mut limit: Option<&Rule> = None;
-    let matched_rules = || matched.iter().map(|(i, _)| &rules.rules[*i]);
+    let matched_rules = || lines().map(|(i, _)| &rules.rules[i]);
     if let Some(rule) = matched_rules()
         .filter(|r| r.min_band.is_some_and(|b| b > band))
         .max_by_key(|r| r.min_band)
@@ -382,20 +380,23 @@ pub fn score(
         to: band,
     });
 
-    // Largest first, then in rule order: the order is sorted, and each line moved once.
-    let mut order: Vec<(Reverse<i64>, usize, usize)> = matched
-        .iter()
-        .enumerate()
-        .map(|(at, (index, c))| (Reverse(c.points.hundredths().abs()), *index, at))
-        .collect();
+    // Largest first, then in rule order (the order of `matched`): the order is sorted on
+    // one integer per line, the magnitude (as `i64::abs` wraps it) turned to sort largest
+    // first, above the line's place; each line is moved once, straight into place.
+    let mut order: Vec<u128> = Vec::with_capacity(matched.len());
+    order.extend(lines().enumerate().map(|(at, (_, c))| {
+        let magnitude = c.points.hundredths().wrapping_abs() as u64 ^ SIGN;
+        (u128::from(!magnitude) << 64) | at as u128
+    }));
     order.sort_unstable();
-    let mut lines: Vec<Option<Contribution>> = matched.into_iter().map(|(_, c)| Some(c)).collect();
-    result.contributions = Vec::with_capacity(lines.len() + adjustments.len());
-    for (.., at) in order {
-        result.contributions.extend(lines[at].take());
+    result.contributions = Vec::with_capacity(order.len() + adjustments.len());
+    for key in order {
+        result
+            .contributions
+            .extend(matched[key as u64 as usize].1.take());
     }
     result.contributions.extend(adjustments);
-    result.alerts = alerts(rules, lead, &events, &index);
+    result.alerts = alerts(rules, lead, &timeline, &index);
     result
 }
 
@@ -429,9 +430,9 @@ pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<
     if !behaviour {
         return terms;
     }
-    let (events, _) = prepare(rules, events, now);
-    let index = index(rules, &events);
-    let mut decays = DecayMemo::default();
+    let (timeline, _) = prepare(rules, events, now);
+    let index = index(rules, &timeline);
+    let mut memo = Memo::default();
     let mut behaviours = 0;
     for (i, rule) in rules.rules.iter().enumerate() {
         let RuleKind::Behaviour(b) = &rule.kind else {
@@ -439,7 +440,7 @@ pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<
         };
         behaviours += 1;
         let taken = index.events(behaviours - 1);
-        let Some(contribution) = behaviour_points(rules, i, b, &events, taken, &mut decays) else {
+        let Some(contribution) = behaviour_points(rules, i, b, &timeline, taken, &mut memo) else {
             continue;
         };
         let points = rule.points.hundredths();
@@ -452,41 +453,47 @@ pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<
     terms
 }
 
+/// The rules that matched, in rule order: each rule's index with its line of the
+/// explanation (always there: [`score`] takes the lines out as it puts them in order).
+type Matched = Vec<(usize, Option<Contribution>)>;
+
 /// Every rule's contribution, if it has one, with the rule's index.
-fn contributions(
-    rules: &RuleSet,
-    lead: &Lead,
-    events: &[Seen<'_>],
-    index: &Index,
-) -> Vec<(usize, Contribution)> {
+fn contributions(rules: &RuleSet, lead: &Lead, timeline: &Timeline<'_>, index: &Index) -> Matched {
     let mut matched = Vec::with_capacity(rules.rules.len());
     let mut behaviours = 0;
-    let mut decays = DecayMemo::default();
+    let mut memo = Memo::default();
+    let mut looked_at = Vec::new();
     for (i, rule) in rules.rules.iter().enumerate() {
         let contribution = match &rule.kind {
-            RuleKind::Attribute(condition) => attribute_points(rules, i, condition, lead),
+            RuleKind::Attribute(condition) => {
+                attribute_points(rules, i, condition, lead, &mut looked_at)
+            }
             RuleKind::Behaviour(behaviour) => {
                 behaviours += 1;
                 let taken = index.events(behaviours - 1);
-                behaviour_points(rules, i, behaviour, events, taken, &mut decays)
+                behaviour_points(rules, i, behaviour, timeline, taken, &mut memo)
             }
         };
-        if let Some(contribution) = contribution {
+        if contribution.is_some() {
             matched.push((i, contribution));
         }
     }
     matched
 }
 
-fn attribute_points(
-    rules: &RuleSet,
+/// An attribute rule's contribution, if its condition holds; `looked_at` is room for the
+/// attributes the condition looks at (borrowed until they are written out, and kept from
+/// one rule to the next).
+fn attribute_points<'r, 'l>(
+    rules: &'r RuleSet,
     index: usize,
-    condition: &crate::rules::Condition,
-    lead: &Lead,
+    condition: &'r Condition,
+    lead: &'l Lead,
+    looked_at: &mut Vec<(&'r str, Option<&'l AttributeValue>)>,
 ) -> Option<Contribution> {
     let rule = &rules.rules[index];
-    let mut looked_at = Vec::new();
-    condition.evaluate(lead, &mut looked_at).then(|| {
+    looked_at.clear();
+    condition.looked_at(lead, looked_at).then(|| {
         let texts = rules.texts(index);
         Contribution {
             rule: texts.id,
@@ -496,14 +503,11 @@ fn attribute_points(
             note: None,
             evidence: Evidence::Attributes {
                 attributes: looked_at
-                    .into_iter()
-                    .map(|name| {
-                        let value = lead.get(&name);
-                        AttributeEvidence {
-                            raw: value.map(|v| v.raw.clone()),
-                            value: value.map(|v| v.value.clone()),
-                            attribute: name,
-                        }
+                    .iter()
+                    .map(|&(name, value)| AttributeEvidence {
+                        attribute: name.to_string(),
+                        raw: value.map(|v| v.raw.clone()),
+                        value: value.map(|v| v.value.clone()),
                     })
                     .collect(),
             },
@@ -513,15 +517,14 @@ fn attribute_points(
 
 /// The events each behaviour rule, then each alert, takes. The matchers are numbered in
 /// that order, as in [`Plan`].
-fn index(rules: &RuleSet, events: &[Seen<'_>]) -> Index {
-    let seen = events.iter().map(|e| e.event);
+fn index(rules: &RuleSet, timeline: &Timeline<'_>) -> Index {
     if rules.plan.fits(rules.rules.len(), rules.alerts.len()) {
-        return Index::new(&rules.plan, seen);
+        return Index::of(&rules.plan, &timeline.events);
     }
     // A rule set changed after it was compiled: plan it again, or match event by event.
     match Plan::new(&rules.rules, &rules.alerts) {
-        Ok(plan) => Index::new(&plan, seen),
-        Err(_) => Index::each(&matchers(rules), seen),
+        Ok(plan) => Index::of(&plan, &timeline.events),
+        Err(_) => Index::each(&matchers(rules), timeline.events.iter().copied()),
     }
 }
 
@@ -538,9 +541,73 @@ fn matchers(rules: &RuleSet) -> Vec<&crate::rules::EventMatcher> {
         .collect()
 }
 
-/// An event that passed the filters, with its age at the scoring time and the day it
-/// fell on in the rules' time zone (days since 1970-01-01 there).
-#[derive(Debug, Clone, Copy)]
+/// The events that passed the filters, in time order: the earliest at position 0. An
+/// event's age at the scoring time and its day are worked out from its time key when they
+/// are read (most never are).
+struct Timeline<'e> {
+    /// The events left once repeats of a message id are dropped, in the order given: an
+    /// event's place here is in its time key.
+    kept: Vec<&'e Event>,
+    /// By position, the time key (see [`TimeKeys`]) of each event that passed the filters:
+    /// in increasing order.
+    keys: Vec<u128>,
+    /// By position, the events that passed the filters.
+    events: Vec<&'e Event>,
+    now: DateTime<Utc>,
+    /// `now` as seconds and nanoseconds since 1970.
+    now_at: (i64, u32),
+    /// The rules' UTC offset, in seconds.
+    offset: i64,
+}
+
+impl<'e> Timeline<'e> {
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The event at `position`.
+    fn event(&self, position: usize) -> &'e Event {
+        self.events[position]
+    }
+
+    /// The age at the scoring time of the event whose time key is `key`.
+    fn age_of(&self, key: u128) -> chrono::Duration {
+        age(self.now, self.now_at, key_time(key), || {
+            self.kept[place(key)].timestamp
+        })
+    }
+
+    /// The age at the scoring time of the event at `position`.
+    fn age(&self, position: usize) -> chrono::Duration {
+        self.age_of(self.keys[position])
+    }
+
+    /// The day of the event at `position` in the rules' time zone (days since 1970-01-01
+    /// there).
+    fn day(&self, position: usize) -> i64 {
+        (key_time(self.keys[position]).0 + self.offset).div_euclid(86_400)
+    }
+
+    /// The first position whose event is not `too_old` (the ages fall along the
+    /// positions).
+    fn first_not(&self, too_old: impl Fn(chrono::Duration) -> bool) -> usize {
+        self.keys.partition_point(|&key| too_old(self.age_of(key)))
+    }
+
+    /// Each event in time order, with its age and its day.
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = Seen<'e>> + '_ {
+        (0..self.len()).map(|position| Seen {
+            event: self.event(position),
+            age: self.age(position),
+            day: self.day(position),
+        })
+    }
+}
+
+/// An event of a [`Timeline`] with its age at the scoring time and the day it fell on in
+/// the rules' time zone, as the tests read them.
+#[cfg(test)]
 struct Seen<'e> {
     event: &'e Event,
     age: chrono::Duration,
@@ -554,7 +621,7 @@ fn prepare<'e>(
     rules: &RuleSet,
     events: &'e [Event],
     now: DateTime<Utc>,
-) -> (Vec<Seen<'e>>, EventCounts) {
+) -> (Timeline<'e>, EventCounts) {
     let mut counts = EventCounts {
         received: events.len(),
         ..EventCounts::default()
@@ -565,8 +632,9 @@ fn prepare<'e>(
     let mut ids = Interner::with_capacity(events.len());
     let mut kept: Vec<&Event> = Vec::with_capacity(events.len());
     for event in events {
-        let place = ids.intern(state.hash_one(&*event.message_id), |place| {
-            kept[place].message_id == event.message_id
+        let id = &*event.message_id;
+        let place = ids.intern(hash_text(&state, id), |place| {
+            same_text(&kept[place].message_id, id)
         });
         if place == kept.len() {
             kept.push(event);
@@ -577,18 +645,23 @@ fn prepare<'e>(
             }
         }
     }
+    // A key above this one is of a time later than `now`, whatever its place.
+    let now_at = (now.timestamp(), now.timestamp_subsec_nanos());
+    let latest = key_at(now_at, u32::MAX);
     // Most events of a lead come from a few browsers: the last few user agents seen are
     // remembered with their verdict (comparing a user agent is cheaper than hashing it).
     let mut agents: Vec<(&str, bool)> = Vec::with_capacity(AGENTS_REMEMBERED);
     // Sorted on one integer: the time (read once per event) above the place in `kept`.
-    let mut order: Vec<u128> = Vec::with_capacity(kept.len());
+    let mut keys: Vec<u128> = Vec::with_capacity(kept.len());
+    let mut time_keys = TimeKeys::new();
     for (place, event) in kept.iter().enumerate() {
-        if event.timestamp > now {
+        let key = time_keys.key(event, place);
+        if key > latest {
             counts.future += 1;
             continue;
         }
         let bot = event.user_agent.as_deref().is_some_and(|agent| {
-            if let Some(&(_, bot)) = agents.iter().find(|(a, _)| *a == agent) {
+            if let Some(&(_, bot)) = agents.iter().find(|(a, _)| same_text(a, agent)) {
                 return bot;
             }
             let bot = rules.filters.is_bot(agent);
@@ -603,109 +676,183 @@ fn prepare<'e>(
         } else if rules.filters.is_internal(event) {
             counts.internal_network += 1;
         } else {
-            order.push(time_key(event, place));
+            keys.push(key);
         }
     }
-    sort_times(&mut order);
+    sort_times(&mut keys);
     // Events at the same instant (rare) go by message id, as if sorted on (time, id).
     let same_time = |a: &u128, b: &u128| a >> 32 == b >> 32;
-    if order.windows(2).any(|pair| same_time(&pair[0], &pair[1])) {
-        for run in order.chunk_by_mut(same_time) {
+    if keys.windows(2).any(|pair| same_time(&pair[0], &pair[1])) {
+        for run in keys.chunk_by_mut(same_time) {
             run.sort_unstable_by(|a, b| {
-                kept[*a as u32 as usize]
-                    .message_id
-                    .cmp(&kept[*b as u32 as usize].message_id)
+                kept[place(*a)].message_id.cmp(&kept[place(*b)].message_id)
             });
         }
     }
-    counts.scored = order.len();
-    let offset = i64::from(rules.utc_offset.local_minus_utc());
-    let now_at = (now.timestamp(), now.timestamp_subsec_nanos());
-    let mut seen = Vec::with_capacity(order.len());
-    for key in order {
-        let event = kept[key as u32 as usize];
-        let seconds = ((key >> 64) as u64 ^ SIGN) as i64;
-        let nanos = (key >> 32) as u32;
-        seen.push(Seen {
-            event,
-            age: age(now, now_at, (seconds, nanos), event),
-            day: (seconds + offset).div_euclid(86_400),
-        });
-    }
-    (seen, counts)
+    counts.scored = keys.len();
+    let timeline = Timeline {
+        events: keys.iter().map(|&key| kept[place(key)]).collect(),
+        kept,
+        keys,
+        now,
+        now_at,
+        offset: i64::from(rules.utc_offset.local_minus_utc()),
+    };
+    (timeline, counts)
 }
 
-/// Sorts keys made by [`time_key`] (all with distinct places, in increasing order of
-/// place): a radix sort, one stable pass per byte of the time that is not the same in all
-/// of them (a lead's events span days, not centuries: a few bytes). The same order as
-/// `sort_unstable`, which sorts few keys, or keys differing in many bytes.
-fn sort_times(keys: &mut Vec<u128>) {
+/// Sorts keys made by [`TimeKeys`] (all distinct: their places are): a radix sort in
+/// place on the highest byte of the time in which they differ (a lead's events span days,
+/// not centuries, and spread over its 256 values), then each bucket of that byte likewise,
+/// down to buckets so small that an insertion sort sorts them at once. Nothing is
+/// allocated, and each key is moved once per byte, on few bytes. The keys being distinct,
+/// the order is that of `sort_unstable`.
+fn sort_times(keys: &mut [u128]) {
+    if keys.len() <= SMALL_SORT {
+        insertion_sort(keys);
+        return;
+    }
     let (mut all, mut any) = (u128::MAX, 0);
     for &key in keys.iter() {
         all &= key;
         any |= key;
     }
+    // The bits of the times (above the places) in which the keys differ.
     let differ = (all ^ any) >> 32;
-    let shifts: Vec<u32> = (0..12)
-        .map(|byte| 32 + 8 * byte)
-        .filter(|shift| (differ >> (shift - 32)) & 0xff != 0)
-        .collect();
-    if keys.len() < 64 || shifts.len() > 5 {
+    if differ == 0 {
+        // All at the same instant: in order of place.
         keys.sort_unstable();
         return;
     }
-    let mut sorted = vec![0; keys.len()];
-    for shift in shifts {
-        // The byte from the word that holds it (a shift of a u128 by a variable costs more).
-        if shift >= 64 {
-            radix_pass(keys, &mut sorted, |key| {
-                ((key >> 64) as u64 >> (shift - 64)) as u8
-            });
-        } else {
-            radix_pass(keys, &mut sorted, |key| (key as u64 >> shift) as u8);
+    let shift = 32 + (127 - differ.leading_zeros()).max(7) - 7;
+    // The byte from the word that holds it, when one does (a shift of a u128 by a
+    // variable costs more).
+    let buckets = match shift {
+        64.. => by_byte(keys, |key| ((key >> 64) as u64 >> (shift - 64)) as u8),
+        ..=56 => by_byte(keys, |key| (key as u64 >> shift) as u8),
+        _ => by_byte(keys, |key| (key >> shift) as u8),
+    };
+    let mut start = 0;
+    for end in buckets {
+        match end - start {
+            0 | 1 => {}
+            2..=SMALL_SORT => insertion_sort(&mut keys[start..end]),
+            _ => sort_times(&mut keys[start..end]),
         }
-        std::mem::swap(keys, &mut sorted);
+        start = end;
     }
 }
 
-/// One pass of [`sort_times`]: `keys` into `sorted` by the byte `digit`, keeping the order
-/// of keys with the same byte.
-fn radix_pass(keys: &[u128], sorted: &mut [u128], digit: impl Fn(u128) -> u8) {
-    let mut starts = [0usize; 256];
-    for &key in keys {
-        starts[usize::from(digit(key))] += 1;
+/// Puts `keys` in order of the byte `digit` (American flag sort: each key swapped
+/// straight into its bucket); returns where each byte's bucket ends.
+fn by_byte(keys: &mut [u128], digit: impl Fn(u128) -> u8) -> [usize; 256] {
+    let digit = |key: u128| usize::from(digit(key));
+    let mut ends = [0usize; 256];
+    for &key in keys.iter() {
+        ends[digit(key)] += 1;
     }
+    // The next place to fill in each bucket.
+    let mut next = [0usize; 256];
     let mut start = 0;
-    for slot in &mut starts {
-        (*slot, start) = (start, start + *slot);
+    for (end, next) in ends.iter_mut().zip(&mut next) {
+        *next = start;
+        start += *end;
+        *end = start;
     }
-    for &key in keys {
-        let slot = &mut starts[usize::from(digit(key))];
-        sorted[*slot] = key;
-        *slot += 1;
+    for bucket in 0..256 {
+        while next[bucket] < ends[bucket] {
+            let mut key = keys[next[bucket]];
+            let mut to = digit(key);
+            while to != bucket {
+                std::mem::swap(&mut key, &mut keys[next[to]]);
+                next[to] += 1;
+                to = digit(key);
+            }
+            keys[next[bucket]] = key;
+            next[bucket] += 1;
+        }
+    }
+    ends
+}
+
+/// Sorts a few keys.
+fn insertion_sort(keys: &mut [u128]) {
+    for i in 1..keys.len() {
+        let key = keys[i];
+        let mut at = i;
+        while at > 0 && keys[at - 1] > key {
+            keys[at] = keys[at - 1];
+            at -= 1;
+        }
+        keys[at] = key;
     }
 }
+
+/// The most keys [`sort_times`] sorts by insertion.
+const SMALL_SORT: usize = 24;
 
 /// Flips the sign bit of a time's seconds, so that they sort as unsigned integers.
 const SIGN: u64 = 1 << 63;
 
-/// An event's time, as seconds and nanoseconds since 1970, above `place` (an index below
-/// 2^32: no slice of events is that long) in one integer that sorts in time order.
-fn time_key(event: &Event, place: usize) -> u128 {
-    let at = &event.timestamp;
-    let seconds = at.timestamp() as u64 ^ SIGN;
-    (u128::from(seconds) << 64)
-        | (u128::from(at.timestamp_subsec_nanos()) << 32)
-        | u128::from(place as u32)
+/// Makes time keys: an event's time, as seconds and nanoseconds since 1970, above `place`
+/// (an index below 2^32: no slice of events is that long) in one integer that sorts in
+/// time order. The seconds are those of `DateTime::timestamp`, which works a date's days
+/// out from its year (a few divisions) and its day of the year: the days before the year
+/// last seen are kept, as a lead's events fall in a year or two.
+struct TimeKeys {
+    year: i32,
+    /// The days from the common era to the year's first day, less one.
+    days_before: i64,
 }
 
-/// `now - event.timestamp`, from both times as seconds and nanoseconds (chrono's
-/// subtraction, which goes through dates, only for a leap second).
+impl TimeKeys {
+    fn new() -> Self {
+        // No date's year (chrono's years are within 2^18 of 0).
+        TimeKeys {
+            year: i32::MIN,
+            days_before: 0,
+        }
+    }
+
+    /// The key of `event` at `place`.
+    fn key(&mut self, event: &Event, place: usize) -> u128 {
+        let at = event.timestamp.naive_utc();
+        let date = at.date();
+        if date.year() != self.year {
+            self.year = date.year();
+            self.days_before = i64::from(date.num_days_from_ce()) - i64::from(date.ordinal());
+        }
+        let days = self.days_before + i64::from(date.ordinal()) - UNIX_EPOCH_DAY;
+        let seconds = days * 86_400 + i64::from(at.time().num_seconds_from_midnight());
+        key_at((seconds, at.time().nanosecond()), place as u32)
+    }
+}
+
+/// The days from the common era to 1970-01-01, as chrono counts them.
+const UNIX_EPOCH_DAY: i64 = 719_163;
+
+/// The key of a time (seconds and nanoseconds since 1970) and a place.
+fn key_at((seconds, nanos): (i64, u32), place: u32) -> u128 {
+    (u128::from(seconds as u64 ^ SIGN) << 64) | (u128::from(nanos) << 32) | u128::from(place)
+}
+
+/// The time of a key: seconds and nanoseconds since 1970.
+fn key_time(key: u128) -> (i64, u32) {
+    (((key >> 64) as u64 ^ SIGN) as i64, (key >> 32) as u32)
+}
+
+/// The place of a key's event in [`Timeline::kept`].
+fn place(key: u128) -> usize {
+    key as u32 as usize
+}
+
+/// `now - timestamp`, from both times as seconds and nanoseconds (chrono's subtraction,
+/// which goes through dates, only for a leap second).
 fn age(
     now: DateTime<Utc>,
     (now_seconds, now_nanos): (i64, u32),
     (seconds, nanos): (i64, u32),
-    event: &Event,
+    timestamp: impl FnOnce() -> DateTime<Utc>,
 ) -> chrono::Duration {
     if nanos < 1_000_000_000 && now_nanos < 1_000_000_000 {
         let (seconds, nanos) = match now_nanos.checked_sub(nanos) {
@@ -716,7 +863,7 @@ fn age(
             return age;
         }
     }
-    now - event.timestamp
+    now - timestamp()
 }
 
 /// How many distinct user agents [`prepare`] remembers.
@@ -734,16 +881,45 @@ fn canonically_before(event: &Event, other: &Event) -> bool {
     }
 }
 
-/// Per score, what many rules share: half-life factors by event position, worked out once
-/// for each half-life (the same events decay alike under every rule that takes them), and
-/// the words of each decay.
+/// Per score, what many rules share: the first position of each window (rules repeat
+/// windows), half-life factors by event position, worked out once for each half-life (the
+/// same events decay alike under every rule that takes them), and the words of each decay.
 #[derive(Default)]
-struct DecayMemo {
+struct Memo {
+    /// By the window's length and the bits of its expiry's days.
+    windows: Vec<(Option<chrono::Duration>, Option<u64>, usize)>,
     half_lives: Vec<(u64, Vec<f64>)>,
     words: Vec<(Decay, String)>,
 }
 
-impl DecayMemo {
+impl Memo {
+    /// The first position whose event a behaviour can still take: events are in time
+    /// order, so the ages fall and the window and an expiry cut a prefix.
+    fn first_in_window(
+        &mut self,
+        timeline: &Timeline<'_>,
+        within: Option<chrono::Duration>,
+        decay: Decay,
+        points: Points,
+    ) -> usize {
+        // An expiry cuts the same events whatever the points.
+        let expiry = match decay {
+            Decay::Expires { days } => Some(days.to_bits()),
+            Decay::None | Decay::HalfLife { .. } => None,
+        };
+        if within.is_none() && expiry.is_none() {
+            return 0;
+        }
+        if let Some(&(.., start)) = (self.windows.iter()).find(|w| (w.0, w.1) == (within, expiry)) {
+            return start;
+        }
+        let start = timeline.first_not(|age| {
+            within.is_some_and(|w| age > w) || expiry.is_some() && decay.factor(points, age) <= 0.0
+        });
+        self.windows.push((within, expiry, start));
+        start
+    }
+
     /// The factors of a half-life of `days` by position: NaN until worked out.
     fn half_life(&mut self, days: f64, events: usize) -> &mut [f64] {
         let key = days.to_bits();
@@ -776,144 +952,178 @@ impl DecayMemo {
     }
 }
 
-/// The first position whose event a behaviour (or an alert's window) can still take:
-/// events are in time order, so the ages fall and the window and an expiry cut a prefix.
-fn first_in_window(
-    events: &[Seen<'_>],
-    within: Option<chrono::Duration>,
-    decay: Decay,
-    points: Points,
-) -> usize {
-    events.partition_point(|e| {
-        within.is_some_and(|w| e.age > w)
-            || matches!(decay, Decay::Expires { .. }) && decay.factor(points, e.age) <= 0.0
-    })
-}
-
+/// A behaviour rule's contribution, if it has one, from `taken`: the events its matcher
+/// takes.
 fn behaviour_points(
     rules: &RuleSet,
     index: usize,
     behaviour: &Behaviour,
-    events: &[Seen<'_>],
+    timeline: &Timeline<'_>,
     taken: Bits<'_>,
-    memo: &mut DecayMemo,
+    memo: &mut Memo,
 ) -> Option<Contribution> {
     let rule = &rules.rules[index];
-    let start = first_in_window(events, behaviour.within, behaviour.decay, rule.points);
+    let start = memo.first_in_window(timeline, behaviour.within, behaviour.decay, rule.points);
+    let first = taken.first_from(start)?;
+    let last = taken.last_from(start, 1).next()?;
     let count = taken.count_from(start);
-    let first = &events[taken.first_from(start)?];
-    let last = &events[taken.last_from(start, 1).next()?];
-    // The notes, joined by "; " as they are written.
-    let mut note = String::new();
-    let mut add_note = |note_words: std::fmt::Arguments<'_>| {
-        if note.is_empty() {
-            // Room for the usual notes at once, rather than growing as they are written.
-            note.reserve(NOTE_CAPACITY);
-        } else {
-            note.push_str("; ");
-        }
-        // Writing to a String cannot fail.
-        let _ = note.write_fmt(note_words);
-    };
+    let mut notes = Notes::default();
     let points = match behaviour.count {
         Count::Once { at_least } => {
             if count < at_least as usize {
                 return None;
             }
-            let factor = behaviour.decay.factor(rule.points, last.age);
-            let points = rule.points.scaled(factor);
+            let age = timeline.age(last);
+            let points = rule.points.scaled(behaviour.decay.factor(rule.points, age));
             if points != rule.points {
-                add_note(format_args!(
-                    "{} decayed from {}, last {}",
-                    memo.words(behaviour.decay),
-                    rule.points,
-                    AgeWords(last.age)
-                ));
+                let note = notes.next();
+                note.push_str(memo.words(behaviour.decay));
+                note.push_str(" decayed from ");
+                rule.points.push_to(note);
+                note.push_str(", last ");
+                push_age(note, age);
             }
             points
         }
         Count::Every => {
-            let mut total = Points::ZERO;
-            let mut undecayed = Points::ZERO;
-            let mut day: Option<(i64, Points)> = None;
-            let mut daily_capped = false;
-            // Half-life factors come from the memo; past the window's start, an expiry (like
-            // no decay) leaves every event its full points.
-            let mut half_life = match behaviour.decay {
-                Decay::HalfLife { days } => Some(memo.half_life(days, events.len())),
-                Decay::None | Decay::Expires { .. } => None,
-            };
-            for position in taken.iter_from(start) {
-                let event = &events[position];
-                let mut award = rule.points;
-                if let Some(cap) = behaviour.daily_cap {
-                    let so_far = match day {
-                        Some((d, sum)) if d == event.day => sum,
-                        _ => Points::ZERO,
+            let (mut total, undecayed, daily_capped) = match (behaviour.daily_cap, behaviour.decay)
+            {
+                // Every event gives the rule's points in full: the sum of `count` equal
+                // points, saturating at each step, is their product, saturating.
+                (None, Decay::None | Decay::Expires { .. }) => {
+                    let times = |points: Points| {
+                        Points::from_hundredths(points.hundredths().saturating_mul(count as i64))
                     };
-                    let room = cap - Points::from_hundredths(so_far.hundredths().abs());
-                    if Points::from_hundredths(award.hundredths().abs()) > room {
-                        daily_capped = true;
-                        let magnitude = room.max(Points::ZERO).hundredths();
-                        award = Points::from_hundredths(magnitude * award.hundredths().signum());
-                    }
-                    day = Some((
-                        event.day,
-                        so_far + Points::from_hundredths(award.hundredths().abs()),
-                    ));
+                    (times(rule.points.scaled(1.0)), times(rule.points), false)
                 }
-                undecayed += award;
-                let factor = match &mut half_life {
-                    // A half-life fades only positive points.
-                    Some(factors) if !award.is_negative() => {
-                        if factors[position].is_nan() {
-                            factors[position] = behaviour.decay.factor(award, event.age);
-                        }
-                        factors[position]
-                    }
-                    _ => 1.0,
-                };
-                total += award.scaled(factor);
-            }
+                _ => each_event(rule.points, behaviour, timeline, taken, start, memo),
+            };
             if daily_capped {
-                add_note(format_args!(
-                    "at most {} a day",
-                    behaviour.daily_cap.unwrap_or_default()
-                ));
+                let note = notes.next();
+                note.push_str("at most ");
+                behaviour.daily_cap.unwrap_or_default().push_to(note);
+                note.push_str(" a day");
             }
             if total != undecayed {
-                add_note(format_args!(
-                    "{} decayed from {undecayed}",
-                    memo.words(behaviour.decay)
-                ));
+                let note = notes.next();
+                note.push_str(memo.words(behaviour.decay));
+                note.push_str(" decayed from ");
+                undecayed.push_to(note);
             }
             if let Some(cap) = behaviour.cap
                 && total.hundredths().abs() > cap.hundredths()
             {
-                add_note(format_args!("capped at {cap} from {total}"));
+                let note = notes.next();
+                note.push_str("capped at ");
+                cap.push_to(note);
+                note.push_str(" from ");
+                total.push_to(note);
                 total = Points::from_hundredths(cap.hundredths() * total.hundredths().signum());
             }
             total
         }
     };
-    let mut recent = Vec::with_capacity(count.min(MAX_EVIDENCE_EVENTS));
-    for position in taken.last_from(start, MAX_EVIDENCE_EVENTS) {
-        recent.push(events[position].event.message_id.clone());
-    }
+    // The positions of the most recent events, then their message ids in one piece.
+    let mut positions = [0; MAX_EVIDENCE_EVENTS];
+    let mut evidence = 0;
+    taken.each_last_from(start, MAX_EVIDENCE_EVENTS, |position| {
+        positions[evidence] = position;
+        evidence += 1;
+    });
+    let recent: Vec<Arc<str>> = positions[..evidence]
+        .iter()
+        .map(|&position| timeline.events[position].message_id.clone())
+        .collect();
     let texts = rules.texts(index);
     Some(Contribution {
         rule: texts.id,
         label: texts.label,
         group: texts.group,
         points,
-        note: (!note.is_empty()).then_some(note),
+        note: notes.into_note(),
         evidence: Evidence::Events {
             count,
-            first: first.event.timestamp,
-            last: last.event.timestamp,
+            first: timeline.event(first).timestamp,
+            last: timeline.event(last).timestamp,
             message_ids: recent,
         },
     })
+}
+
+/// An `every` rule's points event by event, from position `start` on, under its daily cap
+/// and half-life: the total, the total before decay, and whether the daily cap cut any.
+fn each_event(
+    points: Points,
+    behaviour: &Behaviour,
+    timeline: &Timeline<'_>,
+    taken: Bits<'_>,
+    start: usize,
+    memo: &mut Memo,
+) -> (Points, Points, bool) {
+    let mut total = Points::ZERO;
+    let mut undecayed = Points::ZERO;
+    // The day of the last event, and what the daily cap has counted on it (no event's day
+    // is `i64::MIN`).
+    let (mut day, mut so_far) = (i64::MIN, Points::ZERO);
+    // The points' magnitude and sign, as the daily cap reads them.
+    let (magnitude, sign) = (points.hundredths().abs(), points.hundredths().signum());
+    let mut daily_capped = false;
+    // Half-life factors come from the memo; past the window's start, an expiry (like no
+    // decay) leaves every event its full points.
+    let mut half_life = match behaviour.decay {
+        Decay::HalfLife { days } => Some(memo.half_life(days, timeline.len())),
+        Decay::None | Decay::Expires { .. } => None,
+    };
+    taken.each_from(start, |position| {
+        let mut award = points;
+        if let Some(cap) = behaviour.daily_cap {
+            let today = timeline.day(position);
+            if today != day {
+                (day, so_far) = (today, Points::ZERO);
+            }
+            let room = cap - Points::from_hundredths(so_far.hundredths().abs());
+            if Points::from_hundredths(magnitude) > room {
+                daily_capped = true;
+                award = Points::from_hundredths(room.max(Points::ZERO).hundredths() * sign);
+            }
+            so_far += Points::from_hundredths(award.hundredths().abs());
+        }
+        undecayed += award;
+        let factor = match &mut half_life {
+            // A half-life fades only positive points.
+            Some(factors) if !award.is_negative() => {
+                let factor = &mut factors[position];
+                if factor.is_nan() {
+                    *factor = behaviour.decay.factor(award, timeline.age(position));
+                }
+                *factor
+            }
+            _ => 1.0,
+        };
+        total += award.scaled(factor);
+    });
+    (total, undecayed, daily_capped)
+}
+
+/// A contribution's notes, joined by "; " as they are written.
+#[derive(Default)]
+struct Notes(String);
+
+impl Notes {
+    /// The text to write the next note to.
+    fn next(&mut self) -> &mut String {
+        if self.0.is_empty() {
+            // Room for the usual notes at once, rather than growing as they are written.
+            self.0 = String::with_capacity(NOTE_CAPACITY);
+        } else {
+            self.0.push_str("; ");
+        }
+        &mut self.0
+    }
+
+    fn into_note(self) -> Option<String> {
+        (!self.0.is_empty()).then_some(self.0)
+    }
 }
 
 fn decay_words(decay: Decay) -> String {
@@ -924,15 +1134,16 @@ fn decay_words(decay: Decay) -> String {
     }
 }
 
-/// How long ago, in words: written straight into a note.
-struct AgeWords(chrono::Duration);
-
-impl std::fmt::Display for AgeWords {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.num_days() {
-            0 => f.write_str("today"),
-            1 => f.write_str("1 day ago"),
-            n => write!(f, "{n} days ago"),
+/// How long ago `age` is, in words, written straight into a note.
+fn push_age(note: &mut String, age: chrono::Duration) {
+    match age.num_days() {
+        0 => note.push_str("today"),
+        1 => note.push_str("1 day ago"),
+        days => {
+            // Whole points print as the whole number, without a fraction (and `days`, under
+            // 2^40, is far from overflowing as hundredths).
+            Points::whole(days).push_to(note);
+            note.push_str(" days ago");
         }
     }
 }
@@ -940,7 +1151,12 @@ impl std::fmt::Display for AgeWords {
 /// The bytes reserved for a contribution's notes when it has any.
 const NOTE_CAPACITY: usize = 96;
 
-fn alerts(rules: &RuleSet, lead: &Lead, events: &[Seen<'_>], index: &Index) -> Vec<AlertTrigger> {
+fn alerts(
+    rules: &RuleSet,
+    lead: &Lead,
+    timeline: &Timeline<'_>,
+    index: &Index,
+) -> Vec<AlertTrigger> {
     let behaviours = rules
         .rules
         .iter()
@@ -949,13 +1165,13 @@ fn alerts(rules: &RuleSet, lead: &Lead, events: &[Seen<'_>], index: &Index) -> V
     let mut triggers = Vec::new();
     for (a, alert) in rules.alerts.iter().enumerate() {
         if let Some(when) = &alert.when
-            && !when.evaluate(lead, &mut Vec::new())
+            && !when.holds(lead)
         {
             continue;
         }
-        let start = events.partition_point(|e| e.age > alert.within);
+        let start = timeline.first_not(|age| age > alert.within);
         index.events(behaviours + a).each_from(start, |position| {
-            let event = events[position].event;
+            let event = timeline.event(position);
             triggers.push(AlertTrigger {
                 alert: alert.id.clone(),
                 label: alert.label.clone(),
@@ -1287,6 +1503,38 @@ mod tests {
         kept.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
         counts.scored = kept.len();
         (kept, counts)
+    }
+
+    /// Time keys read the seconds as `DateTime::timestamp` does, whatever the year (before
+    /// the common era too), the order of the years and leap seconds.
+    #[test]
+    fn time_keys_have_the_seconds_of_timestamp() {
+        let mut keys = TimeKeys::new();
+        for (place, text) in [
+            "2026-01-01T00:00:00Z",
+            "2025-12-31T23:59:59.999Z",
+            "2026-06-30T23:59:60.5Z",
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T12:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "2026-03-01T08:30:00.25+09:00",
+            "9999-12-31T23:59:59Z",
+            "2026-07-01T00:00:00Z",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let event = page("m", text, "/p");
+            let at = event.timestamp;
+            let expected = key_at((at.timestamp(), at.timestamp_subsec_nanos()), place as u32);
+            assert_eq!(keys.key(&event, place), expected, "{text}");
+        }
+        let before = DateTime::<Utc>::MIN_UTC + chrono::Duration::days(400);
+        let mut event = page("m", "2026-01-01T00:00:00Z", "/p");
+        event.timestamp = before;
+        let expected = key_at((before.timestamp(), 0), 3);
+        assert_eq!(TimeKeys::new().key(&event, 3), expected);
     }
 
     /// Events in time order, whatever the sort takes (a radix sort over a few bytes of the

@@ -15,10 +15,11 @@ use serde::Serialize;
 
 pub(crate) use compile::MAX_REGEX_SIZE;
 pub use compile::{Diagnostic, RulesError};
-pub(crate) use plan::{Plan, Slot, Value};
+pub(crate) use plan::{Field, Plan, Slot, Value};
 pub use raw::json_schema;
 
 use crate::event::{Event, EventType};
+use crate::index::same_text;
 use crate::lead::{AttributeValue, Lead};
 use crate::points::Points;
 use crate::score::SharedText;
@@ -293,20 +294,23 @@ impl AttributeTest {
             AttributeTest::AtMost(t) => number.is_some_and(|n| n.all_at_most(*t)),
             AttributeTest::Below(t) => number.is_some_and(|n| n.all_below(*t)),
             AttributeTest::OneOf(options) => text.is_some_and(|t| options.iter().any(|o| o == t)),
-            AttributeTest::DomainIn(domains) => text.is_some_and(|t| {
-                domains.iter().any(|d| {
-                    t == d
-                        || (t.len() > d.len()
-                            && t.ends_with(d.as_str())
-                            && t[..t.len() - d.len()].ends_with('.'))
-                })
-            }),
+            AttributeTest::DomainIn(domains) => text.is_some_and(|t| in_domains(domains, t)),
             AttributeTest::Contains(keywords) => {
                 text.is_some_and(|t| keywords.iter().any(|k| t.contains(k.as_str())))
             }
             AttributeTest::Matches(regex) => text.is_some_and(|t| regex.is_match(t)),
         }
     }
+}
+
+/// Whether `domain` is one of `domains` or a subdomain of one.
+fn in_domains(domains: &[String], domain: &str) -> bool {
+    domains.iter().any(|d| {
+        domain == d
+            || (domain.len() > d.len()
+                && domain.ends_with(d.as_str())
+                && domain[..domain.len() - d.len()].ends_with('.'))
+    })
 }
 
 impl Condition {
@@ -327,17 +331,35 @@ impl Condition {
     /// Whether the condition holds for `lead`; `evidence` collects the attributes it
     /// looked at (present or not), in order, once each.
     pub fn evaluate(&self, lead: &Lead, evidence: &mut Vec<String>) -> bool {
+        let mut looked_at = Vec::new();
+        let holds = self.looked_at(lead, &mut looked_at);
+        for (attribute, _) in looked_at {
+            if !evidence.iter().any(|e| e == attribute) {
+                evidence.push(attribute.to_string());
+            }
+        }
+        holds
+    }
+
+    /// Whether the condition holds for `lead`, as [`Condition::evaluate`]; `looked_at`
+    /// collects the attributes it looked at, in order, once each, with their values:
+    /// borrowed, for the scorer to copy only those it writes out.
+    pub(crate) fn looked_at<'c, 'l>(
+        &'c self,
+        lead: &'l Lead,
+        looked_at: &mut Vec<(&'c str, Option<&'l AttributeValue>)>,
+    ) -> bool {
         match self {
             Condition::Attribute { attribute, tests } => {
-                if !evidence.contains(attribute) {
-                    evidence.push(attribute.clone());
-                }
                 let value = lead.get(attribute);
+                if !looked_at.iter().any(|(a, _)| a == attribute) {
+                    looked_at.push((attribute, value));
+                }
                 tests.iter().all(|test| test.holds(value))
             }
-            Condition::All(conditions) => conditions.iter().all(|c| c.evaluate(lead, evidence)),
-            Condition::Any(conditions) => conditions.iter().any(|c| c.evaluate(lead, evidence)),
-            Condition::Not(condition) => !condition.evaluate(lead, evidence),
+            Condition::All(conditions) => conditions.iter().all(|c| c.looked_at(lead, looked_at)),
+            Condition::Any(conditions) => conditions.iter().any(|c| c.looked_at(lead, looked_at)),
+            Condition::Not(condition) => !condition.looked_at(lead, looked_at),
         }
     }
 }
@@ -474,11 +496,7 @@ impl Filters {
     }
 
     pub fn is_internal_email(&self, email_domain: &str) -> bool {
-        AttributeTest::DomainIn(self.internal_email_domains.clone()).holds(Some(&AttributeValue {
-            raw: String::new(),
-            value: email_domain.into(),
-            number: None,
-        }))
+        in_domains(&self.internal_email_domains, email_domain)
     }
 }
 
@@ -542,14 +560,15 @@ impl RuleSet {
     }
 
     /// The id, label and group id of rule `index`: those kept with the rule set, unless the
-    /// rule (whose fields are public) was changed since.
+    /// rule (whose fields are public) was changed since. The check compares the texts
+    /// inline: they are short, and every score makes it for every rule it counts.
     pub(crate) fn texts(&self, index: usize) -> RuleTexts {
         let rule = &self.rules[index];
         match self.texts.get(index) {
             Some(texts)
-                if texts.id == rule.id
-                    && texts.label == rule.label
-                    && texts.group == self.group(rule.group).id =>
+                if same_text(&texts.id, &rule.id)
+                    && same_text(&texts.label, &rule.label)
+                    && same_text(&texts.group, &self.group(rule.group).id) =>
             {
                 texts.clone()
             }
