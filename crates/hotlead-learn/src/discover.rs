@@ -2,7 +2,9 @@
 //! categorical level, per numeric quantile bin, per event name and per URL path. Each is
 //! written in the rules language, so that the learned file scores exactly as the model saw.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 
 use hotlead_core::{AttributeValue, Event, EventType};
 
@@ -129,159 +131,16 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
         candidate
     };
 
-    let attributes: BTreeSet<&str> = train
-        .iter()
-        .flat_map(|e| e.lead.attributes.keys().map(String::as_str))
-        .filter(|a| !IDENTIFYING.contains(a) && *a != "email_domain")
-        .collect();
-    for attribute in attributes {
-        // Each lead's value, looked up once.
-        let present: Vec<(&Example, &AttributeValue)> = train
-            .iter()
-            .filter_map(|e| e.lead.get(attribute).map(|v| (*e, v)))
-            .collect();
-        let missing = n - present.len();
-        let numbers: Vec<f64> = present.iter().filter_map(|(_, v)| point(v)).collect();
-        let mut levels: HashMap<&str, usize> = HashMap::new();
-        for (_, v) in &present {
-            *levels.entry(v.value.as_str()).or_default() += 1;
-        }
-        // Identifiers and free text: almost every value is different.
-        let numeric = !present.is_empty() && numbers.len() * 10 >= present.len() * 9;
-        if !numeric && levels.len() * 2 > present.len().max(1) && levels.len() > options.max_levels
-        {
-            continue;
-        }
-        let attr_slug = slug(attribute);
-        if numeric && levels.len() > 2 {
-            let mut sorted = numbers.clone();
-            sorted.sort_by(f64::total_cmp);
-            let mut cuts: Vec<f64> = (1..options.bins)
-                .map(|b| sorted[b * sorted.len() / options.bins])
-                .collect();
-            cuts.dedup();
-            cuts.retain(|&c| c > sorted[0]);
-            let mut edges: Vec<(Option<f64>, Option<f64>)> = Vec::new();
-            let mut low = None;
-            for &cut in &cuts {
-                edges.push((low, Some(cut)));
-                low = Some(cut);
-            }
-            edges.push((low, None));
-            let labelled: Vec<(f64, bool)> = present
-                .iter()
-                .filter_map(|(e, v)| point(v).map(|v| (v, e.won)))
-                .collect();
-            for (low, high) in merge_bins(&edges, &labelled, min_rows) {
-                let mut test: Vec<(&str, toml_edit::Value)> = vec![("attribute", attribute.into())];
-                let label = match (low, high) {
-                    (Some(l), Some(h)) => {
-                        test.push(("gte", l.into()));
-                        test.push(("lt", h.into()));
-                        format!("{attribute} {} – {}", format_number(l), format_number(h))
-                    }
-                    (Some(l), None) => {
-                        test.push(("gte", l.into()));
-                        format!("{attribute} ≥ {}", format_number(l))
-                    }
-                    (None, Some(h)) => {
-                        test.push(("lt", h.into()));
-                        format!("{attribute} < {}", format_number(h))
-                    }
-                    (None, None) => continue,
-                };
-                let id = unique(format!(
-                    "learned-{attr_slug}-{}",
-                    slug(&format!(
-                        "{}-{}",
-                        low.map_or("min".into(), format_number),
-                        high.map_or("max".into(), format_number)
-                    ))
-                ));
-                candidates.push(Candidate {
-                    id,
-                    label,
-                    axis: Axis::Fit,
-                    body: vec![("when".into(), inline(&test))],
-                    count_cap: None,
-                    family: Some(attribute.to_string()),
-                });
-            }
-        } else {
-            let mut frequent: Vec<(&str, usize)> = levels
-                .into_iter()
-                .filter(|(_, count)| *count >= min_rows)
-                .collect();
-            frequent.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-            frequent.truncate(options.max_levels);
-            let listed: usize = frequent.iter().map(|(_, count)| count).sum();
-            let mut raws = Vec::with_capacity(frequent.len());
-            for (value, _) in frequent {
-                let raw = present
-                    .iter()
-                    .find_map(|(_, v)| (v.value == value).then_some(v.raw.as_str()))
-                    .unwrap_or(value);
-                raws.push(raw);
-                let value_slug = match slug(value) {
-                    s if s.is_empty() => format!("level-{}", value.chars().count()),
-                    s => s,
-                };
-                let id = unique(format!("learned-{attr_slug}-{value_slug}"));
-                candidates.push(Candidate {
-                    id,
-                    label: format!("{attribute} = {raw}"),
-                    axis: Axis::Fit,
-                    body: vec![(
-                        "when".into(),
-                        inline(&[("attribute", attribute.into()), ("equals", raw.into())]),
-                    )],
-                    count_cap: None,
-                    family: Some(attribute.to_string()),
-                });
-            }
-            // The rarer values together, so that the levels cover every lead that has
-            // the attribute and any of them can be the reference.
-            let others = present.len() - listed;
-            if !raws.is_empty() && others >= min_rows {
-                let listed_values: toml_edit::Array = raws.iter().copied().collect();
-                let mut all = toml_edit::Array::new();
-                all.push(inline(&[
-                    ("attribute", attribute.into()),
-                    ("present", true.into()),
-                ]));
-                all.push(inline(&[(
-                    "not",
-                    inline(&[
-                        ("attribute", attribute.into()),
-                        ("one_of", toml_edit::Value::Array(listed_values)),
-                    ]),
-                )]));
-                candidates.push(Candidate {
-                    id: unique(format!("learned-{attr_slug}-other")),
-                    label: format!("{attribute}: any other value"),
-                    axis: Axis::Fit,
-                    body: vec![(
-                        "when".into(),
-                        inline(&[("all", toml_edit::Value::Array(all))]),
-                    )],
-                    count_cap: None,
-                    family: Some(attribute.to_string()),
-                });
-            }
-        }
-        if missing >= min_rows && missing < n {
-            candidates.push(Candidate {
-                id: unique(format!("learned-{attr_slug}-missing")),
-                label: format!("{attribute} not given"),
-                axis: Axis::Fit,
-                body: vec![(
-                    "when".into(),
-                    inline(&[("attribute", attribute.into()), ("missing", true.into())]),
-                )],
-                count_cap: None,
-                family: Some(attribute.to_string()),
-            });
-        }
+    // Each attribute's candidates (on the cores: they depend on the attribute alone),
+    // then their ids made unique in order.
+    let by_attribute = values_by_attribute(train);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let proposed = crate::sparse::parallel(&by_attribute, workers, |(attribute, present)| {
+        attribute_candidates(attribute, present, n, min_rows, options)
+    });
+    for mut candidate in proposed.into_iter().flatten() {
+        candidate.id = unique(candidate.id);
+        candidates.push(candidate);
     }
 
     // Behaviour: event names and page paths that enough leads have, before the decision.
@@ -336,6 +195,222 @@ pub fn discover(train: &[&Example], options: &DiscoverOptions) -> Vec<Candidate>
     }
     candidates
 }
+
+/// The candidates of one attribute, from the training leads that have it (`present`, of
+/// `n`): its levels or quantile bins, and "not given". Their ids may repeat another's.
+fn attribute_candidates(
+    attribute: &str,
+    present: &[Present<'_>],
+    n: usize,
+    min_rows: usize,
+    options: &DiscoverOptions,
+) -> Vec<Candidate> {
+    let mut candidates = Vec::new();
+    let missing = n - present.len();
+    let numbers: Vec<f64> = present.iter().filter_map(|(_, v)| point(v)).collect();
+    let mut levels: HashMap<&str, usize> = HashMap::default();
+    for (_, v) in present {
+        *levels.entry(v.value.as_str()).or_default() += 1;
+    }
+    // Identifiers and free text: almost every value is different.
+    let numeric = !present.is_empty() && numbers.len() * 10 >= present.len() * 9;
+    if !numeric && levels.len() * 2 > present.len().max(1) && levels.len() > options.max_levels {
+        return candidates;
+    }
+    let attr_slug = slug(attribute);
+    if numeric && levels.len() > 2 {
+        let mut sorted = numbers.clone();
+        sorted.sort_by(f64::total_cmp);
+        let mut cuts: Vec<f64> = (1..options.bins)
+            .map(|b| sorted[b * sorted.len() / options.bins])
+            .collect();
+        cuts.dedup();
+        cuts.retain(|&c| c > sorted[0]);
+        let mut edges: Vec<(Option<f64>, Option<f64>)> = Vec::new();
+        let mut low = None;
+        for &cut in &cuts {
+            edges.push((low, Some(cut)));
+            low = Some(cut);
+        }
+        edges.push((low, None));
+        let labelled: Vec<(f64, bool)> = present
+            .iter()
+            .filter_map(|(e, v)| point(v).map(|v| (v, e.won)))
+            .collect();
+        for (low, high) in merge_bins(&edges, &labelled, min_rows) {
+            let mut test: Vec<(&str, toml_edit::Value)> = vec![("attribute", attribute.into())];
+            let label = match (low, high) {
+                (Some(l), Some(h)) => {
+                    test.push(("gte", l.into()));
+                    test.push(("lt", h.into()));
+                    format!("{attribute} {} – {}", format_number(l), format_number(h))
+                }
+                (Some(l), None) => {
+                    test.push(("gte", l.into()));
+                    format!("{attribute} ≥ {}", format_number(l))
+                }
+                (None, Some(h)) => {
+                    test.push(("lt", h.into()));
+                    format!("{attribute} < {}", format_number(h))
+                }
+                (None, None) => continue,
+            };
+            let id = format!(
+                "learned-{attr_slug}-{}",
+                slug(&format!(
+                    "{}-{}",
+                    low.map_or("min".into(), format_number),
+                    high.map_or("max".into(), format_number)
+                ))
+            );
+            candidates.push(Candidate {
+                id,
+                label,
+                axis: Axis::Fit,
+                body: vec![("when".into(), inline(&test))],
+                count_cap: None,
+                family: Some(attribute.to_string()),
+            });
+        }
+    } else {
+        let mut frequent: Vec<(&str, usize)> = levels
+            .into_iter()
+            .filter(|(_, count)| *count >= min_rows)
+            .collect();
+        frequent.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        frequent.truncate(options.max_levels);
+        let listed: usize = frequent.iter().map(|(_, count)| count).sum();
+        let mut raws = Vec::with_capacity(frequent.len());
+        for (value, _) in frequent {
+            let raw = present
+                .iter()
+                .find_map(|(_, v)| (v.value == value).then_some(v.raw.as_str()))
+                .unwrap_or(value);
+            raws.push(raw);
+            let value_slug = match slug(value) {
+                s if s.is_empty() => format!("level-{}", value.chars().count()),
+                s => s,
+            };
+            let id = format!("learned-{attr_slug}-{value_slug}");
+            candidates.push(Candidate {
+                id,
+                label: format!("{attribute} = {raw}"),
+                axis: Axis::Fit,
+                body: vec![(
+                    "when".into(),
+                    inline(&[("attribute", attribute.into()), ("equals", raw.into())]),
+                )],
+                count_cap: None,
+                family: Some(attribute.to_string()),
+            });
+        }
+        // The rarer values together, so that the levels cover every lead that has
+        // the attribute and any of them can be the reference.
+        let others = present.len() - listed;
+        if !raws.is_empty() && others >= min_rows {
+            let listed_values: toml_edit::Array = raws.iter().copied().collect();
+            let mut all = toml_edit::Array::new();
+            all.push(inline(&[
+                ("attribute", attribute.into()),
+                ("present", true.into()),
+            ]));
+            all.push(inline(&[(
+                "not",
+                inline(&[
+                    ("attribute", attribute.into()),
+                    ("one_of", toml_edit::Value::Array(listed_values)),
+                ]),
+            )]));
+            candidates.push(Candidate {
+                id: format!("learned-{attr_slug}-other"),
+                label: format!("{attribute}: any other value"),
+                axis: Axis::Fit,
+                body: vec![(
+                    "when".into(),
+                    inline(&[("all", toml_edit::Value::Array(all))]),
+                )],
+                count_cap: None,
+                family: Some(attribute.to_string()),
+            });
+        }
+    }
+    if missing >= min_rows && missing < n {
+        candidates.push(Candidate {
+            id: format!("learned-{attr_slug}-missing"),
+            label: format!("{attribute} not given"),
+            axis: Axis::Fit,
+            body: vec![(
+                "when".into(),
+                inline(&[("attribute", attribute.into()), ("missing", true.into())]),
+            )],
+            count_cap: None,
+            family: Some(attribute.to_string()),
+        });
+    }
+    candidates
+}
+
+/// Each attribute (by name, leaving out the identifying ones) with the leads that have it
+/// and their values, in the leads' order: one pass over every lead's attributes (in
+/// parts, on the cores).
+fn values_by_attribute<'a>(train: &[&'a Example]) -> Vec<(&'a str, Vec<Present<'a>>)> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let size = train.len().div_ceil(workers * 2).max(1_024);
+    let parts: Vec<&[&Example]> = train.chunks(size).collect();
+    let gathered = crate::sparse::parallel(&parts, workers, |part| gather(part));
+    // Each attribute's values part after part: in the leads' order.
+    let mut slot: HashMap<&str, usize> = HashMap::default();
+    let mut out: Vec<(&str, Vec<Present<'a>>)> = Vec::new();
+    for part in gathered {
+        for (name, values) in part {
+            match slot.get(name) {
+                Some(&k) => out[k].1.extend(values),
+                None => {
+                    slot.insert(name, out.len());
+                    out.push((name, values));
+                }
+            }
+        }
+    }
+    out.retain(|(name, _)| !IDENTIFYING.contains(name) && *name != "email_domain");
+    out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out
+}
+
+/// The attributes of `train`'s leads, each with the leads that have it and its values,
+/// in the leads' order (attributes in the order first seen).
+fn gather<'a>(train: &[&'a Example]) -> Vec<(&'a str, Vec<Present<'a>>)> {
+    let mut slot: HashMap<&str, usize> = HashMap::default();
+    let mut out: Vec<(&str, Vec<Present<'a>>)> = Vec::new();
+    // The slot of each position's attribute for the previous lead: leads of one export
+    // mostly have the same attributes, so one comparison usually finds it.
+    let mut previous: Vec<usize> = Vec::new();
+    for &example in train {
+        for (position, (name, value)) in example.lead.attributes.iter().enumerate() {
+            let name = name.as_str();
+            let k = match previous.get(position) {
+                Some(&k) if out[k].0 == name => k,
+                _ => {
+                    let k = *slot.entry(name).or_insert_with(|| {
+                        out.push((name, Vec::new()));
+                        out.len() - 1
+                    });
+                    if position < previous.len() {
+                        previous[position] = k;
+                    } else {
+                        previous.push(k);
+                    }
+                    k
+                }
+            };
+            out[k].1.push((example, value));
+        }
+    }
+    out
+}
+
+/// A lead that has an attribute, and its value.
+type Present<'a> = (&'a Example, &'a AttributeValue);
 
 /// A bin that holds too few leads joins the neighbour nearer to it in win rate (the
 /// chi-square of their 2×2 table is the smaller). Bins of the same effect stay apart:

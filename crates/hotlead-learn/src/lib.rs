@@ -19,6 +19,7 @@ pub mod rules_out;
 pub mod sparse;
 pub mod suggest;
 pub mod table;
+pub mod terms;
 
 use chrono::{DateTime, Utc};
 use hotlead_core::{Event, Lead};

@@ -10,6 +10,9 @@
 //! rule's matches, not the number of leads: standardisation stays implicit (the column
 //! means move the intercept, a scalar, instead of every row).
 
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::fit::{SplitMix, sigmoid};
 use crate::metrics;
 
@@ -48,6 +51,76 @@ impl Columns {
             rows: x.nrows(),
             cols,
         }
+    }
+
+    /// From rows given as their non-zero entries `(column, value)` by increasing column:
+    /// the rows `select` (in that order), over `p` columns.
+    pub fn from_rows(rows: &[Vec<(u32, f64)>], select: &[usize], p: usize) -> Columns {
+        let mut cols = vec![Column::default(); p];
+        for (k, &i) in select.iter().enumerate() {
+            for &(j, v) in &rows[i] {
+                cols[j as usize].index.push(k as u32);
+                cols[j as usize].value.push(v);
+            }
+        }
+        Columns {
+            rows: select.len(),
+            cols,
+        }
+    }
+
+    /// The rows as their non-zero entries `(column, value)`, by increasing column.
+    pub fn to_rows(&self) -> Vec<Vec<(u32, f64)>> {
+        let mut rows = vec![Vec::new(); self.rows];
+        for (j, c) in self.cols.iter().enumerate() {
+            for (&i, &v) in c.index.iter().zip(&c.value) {
+                rows[i as usize].push((j as u32, v));
+            }
+        }
+        rows
+    }
+
+    /// The given columns as a dense matrix (rows × columns).
+    pub fn dense(&self, columns: &[usize]) -> ndarray::Array2<f64> {
+        let mut out = ndarray::Array2::zeros((self.rows, columns.len()));
+        for (k, &j) in columns.iter().enumerate() {
+            let c = &self.cols[j];
+            for (&i, &v) in c.index.iter().zip(&c.value) {
+                out[[i as usize, k]] = v;
+            }
+        }
+        out
+    }
+
+    /// A column from its value in every row (zeros left out).
+    pub fn push_dense(&mut self, values: &[f64]) {
+        let mut column = Column::default();
+        for (i, &v) in values.iter().enumerate() {
+            if v != 0.0 {
+                column.index.push(i as u32);
+                column.value.push(v);
+            }
+        }
+        self.cols.push(column);
+    }
+
+    /// Whether column `j` has one value in every row.
+    pub fn is_constant(&self, j: usize) -> bool {
+        let c = &self.cols[j];
+        c.index.is_empty()
+            || (c.index.len() == self.rows && c.value.iter().all(|v| *v == c.value[0]))
+    }
+
+    /// Per row, the sum of the given columns' values (in the columns' order).
+    pub fn row_sums(&self, columns: &[usize]) -> Vec<f64> {
+        let mut sums = vec![0.0; self.rows];
+        for &j in columns {
+            let c = &self.cols[j];
+            for (&i, &v) in c.index.iter().zip(&c.value) {
+                sums[i as usize] += v;
+            }
+        }
+        sums
     }
 
     /// The given rows (in increasing order), renumbered from 0.
@@ -188,6 +261,39 @@ impl Default for Tolerance {
     }
 }
 
+/// How the solver reads a column. Most are rule matches, 1 where the rule holds: those
+/// need no multiplications, and one that holds for most rows is read through the rows
+/// where it does not (a sum over the column is the sum over every row less theirs).
+#[derive(Clone)]
+enum Form {
+    Valued,
+    Ones,
+    Zeros(Vec<u32>),
+}
+
+impl Form {
+    fn of(column: &Column, rows: usize) -> Form {
+        if !column.value.iter().all(|&x| x == 1.0) {
+            return Form::Valued;
+        }
+        if column.index.len() * 2 <= rows {
+            return Form::Ones;
+        }
+        let mut zeros = Vec::with_capacity(rows - column.index.len());
+        let mut next = 0;
+        for &i in &column.index {
+            zeros.extend(next..i);
+            next = i + 1;
+        }
+        zeros.extend(next..rows as u32);
+        Form::Zeros(zeros)
+    }
+
+    fn all(x: &Columns) -> Vec<Form> {
+        x.cols.iter().map(|c| Form::of(c, x.rows)).collect()
+    }
+}
+
 /// The solver's state for one problem: standardisation, weights, residuals.
 struct State<'a> {
     problem: Problem<'a>,
@@ -196,6 +302,8 @@ struct State<'a> {
     mean: Vec<f64>,
     sd: Vec<f64>,
     usable: Vec<bool>,
+    /// How each column is read.
+    form: Cow<'a, [Form]>,
     /// The columns the next solve may move: usable ones that pass the strong rule.
     screened: Vec<bool>,
     /// Standardised weights and intercept.
@@ -207,6 +315,11 @@ struct State<'a> {
 
 impl<'a> State<'a> {
     fn new(problem: Problem<'a>) -> State<'a> {
+        State::with_forms(problem, Cow::Owned(Form::all(problem.x)))
+    }
+
+    /// As [`State::new`], with the columns' forms already worked out.
+    fn with_forms(problem: Problem<'a>, form: Cow<'a, [Form]>) -> State<'a> {
         let n = problem.x.rows;
         let mut v: Vec<f64> = match problem.weights {
             Some(w) => w.to_vec(),
@@ -217,12 +330,22 @@ impl<'a> State<'a> {
         let mut mean = Vec::with_capacity(problem.x.cols.len());
         let mut sd = Vec::with_capacity(problem.x.cols.len());
         let mut usable = Vec::with_capacity(problem.x.cols.len());
+        let v_total: f64 = v.iter().sum();
         for (j, c) in problem.x.cols.iter().enumerate() {
-            let (mut s, mut ss) = (0.0, 0.0);
-            for (&i, &x) in c.index.iter().zip(&c.value) {
-                s += v[i as usize] * x;
-                ss += v[i as usize] * x * x;
-            }
+            let (s, ss) = match &form[j] {
+                Form::Ones => {
+                    let s = sum4(&c.index, |i| v[i]);
+                    (s, s)
+                }
+                Form::Zeros(zeros) => {
+                    let s = v_total - sum4(zeros, |i| v[i]);
+                    (s, s)
+                }
+                Form::Valued => (
+                    sum4_valued(c, |i, x| v[i] * x),
+                    sum4_valued(c, |i, x| v[i] * x * x),
+                ),
+            };
             let var = (ss - s * s).max(0.0);
             mean.push(s);
             sd.push(var.sqrt());
@@ -244,6 +367,7 @@ impl<'a> State<'a> {
             sd,
             screened: usable.clone(),
             usable,
+            form,
             problem,
         }
     }
@@ -268,48 +392,57 @@ impl<'a> State<'a> {
                 0.0
             };
         }
-        self.u = vec![0.0; self.problem.x.rows];
-        for (j, column) in self.problem.x.cols.iter().enumerate() {
-            if self.beta[j] != 0.0 {
-                let scale = self.beta[j] / self.sd[j];
-                for (&i, &x) in column.index.iter().zip(&column.value) {
-                    self.u[i as usize] += scale * x;
-                }
-            }
-        }
+        self.refresh_u();
         let c = self.c();
         let offset = start.intercept - c;
         self.b += offset;
     }
 
-    /// The gradient of the mean log loss at zero weights: the path starts where the
-    /// largest of them (in absolute value) is the penalty.
-    fn lambda_max(&self) -> f64 {
-        let p0 = sigmoid(self.b);
-        let residual_sum: f64 = self
-            .v
-            .iter()
-            .zip(self.problem.y)
-            .map(|(v, &y)| v * (f64::from(u8::from(y)) - p0))
-            .sum();
-        let mut best: f64 = 0.0;
-        for (j, column) in self.problem.x.cols.iter().enumerate() {
-            if !self.usable[j] {
-                continue;
-            }
-            let mut g = 0.0;
-            for (&i, &x) in column.index.iter().zip(&column.value) {
-                let i = i as usize;
-                g += self.v[i] * x * (f64::from(u8::from(self.problem.y[i])) - p0);
-            }
-            g = (g - self.mean[j] * residual_sum) / self.sd[j];
-            best = best.max(g.abs());
-        }
-        best
+    /// Works out `u` from the weights.
+    fn refresh_u(&mut self) {
+        self.u.iter_mut().for_each(|u| *u = 0.0);
+        let zero = vec![0.0; self.beta.len()];
+        self.move_u(&zero);
     }
 
-    /// The gradient of the mean log loss for every usable column (0 for the others), at
-    /// the current weights, on the standardised scale.
+    /// Moves `u` by the change of the weights from `before`.
+    fn move_u(&mut self, before: &[f64]) {
+        for (j, column) in self.problem.x.cols.iter().enumerate() {
+            if self.beta[j] != before[j] {
+                let scale = (self.beta[j] - before[j]) / self.sd[j];
+                match &self.form[j] {
+                    Form::Ones => {
+                        for &i in &column.index {
+                            self.u[i as usize] += scale;
+                        }
+                    }
+                    Form::Zeros(zeros) => {
+                        self.u.iter_mut().for_each(|u| *u += scale);
+                        for &i in zeros {
+                            self.u[i as usize] -= scale;
+                        }
+                    }
+                    Form::Valued => {
+                        for (&i, &x) in column.index.iter().zip(&column.value) {
+                            self.u[i as usize] += scale * x;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The gradient of the mean log loss at zero weights: the path starts where the
+    /// largest of them (in absolute value) is the penalty. Worked out as [`State::gradient`]
+    /// does, so that a path's first solve sees exactly this penalty and keeps every
+    /// weight at 0.
+    fn lambda_max(&self) -> f64 {
+        self.gradient().iter().fold(0.0_f64, |m, g| m.max(g.abs()))
+    }
+
+    /// The gradient of the mean log loss for every usable column at 0 (0 for the others:
+    /// the screening and its checks look at no other), at the current weights, on the
+    /// standardised scale.
     fn gradient(&self) -> Vec<f64> {
         let c = self.c();
         let r: Vec<f64> = self
@@ -326,15 +459,14 @@ impl<'a> State<'a> {
             .iter()
             .enumerate()
             .map(|(j, column)| {
-                if !self.usable[j] {
+                if !self.usable[j] || self.beta[j] != 0.0 {
                     return 0.0;
                 }
-                let dot: f64 = column
-                    .index
-                    .iter()
-                    .zip(&column.value)
-                    .map(|(&i, &x)| r[i as usize] * x)
-                    .sum();
+                let dot = match &self.form[j] {
+                    Form::Ones => sum4(&column.index, |i| r[i]),
+                    Form::Zeros(zeros) => total - sum4(zeros, |i| r[i]),
+                    Form::Valued => sum4_valued(column, |i, x| r[i] * x),
+                };
                 (dot - self.mean[j] * total) / self.sd[j]
             })
             .collect()
@@ -388,37 +520,33 @@ impl<'a> State<'a> {
     fn solve(&mut self, lambda: f64, tolerance: &Tolerance) {
         let n = self.problem.x.rows;
         let p = self.beta.len();
-        let mut a = vec![0.0; n];
-        let mut e = vec![0.0; n];
+        // Per row: the IRLS weight a_i and working residual e_i, side by side.
+        let mut ae = vec![[0.0; 2]; n];
         let mut ax = vec![0.0; p];
         let mut axx = vec![0.0; p];
+        // Whether ax and axx are worked out for this quadratic approximation.
+        let mut seen = vec![false; p];
+        let mut order: Vec<usize> = Vec::with_capacity(p);
+        // The weights before this approximation's sweeps: `u` follows once they are done.
+        let mut before = vec![0.0; p];
         for _ in 0..tolerance.max_outer {
             // The quadratic approximation at the current weights.
             let c = self.c();
-            for i in 0..n {
+            let (mut total_a, mut sum_ae) = (0.0, 0.0);
+            for (i, row) in ae.iter_mut().enumerate() {
                 let eta = c + self.u[i];
                 let pi = sigmoid(eta);
                 let w = (pi * (1.0 - pi)).max(1e-5);
-                a[i] = self.v[i] * w;
-                e[i] = (f64::from(u8::from(self.problem.y[i])) - pi) / w;
+                let a = self.v[i] * w;
+                let e = (f64::from(u8::from(self.problem.y[i])) - pi) / w;
+                *row = [a, e];
+                total_a += a;
+                sum_ae += a * e;
             }
-            let total_a: f64 = a.iter().sum();
             if total_a <= 0.0 {
                 return;
             }
-            let mut sum_ae: f64 = a.iter().zip(&e).map(|(a, e)| a * e).sum();
-            for (j, column) in self.problem.x.cols.iter().enumerate() {
-                if !self.screened[j] {
-                    continue;
-                }
-                let (mut s, mut ss) = (0.0, 0.0);
-                for (&i, &x) in column.index.iter().zip(&column.value) {
-                    s += a[i as usize] * x;
-                    ss += a[i as usize] * x * x;
-                }
-                ax[j] = s;
-                axx[j] = ss;
-            }
+            seen.iter_mut().for_each(|s| *s = false);
             // The intercept first: it moves even where no weight does (a warm start from
             // another sample's intercept). The true residual is e_i + shift.
             let db = sum_ae / total_a;
@@ -427,25 +555,66 @@ impl<'a> State<'a> {
             sum_ae = 0.0;
             let mut biggest_outer: f64 = total_a * db * db;
             let mut active: Vec<usize> = (0..p).filter(|&j| self.beta[j] != 0.0).collect();
+            before.copy_from_slice(&self.beta);
+            let mut moved = false;
             let mut sweep_all = true;
             let mut sweeps = 0;
             loop {
                 sweeps += 1;
                 let mut biggest: f64 = 0.0;
                 let mut entered = false;
-                let order: Vec<usize> = if sweep_all {
-                    (0..p).filter(|&j| self.screened[j]).collect()
+                order.clear();
+                if sweep_all {
+                    order.extend((0..p).filter(|&j| self.screened[j]));
                 } else {
-                    active.clone()
-                };
-                for j in order {
+                    order.extend_from_slice(&active);
+                }
+                for &j in &order {
                     let column = &self.problem.x.cols[j];
+                    let form = &self.form[j];
                     let (m, s) = (self.mean[j], self.sd[j]);
-                    let mut dot = 0.0;
-                    for (&i, &x) in column.index.iter().zip(&column.value) {
-                        dot += a[i as usize] * x * e[i as usize];
-                    }
-                    dot += shift * ax[j];
+                    // Σ a_i x_ij (e_i + shift); on a column's first visit, with Σ a_i x_ij
+                    // and Σ a_i x_ij² (which hold while the approximation does).
+                    let dot = match form {
+                        Form::Ones => {
+                            let d = if seen[j] {
+                                sum4(&column.index, |i| ae[i][0] * ae[i][1])
+                            } else {
+                                let (s1, d) =
+                                    sum4_pair(&column.index, |i| (ae[i][0], ae[i][0] * ae[i][1]));
+                                ax[j] = s1;
+                                axx[j] = s1;
+                                d
+                            };
+                            d + shift * ax[j]
+                        }
+                        Form::Zeros(zeros) => {
+                            // Over every row, Σ a_i (e_i + shift) is sum_ae (which the
+                            // intercept keeps at 0): less the rows without the column.
+                            let (za, zae) = if seen[j] {
+                                (total_a - ax[j], sum4(zeros, |i| ae[i][0] * ae[i][1]))
+                            } else {
+                                let (za, zae) =
+                                    sum4_pair(zeros, |i| (ae[i][0], ae[i][0] * ae[i][1]));
+                                ax[j] = total_a - za;
+                                axx[j] = ax[j];
+                                (za, zae)
+                            };
+                            sum_ae - (zae + shift * za)
+                        }
+                        Form::Valued => {
+                            let d = if seen[j] {
+                                sum4_valued(column, |i, x| ae[i][0] * x * ae[i][1])
+                            } else {
+                                let (s1, s2, d) = weighted_sums(column, &ae);
+                                ax[j] = s1;
+                                axx[j] = s2;
+                                d
+                            };
+                            d + shift * ax[j]
+                        }
+                    };
+                    seen[j] = true;
                     let g = (dot - m * sum_ae) / s;
                     let h = (axx[j] - 2.0 * m * ax[j] + m * m * total_a) / (s * s);
                     if h <= 1e-300 {
@@ -468,11 +637,27 @@ impl<'a> State<'a> {
                         active.push(j);
                         entered = true;
                     }
+                    moved = true;
                     self.beta[j] = new;
                     let step = delta / s;
-                    for (&i, &x) in column.index.iter().zip(&column.value) {
-                        e[i as usize] -= step * x;
-                        self.u[i as usize] += step * x;
+                    match form {
+                        Form::Ones => {
+                            for &i in &column.index {
+                                ae[i as usize][1] -= step;
+                            }
+                        }
+                        Form::Zeros(zeros) => {
+                            // Every row's residual down by step (the shift), but theirs.
+                            shift -= step;
+                            for &i in zeros {
+                                ae[i as usize][1] += step;
+                            }
+                        }
+                        Form::Valued => {
+                            for (&i, &x) in column.index.iter().zip(&column.value) {
+                                ae[i as usize][1] -= step * x;
+                            }
+                        }
                     }
                     // The centring: every row's prediction moves by -delta·m/s; the
                     // intercept b (standardised) stays, so c moves.
@@ -504,11 +689,85 @@ impl<'a> State<'a> {
                     sweep_all = true;
                 }
             }
+            if moved {
+                self.move_u(&before);
+            }
             if biggest_outer < tolerance.outer {
                 return;
             }
         }
     }
+}
+
+/// Σ term(i) over a column's rows, in four interleaved partial sums (the loop is bound by
+/// the latency of the additions otherwise); always in the same order, so the same result.
+#[inline(always)]
+fn sum4(index: &[u32], term: impl Fn(usize) -> f64) -> f64 {
+    let mut acc = [0.0; 4];
+    let mut chunks = index.chunks_exact(4);
+    for c in &mut chunks {
+        acc[0] += term(c[0] as usize);
+        acc[1] += term(c[1] as usize);
+        acc[2] += term(c[2] as usize);
+        acc[3] += term(c[3] as usize);
+    }
+    for (k, &i) in chunks.remainder().iter().enumerate() {
+        acc[k] += term(i as usize);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// Two sums at once, as [`sum4`].
+#[inline(always)]
+fn sum4_pair(index: &[u32], term: impl Fn(usize) -> (f64, f64)) -> (f64, f64) {
+    let mut acc = [[0.0; 2]; 4];
+    let mut chunks = index.chunks_exact(4);
+    for c in &mut chunks {
+        for k in 0..4 {
+            let (x, y) = term(c[k] as usize);
+            acc[k][0] += x;
+            acc[k][1] += y;
+        }
+    }
+    for (k, &i) in chunks.remainder().iter().enumerate() {
+        let (x, y) = term(i as usize);
+        acc[k][0] += x;
+        acc[k][1] += y;
+    }
+    (
+        (acc[0][0] + acc[1][0]) + (acc[2][0] + acc[3][0]),
+        (acc[0][1] + acc[1][1]) + (acc[2][1] + acc[3][1]),
+    )
+}
+
+/// Σ term(i, x_i) over a column's entries, as [`sum4`].
+#[inline(always)]
+fn sum4_valued(column: &Column, term: impl Fn(usize, f64) -> f64) -> f64 {
+    let mut acc = [0.0; 4];
+    let mut rows = column.index.chunks_exact(4);
+    let mut values = column.value.chunks_exact(4);
+    for (c, v) in (&mut rows).zip(&mut values) {
+        acc[0] += term(c[0] as usize, v[0]);
+        acc[1] += term(c[1] as usize, v[1]);
+        acc[2] += term(c[2] as usize, v[2]);
+        acc[3] += term(c[3] as usize, v[3]);
+    }
+    for (k, (&i, &x)) in rows.remainder().iter().zip(values.remainder()).enumerate() {
+        acc[k] += term(i as usize, x);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// (Σ a_i x_i, Σ a_i x_i², Σ a_i x_i e_i) over a column's entries.
+fn weighted_sums(column: &Column, ae: &[[f64; 2]]) -> (f64, f64, f64) {
+    let (mut s1, mut s2, mut d) = (0.0, 0.0, 0.0);
+    for (&i, &x) in column.index.iter().zip(&column.value) {
+        let [a, e] = ae[i as usize];
+        s1 += a * x;
+        s2 += a * x * x;
+        d += a * x * e;
+    }
+    (s1, s2, d)
 }
 
 /// The penalties of a path: `count` values from the smallest that keeps every weight at 0
@@ -529,13 +788,38 @@ pub fn path(
     tolerance: &Tolerance,
     early: bool,
 ) -> Vec<Solution> {
+    path_until(problem, lambdas, tolerance, early, None)
+}
+
+/// [`path`], also stopping before the penalty whose index reaches `limit` (which another
+/// thread may lower while this one runs).
+fn path_until(
+    problem: Problem<'_>,
+    lambdas: &[f64],
+    tolerance: &Tolerance,
+    early: bool,
+    limit: Option<&AtomicUsize>,
+) -> Vec<Solution> {
     let mut state = State::new(problem);
     let mut out: Vec<Solution> = Vec::with_capacity(lambdas.len());
     let mut last_loss: Option<f64> = None;
     let mut gradient = state.gradient();
     let mut previous = gradient.iter().fold(0.0_f64, |m, g| m.max(g.abs()));
-    for &lambda in lambdas {
-        state.solve_screened(lambda, previous, &mut gradient, tolerance);
+    for (k, &lambda) in lambdas.iter().enumerate() {
+        if limit.is_some_and(|l| k >= l.load(Ordering::Relaxed)) {
+            break;
+        }
+        // Every weight still 0 (the intercept the log-odds of winning) and no gradient
+        // above the penalty: 0 is the solution, whatever the rounding of a solve's own
+        // sums would say (the top of the path).
+        let zero = state.beta.iter().all(|b| *b == 0.0)
+            && gradient
+                .iter()
+                .zip(&state.usable)
+                .all(|(g, usable)| !usable || g.abs() <= lambda);
+        if !zero {
+            state.solve_screened(lambda, previous, &mut gradient, tolerance);
+        }
         previous = lambda;
         let solution = state.solution(lambda);
         let mut settled = false;
@@ -562,7 +846,15 @@ pub fn fit_at(
     start: Option<&Solution>,
     tolerance: &Tolerance,
 ) -> Solution {
-    let mut state = State::new(problem);
+    fit_with(State::new(problem), lambda, start, tolerance)
+}
+
+fn fit_with(
+    mut state: State<'_>,
+    lambda: f64,
+    start: Option<&Solution>,
+    tolerance: &Tolerance,
+) -> Solution {
     if let Some(start) = start {
         state.warm(start);
     }
@@ -606,41 +898,113 @@ pub fn cross_validate(
     tolerance: &Tolerance,
     workers: usize,
 ) -> CvCurve {
-    let run = |(train, test): &(Vec<usize>, Vec<usize>)| -> Option<Vec<(f64, f64)>> {
-        let y_train: Vec<bool> = train.iter().map(|&i| y[i]).collect();
-        let y_test: Vec<bool> = test.iter().map(|&i| y[i]).collect();
-        if y_train.iter().all(|&w| w) || y_train.iter().all(|&w| !w) || test.is_empty() {
-            return None;
+    let results = parallel(folds, workers, |fold| {
+        validate_fold(x, y, excluded, fold, lambdas, tolerance, None)
+    });
+    curve(results.into_iter().flatten().collect(), lambdas.len())
+}
+
+/// The path on all of `problem`'s rows (stopping early as [`path`] does) and its
+/// cross-validation on `folds` along the same penalties (as [`cross_validate`], as far as
+/// that path goes), the fits spread over `workers` threads together: the fold paths need
+/// not wait for the full one. The result does not depend on how many threads.
+pub fn path_and_cross_validate(
+    problem: Problem<'_>,
+    folds: &[(Vec<usize>, Vec<usize>)],
+    lambdas: &[f64],
+    tolerance: &Tolerance,
+    workers: usize,
+) -> (Vec<Solution>, CvCurve) {
+    // Fold paths go on to the end unless the full path has stopped before: then they
+    // stop too (what they fit beyond it is dropped either way).
+    let limit = AtomicUsize::new(lambdas.len());
+    let jobs: Vec<Option<&(Vec<usize>, Vec<usize>)>> = std::iter::once(None)
+        .chain(folds.iter().map(Some))
+        .collect();
+    let results = parallel(&jobs, workers, |job| match job {
+        None => {
+            let full = path_until(problem, lambdas, tolerance, true, None);
+            limit.store(full.len(), Ordering::Relaxed);
+            Fitted::Path(full)
         }
-        let x_train = x.select_rows(train);
-        let x_test = x.select_rows(test);
-        let problem = Problem {
-            x: &x_train,
-            y: &y_train,
-            weights: None,
-            excluded,
-        };
-        let solutions = path(problem, lambdas, tolerance, false);
-        Some(
-            solutions
-                .iter()
-                .map(|s| {
-                    let eta = x_test.predict(&s.coef, s.intercept);
-                    let p: Vec<f64> = eta.iter().map(|&z| sigmoid(z)).collect();
-                    (metrics::log_loss(&p, &y_test), metrics::auc(&eta, &y_test))
-                })
-                .collect(),
-        )
+        Some(fold) => Fitted::Fold(validate_fold(
+            problem.x,
+            problem.y,
+            problem.excluded,
+            fold,
+            lambdas,
+            tolerance,
+            Some(&limit),
+        )),
+    });
+    let mut full = Vec::new();
+    let mut used: Vec<Vec<(f64, f64)>> = Vec::new();
+    for fitted in results {
+        match fitted {
+            Fitted::Path(path) => full = path,
+            Fitted::Fold(Some(fold)) => used.push(fold),
+            Fitted::Fold(None) => {}
+        }
+    }
+    for fold in &mut used {
+        fold.truncate(full.len());
+    }
+    let curve = curve(used, full.len());
+    (full, curve)
+}
+
+enum Fitted {
+    Path(Vec<Solution>),
+    Fold(Option<Vec<(f64, f64)>>),
+}
+
+/// One fold's path, and per penalty the validation log loss and AUC; `None` where the
+/// fold cannot be fitted (one class) or validated (no rows).
+fn validate_fold(
+    x: &Columns,
+    y: &[bool],
+    excluded: &[bool],
+    (train, test): &(Vec<usize>, Vec<usize>),
+    lambdas: &[f64],
+    tolerance: &Tolerance,
+    limit: Option<&AtomicUsize>,
+) -> Option<Vec<(f64, f64)>> {
+    let y_train: Vec<bool> = train.iter().map(|&i| y[i]).collect();
+    let y_test: Vec<bool> = test.iter().map(|&i| y[i]).collect();
+    if y_train.iter().all(|&w| w) || y_train.iter().all(|&w| !w) || test.is_empty() {
+        return None;
+    }
+    let x_train = x.select_rows(train);
+    let x_test = x.select_rows(test);
+    let problem = Problem {
+        x: &x_train,
+        y: &y_train,
+        weights: None,
+        excluded,
     };
-    let results = parallel(folds, workers, run);
-    let used: Vec<Vec<(f64, f64)>> = results.into_iter().flatten().collect();
+    let solutions = path_until(problem, lambdas, tolerance, false, limit);
+    Some(
+        solutions
+            .iter()
+            .map(|s| {
+                let eta = x_test.predict(&s.coef, s.intercept);
+                let p: Vec<f64> = eta.iter().map(|&z| sigmoid(z)).collect();
+                (metrics::log_loss(&p, &y_test), metrics::auc(&eta, &y_test))
+            })
+            .collect(),
+    )
+}
+
+/// Mean, standard error and mean AUC per penalty over the folds `used`, as far as every
+/// fold goes (at most `count` penalties).
+fn curve(used: Vec<Vec<(f64, f64)>>, count: usize) -> CvCurve {
     let k = used.len().max(1) as f64;
     let mut curve = CvCurve {
         loss: Vec::new(),
         se: Vec::new(),
         auc: Vec::new(),
     };
-    for l in 0..lambdas.len() {
+    for l in 0..count {
         let losses: Vec<f64> = used.iter().filter_map(|f| f.get(l).map(|p| p.0)).collect();
         if losses.len() < used.len() || losses.is_empty() {
             break;
@@ -689,12 +1053,18 @@ pub fn selection_frequency(
             w
         })
         .collect();
+    let forms = Form::all(problem.x);
     let fits = parallel(&draws, workers, |w| {
         let refit = Problem {
             weights: Some(w),
             ..problem
         };
-        fit_at(refit, lambda, Some(start), tolerance)
+        fit_with(
+            State::with_forms(refit, Cow::Borrowed(&forms)),
+            lambda,
+            Some(start),
+            tolerance,
+        )
     });
     let mut freq = vec![0.0; problem.x.cols.len()];
     for fit in &fits {
@@ -708,7 +1078,8 @@ pub fn selection_frequency(
     freq
 }
 
-/// Maps `items` on up to `workers` threads, results in the items' order.
+/// Maps `items` on up to `workers` threads, results in the items' order. Each thread
+/// takes the next item not yet taken, so that a long item does not hold up the others.
 pub(crate) fn parallel<T: Sync, R: Send>(
     items: &[T],
     workers: usize,
@@ -719,14 +1090,19 @@ pub(crate) fn parallel<T: Sync, R: Send>(
         return items.iter().map(&f).collect();
     }
     let f = &f;
+    let next = &AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
-            .map(|w| {
+            .map(|_| {
                 scope.spawn(move || {
-                    (w..items.len())
-                        .step_by(workers)
-                        .map(|k| (k, f(&items[k])))
-                        .collect::<Vec<_>>()
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(k) else {
+                            return done;
+                        };
+                        done.push((k, f(item)));
+                    }
                 })
             })
             .collect();

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use hotlead_core::{Band, RuleSet, score};
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::Example;
@@ -13,7 +13,7 @@ use crate::fit::{self, FitError, FitOptions, SplitMix};
 use crate::metrics::{self, BandConversion, CalibrationBin, Point};
 use crate::rules_out::{self, Suggested};
 use crate::sparse::{
-    Columns, Problem, Tolerance, cross_validate, lambdas, one_se, path, selection_frequency,
+    Columns, Problem, Tolerance, lambdas, one_se, path_and_cross_validate, selection_frequency,
 };
 
 /// How to hold out the evaluation part.
@@ -426,15 +426,20 @@ fn scores(rules: &RuleSet, examples: &[&Example]) -> (Vec<f64>, Vec<Band>) {
 /// Maps `items` in order, in chunks spread over the cores (each item's result depends
 /// on the item alone, so the result does not depend on how many cores).
 fn by_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    const CHUNK: usize = 2_048;
+    in_chunks(items, |chunk| chunk.iter().map(&f).collect())
+}
+
+/// Maps `items` in order, a chunk at a time (`f` gives a result per item of its chunk),
+/// the chunks spread over the cores: a few per core, so that none waits long for the
+/// last.
+fn in_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunks: Vec<&[T]> = items.chunks(CHUNK).collect();
-    crate::sparse::parallel(&chunks, workers, |chunk| {
-        chunk.iter().map(&f).collect::<Vec<R>>()
-    })
-    .into_iter()
-    .flatten()
-    .collect()
+    let size = items.len().div_ceil(workers * 4).clamp(256, 4_096);
+    let chunks: Vec<&[T]> = items.chunks(size).collect();
+    crate::sparse::parallel(&chunks, workers, |chunk| f(chunk))
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// New leads per week, from the span of the dates `date` gives (at least a week of
@@ -535,14 +540,21 @@ pub fn learn(
         return Ok(Outcome::ColdStart(cold));
     }
     let stripped: Vec<Example>;
-    let examples: &[Example] = if options.exclude.is_empty() {
+    let names: Vec<String> = options
+        .exclude
+        .iter()
+        .map(|n| hotlead_core::lead::attribute_name(n))
+        .collect();
+    // Examples read from an export come without the excluded columns already: copied
+    // only where some lead still has one.
+    let has_excluded = |e: &Example| names.iter().any(|n| e.lead.attributes.contains_key(n));
+    let any_excluded = !names.is_empty()
+        && in_chunks(examples, |chunk| vec![chunk.iter().any(has_excluded)])
+            .into_iter()
+            .any(|found| found);
+    let examples: &[Example] = if !any_excluded {
         examples
     } else {
-        let names: Vec<String> = options
-            .exclude
-            .iter()
-            .map(|n| hotlead_core::lead::attribute_name(n))
-            .collect();
         stripped = examples
             .iter()
             .map(|e| {
@@ -576,29 +588,22 @@ pub fn learn(
     let mut features = RuleSet::from_toml("(features)", &feature_text)
         .map_err(|e| LearnError::Rules(e.to_string()))?;
     let mut p = features.rules.len();
-    let mut x = Array2::<f64>::zeros((examples.len(), p));
+    // Each lead's terms, as its non-zero ones: most rules hold for few leads.
     let total = examples.len();
+    let mut rows: Vec<crate::terms::SparseRow> = Vec::with_capacity(total);
+    let terms = crate::terms::Terms::new(&features);
     for (start, part) in (0..total).step_by(10_000).zip(examples.chunks(10_000)) {
-        let rows = by_chunks(part, |example| {
-            hotlead_core::score::rule_terms(
-                &features,
-                &example.lead,
-                &example.events,
-                example.decided_at,
-            )
-        });
-        for (i, terms) in rows.into_iter().enumerate() {
-            x.row_mut(start + i).assign(&ndarray::Array1::from(terms));
-        }
+        rows.extend(in_chunks(part, |chunk| terms.rows(chunk)));
         (hooks.progress)(Progress {
             stage: "rule terms",
             done: start + part.len(),
             total,
         });
     }
-    let mut x_train = x.select(Axis(0), &train_idx);
+    let mut x_train = Columns::from_rows(&rows, &train_idx, p);
     let y_train: Vec<bool> = train.iter().map(|e| e.won).collect();
-    let mut x_holdout = x.select(Axis(0), &holdout_idx);
+    let mut x_holdout = Columns::from_rows(&rows, &holdout_idx, p);
+    drop(rows);
     let y_holdout: Vec<bool> = holdout.iter().map(|e| e.won).collect();
 
     (hooks.progress)(Progress {
@@ -680,20 +685,14 @@ pub fn learn(
                 count_cap: None,
                 family: None,
             });
-            let column = |m: &Array2<f64>| {
-                ndarray::Array1::from_iter(
-                    m.rows()
-                        .into_iter()
-                        .map(|row| 1.0 - complement.levels.iter().map(|&j| row[j]).sum::<f64>()),
-                )
-            };
-            let add = |m: &mut Array2<f64>| -> Result<(), LearnError> {
-                let c = column(m);
-                m.push_column(c.view())
-                    .map_err(|e| LearnError::Rules(e.to_string()))
-            };
-            add(&mut x_train)?;
-            add(&mut x_holdout)?;
+            for m in [&mut x_train, &mut x_holdout] {
+                let none: Vec<f64> = m
+                    .row_sums(&complement.levels)
+                    .into_iter()
+                    .map(|s| 1.0 - s)
+                    .collect();
+                m.push_dense(&none);
+            }
             chosen.model.coef.push(complement.coef);
             chosen.model.se.push(complement.se);
             chosen.set_aside.push(None);
@@ -716,9 +715,8 @@ pub fn learn(
 
     // Points: scorecard scaling. Each attribute's reference level scores 0, so ordinary
     // leads score from 0 upwards; a fixed number of points doubles the odds of winning.
-    let logits_train: Vec<f64> = x_train
-        .dot(&ndarray::Array1::from(model.coef.clone()))
-        .to_vec();
+    let train_rows = x_train.to_rows();
+    let logits_train: Vec<f64> = dense_dots(&train_rows, &model.coef);
     let per_week_known = match options.leads_per_week {
         Some(w) => Some((w, "--leads-per-week")),
         None => leads_per_week(examples, |e| Some(e.decided_at))
@@ -852,20 +850,25 @@ pub fn learn(
                 .map(|se| (k * (coefficient + Z95 * se)).round() as i64),
             coefficient,
             standard_error: se,
-            leads: x_train.column(j).iter().filter(|v| **v != 0.0).count(),
+            leads: x_train.cols[j].index.len(),
             flag,
             stability,
         });
     }
 
     // Thresholds: the share aimed at, on the training leads' suggested scores.
-    let suggested_train: Vec<f64> = (0..x_train.nrows())
-        .map(|i| {
-            features
-                .rules
-                .iter()
-                .enumerate()
-                .map(|(j, r)| x_train[[i, j]] * points.get(&r.id).copied().unwrap_or(0) as f64)
+    let column_points: Vec<f64> = features
+        .rules
+        .iter()
+        .map(|r| points.get(&r.id).copied().unwrap_or(0) as f64)
+        .collect();
+    // Σ x_ij · points_j over each row's non-zero terms, in column order: the sum over
+    // every column, as the zeros add nothing.
+    let suggested_train: Vec<f64> = train_rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|&(j, x)| x * column_points[j as usize])
                 .sum()
         })
         .collect();
@@ -929,7 +932,10 @@ pub fn learn(
     };
     let (mut suggested, bands_after) = eval(&suggested_rules, None);
     suggested.model_auc = Some(metrics::auc(
-        &model.logits(x_holdout.view()).to_vec(),
+        &dense_dots(&x_holdout.to_rows(), &model.coef)
+            .into_iter()
+            .map(|z| z + model.intercept)
+            .collect::<Vec<_>>(),
         &y_holdout,
     ));
     suggested.fit_seconds = Some(fit_seconds);
@@ -994,6 +1000,25 @@ pub fn learn(
     })))
 }
 
+/// Each row's `Σ_j x_ij · coef_j`, rows given as their non-zero entries: summed over a
+/// dense copy of the row as a dense matrix product sums it (the same result to the bit).
+fn dense_dots(rows: &[Vec<(u32, f64)>], coef: &[f64]) -> Vec<f64> {
+    let coef = ndarray::ArrayView1::from(coef);
+    let mut dense = vec![0.0; coef.len()];
+    rows.iter()
+        .map(|row| {
+            for &(j, x) in row {
+                dense[j as usize] = x;
+            }
+            let dot = ndarray::ArrayView1::from(&dense[..]).dot(&coef);
+            for &(j, _) in row {
+                dense[j as usize] = 0.0;
+            }
+            dot
+        })
+        .collect()
+}
+
 /// "1 rule", "3 rules".
 pub(crate) fn count_of(rules: usize) -> String {
     if rules == 1 {
@@ -1005,9 +1030,9 @@ pub(crate) fn count_of(rules: usize) -> String {
 
 /// The training part, as the rule choice sees it.
 struct Training<'a> {
-    x: &'a Array2<f64>,
+    x: &'a Columns,
     y: &'a [bool],
-    x_holdout: &'a Array2<f64>,
+    x_holdout: &'a Columns,
     y_holdout: &'a [bool],
     /// Per column: the attribute whose levels it is one of.
     family: &'a [Option<&'a str>],
@@ -1059,17 +1084,9 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
     if y_train.iter().all(|&w| w) || y_train.iter().all(|&w| !w) {
         return Err(FitError::OneClass.into());
     }
-    let p = x.ncols();
-    let columns = Columns::from_dense(x.view());
-    let holdout_columns = Columns::from_dense(data.x_holdout.view());
+    let p = x.cols.len();
     let mut set_aside: Vec<Option<String>> = vec![None; p];
-    let constant: Vec<usize> = (0..p)
-        .filter(|&j| {
-            let column = x.column(j);
-            let first = column.first().copied().unwrap_or(0.0);
-            column.iter().all(|v| *v == first)
-        })
-        .collect();
+    let constant: Vec<usize> = (0..p).filter(|&j| x.is_constant(j)).collect();
     // The attributes whose levels cover every training lead (one level each).
     let mut attributes: Vec<&str> = family.iter().flatten().copied().collect();
     attributes.sort_unstable();
@@ -1082,17 +1099,12 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
     let covering: Vec<(&str, Vec<usize>)> = attributes
         .iter()
         .map(|&name| (name, members(name)))
-        .filter(|(_, levels)| {
-            !levels.is_empty()
-                && x.rows()
-                    .into_iter()
-                    .all(|row| levels.iter().map(|&j| row[j]).sum::<f64>() == 1.0)
-        })
+        .filter(|(_, levels)| !levels.is_empty() && x.row_sums(levels).iter().all(|s| *s == 1.0))
         .collect();
 
     // 1. The same leads as a candidate of another attribute.
     let skip: Vec<bool> = (0..p).map(|j| constant.contains(&j)).collect();
-    for (later, earlier, r) in columns.collinear(0.99, &skip) {
+    for (later, earlier, r) in x.collinear(0.99, &skip) {
         let same_attribute = family[later].is_some() && family[later] == family[earlier];
         if !same_attribute && set_aside[later].is_none() && set_aside[earlier].is_none() {
             set_aside[later] = Some(format!(
@@ -1119,19 +1131,18 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
     let tolerance = Tolerance::default();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let problem = Problem {
-        x: &columns,
+        x,
         y: y_train,
         weights: None,
         excluded: &excluded,
     };
     let grid = lambdas(problem, 40, 1e-3);
-    let full = path(problem, &grid, &tolerance, true);
-    let grid = &grid[..full.len()];
     let folds = options.fit.folds.max(2);
     let splits = fit::stratified_splits(y_train, folds, options.seed);
-    let curve = cross_validate(
-        &columns, y_train, &excluded, &splits, grid, &tolerance, workers,
-    );
+    // The path on every training lead stops early where the loss no longer moves; the
+    // folds' paths go as far.
+    let (full, curve) = path_and_cross_validate(problem, &splits, &grid, &tolerance, workers);
+    let grid = &grid[..full.len()];
     let (best, one_se_index) = one_se(&curve).ok_or(FitError::NoFeatures)?;
     let cap = options.max_rules.max(1);
     let rules_at: Vec<usize> = full.iter().map(|s| count_rules(&s.coef)).collect();
@@ -1141,7 +1152,7 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
         .unwrap_or(0);
     let path_points: Vec<PathPoint> = (0..curve.loss.len())
         .map(|i| {
-            let eta = holdout_columns.predict(&full[i].coef, full[i].intercept);
+            let eta = data.x_holdout.predict(&full[i].coef, full[i].intercept);
             PathPoint {
                 lambda: grid[i],
                 rules: rules_at[i],
@@ -1198,39 +1209,48 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
         }
     }
 
-    // 4. The chosen columns refitted without the L1 shrinkage.
+    // 4. The chosen columns refitted without the L1 shrinkage, on a thread of its own
+    // while 5. the bootstrap refits measure how often each is chosen.
+    let support_x = (!support.is_empty()).then(|| x.dense(&support));
+    let (refit, freq) = std::thread::scope(|scope| {
+        let refit = support_x
+            .as_ref()
+            .map(|xs| scope.spawn(|| fit::fit(xs.view(), y_train, &options.fit)));
+        let freq = (options.bootstrap > 0 && !support.is_empty()).then(|| {
+            selection_frequency(
+                problem,
+                grid[chosen_index],
+                l1,
+                options.bootstrap,
+                options.seed,
+                &tolerance,
+                workers,
+            )
+        });
+        let refit = refit.map(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (refit, freq)
+    });
     let mut coef = vec![0.0; p];
     let mut se = vec![None; p];
     let mut covariance: Option<Array2<f64>> = None;
-    let (mut intercept, c) = if support.is_empty() {
-        (l1.intercept, 0.0)
-    } else {
-        let refit = fit::fit(
-            x.select(Axis(1), &support).view(),
-            y_train,
-            &FitOptions {
-                ..options.fit.clone()
-            },
-        )?;
-        for (k, &j) in support.iter().enumerate() {
-            coef[j] = refit.coef[k];
-            se[j] = refit.se[k];
+    let (mut intercept, c) = match refit {
+        None => (l1.intercept, 0.0),
+        Some(refit) => {
+            let refit = refit?;
+            for (k, &j) in support.iter().enumerate() {
+                coef[j] = refit.coef[k];
+                se[j] = refit.se[k];
+            }
+            covariance = refit.covariance;
+            (refit.intercept, refit.c)
         }
-        covariance = refit.covariance;
-        (refit.intercept, refit.c)
     };
-    // 5. Stability.
     let mut stability = vec![None; p];
-    if options.bootstrap > 0 && !support.is_empty() {
-        let freq = selection_frequency(
-            problem,
-            grid[chosen_index],
-            l1,
-            options.bootstrap,
-            options.seed,
-            &tolerance,
-            workers,
-        );
+    if let Some(freq) = freq {
         for &j in &support {
             stability[j] = Some(freq[j]);
         }
@@ -1248,7 +1268,7 @@ fn choose_rules(data: &Training<'_>, options: &LearnOptions) -> Result<Chosen, L
         let lowering: Vec<usize> = chosen
             .iter()
             .copied()
-            .filter(|&j| coef[j] < 0.0 && columns.cols[j].index.len() * 10 >= x.nrows())
+            .filter(|&j| coef[j] < 0.0 && x.cols[j].index.len() * 10 >= x.rows)
             .collect();
         let Some((low, low_coef)) = lowering
             .iter()
