@@ -7,6 +7,14 @@
   alerts URL KEY OUTBOX N [--tag T]
                         N form submissions that each make a lead hot; prints the p50 and
                         p99 of submission -> alert line in the outbox file
+  alerts URL KEY sqs:QUEUE_URL N [--tag T]
+                        the same, the alert being a message on that SQS queue (subscribed
+                        to the alerts topic with raw delivery; needs boto3, the AWS
+                        endpoint and credentials in the environment)
+  subscribe TOPIC_ARN   a new SQS queue subscribed to the topic (raw delivery); its URL
+  pace URL KEY RATE USERS STOP
+                        page calls at RATE a second (one of USERS users each) until the
+                        file STOP exists; then prints the calls made, failed and the rate
 """
 
 import json
@@ -59,12 +67,11 @@ def post(url, body, key=None):
         return json.loads(resp.read() or b"{}")
 
 
-def alerts(url, key, outbox, n, tag="a"):
-    n = int(n)
-    seen = {}
+def outbox_reader(outbox, seen):
+    """Reads new whole lines of the outbox file into `seen` (lead id -> first seen)."""
     offset = 0
 
-    def read_outbox():
+    def read():
         nonlocal offset
         if not os.path.exists(outbox):
             return
@@ -82,6 +89,92 @@ def alerts(url, key, outbox, n, tag="a"):
                 continue
             seen.setdefault(alert.get("lead_id"), now)
 
+    return read
+
+
+def sqs_reader(queue_url, seen):
+    """Receives (and deletes) the queue's messages into `seen`."""
+    import boto3
+
+    sqs = boto3.client("sqs")
+
+    def read():
+        while True:
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                        WaitTimeSeconds=0).get("Messages", [])
+            if not batch:
+                return
+            now = time.monotonic()
+            for message in batch:
+                try:
+                    seen.setdefault(json.loads(message["Body"]).get("lead_id"), now)
+                except ValueError:
+                    pass
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    return read
+
+
+def subscribe(topic_arn):
+    import boto3
+
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=f"bench-alerts-{int(time.time() * 1000)}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    boto3.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn,
+                                  Attributes={"RawMessageDelivery": "true"})
+    print(url)
+
+
+def pace(url, key, rate, users, stop):
+    import random
+    import threading
+
+    rate, users = float(rate), int(users)
+    made, failed = [0], [0]
+    lock = threading.Lock()
+    begun = time.monotonic()
+    run = int(time.time())
+
+    def worker(w, workers):
+        rng = random.Random(w)
+        i = 0
+        while not os.path.exists(stop):
+            # Call i of this worker is due at begun + (i * workers + w) / rate.
+            due = begun + (i * workers + w) / rate
+            time.sleep(max(0.0, due - time.monotonic()))
+            u = rng.randrange(users)
+            body = {"type": "page", "messageId": f"pace-{run}-{w}-{i}", "userId": f"user-{u}",
+                    "anonymousId": f"anon-{u}", "name": "Pricing",
+                    "context": {"page": {"path": "/pricing"}}}
+            try:
+                post(f"{url}/v1/page", body, key)
+                ok = True
+            except Exception:
+                ok = False
+            with lock:
+                made[0] += 1
+                failed[0] += not ok
+            i += 1
+
+    workers = 8
+    threads = [threading.Thread(target=worker, args=(w, workers)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.monotonic() - begun
+    print(f"{made[0]} page calls in {took:.1f} s ({made[0] / took:.1f}/s, asked {rate:g}/s), {failed[0]} failed")
+
+
+def alerts(url, key, outbox, n, tag="a"):
+    n = int(n)
+    seen = {}
+    if outbox.startswith("sqs:"):
+        read_outbox, pause = sqs_reader(outbox[4:], seen), 0.01
+    else:
+        read_outbox, pause = outbox_reader(outbox, seen), 0.0005
+
     latencies = []
     stamp = f"{tag}{int(time.time())}"
     for i in range(n):
@@ -98,7 +191,7 @@ def alerts(url, key, outbox, n, tag="a"):
         deadline = start + 30
         while lead not in seen and time.monotonic() < deadline:
             read_outbox()
-            time.sleep(0.0005)
+            time.sleep(pause)
         if lead not in seen:
             print(f"no alert for submission {i} within 30 s", file=sys.stderr)
             continue
@@ -122,4 +215,4 @@ if __name__ == "__main__":
         args = args[:i] + args[i + 2:]
         alerts(*args, tag=tag)
     else:
-        {"dirty": dirty, "summary": summary, "alerts": alerts}[command](*args)
+        {"dirty": dirty, "summary": summary, "alerts": alerts, "subscribe": subscribe, "pace": pace}[command](*args)

@@ -150,9 +150,11 @@ async fn sns_alerts_reach_only_the_queue_whose_filter_policy_matches_their_terri
     assert_eq!(west[0]["lead_id"], "L-2");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_through_the_stream_and_sns()
- {
+/// `serve --backend aws` on a fresh table and topics, alerts routed east / west as the
+/// example configuration routes them (Tokyo is east), scoring every `tick`.
+async fn serve_on_moto(
+    tick: std::time::Duration,
+) -> (hotlead_aws::Provisioned, Routed, hotlead::serve::Running) {
     let config = config().await;
     let made = hotlead_aws::provision(
         &config,
@@ -173,15 +175,19 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
         port: 0,
         backend: hotlead::serve::Backend::Aws(Box::new(backend)),
         rules: None,
-        // Routing as the company configures it: Tokyo is east.
         config: Some(hotlead_tests::repo_file("examples/config/hotlead.toml")),
         auth: hotlead_api::Auth::default(),
-        tick: std::time::Duration::from_millis(100),
+        tick,
         open_admin: false,
     })
     .await
     .unwrap();
-    let client = reqwest::Client::new();
+    (made, routed, running)
+}
+
+/// A Tokyo form from a large company, then three pricing views from its browser: a hot
+/// lead under the seed rules. Its id.
+async fn hot_lead_over_http(client: &reqwest::Client, url: &str) -> String {
     let form = [
         ("email", "yamada@sample.co.jp"),
         ("company", "株式会社サンプル"),
@@ -191,7 +197,7 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
         ("anonymousId", "browser-1"),
     ];
     let stored: Value = client
-        .post(format!("{}/v1/forms/contact", running.url()))
+        .post(format!("{url}/v1/forms/contact"))
         .form(&form)
         .send()
         .await
@@ -199,28 +205,57 @@ async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_thro
         .json()
         .await
         .unwrap();
-    let lead_id = stored["lead_id"].as_str().unwrap().to_string();
     for i in 0..3 {
         let call = json!({"type": "page", "messageId": format!("p{i}"), "anonymousId": "browser-1",
             "timestamp": chrono::Utc::now().to_rfc3339(), "context": {"page": {"path": "/pricing"}}});
         let response = client
-            .post(format!("{}/v1/page", running.url()))
+            .post(format!("{url}/v1/page"))
             .json(&call)
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), reqwest::StatusCode::OK);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut east = Vec::new();
-    while east.is_empty() {
+    stored["lead_id"].as_str().unwrap().to_string()
+}
+
+/// The first alerts to reach `territory`'s queue, failing after `within`.
+async fn first_alerts(routed: &Routed, territory: &str, within: std::time::Duration) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let alerts = routed.drain(territory).await;
+        if !alerts.is_empty() {
+            return alerts;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "no alert reached the east queue"
+            "no alert reached the {territory} queue within {within:?}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        east = routed.drain("east").await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// `serve --backend aws` reads its stream every tick, and at once when its own ingest
+/// stored something: a form's alert does not wait for the tick (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_aws_scores_what_it_ingested_without_waiting_for_the_tick() {
+    let (_made, routed, running) = serve_on_moto(std::time::Duration::from_secs(3600)).await;
+    let client = reqwest::Client::new();
+    let lead_id = hot_lead_over_http(&client, &running.url()).await;
+    let east = first_alerts(&routed, "east", std::time::Duration::from_secs(20)).await;
+    assert_eq!(east.len(), 1, "{east:#?}");
+    assert_eq!(east[0]["lead_id"], lead_id.as_str());
+    running.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_and_events_over_http_alert_exactly_the_right_territory_once_through_the_stream_and_sns()
+ {
+    let config = config().await;
+    let (made, routed, running) = serve_on_moto(std::time::Duration::from_millis(100)).await;
+    let client = reqwest::Client::new();
+    let lead_id = hot_lead_over_http(&client, &running.url()).await;
+    let mut east = first_alerts(&routed, "east", std::time::Duration::from_secs(30)).await;
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     east.extend(routed.drain("east").await);
     assert_eq!(east.len(), 1, "{east:#?}");

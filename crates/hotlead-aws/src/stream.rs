@@ -3,11 +3,13 @@
 //! `hotlead serve --backend aws` both call.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use hotlead_app::Scorer;
-use hotlead_app::scorer::LeadChange;
+use hotlead_app::scorer::{LeadChange, ROUND_GAP};
+use tokio::sync::Notify;
 
 fn text_of(image: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     image.get(name).and_then(|v| v.as_s().ok()).cloned()
@@ -86,23 +88,34 @@ pub async fn read_all(
 /// The local stand-in for the `score` Lambda: follows every shard of the stream from its
 /// newest record and feeds each batch to [`Scorer::on_changes`]; between batches it runs
 /// the [`Scorer::scheduled_round`] the schedule runs on AWS (marked leads, including those
-/// changed while no poller ran, set-aside leads due, aged scores, pending alerts). Runs
-/// until the task is dropped.
+/// changed while no poller ran, set-aside leads due, aged scores, pending alerts). Polls
+/// every `tick`, and at once when `wake` is notified (by the ingest of the same process).
+/// Runs until the task is dropped.
 pub async fn poll(
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
     scorer: Scorer,
     tick: Duration,
+    wake: Arc<Notify>,
 ) {
     let mut iterators: HashMap<String, Option<String>> = HashMap::new();
     loop {
+        let started = tokio::time::Instant::now();
         if let Err(error) = poll_once(&client, &stream_arn, &scorer, &mut iterators).await {
             tracing::warn!(%error, "reading the stream failed; retrying");
         }
         // The stream is read from its newest record on: changes made while no poller ran
         // (or before its iterator was taken) are found by their rescoring mark instead.
-        scorer.scheduled_round().await;
-        tokio::time::sleep(tick).await;
+        let round = scorer.scheduled_round().await;
+        // Woken by this process's own ingest at once (a form's alert should not wait for
+        // the tick), else every tick; under a stream of events, one round per gap.
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(tick) => {}
+        }
+        if round.rescored + round.aged + round.rules_rescored > 1 {
+            tokio::time::sleep_until(started + ROUND_GAP.min(tick)).await;
+        }
     }
 }
 

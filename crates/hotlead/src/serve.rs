@@ -419,6 +419,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 stream_arn,
                 scorer,
                 options.tick,
+                wake.clone(),
             ));
             let storage = format!(
                 "DynamoDB table {} (read through its stream), alerts to SNS {}",
