@@ -13,7 +13,9 @@ use crate::event::Event;
 use crate::index::{Bits, Index, Interner, hash_text, same_text};
 use crate::lead::{AttributeValue, Lead};
 use crate::points::Points;
-use crate::rules::{Axis, Band, Behaviour, Condition, Count, Decay, Plan, Rule, RuleKind, RuleSet};
+use crate::rules::{
+    Axis, Band, Behaviour, Condition, Count, Decay, Plan, Rule, RuleKind, RuleSet, RuleTexts,
+};
 
 /// How many message ids an event contribution lists (the most recent ones).
 pub const MAX_EVIDENCE_EVENTS: usize = 20;
@@ -212,11 +214,263 @@ pub enum Evidence {
         count: usize,
         first: DateTime<Utc>,
         last: DateTime<Utc>,
-        message_ids: Vec<Arc<str>>,
+        message_ids: MessageIds,
     },
     /// A group's cap or floor.
     GroupCap { uncapped: Points, limit: Points },
 }
+
+/// The message ids an event contribution lists, most recent first. The contributions of
+/// a score pick them from one list they share, where each id is written once however many
+/// rules list it: a contribution holds one pointer, not one per id. It reads like a list
+/// of `str`, and is written out and read back as a plain list of strings.
+#[derive(Clone)]
+pub struct MessageIds {
+    /// The list (none for no ids).
+    list: Option<Arc<IdList>>,
+    /// Where the ids are picked in `list.picks`.
+    picks: std::ops::Range<usize>,
+}
+
+/// The list of no message ids.
+static NO_IDS: IdList = IdList {
+    text: String::new(),
+    ends: Vec::new(),
+    picks: Vec::new(),
+};
+
+/// Message ids, each written once, and the runs of them that [`MessageIds`] pick.
+#[derive(Debug, Default)]
+struct IdList {
+    /// The ids, one after the other.
+    text: String,
+    /// Where each id ends in `text`.
+    ends: Vec<usize>,
+    /// Runs of ids, by their place in `ends`.
+    picks: Vec<usize>,
+}
+
+impl IdList {
+    /// Writes `id` down; returns its place.
+    fn push(&mut self, id: &str) -> usize {
+        self.text.push_str(id);
+        self.ends.push(self.text.len());
+        self.ends.len() - 1
+    }
+
+    /// The id at `place` (empty for a place never given).
+    fn id(&self, place: usize) -> &str {
+        let start = match place.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied().unwrap_or_default(),
+            None => 0,
+        };
+        let end = self.ends.get(place).copied().unwrap_or_default();
+        self.text.get(start..end).unwrap_or_default()
+    }
+}
+
+impl MessageIds {
+    /// No message ids.
+    pub fn new() -> Self {
+        MessageIds {
+            list: None,
+            picks: 0..0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.picks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.picks.is_empty()
+    }
+
+    /// The id at `index`, if there is one.
+    pub fn get(&self, index: usize) -> Option<&str> {
+        self.iter().nth(index)
+    }
+
+    /// The ids, in order.
+    pub fn iter(&self) -> MessageIdsIter<'_> {
+        let list = self.list.as_deref().unwrap_or(&NO_IDS);
+        MessageIdsIter {
+            list,
+            picks: list
+                .picks
+                .get(self.picks.clone())
+                .unwrap_or_default()
+                .iter(),
+        }
+    }
+
+    /// Ids listed in `list`, at `picks` in its picks.
+    fn of(list: IdList, picks: std::ops::Range<usize>) -> Self {
+        MessageIds {
+            list: (!picks.is_empty()).then(|| Arc::new(list)),
+            picks,
+        }
+    }
+}
+
+impl Default for MessageIds {
+    fn default() -> Self {
+        MessageIds::new()
+    }
+}
+
+impl std::ops::Index<usize> for MessageIds {
+    type Output = str;
+
+    /// The id at `index`; panics past the end, as a slice does.
+    fn index(&self, index: usize) -> &str {
+        match self.get(index) {
+            Some(id) => id,
+            None => panic!(
+                "message id {index} asked of a list of {} message ids",
+                self.len()
+            ),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a MessageIds {
+    type Item = &'a str;
+    type IntoIter = MessageIdsIter<'a>;
+    fn into_iter(self) -> MessageIdsIter<'a> {
+        self.iter()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for MessageIds {
+    fn from_iter<I: IntoIterator<Item = S>>(ids: I) -> Self {
+        let mut list = IdList::default();
+        for id in ids {
+            let place = list.push(id.as_ref());
+            list.picks.push(place);
+        }
+        let picks = 0..list.picks.len();
+        MessageIds::of(list, picks)
+    }
+}
+
+impl PartialEq for MessageIds {
+    fn eq(&self, other: &MessageIds) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for MessageIds {}
+
+impl<S: AsRef<str>> PartialEq<[S]> for MessageIds {
+    fn eq(&self, other: &[S]) -> bool {
+        self.iter().eq(other.iter().map(AsRef::as_ref))
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> PartialEq<[S; N]> for MessageIds {
+    fn eq(&self, other: &[S; N]) -> bool {
+        *self == other[..]
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<Vec<S>> for MessageIds {
+    fn eq(&self, other: &Vec<S>) -> bool {
+        *self == other[..]
+    }
+}
+
+impl std::fmt::Debug for MessageIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for MessageIds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageIds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{DeserializeSeed, Error, SeqAccess, Unexpected, Visitor};
+
+        /// A list of strings, each written straight into an [`IdList`].
+        struct Ids;
+        impl<'de> Visitor<'de> for Ids {
+            type Value = IdList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of message ids")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<IdList, A::Error> {
+                let mut list = IdList::default();
+                while seq.next_element_seed(Id(&mut list))?.is_some() {}
+                list.picks = (0..list.ends.len()).collect();
+                Ok(list)
+            }
+        }
+
+        /// One string of the list, read as a `String` reads it.
+        struct Id<'a>(&'a mut IdList);
+        impl<'de> DeserializeSeed<'de> for Id<'_> {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_string(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Id<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: Error>(self, id: &str) -> Result<(), E> {
+                self.0.push(id);
+                Ok(())
+            }
+            fn visit_bytes<E: Error>(self, id: &[u8]) -> Result<(), E> {
+                match std::str::from_utf8(id) {
+                    Ok(id) => self.visit_str(id),
+                    Err(_) => Err(E::invalid_value(Unexpected::Bytes(id), &self)),
+                }
+            }
+        }
+
+        let list = deserializer.deserialize_seq(Ids)?;
+        let picks = 0..list.picks.len();
+        Ok(MessageIds::of(list, picks))
+    }
+}
+
+/// The ids of a [`MessageIds`], in order.
+#[derive(Debug, Clone)]
+pub struct MessageIdsIter<'a> {
+    list: &'a IdList,
+    picks: std::slice::Iter<'a, usize>,
+}
+
+impl<'a> Iterator for MessageIdsIter<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        self.picks.next().map(|&place| self.list.id(place))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.picks.size_hint()
+    }
+    fn nth(&mut self, n: usize) -> Option<&'a str> {
+        self.picks.nth(n).map(|&place| self.list.id(place))
+    }
+}
+
+impl DoubleEndedIterator for MessageIdsIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.picks.next_back().map(|&place| self.list.id(place))
+    }
+}
+
+impl ExactSizeIterator for MessageIdsIter<'_> {}
+
+impl std::iter::FusedIterator for MessageIdsIter<'_> {}
 
 /// One attribute value in the evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -440,14 +694,14 @@ pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<
         };
         behaviours += 1;
         let taken = index.events(behaviours - 1);
-        let Some(contribution) = behaviour_points(rules, i, b, &timeline, taken, &mut memo) else {
+        let Some(scored) = behaviour_points(rules, i, b, &timeline, taken, &mut memo) else {
             continue;
         };
         let points = rule.points.hundredths();
         terms[i] = if points == 0 {
             1.0
         } else {
-            contribution.points.hundredths() as f64 / points as f64
+            scored.points.hundredths() as f64 / points as f64
         };
     }
     terms
@@ -463,6 +717,10 @@ fn contributions(rules: &RuleSet, lead: &Lead, timeline: &Timeline<'_>, index: &
     let mut behaviours = 0;
     let mut memo = Memo::default();
     let mut looked_at = Vec::new();
+    let event_rules = (rules.rules.iter())
+        .filter(|r| matches!(r.kind, RuleKind::Behaviour(_)))
+        .count();
+    let mut ids = Picker::new(timeline.len(), event_rules);
     for (i, rule) in rules.rules.iter().enumerate() {
         let contribution = match &rule.kind {
             RuleKind::Attribute(condition) => {
@@ -471,14 +729,85 @@ fn contributions(rules: &RuleSet, lead: &Lead, timeline: &Timeline<'_>, index: &
             RuleKind::Behaviour(behaviour) => {
                 behaviours += 1;
                 let taken = index.events(behaviours - 1);
-                behaviour_points(rules, i, behaviour, timeline, taken, &mut memo)
+                behaviour_points(rules, i, behaviour, timeline, taken, &mut memo).map(|points| {
+                    let picks = ids.pick(taken, points.start);
+                    points.contribution(rules.texts(i), picks)
+                })
             }
         };
         if contribution.is_some() {
             matched.push((i, contribution));
         }
     }
+    // The ids picked, in one list that the event contributions share.
+    if !ids.picks.is_empty() {
+        let list = Arc::new(ids.list(timeline));
+        for (_, contribution) in &mut matched {
+            if let Some(Contribution {
+                evidence: Evidence::Events { message_ids, .. },
+                ..
+            }) = contribution
+            {
+                message_ids.list = Some(list.clone());
+            }
+        }
+    }
     matched
+}
+
+/// The message ids the event contributions of a score list, picked rule by rule: each id
+/// is written once, however many rules list its event.
+struct Picker {
+    /// By position, one more than the event's place in `events` (0 until it is picked).
+    listed: Vec<u32>,
+    /// The positions of the events picked, in the order first picked: the ids' places.
+    events: Vec<usize>,
+    /// The places picked, run after run.
+    picks: Vec<usize>,
+}
+
+impl Picker {
+    /// Room for the picks of `rules` event rules in a timeline of `events`.
+    fn new(events: usize, rules: usize) -> Self {
+        let picks = rules * events.min(MAX_EVIDENCE_EVENTS);
+        Picker {
+            listed: vec![0; events],
+            events: Vec::with_capacity(picks.min(events)),
+            picks: Vec::with_capacity(picks),
+        }
+    }
+
+    /// Picks the ids of up to [`MAX_EVIDENCE_EVENTS`] events of `taken` from position
+    /// `start` on, the most recent first; returns where they are in the picks.
+    fn pick(&mut self, taken: Bits<'_>, start: usize) -> std::ops::Range<usize> {
+        let from = self.picks.len();
+        taken.each_last_from(start, MAX_EVIDENCE_EVENTS, |position| {
+            let listed = &mut self.listed[position];
+            if *listed == 0 {
+                self.events.push(position);
+                // Fewer events than 2^32: a time key holds a place in 32 bits.
+                *listed = self.events.len() as u32;
+            }
+            self.picks.push(*listed as usize - 1);
+        });
+        from..self.picks.len()
+    }
+
+    /// The list of the ids picked, each written once.
+    fn list(self, timeline: &Timeline<'_>) -> IdList {
+        let id = |position: usize| &*timeline.event(position).message_id;
+        let mut text = String::with_capacity(self.events.iter().map(|&p| id(p).len()).sum());
+        let mut ends = Vec::with_capacity(self.events.len());
+        for &position in &self.events {
+            text.push_str(id(position));
+            ends.push(text.len());
+        }
+        IdList {
+            text,
+            ends,
+            picks: self.picks,
+        }
+    }
 }
 
 /// An attribute rule's contribution, if its condition holds; `looked_at` is room for the
@@ -952,8 +1281,37 @@ impl Memo {
     }
 }
 
-/// A behaviour rule's contribution, if it has one, from `taken`: the events its matcher
-/// takes.
+/// A behaviour rule's points and what they rest on, but for the message ids.
+struct EventPoints {
+    points: Points,
+    note: Option<String>,
+    count: usize,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    /// The first position the rule can take (see [`Memo::first_in_window`]).
+    start: usize,
+}
+
+impl EventPoints {
+    /// The rule's line of the explanation, with the ids at `picks` of a list to come.
+    fn contribution(self, texts: RuleTexts, picks: std::ops::Range<usize>) -> Contribution {
+        Contribution {
+            rule: texts.id,
+            label: texts.label,
+            group: texts.group,
+            points: self.points,
+            note: self.note,
+            evidence: Evidence::Events {
+                count: self.count,
+                first: self.first,
+                last: self.last,
+                message_ids: MessageIds { list: None, picks },
+            },
+        }
+    }
+}
+
+/// A behaviour rule's points, if it has any, from `taken`: the events its matcher takes.
 fn behaviour_points(
     rules: &RuleSet,
     index: usize,
@@ -961,7 +1319,7 @@ fn behaviour_points(
     timeline: &Timeline<'_>,
     taken: Bits<'_>,
     memo: &mut Memo,
-) -> Option<Contribution> {
+) -> Option<EventPoints> {
     let rule = &rules.rules[index];
     let start = memo.first_in_window(timeline, behaviour.within, behaviour.decay, rule.points);
     let first = taken.first_from(start)?;
@@ -1023,30 +1381,13 @@ fn behaviour_points(
             total
         }
     };
-    // The positions of the most recent events, then their message ids in one piece.
-    let mut positions = [0; MAX_EVIDENCE_EVENTS];
-    let mut evidence = 0;
-    taken.each_last_from(start, MAX_EVIDENCE_EVENTS, |position| {
-        positions[evidence] = position;
-        evidence += 1;
-    });
-    let recent: Vec<Arc<str>> = positions[..evidence]
-        .iter()
-        .map(|&position| timeline.events[position].message_id.clone())
-        .collect();
-    let texts = rules.texts(index);
-    Some(Contribution {
-        rule: texts.id,
-        label: texts.label,
-        group: texts.group,
+    Some(EventPoints {
         points,
         note: notes.into_note(),
-        evidence: Evidence::Events {
-            count,
-            first: timeline.event(first).timestamp,
-            last: timeline.event(last).timestamp,
-            message_ids: recent,
-        },
+        count,
+        first: timeline.event(first).timestamp,
+        last: timeline.event(last).timestamp,
+        start,
     })
 }
 
@@ -1455,8 +1796,48 @@ mod tests {
         };
         assert_eq!(*count, 30);
         assert_eq!(message_ids.len(), MAX_EVIDENCE_EVENTS);
-        assert_eq!(&*message_ids[0], "m29");
+        assert_eq!(&message_ids[0], "m29");
         assert_eq!(result.score, Points::whole(30));
+    }
+
+    /// Message ids shared by the lines of a score read, compare, and are written out and
+    /// read back as the plain lists of strings they were.
+    #[test]
+    fn message_ids_read_and_write_as_lists_of_strings() {
+        let rules = rules(
+            "[[rules]]\nid = \"p\"\ngroup = \"engagement\"\npoints = 1\nevent = { path = \"/p*\" }\ncount = \"every\"\n\
+             [[rules]]\nid = \"q\"\ngroup = \"engagement\"\npoints = 2\nevent = { path = \"/pq\" }\n",
+        );
+        let events = [
+            page("a", "2026-01-01T00:00:00Z", "/p"),
+            page("b", "2026-01-01T01:00:00Z", "/pq"),
+            page("c", "2026-01-01T02:00:00Z", "/p"),
+            page("d", "2026-01-01T03:00:00Z", "/pq"),
+        ];
+        let result = score(&rules, &lead(), &events, at("2026-01-02T00:00:00Z"), None);
+        let ids = |line: &Contribution| match &line.evidence {
+            Evidence::Events { message_ids, .. } => message_ids.clone(),
+            _ => panic!("event evidence"),
+        };
+        let (p, q) = (ids(&result.contributions[0]), ids(&result.contributions[1]));
+        assert_eq!(p, ["d", "c", "b", "a"]);
+        assert_eq!(q, ["d", "b"]);
+        assert_eq!((p.len(), p.get(1), p.get(4)), (4, Some("c"), None));
+        assert_eq!(&q[1], "b");
+        assert_eq!(p.iter().rev().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        assert_eq!(format!("{q:?}"), r#"["d", "b"]"#);
+        assert_eq!(serde_json::to_string(&q).unwrap(), r#"["d","b"]"#);
+        let read: MessageIds = serde_json::from_str(r#"["d","b"]"#).unwrap();
+        assert_eq!(read, q);
+        assert_eq!(read, ["d", "b"].into_iter().collect::<MessageIds>());
+        assert_ne!(read, p);
+        let none: MessageIds = serde_json::from_str("[]").unwrap();
+        assert!(none.is_empty() && none == MessageIds::new() && none.iter().next().is_none());
+        assert!(serde_json::from_str::<MessageIds>("[1]").is_err());
+        let text = serde_json::to_string(&result).unwrap();
+        let back: Score = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, result);
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
     }
 
     /// `prepare` as it was first written (a map by message id, then a comparison sort), as
