@@ -793,8 +793,12 @@ impl Picker {
         from..self.picks.len()
     }
 
-    /// The list of the ids picked, each written once.
-    fn list(self, timeline: &Timeline<'_>) -> IdList {
+    /// The list of the ids picked, each written once (holding no more room for picks than
+    /// twice those made: the score keeps it).
+    fn list(mut self, timeline: &Timeline<'_>) -> IdList {
+        if self.picks.capacity() > 2 * self.picks.len() {
+            self.picks.shrink_to_fit();
+        }
         let id = |position: usize| &*timeline.event(position).message_id;
         let mut text = String::with_capacity(self.events.iter().map(|&p| id(p).len()).sum());
         let mut ends = Vec::with_capacity(self.events.len());
