@@ -181,8 +181,12 @@ struct Values<'e> {
     ranges: Vec<(u32, u32)>,
     /// The numbers (in the slot) of the patterns each value matches.
     patterns: Vec<u32>,
-    /// Per value, `words` words: the positions of its events.
+    /// Per value among the first [`ROWS`], `words` words: the positions of its events.
     bits: Vec<u64>,
+    /// The events of the values past the first [`ROWS`]: (value, position) each. A row
+    /// per value would take memory and time in the square of the events when most
+    /// values are distinct (a page path per product, say).
+    rest: Vec<(u32, u32)>,
     /// The last text seen per [`fingerprint`], with its number + 1 (0 for none yet): a
     /// lead's events repeat a few pages and names, and a repeat of a recent one is found
     /// without hashing it (a miss costs one comparison, whatever the texts).
@@ -195,6 +199,10 @@ const RECENT: usize = 64;
 /// How many values of a slot [`Values`] has room for before it grows.
 const VALUES: usize = 16;
 
+/// How many values of a slot get a row of their events' positions; the events of the
+/// others are listed one by one.
+const ROWS: usize = 256;
+
 impl<'e> Values<'e> {
     /// Room for a few values (a lead's events repeat a few pages and names) over `words`
     /// words of positions; [`Values::clear`] keeps it for the next slot.
@@ -206,6 +214,7 @@ impl<'e> Values<'e> {
             ranges: Vec::with_capacity(VALUES),
             patterns: Vec::with_capacity(2 * VALUES),
             bits: Vec::with_capacity(VALUES * words),
+            rest: Vec::new(),
             recent: [("", 0); RECENT],
         }
     }
@@ -217,6 +226,7 @@ impl<'e> Values<'e> {
         self.ranges.clear();
         self.patterns.clear();
         self.bits.clear();
+        self.rest.clear();
         self.recent = [("", 0); RECENT];
     }
 
@@ -238,7 +248,12 @@ impl<'e> Values<'e> {
             }
             Value::Other(_) => self.number(slot, Key::from(value), value, state),
         };
-        self.bits[v * self.words + position / 64] |= 1 << (position % 64);
+        if v < ROWS {
+            self.bits[v * self.words + position / 64] |= 1 << (position % 64);
+        } else {
+            // Fewer events than 2^32 (positions) and so fewer values.
+            self.rest.push((v as u32, position as u32));
+        }
     }
 
     /// The number of the value `key`, found by its hash; a value seen for the first time
@@ -261,7 +276,9 @@ impl<'e> Values<'e> {
             let matches = slot.set.matches(value.text().as_bytes());
             self.patterns.extend(matches.iter().map(|p| p as u32));
             self.ranges.push((start, self.patterns.len() as u32));
-            self.bits.resize(self.bits.len() + self.words, 0);
+            if v < ROWS {
+                self.bits.resize(self.bits.len() + self.words, 0);
+            }
         }
         v
     }
@@ -270,11 +287,18 @@ impl<'e> Values<'e> {
     /// the slot) of the patterns it matches.
     fn set_rows(&self, rows: &mut [u64]) {
         let words = self.words;
-        for (v, &(start, end)) in self.ranges.iter().enumerate() {
+        for (v, &(start, end)) in self.ranges.iter().take(ROWS).enumerate() {
             let events = &self.bits[v * words..(v + 1) * words];
             for &p in &self.patterns[start as usize..end as usize] {
                 let row = &mut rows[p as usize * words..(p as usize + 1) * words];
                 row.iter_mut().zip(events).for_each(|(a, b)| *a |= b);
+            }
+        }
+        for &(v, position) in &self.rest {
+            let (start, end) = self.ranges[v as usize];
+            let (word, bit) = (position as usize / 64, 1 << (position % 64));
+            for &p in &self.patterns[start as usize..end as usize] {
+                rows[p as usize * words + word] |= bit;
             }
         }
     }

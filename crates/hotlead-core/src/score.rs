@@ -800,17 +800,15 @@ impl Picker {
             self.picks.shrink_to_fit();
         }
         let id = |position: usize| &*timeline.event(position).message_id;
-        let mut text = String::with_capacity(self.events.iter().map(|&p| id(p).len()).sum());
-        let mut ends = Vec::with_capacity(self.events.len());
-        for &position in &self.events {
-            text.push_str(id(position));
-            ends.push(text.len());
-        }
-        IdList {
-            text,
-            ends,
+        let mut list = IdList {
+            text: String::with_capacity(self.events.iter().map(|&p| id(p).len()).sum()),
+            ends: Vec::with_capacity(self.events.len()),
             picks: self.picks,
+        };
+        for &position in &self.events {
+            list.push(id(position));
         }
+        list
     }
 }
 
@@ -1600,6 +1598,42 @@ mod tests {
 
     fn lead() -> Lead {
         Lead::new("L")
+    }
+
+    #[test]
+    fn leads_with_many_distinct_pages_are_counted_page_by_page() {
+        // Far more distinct paths than the index keeps a row for: each counts all the
+        // same, whether it is among the first values seen or past them.
+        let rules = rules(
+            "[[rules]]\nid = \"products\"\ngroup = \"engagement\"\npoints = 1\nevent = { path = \"/product/*\" }\ncount = \"every\"\n\
+             [[rules]]\nid = \"late\"\ngroup = \"engagement\"\npoints = 7\nevent = { path = \"/product/1900\" }\n",
+        );
+        let events: Vec<Event> = (0..2000)
+            .map(|i| {
+                let section = if i % 2 == 0 { "product" } else { "other" };
+                let when = format!(
+                    "2026-01-01T{:02}:{:02}:{:02}Z",
+                    i / 3600,
+                    i / 60 % 60,
+                    i % 60
+                );
+                page(&format!("m{i}"), &when, &format!("/{section}/{i}"))
+            })
+            .collect();
+        let result = score(&rules, &lead(), &events, at("2026-01-02T00:00:00Z"), None);
+        let count = |rule: &str| {
+            result
+                .contributions
+                .iter()
+                .find(|c| &*c.rule == rule)
+                .map(|c| match &c.evidence {
+                    Evidence::Events { count, .. } => *count,
+                    _ => 0,
+                })
+        };
+        assert_eq!(count("products"), Some(1000));
+        assert_eq!(count("late"), Some(1));
+        assert_eq!(result.score, Points::whole(1000 + 7));
     }
 
     #[test]
