@@ -926,14 +926,26 @@ impl Scorer {
         loop {
             let started = tokio::time::Instant::now();
             let round = self.scheduled_round().await;
-            tokio::select! {
-                () = wake.notified() => {}
-                () = tokio::time::sleep(tick) => {}
-            }
-            if round.rescored + round.aged + round.rules_rescored > 1 {
-                tokio::time::sleep_until(started + ROUND_GAP.min(tick)).await;
-            }
+            until_next_round(&round, started, &wake, tick).await;
         }
+    }
+}
+
+/// Waits, after a round that `started` then, until the next is due: when `wake` is
+/// notified or `tick` has passed, and, after a round that rescored more than one lead,
+/// not before [`ROUND_GAP`] from its start (see [`Scorer::run`]).
+pub async fn until_next_round(
+    round: &Round,
+    started: tokio::time::Instant,
+    wake: &Notify,
+    tick: StdDuration,
+) {
+    tokio::select! {
+        () = wake.notified() => {}
+        () = tokio::time::sleep(tick) => {}
+    }
+    if round.rescored + round.aged + round.rules_rescored > 1 {
+        tokio::time::sleep_until(started + ROUND_GAP.min(tick)).await;
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use hotlead_app::Scorer;
-use hotlead_app::scorer::{LeadChange, ROUND_GAP};
+use hotlead_app::scorer::{LeadChange, until_next_round};
 use tokio::sync::Notify;
 
 fn text_of(image: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
@@ -109,13 +109,7 @@ pub async fn poll(
         let round = scorer.scheduled_round().await;
         // Woken by this process's own ingest at once (a form's alert should not wait for
         // the tick), else every tick; under a stream of events, one round per gap.
-        tokio::select! {
-            () = wake.notified() => {}
-            () = tokio::time::sleep(tick) => {}
-        }
-        if round.rescored + round.aged + round.rules_rescored > 1 {
-            tokio::time::sleep_until(started + ROUND_GAP.min(tick)).await;
-        }
+        until_next_round(&round, started, &wake, tick).await;
     }
 }
 
