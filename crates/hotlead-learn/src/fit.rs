@@ -125,17 +125,6 @@ pub struct Model {
     pub covariance: Option<Array2<f64>>,
 }
 
-impl Model {
-    /// The log-odds of winning for each row.
-    pub fn logits(&self, x: ArrayView2<f64>) -> Array1<f64> {
-        x.dot(&Array1::from(self.coef.clone())) + self.intercept
-    }
-
-    pub fn probabilities(&self, x: ArrayView2<f64>) -> Array1<f64> {
-        self.logits(x).mapv(sigmoid)
-    }
-}
-
 pub fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())

@@ -106,7 +106,11 @@ impl<'a> Terms<'a> {
         memo: &mut [HashMap<ValueKey<'e>, Vec<u32>>],
     ) -> SparseRow {
         let lead = &example.lead;
-        if self.behaviour || lead.attributes.contains_key("email_domain") {
+        // A lead of an internal domain scores nothing: the scorer says so (as it does
+        // for every lead once events count).
+        let internal = (lead.get("email_domain"))
+            .is_some_and(|domain| self.rules.filters.is_internal_email(&domain.value));
+        if self.behaviour || internal {
             let terms = hotlead_core::score::rule_terms(
                 self.rules,
                 lead,
