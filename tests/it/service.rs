@@ -499,11 +499,12 @@ async fn keeping_events_between_rescores_scores_as_reading_them_all() {
 }
 
 /// The events kept between rescores stay within their budget (the least recently used
-/// leads go first), a lead too big for it is not kept, an idle lead is forgotten, and so
-/// is a lead that is gone.
+/// leads not in use go first; when all are in use, the lead put back is not kept), a
+/// lead too big for it is not kept, an idle lead is forgotten, and so is a lead that is
+/// gone.
 #[tokio::test]
 async fn kept_events_stay_within_their_budget_and_idle_leads_are_forgotten() {
-    use hotlead_app::event_cache::{EventCache, IDLE};
+    use hotlead_app::event_cache::{EventCache, IDLE, IN_USE};
     let w = world(0, Config::default());
     let store = w.ingest.store().clone();
     let mut leads = Vec::new();
@@ -532,35 +533,52 @@ async fn kept_events_stay_within_their_budget_and_idle_leads_are_forgotten() {
     // The four leads hold 3, 4, 2 and 7 events.
     let [l1, l2, l3, l4] = [0, 1, 2, 3].map(|i| leads[i].as_str());
     let cache = EventCache::new(6);
-    let now = time("2026-11-01T00:00:00Z");
-    for lead in [l1, l2] {
-        let (_, held) = cache.read(&*store, lead).await.unwrap().unwrap();
-        cache.put_back(held, now);
+    // Reads the lead's events through the cache and puts them back at `at`: how many.
+    async fn put(
+        cache: &EventCache,
+        store: &dyn hotlead_app::ports::Store,
+        lead: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> usize {
+        let (_, held) = cache.read(store, lead).await.unwrap().unwrap();
+        let len = held.events.len();
+        cache.put_back(held, at);
+        len
     }
-    assert_eq!(
-        cache.size(),
-        (1, 4),
-        "over budget: the least recently used go, down to three quarters"
-    );
-    let (_, held) = cache.read(&*store, l1).await.unwrap().unwrap();
-    assert_eq!(held.events.len(), 3);
-    cache.put_back(held, now);
+    let put = |lead, at| put(&cache, &*store, lead, at);
+    let now = time("2026-11-01T00:00:00Z");
+    let later = now + IN_USE + Duration::seconds(1);
+    put(l1, now).await;
+    put(l2, now).await;
     assert_eq!(
         cache.size(),
         (1, 3),
-        "the second lead was used least recently"
+        "over budget with every lead in use: the lead put back is not kept"
     );
-    let (_, held) = cache.read(&*store, l4).await.unwrap().unwrap();
-    assert_eq!(held.events.len(), 7);
-    cache.put_back(held, now);
+    assert_eq!(put(l2, later).await, 4);
+    assert_eq!(
+        cache.size(),
+        (1, 4),
+        "over budget: the least recently used lead not in use goes, down to three quarters"
+    );
+    assert_eq!(put(l1, later).await, 3);
+    assert_eq!(cache.size(), (1, 4), "the other lead is in use");
+    assert_eq!(put(l1, later + IN_USE + Duration::seconds(1)).await, 3);
+    assert_eq!(
+        cache.size(),
+        (1, 3),
+        "the second lead is no longer in use and was used least recently"
+    );
+    assert_eq!(put(l4, later + IN_USE + Duration::seconds(2)).await, 7);
     assert_eq!(
         cache.size(),
         (1, 3),
         "a lead bigger than the budget is not kept"
     );
     let (_, held) = cache.read(&*store, l3).await.unwrap().unwrap();
-    cache.put_back(held, now + IDLE);
-    cache.prune(now + IDLE + Duration::seconds(1));
+    let last = later + IN_USE + IDLE + Duration::seconds(2);
+    cache.put_back(held, last);
+    cache.prune(last + Duration::seconds(1));
     assert_eq!(cache.size(), (1, 2), "the first lead was idle too long");
     store
         .erase(&hotlead_app::ports::EraseSubject::Lead(l3.to_string()), now)

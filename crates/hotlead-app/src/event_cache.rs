@@ -22,6 +22,9 @@ use crate::ports::{EventsCursor, EventsRead, Store, StoreError, StoredLead};
 pub const DEFAULT_BUDGET: usize = 50_000;
 /// A lead's events not used for this long are forgotten.
 pub const IDLE: Duration = Duration::minutes(10);
+/// A lead used this recently is in use: past the budget, it is not evicted to keep
+/// another (see [`EventCache::put_back`]).
+pub const IN_USE: Duration = Duration::seconds(30);
 
 struct Entry {
     events: Vec<Event>,
@@ -136,7 +139,8 @@ impl EventCache {
     }
 
     /// Keeps `held` for the next rescore of its lead (when the store gave a cursor and
-    /// it fits the budget), evicting the least recently used leads past the budget.
+    /// it fits the budget), evicting the least recently used leads not in use past the
+    /// budget, or, when all are in use, not keeping it.
     pub fn put_back(&self, held: Held, now: DateTime<Utc>) {
         let Some(cursor) = held.cursor else { return };
         if held.events.len() > self.budget {
@@ -146,6 +150,7 @@ impl EventCache {
         inner.turn += 1;
         let turn = inner.turn;
         inner.held += held.events.len();
+        let cursor_lead = cursor.lead_id.clone();
         let replaced = inner.entries.insert(
             cursor.lead_id.clone(),
             Entry {
@@ -159,10 +164,17 @@ impl EventCache {
             inner.held -= replaced.events.len();
         }
         if inner.held > self.budget {
-            // Down to three quarters, so that eviction is not paid on every put.
+            // Down to three quarters, so that eviction is not paid on every put; only
+            // leads not used for [`IN_USE`] go. When every lead held is in use (more
+            // leads are busy than the budget holds, each rescored in turn), the lead put
+            // back is not kept instead: evicting the least recently used lead would
+            // evict the one rescored next, and so on round the cycle, so that every read
+            // read everything; this way the leads held keep being read in part.
+            let in_use = now - IN_USE;
             let mut by_use: Vec<(u64, String)> = inner
                 .entries
                 .iter()
+                .filter(|(id, entry)| entry.used < in_use && **id != cursor_lead)
                 .map(|(id, entry)| (entry.turn, id.clone()))
                 .collect();
             by_use.sort_unstable();
@@ -174,6 +186,11 @@ impl EventCache {
                 if let Some(entry) = inner.entries.remove(&id) {
                     inner.held -= entry.events.len();
                 }
+            }
+            if inner.held > self.budget
+                && let Some(entry) = inner.entries.remove(&cursor_lead)
+            {
+                inner.held -= entry.events.len();
             }
         }
     }

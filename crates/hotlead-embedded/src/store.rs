@@ -157,6 +157,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE TRIGGER events_deleted AFTER DELETE ON events WHEN OLD.lead_id IS NOT NULL BEGIN
         UPDATE leads SET events_gen = events_gen + 1 WHERE id = OLD.lead_id;
      END;",
+    // 9: a lead's events by lead, then in the order stored (an index's entries end with
+    // the rowid): reading the events added since a rowid is a range of the index, not a
+    // scan of every event of the lead. Reading them all sorts them by time.
+    "DROP INDEX events_lead;
+     CREATE INDEX events_lead ON events (lead_id);",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -407,14 +412,14 @@ fn run_group(
     commits: &AtomicU64,
 ) -> Option<Job> {
     let mut calls = vec![first];
-    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(error) = connection.exec("BEGIN IMMEDIATE", []).map(drop) {
         fail_all(calls, &sql(error));
         return None;
     }
     let mut leftover = None;
     let mut index = 0;
     loop {
-        if let Err(error) = connection.execute_batch("SAVEPOINT call") {
+        if let Err(error) = connection.exec("SAVEPOINT call", []).map(drop) {
             roll_back(connection);
             fail_all(calls, &sql(error));
             return leftover;
@@ -434,9 +439,12 @@ fn run_group(
             return None;
         }
         let ended = if ok {
-            connection.execute_batch("RELEASE call")
+            connection.exec("RELEASE call", []).map(drop)
         } else {
-            connection.execute_batch("ROLLBACK TO call; RELEASE call")
+            connection
+                .exec("ROLLBACK TO call", [])
+                .and_then(|_| connection.exec("RELEASE call", []))
+                .map(drop)
         };
         if let Err(error) = ended {
             roll_back(connection);
@@ -456,7 +464,7 @@ fn run_group(
             Err(_) => break,
         }
     }
-    match connection.execute_batch("COMMIT") {
+    match connection.exec("COMMIT", []).map(drop) {
         Ok(()) => {
             commits.fetch_add(1, Ordering::Relaxed);
             for call in calls {
@@ -688,6 +696,21 @@ impl SqliteStore {
             .await
             .map_err(|_| Self::writer_gone())?;
         answer.await.map_err(|_| Self::writer_gone())?
+    }
+
+    /// Runs read-only `work` on the writer's connection, in its next group (see
+    /// [`SqliteStore::transaction`]): the scorer's reads, which come between the writes of
+    /// a busy ingest. A read connection's page cache is dropped whenever the writer has
+    /// committed since its last read, so under a stream of writes each of its reads fetched
+    /// every page again from the file (and the log); the writer's cache stays valid
+    /// across its own commits. Answered once the group committed, so what it saw is
+    /// stored (a group that fails answers it with the error too).
+    async fn read_warm<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.transaction(work).await
     }
 
     /// Runs `work` in one read transaction on a read connection (through the writer for
@@ -1310,7 +1333,7 @@ impl Store for SqliteStore {
     ) -> Result<EventsRead, StoreError> {
         let lead_id = lead_id.to_string();
         let since = since.cloned();
-        self.read(move |tx| {
+        self.read_warm(move |tx| {
             let Some(id) = current_id(tx, &lead_id)? else {
                 return Ok(EventsRead::All {
                     events: Vec::new(),
@@ -1329,7 +1352,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<(StoredLead, EventsRead)>, StoreError> {
         let id = id.to_string();
         let since = since.cloned();
-        self.read(move |tx| {
+        self.read_warm(move |tx| {
             let Some(lead) = load_lead(tx, &id)? else {
                 return Ok(None);
             };
@@ -1376,7 +1399,7 @@ impl Store for SqliteStore {
     }
 
     async fn dirty(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Dirty>, StoreError> {
-        self.read(move |tx| {
+        self.read_warm(move |tx| {
             let dirty = |r: &rusqlite::Row<'_>| {
                 Ok(Dirty {
                     lead_id: r.get(0)?,
@@ -2575,6 +2598,68 @@ mod tests {
             assert_eq!(store.events(&lead).await.unwrap().len(), i + 1);
             assert_eq!(store.dirty(Utc::now(), 10).await.unwrap().len(), 1);
         }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Reading the events a lead got since a cursor is a range of an index (lead, then
+    /// rowid), not a scan of the lead's whole history: a lead that keeps browsing is
+    /// rescored again and again.
+    #[tokio::test]
+    async fn the_events_added_since_a_cursor_are_a_range_of_an_index() {
+        let store = SqliteStore::in_memory().unwrap();
+        let plan: Vec<String> = store
+            .alone(|c| {
+                let mut statement = c
+                    .prepare(
+                        "EXPLAIN QUERY PLAN SELECT rowid, body FROM events
+                         WHERE lead_id = ?1 AND rowid > ?2 ORDER BY rowid",
+                    )
+                    .map_err(sql)?;
+                let rows = statement
+                    .query_map(params!["L-1", 5], |r| r.get::<_, String>(3))
+                    .map_err(sql)?;
+                rows.collect::<Result<_, _>>().map_err(sql)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            plan,
+            ["SEARCH events USING INDEX events_lead (lead_id=? AND rowid>?)"],
+            "no scan of the lead's events, no sort"
+        );
+    }
+
+    /// The scorer's reads (the marked leads, a lead with its new events) run on the
+    /// writer's connection, whose page cache stays valid across its commits (a read
+    /// connection's is dropped at each), and see what the writes before them stored.
+    #[tokio::test]
+    async fn the_scorers_reads_run_on_the_writer_and_see_the_writes_before_them() {
+        let dir = std::env::temp_dir().join(format!("hotlead-warm-{}", std::process::id()));
+        let store = SqliteStore::open(&dir.join("warm.db")).unwrap();
+        let lead = store
+            .record(page("m0", "u1"))
+            .await
+            .unwrap()
+            .lead_id
+            .unwrap();
+        let before = commits(&store);
+        assert_eq!(store.dirty(Utc::now(), 10).await.unwrap().len(), 1);
+        let (_, read) = store.lead_with_events(&lead, None).await.unwrap().unwrap();
+        let EventsRead::All { cursor, .. } = read else {
+            panic!("a first read reads everything")
+        };
+        store.record(page("m1", "u1")).await.unwrap();
+        let read = store.events_since(&lead, cursor.as_ref()).await.unwrap();
+        let EventsRead::Added { events, .. } = read else {
+            panic!("the cursor still holds")
+        };
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            commits(&store) - before,
+            4,
+            "three reads and a write, each through the writer"
+        );
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
