@@ -602,7 +602,7 @@ async fn call(
         authorised_segment_body(&state, &headers, body, MAX_EVENT_BYTES, "an event").await?;
     let recorded = state
         .ingest()?
-        .call(&with_request_context(value, ip.as_deref()), route)
+        .call_value(with_request_context(value, ip.as_deref()), route)
         .await?;
     let mut body = recorded_json(&recorded);
     body["success"] = json!(true);

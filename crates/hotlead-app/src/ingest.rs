@@ -546,6 +546,16 @@ impl Ingest {
         value: &Value,
         route: Option<EventType>,
     ) -> Result<Recorded, IngestError> {
+        self.call_value(value.clone(), route).await
+    }
+
+    /// [`Ingest::call`] of a call the caller gives away (the HTTP handler's parsed body):
+    /// not copied.
+    pub async fn call_value(
+        &self,
+        value: Value,
+        route: Option<EventType>,
+    ) -> Result<Recorded, IngestError> {
         let accepted = self.parse_call(value, route)?;
         let message_id = accepted.event.message_id.clone();
         let recorded = self.save(accepted, Channel::Public).await?;
@@ -574,7 +584,7 @@ impl Ingest {
             .iter()
             .enumerate()
             .map(|(i, call)| {
-                self.parse_call(call, None)
+                self.parse_call(call.clone(), None)
                     .map_err(|e| e.within(&format!("batch[{i}]")))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -623,11 +633,10 @@ impl Ingest {
         Ok(recorded)
     }
 
-    fn parse_call(&self, value: &Value, route: Option<EventType>) -> Result<Accepted, IngestError> {
-        let Value::Object(object) = value else {
+    fn parse_call(&self, value: Value, route: Option<EventType>) -> Result<Accepted, IngestError> {
+        let Value::Object(mut object) = value else {
             return Err(IngestError::invalid("(body)", "expected a JSON object"));
         };
-        let mut object = object.clone();
         if let Some(route) = route {
             match object.get("type") {
                 None | Some(Value::Null) => {
