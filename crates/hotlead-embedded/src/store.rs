@@ -549,7 +549,7 @@ impl SqliteStore {
             // (group commit pays one sync for many calls). secure_delete: what is
             // deleted (an erased person, expired events) is overwritten in the file, not
             // left in free pages.
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;")
+            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")
             .map_err(sql)?;
         // The writer's cache stays valid across its own commits (a reader's is dropped
         // at each change): pages read once stay in memory.
@@ -562,19 +562,27 @@ impl SqliteStore {
             ))
             .map_err(sql)?;
         connection.set_prepared_statement_cache_capacity(STATEMENTS);
-        let applied: i64 = connection
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(sql)?;
-        if applied as usize > MIGRATIONS.len() {
-            return Err(StoreError::corrupt(format!(
-                "the database has schema version {applied}, newer than this program knows ({})",
-                MIGRATIONS.len()
-            )));
-        }
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
-            let tx = connection.transaction().map_err(sql)?;
+        // Each migration in a transaction that holds the write lock from its start, the
+        // version read inside it: a program opening the file at the same time waits, then
+        // finds the migration done instead of running it again.
+        loop {
+            let tx = connection
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let applied: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(sql)?;
+            let Some(migration) = MIGRATIONS.get(applied as usize) else {
+                if applied as usize > MIGRATIONS.len() {
+                    return Err(StoreError::corrupt(format!(
+                        "the database has schema version {applied}, newer than this program knows ({})",
+                        MIGRATIONS.len()
+                    )));
+                }
+                break;
+            };
             tx.execute_batch(migration).map_err(sql)?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))
+            tx.execute_batch(&format!("PRAGMA user_version = {}", applied + 1))
                 .map_err(sql)?;
             tx.commit().map_err(sql)?;
         }
@@ -2599,6 +2607,35 @@ mod tests {
             assert_eq!(store.dirty(Utc::now(), 10).await.unwrap().len(), 1);
         }
         drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Two programs that open one new database file at once (`hotlead serve` and a
+    /// command beside it) both open it: the schema is brought up to date once, by
+    /// whichever comes first, and the other sees it done.
+    #[test]
+    fn programs_opening_one_new_file_at_once_all_open_it() {
+        let dir = std::env::temp_dir().join(format!("hotlead-migrate-{}", std::process::id()));
+        for round in 0..10 {
+            let path = dir.join(format!("race-{round}.db"));
+            let start = Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        SqliteStore::open(&path).map(|store| store.schema_version())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let opened = opener.join().unwrap();
+                assert!(
+                    matches!(opened, Ok(Ok(version)) if version == MIGRATIONS.len() as i64),
+                    "round {round}: {opened:?}"
+                );
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
