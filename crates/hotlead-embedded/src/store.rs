@@ -545,11 +545,33 @@ impl SqliteStore {
 
     fn prepare(mut connection: Connection) -> Result<Connection, StoreError> {
         connection
+            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(sql)?;
+        // Switching a new file to WAL takes it whole: a program opening it at the same
+        // moment is told "busy" at once, without the busy timeout, so it tries again.
+        let mut tries = 0;
+        loop {
+            match connection.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 500 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => {
+                    other.map_err(sql)?;
+                    break;
+                }
+            }
+        }
+        connection
             // synchronous = FULL: a commit is on disk before its callers are answered
             // (group commit pays one sync for many calls). secure_delete: what is
             // deleted (an erased person, expired events) is overwritten in the file, not
             // left in free pages.
-            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")
+            .execute_batch(
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+            )
             .map_err(sql)?;
         // The writer's cache stays valid across its own commits (a reader's is dropped
         // at each change): pages read once stay in memory.
