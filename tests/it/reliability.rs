@@ -231,6 +231,53 @@ async fn one_bad_lead_is_set_aside_and_the_others_are_scored(store: Arc<dyn Stor
     assert_eq!(w.hot_alerts(), 3);
 }
 
+/// A lead whose rescore panics (a defect met on its data) fails alone: it is set aside
+/// with a reason that says so, the other leads are scored and alert, later rounds run,
+/// and a change feed's batch naming it is not retried for ever.
+async fn a_lead_whose_rescore_panics_is_set_aside_and_the_others_are_scored(store: Arc<dyn Store>) {
+    let w = plain_world(store);
+    let bad = w.hot_lead(0).await;
+    let good = w.hot_lead(1).await;
+    w.store
+        .faults
+        .panicking_leads
+        .lock()
+        .unwrap()
+        .insert(bad.clone());
+    let round = w.scorer.scheduled_round().await;
+    assert_eq!((round.rescored, round.set_aside, round.outages), (1, 1, 0));
+    assert!(w.scored(&good).await);
+    assert_eq!(w.hot_alerts(), 1, "the other lead alerted");
+    let aside = w.store.set_aside_leads(10).await.unwrap();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(aside[0].lead_id, bad);
+    assert!(aside[0].reason.contains("panicked"), "{}", aside[0].reason);
+    // The next rounds run (the scorer is still there).
+    w.page("p-1-3", "browser-1").await;
+    let round = w.scorer.scheduled_round().await;
+    assert_eq!(round.rescored, 1);
+    // Through a change feed: the lead is set aside, nothing is left to retry.
+    w.advance(1);
+    let change = hotlead_app::LeadChange {
+        sequence: "s-1".into(),
+        lead_id: bad.clone(),
+        dirty_seq: 99,
+        scored_seq: 0,
+        merged: false,
+        set_aside: false,
+        failures: 1,
+    };
+    let outcome = w.scorer.on_changes(std::slice::from_ref(&change)).await;
+    assert!(outcome.retry.is_empty(), "{:?}", outcome.retry);
+    assert_eq!(outcome.round.set_aside, 1);
+    // Mended: scored again when due.
+    w.store.faults.panicking_leads.lock().unwrap().clear();
+    w.advance(5);
+    w.scorer.scheduled_round().await;
+    assert!(w.scored(&bad).await);
+    assert_eq!(w.hot_alerts(), 2);
+}
+
 async fn a_set_aside_lead_is_tried_again_on_its_next_event(store: Arc<dyn Store>) {
     let w = plain_world(store);
     let bad = w.hot_lead(0).await;
@@ -626,6 +673,7 @@ async fn a_batch_that_stops_part_way_says_what_was_stored(store: Arc<dyn Store>)
 
 on_both_stores!(
     one_bad_lead_is_set_aside_and_the_others_are_scored,
+    a_lead_whose_rescore_panics_is_set_aside_and_the_others_are_scored,
     a_set_aside_lead_is_tried_again_on_its_next_event,
     a_store_outage_stops_the_round_and_blames_no_lead,
     two_deliverers_publish_each_alert_once,

@@ -26,6 +26,8 @@ pub struct StoreFaults {
     pub corrupt_leads: Mutex<HashSet<String>>,
     /// Reading these leads fails as an outage (throttling, say), every time.
     pub unreachable_leads: Mutex<HashSet<String>>,
+    /// Reading these leads panics, every time (a defect met on a lead's data).
+    pub panicking_leads: Mutex<HashSet<String>>,
     /// The next this many `record` calls fail as unavailable, storing nothing.
     pub record_outages: AtomicUsize,
     /// The next this many `record` calls store the call, then fail as unavailable
@@ -111,6 +113,15 @@ impl Store for FaultyStore {
         Ok(recorded)
     }
     async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
+        if self
+            .faults
+            .panicking_leads
+            .lock()
+            .expect("faults lock")
+            .contains(id)
+        {
+            panic!("injected: a defect met reading a lead");
+        }
         if let Some(fault) = self.read_fault(id) {
             return Err(fault);
         }

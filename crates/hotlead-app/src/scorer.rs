@@ -140,6 +140,26 @@ impl LeadChange {
     }
 }
 
+/// Why a lead's rescore failed.
+#[derive(Debug)]
+enum Failed {
+    Store(StoreError),
+    /// The rescore panicked: a defect, met on this lead's data.
+    Panicked,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Store(error) => write!(f, "{}", with_causes(error)),
+            Failed::Panicked => f.write_str(
+                "rescoring this lead panicked: a defect of hotlead met on this lead's data \
+                 (the server's log has the panic); it is tried again later",
+            ),
+        }
+    }
+}
+
 /// What saving one rescore did.
 #[derive(Debug, Clone, Copy)]
 struct Rescored {
@@ -346,13 +366,13 @@ impl Scorer {
                         progress |= cutoff.is_some() || saved.outcome == SaveOutcome::Saved;
                     }
                     // Someone else saved first: the mark tells whether to go again.
-                    Err(StoreError::Conflict { .. }) => {}
-                    Err(error) if error.is_outage() => {
+                    Err(Failed::Store(StoreError::Conflict { .. })) => {}
+                    Err(Failed::Store(error)) if error.is_outage() => {
                         outage.get_or_insert(error);
                     }
-                    Err(error) => {
+                    Err(failed) => {
                         if outage.is_none() {
-                            self.set_aside(&mark.lead_id, mark.seq, mark.failures, &error)
+                            self.set_aside(&mark.lead_id, mark.seq, mark.failures, &failed)
                                 .await?;
                             pass.set_aside += 1;
                             progress = true;
@@ -380,8 +400,8 @@ impl Scorer {
 
     /// Rescores the leads of `batch`, [`CONCURRENT_RESCORES`] at a time (each lead once:
     /// a batch names a lead once); the results in the batch's order.
-    async fn rescore_batch(&self, batch: Vec<Dirty>) -> Vec<(Dirty, Result<Rescored, StoreError>)> {
-        let mut results: Vec<Option<Result<Rescored, StoreError>>> =
+    async fn rescore_batch(&self, batch: Vec<Dirty>) -> Vec<(Dirty, Result<Rescored, Failed>)> {
+        let mut results: Vec<Option<Result<Rescored, Failed>>> =
             batch.iter().map(|_| None).collect();
         let mut tasks = tokio::task::JoinSet::new();
         let mut waiting = batch.iter().enumerate();
@@ -391,7 +411,7 @@ impl Scorer {
                     break;
                 };
                 let (scorer, lead_id, seq) = (self.clone(), mark.lead_id.clone(), mark.seq);
-                tasks.spawn(async move { (index, scorer.rescore_counted(&lead_id, seq).await) });
+                tasks.spawn(async move { (index, scorer.rescore_guarded(&lead_id, seq).await) });
             }
             match tasks.join_next().await {
                 Some(Ok((index, result))) => results[index] = Some(result),
@@ -408,8 +428,11 @@ impl Scorer {
             .into_iter()
             .zip(results)
             .map(|(mark, result)| {
-                let result = result
-                    .unwrap_or_else(|| Err(StoreError::unavailable("a rescore did not finish")));
+                let result = result.unwrap_or_else(|| {
+                    Err(Failed::Store(StoreError::unavailable(
+                        "a rescore did not finish",
+                    )))
+                });
                 (mark, result)
             })
             .collect()
@@ -422,18 +445,19 @@ impl Scorer {
         lead_id: &str,
         seq: i64,
         failures: u32,
-        error: &StoreError,
+        failed: &Failed,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let failures = failures.saturating_add(1);
         let retry_at = now + aside_delay(failures);
-        tracing::warn!(lead = lead_id, failures, error = %with_causes(error), %retry_at, "lead set aside");
+        let reason = failed.to_string();
+        tracing::warn!(lead = lead_id, failures, error = %reason, %retry_at, "lead set aside");
         self.store
             .set_aside(&SetAside {
                 lead_id: lead_id.to_string(),
                 seq,
                 failures,
-                reason: with_causes(error).to_string(),
+                reason,
                 since: now,
                 retry_at,
             })
@@ -467,15 +491,15 @@ impl Scorer {
         let mut failed = Vec::new();
         for (change, seq, sequences) in leads {
             let lead = change.lead_id.as_str();
-            let error = match self.rescore(lead, seq).await {
+            let error = match self.rescore_guarded(lead, seq).await {
                 Ok(_) => {
                     round.rescored += 1;
                     continue;
                 }
                 // A conflict means a newer score is saved already: nothing is lost.
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(error) if error.is_outage() => error,
-                Err(error) => match self.set_aside(lead, seq, change.failures, &error).await {
+                Err(Failed::Store(StoreError::Conflict { .. })) => continue,
+                Err(Failed::Store(error)) if error.is_outage() => error,
+                Err(failed) => match self.set_aside(lead, seq, change.failures, &failed).await {
                     Ok(()) => {
                         round.set_aside += 1;
                         continue;
@@ -581,6 +605,31 @@ impl Scorer {
     /// Rescores one lead as of now and saves the result with the alerts it raises.
     pub async fn rescore(&self, lead_id: &str, seen_seq: i64) -> Result<SaveOutcome, StoreError> {
         Ok(self.rescore_counted(lead_id, seen_seq).await?.outcome)
+    }
+
+    /// [`Scorer::rescore_counted`] on a task of its own, so that a rescore that panics
+    /// (a defect, met on one lead's data) fails that lead alone: it is set aside like a
+    /// lead whose data cannot be read, and the other leads, the rest of the round and
+    /// the next rounds go on (a change feed's batch naming it is not retried). This
+    /// holds where a panic unwinds (`hotlead serve`, the CLI); the packaged Lambda
+    /// functions abort on a panic (`scripts/package`), and their stream's retries and
+    /// failure destination take over.
+    async fn rescore_guarded(&self, lead_id: &str, seen_seq: i64) -> Result<Rescored, Failed> {
+        let (scorer, lead) = (self.clone(), lead_id.to_string());
+        match tokio::spawn(async move { scorer.rescore_counted(&lead, seen_seq).await }).await {
+            Ok(result) => result.map_err(Failed::Store),
+            Err(error) if error.is_panic() => {
+                tracing::error!(
+                    lead = lead_id,
+                    "rescoring this lead panicked; it is set aside"
+                );
+                Err(Failed::Panicked)
+            }
+            // The runtime is shutting down: nothing is wrong with the lead.
+            Err(_) => Err(Failed::Store(StoreError::unavailable(
+                "a rescore was cancelled",
+            ))),
+        }
     }
 
     /// [`Scorer::rescore`], saying how many alerts the save raised.
