@@ -552,7 +552,8 @@ pub fn score(
 
     // Rule contributions, in rule order.
     let index = index(rules, &timeline);
-    let mut matched = contributions(rules, lead, &timeline, &index);
+    let behaviours = behaviour_rules(rules);
+    let mut matched = contributions(rules, lead, &timeline, &index, behaviours);
     let lines = || matched.iter().filter_map(|(i, c)| Some((*i, c.as_ref()?)));
 
     // Group subtotals with caps and floors; an adjustment line keeps the total equal to
@@ -650,7 +651,7 @@ pub fn score(
             .extend(matched[key as u64 as usize].1.take());
     }
     result.contributions.extend(adjustments);
-    result.alerts = alerts(rules, lead, &timeline, &index);
+    result.alerts = alerts(rules, lead, &timeline, &index, behaviours);
     result
 }
 
@@ -711,15 +712,27 @@ pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<
 /// explanation (always there: [`score`] takes the lines out as it puts them in order).
 type Matched = Vec<(usize, Option<Contribution>)>;
 
-/// Every rule's contribution, if it has one, with the rule's index.
-fn contributions(rules: &RuleSet, lead: &Lead, timeline: &Timeline<'_>, index: &Index) -> Matched {
+/// How many of the rules are behaviour rules: the index numbers their matchers first, then
+/// the alerts'.
+fn behaviour_rules(rules: &RuleSet) -> usize {
+    (rules.rules.iter())
+        .filter(|r| matches!(r.kind, RuleKind::Behaviour(_)))
+        .count()
+}
+
+/// Every rule's contribution, if it has one, with the rule's index; `event_rules` is
+/// [`behaviour_rules`].
+fn contributions(
+    rules: &RuleSet,
+    lead: &Lead,
+    timeline: &Timeline<'_>,
+    index: &Index,
+    event_rules: usize,
+) -> Matched {
     let mut matched = Vec::with_capacity(rules.rules.len());
     let mut behaviours = 0;
     let mut memo = Memo::default();
     let mut looked_at = Vec::new();
-    let event_rules = (rules.rules.iter())
-        .filter(|r| matches!(r.kind, RuleKind::Behaviour(_)))
-        .count();
     let mut ids = Picker::new(timeline.len(), event_rules);
     for (i, rule) in rules.rules.iter().enumerate() {
         let contribution = match &rule.kind {
@@ -1494,17 +1507,15 @@ fn push_age(note: &mut String, age: chrono::Duration) {
 /// The bytes reserved for a contribution's notes when it has any.
 const NOTE_CAPACITY: usize = 96;
 
+/// The alerts the events raise; `behaviours` is [`behaviour_rules`] (the alerts'
+/// matchers come after theirs in the index).
 fn alerts(
     rules: &RuleSet,
     lead: &Lead,
     timeline: &Timeline<'_>,
     index: &Index,
+    behaviours: usize,
 ) -> Vec<AlertTrigger> {
-    let behaviours = rules
-        .rules
-        .iter()
-        .filter(|r| matches!(r.kind, RuleKind::Behaviour(_)))
-        .count();
     let mut triggers = Vec::new();
     for (a, alert) in rules.alerts.iter().enumerate() {
         if let Some(when) = &alert.when

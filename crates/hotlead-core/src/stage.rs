@@ -91,9 +91,7 @@ impl Stage {
         };
         min_band.is_none_or(|band| score.band >= band)
             && min_fit.is_none_or(|min| fit_points(score) >= min)
-            && when
-                .as_ref()
-                .is_none_or(|c| c.evaluate(lead, &mut Vec::new()))
+            && when.as_ref().is_none_or(|c| c.holds(lead))
     }
 }
 

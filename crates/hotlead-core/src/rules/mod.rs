@@ -314,8 +314,8 @@ fn in_domains(domains: &[String], domain: &str) -> bool {
 }
 
 impl Condition {
-    /// Whether the condition holds for `lead` (as [`Condition::evaluate`], without
-    /// collecting evidence).
+    /// Whether the condition holds for `lead` (as [`Condition::looked_at`] says, without
+    /// collecting what it looked at).
     pub fn holds(&self, lead: &Lead) -> bool {
         match self {
             Condition::Attribute { attribute, tests } => {
@@ -328,20 +328,7 @@ impl Condition {
         }
     }
 
-    /// Whether the condition holds for `lead`; `evidence` collects the attributes it
-    /// looked at (present or not), in order, once each.
-    pub fn evaluate(&self, lead: &Lead, evidence: &mut Vec<String>) -> bool {
-        let mut looked_at = Vec::new();
-        let holds = self.looked_at(lead, &mut looked_at);
-        for (attribute, _) in looked_at {
-            if !evidence.iter().any(|e| e == attribute) {
-                evidence.push(attribute.to_string());
-            }
-        }
-        holds
-    }
-
-    /// Whether the condition holds for `lead`, as [`Condition::evaluate`]; `looked_at`
+    /// Whether the condition holds for `lead`, as [`Condition::holds`]; `looked_at`
     /// collects the attributes it looked at, in order, once each, with their values:
     /// borrowed, for the scorer to copy only those it writes out.
     pub(crate) fn looked_at<'c, 'l>(
