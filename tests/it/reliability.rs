@@ -278,6 +278,39 @@ async fn a_lead_whose_rescore_panics_is_set_aside_and_the_others_are_scored(stor
     assert_eq!(w.hot_alerts(), 2);
 }
 
+/// A scorer that is stopped (its task aborted, as `serve` stops) stops its rescores
+/// too: none of them goes on to save a score or queue an alert afterwards.
+async fn a_stopped_scorer_leaves_no_rescore_running(store: Arc<dyn Store>) {
+    let w = plain_world(store);
+    let id = w.hot_lead(0).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *w.store.faults.read_gate.lock().unwrap() = Some(gate.clone());
+    let waiting = || {
+        w.store
+            .faults
+            .reads_waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let scorer = w.scorer.clone();
+    let round = tokio::spawn(async move { scorer.scheduled_round().await });
+    while waiting() == 0 {
+        tokio::task::yield_now().await;
+    }
+    round.abort();
+    assert!(round.await.unwrap_err().is_cancelled());
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while waiting() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the rescore still waits to read its lead after the scorer stopped");
+    *w.store.faults.read_gate.lock().unwrap() = None;
+    gate.add_permits(100);
+    assert!(!w.scored(&id).await);
+    assert_eq!(w.hot_alerts(), 0);
+}
+
 async fn a_set_aside_lead_is_tried_again_on_its_next_event(store: Arc<dyn Store>) {
     let w = plain_world(store);
     let bad = w.hot_lead(0).await;
@@ -674,6 +707,7 @@ async fn a_batch_that_stops_part_way_says_what_was_stored(store: Arc<dyn Store>)
 on_both_stores!(
     one_bad_lead_is_set_aside_and_the_others_are_scored,
     a_lead_whose_rescore_panics_is_set_aside_and_the_others_are_scored,
+    a_stopped_scorer_leaves_no_rescore_running,
     a_set_aside_lead_is_tried_again_on_its_next_event,
     a_store_outage_stops_the_round_and_blames_no_lead,
     two_deliverers_publish_each_alert_once,

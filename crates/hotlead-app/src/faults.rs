@@ -28,6 +28,10 @@ pub struct StoreFaults {
     pub unreachable_leads: Mutex<HashSet<String>>,
     /// Reading these leads panics, every time (a defect met on a lead's data).
     pub panicking_leads: Mutex<HashSet<String>>,
+    /// When set, reading a lead waits for a permit of this semaphore first.
+    pub read_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    /// Reads waiting at the gate now (a read given up while waiting counts out).
+    pub reads_waiting: AtomicUsize,
     /// The next this many `record` calls fail as unavailable, storing nothing.
     pub record_outages: AtomicUsize,
     /// The next this many `record` calls store the call, then fail as unavailable
@@ -113,6 +117,19 @@ impl Store for FaultyStore {
         Ok(recorded)
     }
     async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
+        let gate = self.faults.read_gate.lock().expect("faults lock").clone();
+        if let Some(gate) = gate {
+            struct Waiting<'a>(&'a AtomicUsize);
+            impl Drop for Waiting<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            self.faults.reads_waiting.fetch_add(1, Ordering::SeqCst);
+            let waiting = Waiting(&self.faults.reads_waiting);
+            let _permit = gate.acquire().await;
+            drop(waiting);
+        }
         if self
             .faults
             .panicking_leads

@@ -615,8 +615,22 @@ impl Scorer {
     /// functions abort on a panic (`scripts/package`), and their stream's retries and
     /// failure destination take over.
     async fn rescore_guarded(&self, lead_id: &str, seen_seq: i64) -> Result<Rescored, Failed> {
+        /// Aborts the task when the rescore's caller is dropped (a scorer stopped): the
+        /// rescore ends with it, as if it ran in line.
+        struct AbortOnDrop(tokio::task::AbortHandle);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        use tracing::Instrument;
         let (scorer, lead) = (self.clone(), lead_id.to_string());
-        match tokio::spawn(async move { scorer.rescore_counted(&lead, seen_seq).await }).await {
+        let task = tokio::spawn(
+            async move { scorer.rescore_counted(&lead, seen_seq).await }
+                .instrument(tracing::Span::current()),
+        );
+        let _abort = AbortOnDrop(task.abort_handle());
+        match task.await {
             Ok(result) => result.map_err(Failed::Store),
             Err(error) if error.is_panic() => {
                 tracing::error!(

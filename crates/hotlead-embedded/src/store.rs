@@ -544,11 +544,9 @@ impl SqliteStore {
     }
 
     fn prepare(mut connection: Connection) -> Result<Connection, StoreError> {
-        connection
-            .execute_batch("PRAGMA busy_timeout = 5000;")
-            .map_err(sql)?;
         // Switching a new file to WAL takes it whole: a program opening it at the same
-        // moment is told "busy" at once, without the busy timeout, so it tries again.
+        // moment is told "busy", so it tries again, for 5 s at most (each try without
+        // waiting: the busy timeout is set after).
         let mut tries = 0;
         loop {
             match connection.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
@@ -570,7 +568,7 @@ impl SqliteStore {
             // deleted (an erased person, expired events) is overwritten in the file, not
             // left in free pages.
             .execute_batch(
-                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
             )
             .map_err(sql)?;
         // The writer's cache stays valid across its own commits (a reader's is dropped
@@ -586,7 +584,15 @@ impl SqliteStore {
         connection.set_prepared_statement_cache_capacity(STATEMENTS);
         // Each migration in a transaction that holds the write lock from its start, the
         // version read inside it: a program opening the file at the same time waits, then
-        // finds the migration done instead of running it again.
+        // finds the migration done instead of running it again. A file whose schema is
+        // up to date is opened without the write lock (a busy writer beside it, a file
+        // that is read-only).
+        let current: i64 = connection
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
+        if current as usize == MIGRATIONS.len() {
+            return Ok(connection);
+        }
         loop {
             let tx = connection
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -1076,12 +1082,14 @@ fn plain_event_lead(tx: &Connection, record: &Record) -> Result<Option<String>, 
     Ok((keys as usize <= identity::MAX_IDENTITIES).then_some(lead))
 }
 
-/// [`Store::events_since`] of lead `id` (current, not merged).
+/// [`Store::events_since`] of lead `id` (current, not merged): with `added_only`, `None`
+/// when `since` does not hold (the caller reads everything elsewhere).
 fn events_since_in(
     tx: &Connection,
     id: String,
     since: Option<EventsCursor>,
-) -> Result<EventsRead, StoreError> {
+    added_only: bool,
+) -> Result<Option<EventsRead>, StoreError> {
     let generation: i64 = tx
         .row("SELECT events_gen FROM leads WHERE id = ?1", [&id], |r| {
             r.get(0)
@@ -1090,19 +1098,31 @@ fn events_since_in(
     let after = since
         .filter(|c| c.lead_id == id && c.generation == generation)
         .map(|c| c.position);
+    if after.is_none() && added_only {
+        return Ok(None);
+    }
     let (events, newest) = events_of(tx, &id, after)?;
     let cursor = EventsCursor {
         lead_id: id,
         generation,
         position: newest.max(after.unwrap_or(0)),
     };
-    Ok(match after {
+    Ok(Some(match after {
         Some(_) => EventsRead::Added { events, cursor },
         None => EventsRead::All {
             events,
             cursor: Some(cursor),
         },
-    })
+    }))
+}
+
+/// What reading a lead with its new events on the writer found.
+enum Warm {
+    /// No such lead.
+    Gone,
+    Read(StoredLead, EventsRead),
+    /// The cursor does not hold: the lead's events are read whole, elsewhere.
+    Stale,
 }
 
 /// The events of lead `id` (current, not merged), oldest first, or with `after` only
@@ -1361,16 +1381,30 @@ impl Store for SqliteStore {
         lead_id: &str,
         since: Option<&EventsCursor>,
     ) -> Result<EventsRead, StoreError> {
+        fn none() -> EventsRead {
+            EventsRead::All {
+                events: Vec::new(),
+                cursor: None,
+            }
+        }
+        // The events added since the cursor on the writer's warm cache; a whole history
+        // on a read connection, where a long read holds up no write.
+        if let Some(since) = since.cloned() {
+            let lead_id = lead_id.to_string();
+            let added = self
+                .read_warm(move |tx| match current_id(tx, &lead_id)? {
+                    None => Ok(Some(none())),
+                    Some(id) => events_since_in(tx, id, Some(since), true),
+                })
+                .await?;
+            if let Some(added) = added {
+                return Ok(added);
+            }
+        }
         let lead_id = lead_id.to_string();
-        let since = since.cloned();
-        self.read_warm(move |tx| {
-            let Some(id) = current_id(tx, &lead_id)? else {
-                return Ok(EventsRead::All {
-                    events: Vec::new(),
-                    cursor: None,
-                });
-            };
-            events_since_in(tx, id, since)
+        self.read(move |tx| match current_id(tx, &lead_id)? {
+            None => Ok(none()),
+            Some(id) => Ok(events_since_in(tx, id, None, false)?.unwrap_or_else(none)),
         })
         .await
     }
@@ -1380,14 +1414,34 @@ impl Store for SqliteStore {
         id: &str,
         since: Option<&EventsCursor>,
     ) -> Result<Option<(StoredLead, EventsRead)>, StoreError> {
+        // As `events_since`: only the new events are read on the writer.
+        if let Some(since) = since.cloned() {
+            let id = id.to_string();
+            let warm = self
+                .read_warm(move |tx| {
+                    let Some(lead) = load_lead(tx, &id)? else {
+                        return Ok(Warm::Gone);
+                    };
+                    Ok(
+                        match events_since_in(tx, lead.id.clone(), Some(since), true)? {
+                            Some(events) => Warm::Read(lead, events),
+                            None => Warm::Stale,
+                        },
+                    )
+                })
+                .await?;
+            match warm {
+                Warm::Gone => return Ok(None),
+                Warm::Read(lead, events) => return Ok(Some((lead, events))),
+                Warm::Stale => {}
+            }
+        }
         let id = id.to_string();
-        let since = since.cloned();
-        self.read_warm(move |tx| {
+        self.read(move |tx| {
             let Some(lead) = load_lead(tx, &id)? else {
                 return Ok(None);
             };
-            let events = events_since_in(tx, lead.id.clone(), since)?;
-            Ok(Some((lead, events)))
+            Ok(events_since_in(tx, lead.id.clone(), None, false)?.map(|events| (lead, events)))
         })
         .await
     }
@@ -2689,11 +2743,13 @@ mod tests {
         );
     }
 
-    /// The scorer's reads (the marked leads, a lead with its new events) run on the
+    /// The scorer's short reads (the marked leads, a lead with its new events) run on the
     /// writer's connection, whose page cache stays valid across its commits (a read
-    /// connection's is dropped at each), and see what the writes before them stored.
+    /// connection's is dropped at each), and see what the writes before them stored; a
+    /// lead's whole history is read on a read connection, where a long read holds up no
+    /// write.
     #[tokio::test]
-    async fn the_scorers_reads_run_on_the_writer_and_see_the_writes_before_them() {
+    async fn short_reads_run_on_the_writer_and_whole_histories_beside_it() {
         let dir = std::env::temp_dir().join(format!("hotlead-warm-{}", std::process::id()));
         let store = SqliteStore::open(&dir.join("warm.db")).unwrap();
         let lead = store
@@ -2702,22 +2758,49 @@ mod tests {
             .unwrap()
             .lead_id
             .unwrap();
-        let before = commits(&store);
+        let mut commits_before = commits(&store);
+        let mut through_writer = || {
+            let now = commits(&store);
+            let n = now - commits_before;
+            commits_before = now;
+            n
+        };
         assert_eq!(store.dirty(Utc::now(), 10).await.unwrap().len(), 1);
+        assert_eq!(through_writer(), 1, "the marked leads: on the writer");
         let (_, read) = store.lead_with_events(&lead, None).await.unwrap().unwrap();
         let EventsRead::All { cursor, .. } = read else {
             panic!("a first read reads everything")
         };
+        assert_eq!(through_writer(), 0, "a whole history: beside it");
         store.record(page("m1", "u1")).await.unwrap();
+        through_writer();
         let read = store.events_since(&lead, cursor.as_ref()).await.unwrap();
-        let EventsRead::Added { events, .. } = read else {
+        let EventsRead::Added { events, cursor } = read else {
             panic!("the cursor still holds")
         };
         assert_eq!(events.len(), 1);
+        assert_eq!(through_writer(), 1, "the new events: on the writer");
+        let (_, read) = store
+            .lead_with_events(&lead, Some(&cursor))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(read, EventsRead::Added { ref events, .. } if events.is_empty()));
+        assert_eq!(through_writer(), 1);
+        let stale = EventsCursor {
+            generation: cursor.generation + 1,
+            ..cursor
+        };
+        let (_, read) = store
+            .lead_with_events(&lead, Some(&stale))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(read, EventsRead::All { ref events, .. } if events.len() == 2));
         assert_eq!(
-            commits(&store) - before,
-            4,
-            "three reads and a write, each through the writer"
+            through_writer(),
+            1,
+            "a cursor that does not hold: looked at on the writer, the history read beside it"
         );
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
