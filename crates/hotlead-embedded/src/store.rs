@@ -1120,7 +1120,7 @@ fn events_since_in(
 enum Warm {
     /// No such lead.
     Gone,
-    Read(StoredLead, EventsRead),
+    Read(Box<StoredLead>, EventsRead),
     /// The cursor does not hold: the lead's events are read whole, elsewhere.
     Stale,
 }
@@ -1424,7 +1424,7 @@ impl Store for SqliteStore {
                     };
                     Ok(
                         match events_since_in(tx, lead.id.clone(), Some(since), true)? {
-                            Some(events) => Warm::Read(lead, events),
+                            Some(events) => Warm::Read(Box::new(lead), events),
                             None => Warm::Stale,
                         },
                     )
@@ -1432,7 +1432,7 @@ impl Store for SqliteStore {
                 .await?;
             match warm {
                 Warm::Gone => return Ok(None),
-                Warm::Read(lead, events) => return Ok(Some((lead, events))),
+                Warm::Read(lead, events) => return Ok(Some((*lead, events))),
                 Warm::Stale => {}
             }
         }
