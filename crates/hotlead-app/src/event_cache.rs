@@ -152,7 +152,7 @@ impl EventCache {
         inner.held += held.events.len();
         let cursor_lead = cursor.lead_id.clone();
         let replaced = inner.entries.insert(
-            cursor.lead_id.clone(),
+            cursor_lead.clone(),
             Entry {
                 events: held.events,
                 cursor,

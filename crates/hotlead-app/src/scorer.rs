@@ -148,6 +148,23 @@ enum Failed {
     Panicked,
 }
 
+impl Failed {
+    /// The failure of a rescore's task that did not return: it panicked (a defect, met
+    /// on this lead's data: the lead is set aside), or it was cancelled (the runtime is
+    /// shutting down: nothing is wrong with the lead).
+    fn of_task(error: tokio::task::JoinError, lead_id: &str) -> Failed {
+        if error.is_panic() {
+            tracing::error!(
+                lead = lead_id,
+                "rescoring this lead panicked; it is set aside"
+            );
+            Failed::Panicked
+        } else {
+            Failed::Store(StoreError::unavailable("a rescore was cancelled"))
+        }
+    }
+}
+
 impl std::fmt::Display for Failed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -401,9 +418,13 @@ impl Scorer {
     /// Rescores the leads of `batch`, [`CONCURRENT_RESCORES`] at a time (each lead once:
     /// a batch names a lead once); the results in the batch's order.
     async fn rescore_batch(&self, batch: Vec<Dirty>) -> Vec<(Dirty, Result<Rescored, Failed>)> {
+        use tracing::Instrument;
         let mut results: Vec<Option<Result<Rescored, Failed>>> =
             batch.iter().map(|_| None).collect();
+        // Each rescore on a task of its own (see [`Scorer::rescore_guarded`]); the set
+        // aborts those left when the pass is dropped.
         let mut tasks = tokio::task::JoinSet::new();
+        let mut places = HashMap::new();
         let mut waiting = batch.iter().enumerate();
         loop {
             while tasks.len() < CONCURRENT_RESCORES {
@@ -411,17 +432,23 @@ impl Scorer {
                     break;
                 };
                 let (scorer, lead_id, seq) = (self.clone(), mark.lead_id.clone(), mark.seq);
-                tasks.spawn(async move { (index, scorer.rescore_guarded(&lead_id, seq).await) });
+                let task = tasks.spawn(
+                    async move { scorer.rescore_counted(&lead_id, seq).await }
+                        .instrument(tracing::Span::current()),
+                );
+                places.insert(task.id(), index);
             }
-            match tasks.join_next().await {
-                Some(Ok((index, result))) => results[index] = Some(result),
-                // A rescore that panicked panics the pass, as it did run in line.
-                Some(Err(error)) if error.is_panic() => {
-                    std::panic::resume_unwind(error.into_panic())
+            let (id, result) = match tasks.join_next_with_id().await {
+                Some(Ok((id, result))) => (id, result.map_err(Failed::Store)),
+                Some(Err(error)) => {
+                    let id = error.id();
+                    let lead = places.get(&id).map_or("", |&i| batch[i].lead_id.as_str());
+                    (id, Err(Failed::of_task(error, lead)))
                 }
-                // Cancelled (the runtime is shutting down): its lead is answered below.
-                Some(Err(_)) => {}
                 None => break,
+            };
+            if let Some(index) = places.remove(&id) {
+                results[index] = Some(result);
             }
         }
         batch
@@ -615,33 +642,20 @@ impl Scorer {
     /// functions abort on a panic (`scripts/package`), and their stream's retries and
     /// failure destination take over.
     async fn rescore_guarded(&self, lead_id: &str, seen_seq: i64) -> Result<Rescored, Failed> {
-        /// Aborts the task when the rescore's caller is dropped (a scorer stopped): the
-        /// rescore ends with it, as if it ran in line.
-        struct AbortOnDrop(tokio::task::AbortHandle);
-        impl Drop for AbortOnDrop {
-            fn drop(&mut self) {
-                self.0.abort();
-            }
-        }
         use tracing::Instrument;
         let (scorer, lead) = (self.clone(), lead_id.to_string());
-        let task = tokio::spawn(
+        // A set of one: its task is aborted when the caller is dropped (a scorer
+        // stopped), so the rescore ends with it, as if it ran in line.
+        let mut task = tokio::task::JoinSet::new();
+        task.spawn(
             async move { scorer.rescore_counted(&lead, seen_seq).await }
                 .instrument(tracing::Span::current()),
         );
-        let _abort = AbortOnDrop(task.abort_handle());
-        match task.await {
-            Ok(result) => result.map_err(Failed::Store),
-            Err(error) if error.is_panic() => {
-                tracing::error!(
-                    lead = lead_id,
-                    "rescoring this lead panicked; it is set aside"
-                );
-                Err(Failed::Panicked)
-            }
-            // The runtime is shutting down: nothing is wrong with the lead.
-            Err(_) => Err(Failed::Store(StoreError::unavailable(
-                "a rescore was cancelled",
+        match task.join_next().await {
+            Some(Ok(result)) => result.map_err(Failed::Store),
+            Some(Err(error)) => Err(Failed::of_task(error, lead_id)),
+            None => Err(Failed::Store(StoreError::unavailable(
+                "a rescore did not finish",
             ))),
         }
     }
