@@ -1082,38 +1082,45 @@ fn plain_event_lead(tx: &Connection, record: &Record) -> Result<Option<String>, 
     Ok((keys as usize <= identity::MAX_IDENTITIES).then_some(lead))
 }
 
-/// [`Store::events_since`] of lead `id` (current, not merged): with `added_only`, `None`
-/// when `since` does not hold (the caller reads everything elsewhere).
-fn events_since_in(
+/// The events of lead `id` (current, not merged) added since `since`, or `None` when
+/// the cursor does not hold (events moved in or out, or another lead's cursor).
+fn added_events_in(
     tx: &Connection,
     id: String,
-    since: Option<EventsCursor>,
-    added_only: bool,
+    since: EventsCursor,
 ) -> Result<Option<EventsRead>, StoreError> {
-    let generation: i64 = tx
-        .row("SELECT events_gen FROM leads WHERE id = ?1", [&id], |r| {
-            r.get(0)
-        })
-        .map_err(sql)?;
-    let after = since
-        .filter(|c| c.lead_id == id && c.generation == generation)
-        .map(|c| c.position);
-    if after.is_none() && added_only {
+    let generation = events_generation(tx, &id)?;
+    if since.lead_id != id || since.generation != generation {
         return Ok(None);
     }
-    let (events, newest) = events_of(tx, &id, after)?;
+    let (events, newest) = events_of(tx, &id, Some(since.position))?;
     let cursor = EventsCursor {
         lead_id: id,
         generation,
-        position: newest.max(after.unwrap_or(0)),
+        position: newest.max(since.position),
     };
-    Ok(Some(match after {
-        Some(_) => EventsRead::Added { events, cursor },
-        None => EventsRead::All {
-            events,
-            cursor: Some(cursor),
-        },
-    }))
+    Ok(Some(EventsRead::Added { events, cursor }))
+}
+
+/// Every event of lead `id` (current, not merged), with the cursor to read on from.
+fn all_events_in(tx: &Connection, id: String) -> Result<EventsRead, StoreError> {
+    let generation = events_generation(tx, &id)?;
+    let (events, newest) = events_of(tx, &id, None)?;
+    Ok(EventsRead::All {
+        events,
+        cursor: Some(EventsCursor {
+            lead_id: id,
+            generation,
+            position: newest,
+        }),
+    })
+}
+
+fn events_generation(tx: &Connection, id: &str) -> Result<i64, StoreError> {
+    tx.row("SELECT events_gen FROM leads WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })
+    .map_err(sql)
 }
 
 /// What reading a lead with its new events on the writer found.
@@ -1394,7 +1401,7 @@ impl Store for SqliteStore {
             let added = self
                 .read_warm(move |tx| match current_id(tx, &lead_id)? {
                     None => Ok(Some(none())),
-                    Some(id) => events_since_in(tx, id, Some(since), true),
+                    Some(id) => added_events_in(tx, id, since),
                 })
                 .await?;
             if let Some(added) = added {
@@ -1404,7 +1411,7 @@ impl Store for SqliteStore {
         let lead_id = lead_id.to_string();
         self.read(move |tx| match current_id(tx, &lead_id)? {
             None => Ok(none()),
-            Some(id) => Ok(events_since_in(tx, id, None, false)?.unwrap_or_else(none)),
+            Some(id) => all_events_in(tx, id),
         })
         .await
     }
@@ -1422,12 +1429,10 @@ impl Store for SqliteStore {
                     let Some(lead) = load_lead(tx, &id)? else {
                         return Ok(Warm::Gone);
                     };
-                    Ok(
-                        match events_since_in(tx, lead.id.clone(), Some(since), true)? {
-                            Some(events) => Warm::Read(Box::new(lead), events),
-                            None => Warm::Stale,
-                        },
-                    )
+                    Ok(match added_events_in(tx, lead.id.clone(), since)? {
+                        Some(events) => Warm::Read(Box::new(lead), events),
+                        None => Warm::Stale,
+                    })
                 })
                 .await?;
             match warm {
@@ -1441,7 +1446,8 @@ impl Store for SqliteStore {
             let Some(lead) = load_lead(tx, &id)? else {
                 return Ok(None);
             };
-            Ok(events_since_in(tx, lead.id.clone(), None, false)?.map(|events| (lead, events)))
+            let events = all_events_in(tx, lead.id.clone())?;
+            Ok(Some((lead, events)))
         })
         .await
     }
