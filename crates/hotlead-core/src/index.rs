@@ -515,19 +515,15 @@ impl<'a> Bits<'a> {
         })
     }
 
-    /// Up to `limit` positions from `start` on, the last first.
-    pub(crate) fn last_from(self, start: usize, limit: usize) -> LastFrom<'a> {
-        LastFrom {
-            bits: self,
-            start,
-            at: self.0.len(),
-            word: 0,
-            left: limit,
-        }
+    /// The last position from `start` on.
+    pub(crate) fn last_from(self, start: usize) -> Option<usize> {
+        (start / 64..self.0.len()).rev().find_map(|w| {
+            let word = self.word(w, start);
+            (word != 0).then(|| w * 64 + 63 - word.leading_zeros() as usize)
+        })
     }
 
-    /// Calls `each` with up to `limit` positions from `start` on, the last first (as
-    /// [`Bits::last_from`] gives them, in a loop of its own).
+    /// Calls `each` with up to `limit` positions from `start` on, the last first.
     pub(crate) fn each_last_from(
         self,
         start: usize,
@@ -584,40 +580,6 @@ impl Iterator for IterFrom<'_> {
         let bit = self.word.trailing_zeros() as usize;
         self.word &= self.word - 1;
         Some((self.next_word - 1) * 64 + bit)
-    }
-}
-
-/// The iterator of [`Bits::last_from`]: the words from the last, one bit at a time.
-#[derive(Debug)]
-pub(crate) struct LastFrom<'a> {
-    bits: Bits<'a>,
-    start: usize,
-    /// The word being read (the number of words before the first is read).
-    at: usize,
-    /// What is left of the word being read.
-    word: u64,
-    /// How many more positions to give.
-    left: usize,
-}
-
-impl Iterator for LastFrom<'_> {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        if self.left == 0 {
-            return None;
-        }
-        while self.word == 0 {
-            if self.at <= self.start / 64 {
-                return None;
-            }
-            self.at -= 1;
-            self.word = self.bits.word(self.at, self.start);
-        }
-        let bit = 63 - self.word.leading_zeros() as usize;
-        self.word &= !(1 << bit);
-        self.left -= 1;
-        Some(self.at * 64 + bit)
     }
 }
 
@@ -830,20 +792,33 @@ event = { properties = { x = "0*" } }
         assert_eq!(bits.count_from(2), 3);
         assert_eq!(bits.first_from(4), Some(191));
         assert_eq!(bits.first_from(193), None);
-        assert_eq!(bits.last_from(0, 3).collect::<Vec<_>>(), [192, 191, 3]);
-        assert_eq!(bits.last_from(192, 5).collect::<Vec<_>>(), [192]);
+        assert_eq!(bits.last_from(0), Some(192));
+        assert_eq!(bits.last_from(193), None);
+        let last = |start, limit| {
+            let mut last = Vec::new();
+            bits.each_last_from(start, limit, |p| last.push(p));
+            last
+        };
+        assert_eq!(last(0, 3), [192, 191, 3]);
+        assert_eq!(last(192, 5), [192]);
+        assert!(last(256, 5).is_empty());
+        assert!(last(0, 0).is_empty());
     }
 
     #[test]
-    fn bits_give_the_last_positions_in_a_loop_as_the_iterator_does() {
+    fn bits_give_the_last_positions_as_the_first_ones_reversed() {
         let words = [0b1011u64, 0, 1 << 63, 1, u64::MAX];
         let bits = Bits(&words);
         for start in [0, 1, 4, 63, 64, 191, 192, 200, 256, 320] {
+            let mut all = Vec::new();
+            bits.each_from(start, |p| all.push(p));
+            all.reverse();
+            assert_eq!(bits.last_from(start), all.first().copied(), "from {start}");
             for limit in [0, 1, 3, 20, 100] {
                 let mut each = Vec::new();
                 bits.each_last_from(start, limit, |p| each.push(p));
-                let last: Vec<usize> = bits.last_from(start, limit).collect();
-                assert_eq!(each, last, "from {start}, {limit}");
+                let expected: Vec<usize> = all.iter().copied().take(limit).collect();
+                assert_eq!(each, expected, "from {start}, {limit}");
             }
         }
     }
@@ -872,7 +847,5 @@ event = { properties = { x = "0*" } }
         assert_eq!(bits.iter_from(1).collect::<Vec<_>>(), [1, 3, 191, 192]);
         assert_eq!(bits.iter_from(192).collect::<Vec<_>>(), [192]);
         assert_eq!(bits.iter_from(256).count(), 0);
-        assert_eq!(bits.last_from(256, 5).count(), 0);
-        assert_eq!(bits.last_from(0, 0).count(), 0);
     }
 }

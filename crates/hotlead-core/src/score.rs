@@ -1338,7 +1338,7 @@ fn behaviour_points(
     let rule = &rules.rules[index];
     let start = memo.first_in_window(timeline, behaviour.within, behaviour.decay, rule.points);
     let first = taken.first_from(start)?;
-    let last = taken.last_from(start, 1).next()?;
+    let last = taken.last_from(start)?;
     let count = taken.count_from(start);
     let mut notes = Notes::default();
     let points = match behaviour.count {
