@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use chrono::{DateTime, Duration, Utc};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use hotlead_core::{Event, Lead, RuleSet, score};
 use serde_json::json;
 
@@ -72,11 +72,8 @@ fn events(count: usize, now: DateTime<Utc>) -> Vec<Event> {
         .collect()
 }
 
-fn bench(c: &mut Criterion) {
-    let now = DateTime::parse_from_rfc3339("2026-11-20T00:00:00Z")
-        .expect("time")
-        .with_timezone(&Utc);
-    let lead = Lead::from_raw(
+fn lead() -> Lead {
+    Lead::from_raw(
         "L",
         [
             ("employees", "１，２００名"),
@@ -85,7 +82,14 @@ fn bench(c: &mut Criterion) {
             ("capital", "500億円"),
             ("email", "a@b.example"),
         ],
-    );
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let now = DateTime::parse_from_rfc3339("2026-11-20T00:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    let lead = lead();
     let events = events(1000, now);
     let (rules_100, rules_10) = (rules(100), rules(10));
     let mut group = c.benchmark_group("score");
@@ -122,4 +126,43 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// Criterion's runs; or, with `SCORE_BENCH_RUNS=N`, only N runs of one of the three
+/// (`SCORE_BENCH_ONE` = `100` rules, the default, `10` rules or `sort`) and nothing else:
+/// a fixed amount of work for `valgrind --tool=cachegrind`, whose counts of instructions
+/// and cache misses do not vary with the machine's load as times do.
+fn main() {
+    let Ok(runs) = std::env::var("SCORE_BENCH_RUNS") else {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+        return;
+    };
+    let runs: usize = runs.parse().expect("SCORE_BENCH_RUNS is a count");
+    let one = std::env::var("SCORE_BENCH_ONE").unwrap_or_else(|_| "100".into());
+    let now = DateTime::parse_from_rfc3339("2026-11-20T00:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    let (lead, events) = (lead(), events(1000, now));
+    let mut total = 0;
+    if one == "sort" {
+        for _ in 0..runs {
+            let mut refs: Vec<&Event> = black_box(&events).iter().collect();
+            refs.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+            total += black_box(refs)[0].message_id.len() as i64;
+        }
+    } else {
+        let rules = rules(one.parse().expect("SCORE_BENCH_ONE is 100, 10 or sort"));
+        for _ in 0..runs {
+            total += score(
+                black_box(&rules),
+                black_box(&lead),
+                black_box(&events),
+                now,
+                None,
+            )
+            .score
+            .hundredths();
+        }
+    }
+    println!("{runs} runs of {one}: {total}");
+}

@@ -475,11 +475,11 @@ impl std::iter::FusedIterator for MessageIdsIter<'_> {}
 /// One attribute value in the evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttributeEvidence {
-    pub attribute: String,
+    pub attribute: SharedText,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw: Option<String>,
+    pub raw: Option<SharedText>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
+    pub value: Option<SharedText>,
 }
 
 /// A rule that capped or raised the band.
@@ -732,12 +732,12 @@ fn contributions(
     let mut matched = Vec::with_capacity(rules.rules.len());
     let mut behaviours = 0;
     let mut memo = Memo::default();
-    let mut looked_at = Vec::new();
+    let (mut looked_at, mut seen) = (Vec::new(), Vec::new());
     let mut ids = Picker::new(timeline.len(), event_rules);
     for (i, rule) in rules.rules.iter().enumerate() {
         let contribution = match &rule.kind {
             RuleKind::Attribute(condition) => {
-                attribute_points(rules, i, condition, lead, &mut looked_at)
+                attribute_points(rules, i, condition, lead, &mut looked_at, &mut seen)
             }
             RuleKind::Behaviour(behaviour) => {
                 behaviours += 1;
@@ -827,34 +827,42 @@ impl Picker {
 
 /// An attribute rule's contribution, if its condition holds; `looked_at` is room for the
 /// attributes the condition looks at (borrowed until they are written out, and kept from
-/// one rule to the next).
+/// one rule to the next), and `seen` the evidence of the attributes written out so far:
+/// rules look at a few attributes between them, and each is written out once per score.
 fn attribute_points<'r, 'l>(
     rules: &'r RuleSet,
     index: usize,
     condition: &'r Condition,
     lead: &'l Lead,
     looked_at: &mut Vec<(&'r str, Option<&'l AttributeValue>)>,
+    seen: &mut Vec<(&'r str, AttributeEvidence)>,
 ) -> Option<Contribution> {
     let rule = &rules.rules[index];
     looked_at.clear();
     condition.looked_at(lead, looked_at).then(|| {
         let texts = rules.texts(index);
+        let attributes = looked_at
+            .iter()
+            .map(|&(name, value)| {
+                if let Some((_, evidence)) = seen.iter().find(|(seen, _)| same_text(seen, name)) {
+                    return evidence.clone();
+                }
+                let evidence = AttributeEvidence {
+                    attribute: name.into(),
+                    raw: value.map(|v| v.raw.as_str().into()),
+                    value: value.map(|v| v.value.as_str().into()),
+                };
+                seen.push((name, evidence.clone()));
+                evidence
+            })
+            .collect();
         Contribution {
             rule: texts.id,
             label: texts.label,
             group: texts.group,
             points: rule.points,
             note: None,
-            evidence: Evidence::Attributes {
-                attributes: looked_at
-                    .iter()
-                    .map(|&(name, value)| AttributeEvidence {
-                        attribute: name.to_string(),
-                        raw: value.map(|v| v.raw.clone()),
-                        value: value.map(|v| v.value.clone()),
-                    })
-                    .collect(),
-            },
+            evidence: Evidence::Attributes { attributes },
         }
     })
 }

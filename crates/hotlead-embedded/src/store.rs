@@ -898,7 +898,9 @@ fn email_of(tx: &Connection, id: &str) -> Result<Option<String>, StoreError> {
     Ok(key.map(|k| k.trim_start_matches("email:").to_string()))
 }
 
-fn record_in(tx: &Connection, record: Record) -> Result<Recorded, StoreError> {
+/// Stores `record`, whose event is written out as `body` (by the caller, before the call
+/// reaches the one thread that writes the file).
+fn record_in(tx: &Connection, record: Record, body: &str) -> Result<Recorded, StoreError> {
     let seen: Option<(Option<String>, Option<String>)> = tx
         .row(
             "SELECT lead_id, digest FROM events WHERE message_id = ?1",
@@ -921,7 +923,7 @@ fn record_in(tx: &Connection, record: Record) -> Result<Recorded, StoreError> {
 
     let now = time(record.received_at);
     if let Some(lead_id) = plain_event_lead(tx, &record)? {
-        insert_event(tx, &record, Some(&lead_id), &now)?;
+        insert_event(tx, &record, body, Some(&lead_id), &now)?;
         adopt_anonymous_events(tx, &record, &lead_id)?;
         tx.exec(
             "UPDATE leads SET updated_at = ?2, dirty_seq = dirty_seq + 1, aside_until = NULL
@@ -966,7 +968,7 @@ fn record_in(tx: &Connection, record: Record) -> Result<Recorded, StoreError> {
     }
     let (survivor, merging) = match identity::resolve(&record.keys, &known) {
         Resolution::Anonymous => {
-            insert_event(tx, &record, None, &now)?;
+            insert_event(tx, &record, body, None, &now)?;
             return Ok(Recorded::default());
         }
         Resolution::Create => {
@@ -1015,7 +1017,7 @@ fn record_in(tx: &Connection, record: Record) -> Result<Recorded, StoreError> {
             .map_err(sql)?;
         }
     }
-    insert_event(tx, &record, Some(&lead_id), &now)?;
+    insert_event(tx, &record, body, Some(&lead_id), &now)?;
     adopt_anonymous_events(tx, &record, &lead_id)?;
     tx.exec(
         "UPDATE leads SET attributes = ?2, hot_crossings = ?3, updated_at = ?4,
@@ -1190,6 +1192,7 @@ fn adopt_anonymous_events(
 fn insert_event(
     tx: &Connection,
     record: &Record,
+    body: &str,
     lead_id: Option<&str>,
     now: &str,
 ) -> Result<(), StoreError> {
@@ -1202,7 +1205,7 @@ fn insert_event(
             record.event.anonymous_id,
             time(record.event.timestamp),
             now,
-            to_json(&record.event)?,
+            body,
             record.digest,
         ],
     )
@@ -1364,7 +1367,9 @@ fn history_of(tx: &Connection, lead_id: &str) -> Result<Vec<HistoryEntry>, Store
 #[async_trait]
 impl Store for SqliteStore {
     async fn record(&self, record: Record) -> Result<Recorded, StoreError> {
-        self.transaction(move |tx| record_in(tx, record)).await
+        let body = to_json(&record.event)?;
+        self.transaction(move |tx| record_in(tx, record, &body))
+            .await
     }
 
     async fn lead(&self, id: &str) -> Result<Option<StoredLead>, StoreError> {
@@ -1609,8 +1614,10 @@ impl Store for SqliteStore {
     }
 
     async fn save_score(&self, update: ScoreUpdate) -> Result<SaveOutcome, StoreError> {
+        // Written out here, by the caller, not by the one thread that writes the file.
+        let score_json = to_json(&update.score)?;
+        let stage_json = update.history.stage.as_ref().map(to_json).transpose()?;
         self.transaction(move |tx| {
-            let score_json = to_json(&update.score)?;
             let history = &update.history;
             if !history.entries.is_empty() && history.read.is_none() {
                 return Err(StoreError::rejected("history entries without what they were worked out from"));
@@ -1618,7 +1625,6 @@ impl Store for SqliteStore {
             // Saved only while the lead holds what the score was worked out from.
             let read = history.read.unwrap_or(HistoryRead { band: None, history_rev: 0 });
             let last_rev = history.entries.last().map_or(read.history_rev, |e| e.rev);
-            let stage_json = history.stage.as_ref().map(to_json).transpose()?;
             let changed = tx
                 .exec(
                     "UPDATE leads SET score_json = ?2, score_hundredths = ?3, band = ?4, scored_at = ?5, hot_crossings = ?6,
@@ -2533,7 +2539,9 @@ mod tests {
             async move {
                 store
                     .transaction(|tx| {
-                        record_in(tx, page("failed", "u9"))?;
+                        let record = page("failed", "u9");
+                        let body = to_json(&record.event)?;
+                        record_in(tx, record, &body)?;
                         Err::<(), _>(StoreError::rejected("this call fails"))
                     })
                     .await
@@ -2545,7 +2553,9 @@ mod tests {
             async move {
                 store
                     .transaction(|tx| -> Result<(), StoreError> {
-                        record_in(tx, page("panicked", "u8"))?;
+                        let record = page("panicked", "u8");
+                        let body = to_json(&record.event)?;
+                        record_in(tx, record, &body)?;
                         panic!("a bug in one call");
                     })
                     .await
