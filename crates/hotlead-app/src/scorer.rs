@@ -165,6 +165,11 @@ impl Failed {
     }
 }
 
+/// The failure of a rescore that never answered (its task was dropped unjoined).
+fn unfinished() -> Failed {
+    Failed::Store(StoreError::unavailable("a rescore did not finish"))
+}
+
 impl std::fmt::Display for Failed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -422,7 +427,8 @@ impl Scorer {
         let mut results: Vec<Option<Result<Rescored, Failed>>> =
             batch.iter().map(|_| None).collect();
         // Each rescore on a task of its own (see [`Scorer::rescore_guarded`]); the set
-        // aborts those left when the pass is dropped.
+        // aborts those left when its caller is dropped (a scorer stopped), so they end
+        // with it, as if they ran in line.
         let mut tasks = tokio::task::JoinSet::new();
         let mut places = HashMap::new();
         let mut waiting = batch.iter().enumerate();
@@ -454,14 +460,7 @@ impl Scorer {
         batch
             .into_iter()
             .zip(results)
-            .map(|(mark, result)| {
-                let result = result.unwrap_or_else(|| {
-                    Err(Failed::Store(StoreError::unavailable(
-                        "a rescore did not finish",
-                    )))
-                });
-                (mark, result)
-            })
+            .map(|(mark, result)| (mark, result.unwrap_or_else(|| Err(unfinished()))))
             .collect()
     }
 
@@ -634,30 +633,20 @@ impl Scorer {
         Ok(self.rescore_counted(lead_id, seen_seq).await?.outcome)
     }
 
-    /// [`Scorer::rescore_counted`] on a task of its own, so that a rescore that panics
-    /// (a defect, met on one lead's data) fails that lead alone: it is set aside like a
-    /// lead whose data cannot be read, and the other leads, the rest of the round and
-    /// the next rounds go on (a change feed's batch naming it is not retried). This
-    /// holds where a panic unwinds (`hotlead serve`, the CLI); the packaged Lambda
-    /// functions abort on a panic (`scripts/package`), and their stream's retries and
-    /// failure destination take over.
+    /// [`Scorer::rescore_counted`] on a task of its own (a batch of one: see
+    /// [`Scorer::rescore_batch`]), so that a rescore that panics (a defect, met on one
+    /// lead's data) fails that lead alone: it is set aside like a lead whose data cannot
+    /// be read, and the other leads, the rest of the round and the next rounds go on (a
+    /// change feed's batch naming it is not retried). This holds where a panic unwinds
+    /// (`hotlead serve`, the CLI); the packaged Lambda functions abort on a panic
+    /// (`scripts/package`), and their stream's retries and failure destination take over.
     async fn rescore_guarded(&self, lead_id: &str, seen_seq: i64) -> Result<Rescored, Failed> {
-        use tracing::Instrument;
-        let (scorer, lead) = (self.clone(), lead_id.to_string());
-        // A set of one: its task is aborted when the caller is dropped (a scorer
-        // stopped), so the rescore ends with it, as if it ran in line.
-        let mut task = tokio::task::JoinSet::new();
-        task.spawn(
-            async move { scorer.rescore_counted(&lead, seen_seq).await }
-                .instrument(tracing::Span::current()),
-        );
-        match task.join_next().await {
-            Some(Ok(result)) => result.map_err(Failed::Store),
-            Some(Err(error)) => Err(Failed::of_task(error, lead_id)),
-            None => Err(Failed::Store(StoreError::unavailable(
-                "a rescore did not finish",
-            ))),
-        }
+        let mut results = self
+            .rescore_batch(vec![Dirty::new(lead_id, seen_seq)])
+            .await;
+        results
+            .pop()
+            .map_or_else(|| Err(unfinished()), |(_, result)| result)
     }
 
     /// [`Scorer::rescore`], saying how many alerts the save raised.

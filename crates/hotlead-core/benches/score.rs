@@ -72,6 +72,20 @@ fn events(count: usize, now: DateTime<Utc>) -> Vec<Event> {
         .collect()
 }
 
+/// The scoring time of every case.
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-20T00:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+/// The floor: the events in time order (then by message id), as any scorer orders them.
+fn sorted(events: &[Event]) -> Vec<&Event> {
+    let mut refs: Vec<&Event> = events.iter().collect();
+    refs.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+    refs
+}
+
 fn lead() -> Lead {
     Lead::from_raw(
         "L",
@@ -86,9 +100,7 @@ fn lead() -> Lead {
 }
 
 fn bench(c: &mut Criterion) {
-    let now = DateTime::parse_from_rfc3339("2026-11-20T00:00:00Z")
-        .expect("time")
-        .with_timezone(&Utc);
+    let now = now();
     let lead = lead();
     let events = events(1000, now);
     let (rules_100, rules_10) = (rules(100), rules(10));
@@ -116,11 +128,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("sort_1000_events_floor", |b| {
-        b.iter(|| {
-            let mut refs: Vec<&Event> = black_box(&events).iter().collect();
-            refs.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
-            refs.len()
-        })
+        b.iter(|| sorted(black_box(&events)).len())
     });
     group.finish();
 }
@@ -139,16 +147,12 @@ fn main() {
     };
     let runs: usize = runs.parse().expect("SCORE_BENCH_RUNS is a count");
     let one = std::env::var("SCORE_BENCH_ONE").unwrap_or_else(|_| "100".into());
-    let now = DateTime::parse_from_rfc3339("2026-11-20T00:00:00Z")
-        .expect("time")
-        .with_timezone(&Utc);
+    let now = now();
     let (lead, events) = (lead(), events(1000, now));
     let mut total = 0;
     if one == "sort" {
         for _ in 0..runs {
-            let mut refs: Vec<&Event> = black_box(&events).iter().collect();
-            refs.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
-            total += black_box(refs)[0].message_id.len() as i64;
+            total += black_box(sorted(black_box(&events)))[0].message_id.len() as i64;
         }
     } else {
         let rules = rules(one.parse().expect("SCORE_BENCH_ONE is 100, 10 or sort"));
