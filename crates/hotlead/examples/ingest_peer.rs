@@ -1,16 +1,32 @@
-//! The peer of the local ingest benchmark (`scripts/bench-ingest`): the least an HTTP
-//! service can do with a Segment call. One axum route, `POST /v1/page`, on the same
-//! runtime as `hotlead serve` (tokio multi-thread): it reads the body, parses it as JSON
-//! into a `serde_json::Value` (as `hotlead serve` does first), checks it is an object and
-//! answers 200 with a small JSON body. No store, no validation beyond that.
+//! The peers of the local ingest benchmark (`scripts/bench-ingest`).
 //!
-//! `cargo run --release -p hotlead --example ingest_peer -- 127.0.0.1:18081`
+//! - `ingest_peer ADDR`: the least an HTTP service can do with a Segment call. One axum
+//!   route, `POST /v1/page`, on the same runtime as `hotlead serve` (tokio multi-thread):
+//!   it reads the body, parses it as JSON into a `serde_json::Value` (as `hotlead serve`
+//!   does first), checks it is an object and answers 200 with a small JSON body. No
+//!   store, no validation beyond that.
+//! - `ingest_peer ADDR --durable FILE`: the least a service can do that keeps every call
+//!   it answered: the same route, then the call stored once per message id in a SQLite
+//!   file (WAL, `synchronous = FULL`) by one writer thread that commits every call waiting
+//!   in one transaction and answers each once its commit is on disk. No identity, no lead,
+//!   no score: the floor under any durable, idempotent ingest on this machine.
+//!
+//! `cargo run --release -p hotlead --example ingest_peer -- 127.0.0.1:18081 [--durable FILE]`
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+/// A call for the writer: its message id and body, and where to answer whether it was a
+/// repeat (`None`: it could not be stored).
+type Write = (String, Bytes, oneshot::Sender<Option<bool>>);
+
+/// Calls committed in one transaction at most.
+const GROUP: usize = 256;
 
 async fn page(body: Bytes) -> (StatusCode, Json<Value>) {
     match serde_json::from_slice::<Value>(&body) {
@@ -18,21 +34,130 @@ async fn page(body: Bytes) -> (StatusCode, Json<Value>) {
             StatusCode::OK,
             Json(json!({"success": true, "duplicate": false, "fields": call.len()})),
         ),
-        Ok(_) | Err(_) => (StatusCode::BAD_REQUEST, Json(json!({"error": "malformed"}))),
+        Ok(_) | Err(_) => malformed(),
     }
 }
 
+fn malformed() -> (StatusCode, Json<Value>) {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": "malformed"})))
+}
+
+async fn durable_page(
+    State(writer): State<mpsc::Sender<Write>>,
+    body: Bytes,
+) -> (StatusCode, Json<Value>) {
+    let id = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(call)) => match call.get("messageId").and_then(Value::as_str) {
+            Some(id) => id.to_string(),
+            None => return malformed(),
+        },
+        Ok(_) | Err(_) => return malformed(),
+    };
+    let (answer, answered) = oneshot::channel();
+    if writer.send((id, body, answer)).await.is_err() {
+        return unavailable();
+    }
+    match answered.await {
+        Ok(Some(duplicate)) => (
+            StatusCode::OK,
+            Json(json!({"success": true, "duplicate": duplicate})),
+        ),
+        Ok(None) | Err(_) => unavailable(),
+    }
+}
+
+fn unavailable() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": "not stored"})),
+    )
+}
+
+/// The writer thread: every call waiting, in one transaction, answered after the commit.
+fn write_loop(connection: rusqlite::Connection, mut calls: mpsc::Receiver<Write>) {
+    while let Some(first) = calls.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match calls.try_recv() {
+                Ok(call) => group.push(call),
+                Err(_) => break,
+            }
+        }
+        let stored = (|| -> rusqlite::Result<Vec<bool>> {
+            let tx = connection.unchecked_transaction()?;
+            let mut repeats = Vec::with_capacity(group.len());
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO calls (message_id, body) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                )?;
+                for (id, body, _) in &group {
+                    let text = std::str::from_utf8(body).unwrap_or_default();
+                    repeats.push(insert.execute((id, text))? == 0);
+                }
+            }
+            tx.commit()?;
+            Ok(repeats)
+        })();
+        match stored {
+            Ok(repeats) => {
+                for ((_, _, answer), repeat) in group.into_iter().zip(repeats) {
+                    let _ = answer.send(Some(repeat));
+                }
+            }
+            Err(error) => {
+                eprintln!("not stored: {error}");
+                for (_, _, answer) in group {
+                    let _ = answer.send(None);
+                }
+            }
+        }
+    }
+}
+
+fn open(path: &str) -> anyhow::Result<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
+    connection.execute_batch(
+        "PRAGMA synchronous = FULL;
+         CREATE TABLE IF NOT EXISTS calls (message_id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    )?;
+    Ok(connection)
+}
+
 fn main() -> anyhow::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addr = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "127.0.0.1:18081".into());
+    let durable = match args.get(1).map(String::as_str) {
+        Some("--durable") => Some(
+            args.get(2)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("--durable needs a file"))?,
+        ),
+        Some(other) => anyhow::bail!("unknown argument {other}"),
+        None => None,
+    };
+    let app = match durable {
+        None => Router::new().route("/v1/page", post(page)),
+        Some(path) => {
+            let connection = open(&path)?;
+            let (writer, calls) = mpsc::channel(1_024);
+            std::thread::Builder::new()
+                .name("peer-writer".into())
+                .spawn(move || write_loop(connection, calls))?;
+            Router::new()
+                .route("/v1/page", post(durable_page))
+                .with_state(writer)
+        }
+    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(async move {
             let listener = tokio::net::TcpListener::bind(&addr).await?;
             println!("ingest peer listening on http://{}", listener.local_addr()?);
-            let app = Router::new().route("/v1/page", post(page));
             axum::serve(listener, app).await?;
             Ok(())
         })
