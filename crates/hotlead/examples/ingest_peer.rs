@@ -7,9 +7,10 @@
 //!   store, no validation beyond that.
 //! - `ingest_peer ADDR --durable FILE`: the least a service can do that keeps every call
 //!   it answered: the same route, then the call stored once per message id in a SQLite
-//!   file (WAL, `synchronous = FULL`) by one writer thread that commits every call waiting
-//!   in one transaction and answers each once its commit is on disk. No identity, no lead,
-//!   no score: the floor under any durable, idempotent ingest on this machine.
+//!   file (WAL, `synchronous = FULL`, tuned as `hotlead serve` tunes its own) by one
+//!   writer thread that commits every call waiting in one transaction and answers each
+//!   once its commit is on disk. No identity, no lead, no score: the floor under any
+//!   durable, idempotent ingest on this machine.
 //!
 //! `cargo run --release -p hotlead --example ingest_peer -- 127.0.0.1:18081 [--durable FILE]`
 
@@ -91,8 +92,7 @@ fn write_loop(connection: rusqlite::Connection, mut calls: mpsc::Receiver<Write>
                     "INSERT INTO calls (message_id, body) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 )?;
                 for (id, body, _) in &group {
-                    let text = std::str::from_utf8(body).unwrap_or_default();
-                    repeats.push(insert.execute((id, text))? == 0);
+                    repeats.push(insert.execute((id, &body[..]))? == 0);
                 }
             }
             tx.commit()?;
@@ -114,12 +114,19 @@ fn write_loop(connection: rusqlite::Connection, mut calls: mpsc::Receiver<Write>
     }
 }
 
+/// The file as `hotlead serve` tunes its writer's connection (log mode, a sync per
+/// commit, its page cache, memory mapping and checkpoint interval), with one table.
 fn open(path: &str) -> anyhow::Result<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(path)?;
-    connection.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
+    let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    anyhow::ensure!(
+        mode == "wal",
+        "{path}: the file cannot use a write-ahead log ({mode})"
+    );
     connection.execute_batch(
-        "PRAGMA synchronous = FULL;
-         CREATE TABLE IF NOT EXISTS calls (message_id TEXT PRIMARY KEY, body TEXT NOT NULL);",
+        "PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;
+         PRAGMA wal_autocheckpoint = 8192;
+         CREATE TABLE IF NOT EXISTS calls (message_id TEXT PRIMARY KEY, body BLOB NOT NULL);",
     )?;
     Ok(connection)
 }
