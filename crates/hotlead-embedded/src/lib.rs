@@ -13,4 +13,4 @@ mod store;
 
 pub use counter::MemoryRequestCounter;
 pub use outbox::FileOutbox;
-pub use store::SqliteStore;
+pub use store::{SqliteStore, WRITER_TUNING};

@@ -207,10 +207,18 @@ const QUEUE: usize = 1_024;
 const READERS: usize = 4;
 /// Prepared statements kept per connection.
 const STATEMENTS: usize = 128;
-/// Bytes of the database file read through memory mapping (no copy per page read).
-const MMAP: u64 = 256 << 20;
-/// Pages of write-ahead log after which a commit checkpoints it.
-const WAL_PAGES: u32 = 8_192;
+/// How the writer's connection writes and caches the file (also how the ingest
+/// benchmark's durable peer opens its own, so that it is the floor of this writer):
+/// - `synchronous = FULL`: a commit is on disk before its callers are answered (group
+///   commit pays one sync for many calls);
+/// - a 32 MB page cache: the writer's cache stays valid across its own commits (a
+///   reader's is dropped at each change), so pages read once stay in memory;
+/// - 256 MB of the file read through memory mapping (no copy per page read);
+/// - the log written back into the file every 8,192 pages (SQLite's default is 1,000): a
+///   page rewritten by many groups (a lead's row, an index page) is copied back once per
+///   checkpoint, and the writer syncs the file less often.
+pub const WRITER_TUNING: &str = "PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; \
+     PRAGMA mmap_size = 268435456; PRAGMA wal_autocheckpoint = 8192;";
 
 /// The SQLite store. Writes go to one writer thread that owns the read-write connection
 /// and commits calls in groups: it takes every call waiting (up to [`MAX_BATCH`]), runs
@@ -563,24 +571,13 @@ impl SqliteStore {
             }
         }
         connection
-            // synchronous = FULL: a commit is on disk before its callers are answered
-            // (group commit pays one sync for many calls). secure_delete: what is
-            // deleted (an erased person, expired events) is overwritten in the file, not
-            // left in free pages.
+            // secure_delete: what is deleted (an erased person, expired events) is
+            // overwritten in the file, not left in free pages.
             .execute_batch(
-                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+                "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
             )
             .map_err(sql)?;
-        // The writer's cache stays valid across its own commits (a reader's is dropped
-        // at each change): pages read once stay in memory.
-        // The log is written back into the file every WAL_PAGES pages (SQLite's default
-        // is 1,000): a page rewritten by many groups (a lead's row, an index page) is
-        // copied back once per checkpoint, and the writer syncs the file less often.
-        connection
-            .execute_batch(&format!(
-                "PRAGMA cache_size = -32768; PRAGMA mmap_size = {MMAP}; PRAGMA wal_autocheckpoint = {WAL_PAGES};"
-            ))
-            .map_err(sql)?;
+        connection.execute_batch(WRITER_TUNING).map_err(sql)?;
         connection.set_prepared_statement_cache_capacity(STATEMENTS);
         // Each migration in a transaction that holds the write lock from its start, the
         // version read inside it: a program opening the file at the same time waits, then
@@ -2676,14 +2673,20 @@ mod tests {
     async fn an_answered_write_is_synced_to_disk() {
         let dir = std::env::temp_dir().join(format!("hotlead-sync-{}", std::process::id()));
         let store = SqliteStore::open(&dir.join("sync.db")).unwrap();
-        let level: i64 = store
-            .alone(|c| {
-                c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+        let pragma = |name: &'static str| {
+            store.alone(move |c| {
+                c.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
                     .map_err(sql)
             })
-            .await
-            .unwrap();
-        assert_eq!(level, 2, "synchronous = FULL");
+        };
+        assert_eq!(
+            pragma("synchronous").await.unwrap(),
+            2,
+            "synchronous = FULL"
+        );
+        // The rest of WRITER_TUNING holds on the writer's connection too.
+        assert_eq!(pragma("cache_size").await.unwrap(), -32_768);
+        assert_eq!(pragma("wal_autocheckpoint").await.unwrap(), 8_192);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

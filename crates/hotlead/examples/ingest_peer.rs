@@ -114,8 +114,9 @@ fn write_loop(connection: rusqlite::Connection, mut calls: mpsc::Receiver<Write>
     }
 }
 
-/// The file as `hotlead serve` tunes its writer's connection (log mode, a sync per
-/// commit, its page cache, memory mapping and checkpoint interval), with one table.
+/// The file as `hotlead serve` opens it for its writer (a write-ahead log, then
+/// [`hotlead_embedded::WRITER_TUNING`]: a sync per commit, its page cache, memory mapping
+/// and checkpoint interval), with one table.
 fn open(path: &str) -> anyhow::Result<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(path)?;
     let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -123,10 +124,9 @@ fn open(path: &str) -> anyhow::Result<rusqlite::Connection> {
         mode == "wal",
         "{path}: the file cannot use a write-ahead log ({mode})"
     );
+    connection.execute_batch(hotlead_embedded::WRITER_TUNING)?;
     connection.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; PRAGMA mmap_size = 268435456;
-         PRAGMA wal_autocheckpoint = 8192;
-         CREATE TABLE IF NOT EXISTS calls (message_id TEXT PRIMARY KEY, body BLOB NOT NULL);",
+        "CREATE TABLE IF NOT EXISTS calls (message_id TEXT PRIMARY KEY, body BLOB NOT NULL)",
     )?;
     Ok(connection)
 }
