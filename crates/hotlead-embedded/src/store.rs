@@ -294,6 +294,10 @@ impl Readers {
 enum Job {
     /// A call, run in the group's transaction inside a savepoint of its own.
     Call(Box<dyn Call>),
+    /// A call that need not be stored at once (a saved score): when the writer finds it
+    /// first, it waits up to [`LINGER`] for another call to share its commit, rather
+    /// than making the calls queued meanwhile wait for a commit of its own.
+    Later(Box<dyn Call>),
     /// Work outside any transaction (a checkpoint), after the group before it committed.
     Alone(Box<dyn FnOnce(&Connection) + Send>),
     /// Stops the writer (tests: a writer that died).
@@ -392,14 +396,30 @@ fn roll_back(connection: &Connection) {
 }
 
 /// The writer thread: groups of calls until every handle of the store is dropped.
-fn write_loop(connection: Connection, mut jobs: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+fn write_loop(
+    connection: Connection,
+    mut jobs: mpsc::Receiver<Job>,
+    commits: Arc<AtomicU64>,
+    linger: std::time::Duration,
+) {
     let mut next = None;
     loop {
         let Some(job) = next.take().or_else(|| jobs.blocking_recv()) else {
             return;
         };
         match job {
-            Job::Call(first) => next = run_group(&connection, first, &mut jobs, &commits),
+            Job::Call(first) => next = run_group(&connection, vec![first], &mut jobs, &commits),
+            Job::Later(first) => {
+                let (calls, after) = with_company(first, &mut jobs, linger);
+                next = match after {
+                    // The calls queued after that job wait for it.
+                    Some(job) => {
+                        run_group(&connection, calls, &mut Closed, &commits);
+                        Some(job)
+                    }
+                    None => run_group(&connection, calls, &mut jobs, &commits),
+                };
+            }
             Job::Alone(work) => {
                 let _ =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&connection)));
@@ -411,15 +431,73 @@ fn write_loop(connection: Connection, mut jobs: mpsc::Receiver<Job>, commits: Ar
     }
 }
 
-/// One group: `first` and every call waiting behind it, in one transaction. Returns a
+/// How long a call that may wait ([`Job::Later`]) waits for company at most: under
+/// load, about the time an answered HTTP client takes to send its next call, so that a
+/// saved score joins the next group of ingest calls instead of a commit (and a sync) of
+/// its own; with no load, a delay well below the sync it saves.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+/// How often the queue is looked at while a call waits for company.
+const LINGER_POLL: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// `first` (a call that may wait) and the calls that come within `linger`: the wait
+/// ends at the first call that may not wait, or with a job that is no call (returned,
+/// to run after the group).
+fn with_company(
+    first: Box<dyn Call>,
+    jobs: &mut mpsc::Receiver<Job>,
+    linger: std::time::Duration,
+) -> (Vec<Box<dyn Call>>, Option<Job>) {
+    let mut calls = vec![first];
+    let until = std::time::Instant::now() + linger;
+    while calls.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(Job::Later(call)) => calls.push(call),
+            Ok(Job::Call(call)) => {
+                calls.push(call);
+                break;
+            }
+            Ok(other) => return (calls, Some(other)),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(LINGER_POLL.min(left));
+            }
+        }
+    }
+    (calls, None)
+}
+
+/// Where a group takes the calls queued behind its first ones from.
+trait Queue {
+    fn next(&mut self) -> Option<Job>;
+}
+
+impl Queue for mpsc::Receiver<Job> {
+    fn next(&mut self) -> Option<Job> {
+        self.try_recv().ok()
+    }
+}
+
+/// No more calls: the next job in the queue must wait for the group.
+struct Closed;
+
+impl Queue for Closed {
+    fn next(&mut self) -> Option<Job> {
+        None
+    }
+}
+
+/// One group: `calls` and every call waiting behind them, in one transaction. Returns a
 /// job taken from the queue that does not belong in the group.
 fn run_group(
     connection: &Connection,
-    first: Box<dyn Call>,
-    jobs: &mut mpsc::Receiver<Job>,
+    mut calls: Vec<Box<dyn Call>>,
+    jobs: &mut impl Queue,
     commits: &AtomicU64,
 ) -> Option<Job> {
-    let mut calls = vec![first];
     if let Err(error) = connection.exec("BEGIN IMMEDIATE", []).map(drop) {
         fail_all(calls, &sql(error));
         return None;
@@ -439,8 +517,11 @@ fn run_group(
             let error = StoreError::unavailable(
                 "the database rolled the transaction back; nothing of this call was stored",
             );
+            // Those after this one did not run.
+            let later = calls.split_off(index + 1);
             let this = calls.pop();
             fail_all(calls, &error);
+            fail_all(later, &error);
             if let Some(this) = this {
                 this.answer(if ok { Some(error) } else { None });
             }
@@ -460,16 +541,19 @@ fn run_group(
             return None;
         }
         index += 1;
+        if index < calls.len() {
+            continue;
+        }
         if calls.len() >= MAX_BATCH {
             break;
         }
-        match jobs.try_recv() {
-            Ok(Job::Call(call)) => calls.push(call),
-            Ok(other) => {
+        match jobs.next() {
+            Some(Job::Call(call) | Job::Later(call)) => calls.push(call),
+            Some(other) => {
                 leftover = Some(other);
                 break;
             }
-            Err(_) => break,
+            None => break,
         }
     }
     match connection.exec("COMMIT", []).map(drop) {
@@ -542,13 +626,14 @@ impl SqliteStore {
                 connections: readers,
                 next: AtomicUsize::new(0),
             }),
+            LINGER,
         )
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let connection = Self::prepare(Connection::open_in_memory().map_err(sql)?)?;
-        Self::start(connection, None)
+        Self::start(connection, None, LINGER)
     }
 
     fn prepare(mut connection: Connection) -> Result<Connection, StoreError> {
@@ -614,14 +699,19 @@ impl SqliteStore {
         Ok(connection)
     }
 
-    /// Starts the writer thread on `connection`.
-    fn start(connection: Connection, readers: Option<Readers>) -> Result<SqliteStore, StoreError> {
+    /// Starts the writer thread on `connection`; a call that may wait waits `linger` for
+    /// company at most.
+    fn start(
+        connection: Connection,
+        readers: Option<Readers>,
+        linger: std::time::Duration,
+    ) -> Result<SqliteStore, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let counted = commits.clone();
         let writer = std::thread::Builder::new()
             .name("hotlead-sqlite-writer".into())
-            .spawn(move || write_loop(connection, queue, counted))
+            .spawn(move || write_loop(connection, queue, counted, linger))
             .map_err(|e| StoreError::unavailable("cannot start the database writer").because(e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -718,6 +808,24 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.queued(work, Job::Call).await
+    }
+
+    /// As [`SqliteStore::transaction`], for a write that may wait a moment to share a
+    /// commit ([`Job::Later`]).
+    async fn transaction_later<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.queued(work, Job::Later).await
+    }
+
+    async fn queued<T, F>(&self, work: F, job: fn(Box<dyn Call>) -> Job) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let call = Queued {
             work: Some(work),
@@ -725,7 +833,7 @@ impl SqliteStore {
             reply,
         };
         self.queue()?
-            .send(Job::Call(Box::new(call)))
+            .send(job(Box::new(call)))
             .await
             .map_err(|_| Self::writer_gone())?;
         answer.await.map_err(|_| Self::writer_gone())?
@@ -1083,22 +1191,48 @@ fn plain_event_lead(tx: &Connection, record: &Record) -> Result<Option<String>, 
 
 /// The events of lead `id` (current, not merged) added since `since`, or `None` when
 /// the cursor does not hold (events moved in or out, or another lead's cursor).
+/// Its events are still JSON text (see [`EventBodies`]).
 fn added_events_in(
     tx: &Connection,
     id: String,
     since: EventsCursor,
-) -> Result<Option<EventsRead>, StoreError> {
+) -> Result<Option<AddedEvents>, StoreError> {
     let generation = events_generation(tx, &id)?;
     if since.lead_id != id || since.generation != generation {
         return Ok(None);
     }
-    let (events, newest) = events_of(tx, &id, Some(since.position))?;
+    let (bodies, newest) = event_bodies(tx, &id, Some(since.position))?;
     let cursor = EventsCursor {
         lead_id: id,
         generation,
         position: newest.max(since.position),
     };
-    Ok(Some(EventsRead::Added { events, cursor }))
+    Ok(Some(AddedEvents { bodies, cursor }))
+}
+
+/// Events added since a cursor, read on the writer: the caller parses them, so that the
+/// one thread that writes the file spends no time on JSON it does not need.
+struct AddedEvents {
+    bodies: EventBodies,
+    cursor: EventsCursor,
+}
+
+impl AddedEvents {
+    fn parse(self) -> Result<EventsRead, StoreError> {
+        Ok(EventsRead::Added {
+            events: self.bodies.parse()?,
+            cursor: self.cursor,
+        })
+    }
+}
+
+/// Events as stored (JSON text), in the order read.
+struct EventBodies(Vec<String>);
+
+impl EventBodies {
+    fn parse(&self) -> Result<Vec<Event>, StoreError> {
+        self.0.iter().map(|body| json(body)).collect()
+    }
 }
 
 /// Every event of lead `id` (current, not merged), with the cursor to read on from.
@@ -1122,11 +1256,11 @@ fn events_generation(tx: &Connection, id: &str) -> Result<i64, StoreError> {
     .map_err(sql)
 }
 
-/// What reading a lead with its new events on the writer found.
+/// What reading a lead with its new events on the writer found (still to be parsed).
 enum Warm {
     /// No such lead.
     Gone,
-    Read(Box<StoredLead>, EventsRead),
+    Read(Box<LeadRow>, AddedEvents),
     /// The cursor does not hold: the lead's events are read whole, elsewhere.
     Stale,
 }
@@ -1139,6 +1273,16 @@ fn events_of(
     id: &str,
     after: Option<i64>,
 ) -> Result<(Vec<Event>, i64), StoreError> {
+    let (bodies, newest) = event_bodies(tx, id, after)?;
+    Ok((bodies.parse()?, newest))
+}
+
+/// As [`events_of`], the events still JSON text.
+fn event_bodies(
+    tx: &Connection,
+    id: &str,
+    after: Option<i64>,
+) -> Result<(EventBodies, i64), StoreError> {
     let mut statement = match after {
         None => tx.prepare_cached(
             "SELECT rowid, body FROM events WHERE lead_id = ?1 ORDER BY timestamp, message_id",
@@ -1153,7 +1297,7 @@ fn events_of(
         Some(after) => statement.query(params![id, after]),
     }
     .map_err(sql)?;
-    let mut events = Vec::new();
+    let mut bodies = Vec::new();
     let mut newest = 0;
     while let Some(row) = rows.next().map_err(sql)? {
         let rowid: i64 = row.get(0).map_err(sql)?;
@@ -1163,9 +1307,9 @@ fn events_of(
             .map_err(sql)?
             .as_str()
             .map_err(|e| StoreError::corrupt("a stored event has the wrong type").because(e))?;
-        events.push(json(body)?);
+        bodies.push(body.to_string());
     }
-    Ok((events, newest))
+    Ok((EventBodies(bodies), newest))
 }
 
 /// Moves the events an anonymous id of the call left before it was linked to `lead_id`.
@@ -1227,6 +1371,12 @@ fn merge(tx: &Connection, from: &str, into: &str, now: &str) -> Result<(), Store
 }
 
 fn load_lead(tx: &Connection, id: &str) -> Result<Option<StoredLead>, StoreError> {
+    lead_row(tx, id)?.map(LeadRow::parse).transpose()
+}
+
+/// A lead's row as read (the lead `id` stands for, after merges), its times and JSON
+/// columns still text: the scorer's reads on the writer leave parsing to the caller.
+fn lead_row(tx: &Connection, id: &str) -> Result<Option<LeadRow>, StoreError> {
     let Some(id) = current_id(tx, id)? else {
         return Ok(None);
     };
@@ -1234,21 +1384,54 @@ fn load_lead(tx: &Connection, id: &str) -> Result<Option<StoredLead>, StoreError
         .row(
             "SELECT created_at, updated_at, attributes, score_json, hot_crossings, stage_json, history_rev FROM leads WHERE id = ?1",
             [&id],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, u32>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, u32>(6)?)),
+            |r| Ok(LeadRow {
+                id: String::new(),
+                created_at: r.get(0)?,
+                updated_at: r.get(1)?,
+                attributes: r.get(2)?,
+                score: r.get(3)?,
+                hot_crossings: r.get(4)?,
+                stage: r.get(5)?,
+                history_rev: r.get(6)?,
+                identities: Vec::new(),
+            }),
         )
         .map_err(sql)?;
     let identities = identities_of(tx, &id)?;
-    Ok(Some(StoredLead {
+    Ok(Some(LeadRow {
         id,
-        created_at: parse_time(&row.0)?,
-        updated_at: parse_time(&row.1)?,
-        attributes: json(&row.2)?,
         identities,
-        score: row.3.as_deref().map(json).transpose()?,
-        hot_crossings: row.4,
-        stage: row.5.as_deref().map(json).transpose()?,
-        history_rev: row.6,
+        ..row
     }))
+}
+
+/// See [`lead_row`].
+struct LeadRow {
+    id: String,
+    created_at: String,
+    updated_at: String,
+    attributes: String,
+    score: Option<String>,
+    hot_crossings: u32,
+    stage: Option<String>,
+    history_rev: u32,
+    identities: Vec<String>,
+}
+
+impl LeadRow {
+    fn parse(self) -> Result<StoredLead, StoreError> {
+        Ok(StoredLead {
+            id: self.id,
+            created_at: parse_time(&self.created_at)?,
+            updated_at: parse_time(&self.updated_at)?,
+            attributes: json(&self.attributes)?,
+            identities: self.identities,
+            score: self.score.as_deref().map(json).transpose()?,
+            hot_crossings: self.hot_crossings,
+            stage: self.stage.as_deref().map(json).transpose()?,
+            history_rev: self.history_rev,
+        })
+    }
 }
 
 /// Follow-up records chosen by `rest` (a `WHERE ... ORDER BY ... LIMIT` clause).
@@ -1400,14 +1583,17 @@ impl Store for SqliteStore {
         // on a read connection, where a long read holds up no write.
         if let Some(since) = since.cloned() {
             let lead_id = lead_id.to_string();
+            // `Some(None)`: no such lead; `None`: the cursor does not hold.
             let added = self
                 .read_warm(move |tx| match current_id(tx, &lead_id)? {
-                    None => Ok(Some(none())),
-                    Some(id) => added_events_in(tx, id, since),
+                    None => Ok(Some(None)),
+                    Some(id) => Ok(added_events_in(tx, id, since)?.map(Some)),
                 })
                 .await?;
-            if let Some(added) = added {
-                return Ok(added);
+            match added {
+                Some(None) => return Ok(none()),
+                Some(Some(added)) => return added.parse(),
+                None => {}
             }
         }
         let lead_id = lead_id.to_string();
@@ -1428,7 +1614,7 @@ impl Store for SqliteStore {
             let id = id.to_string();
             let warm = self
                 .read_warm(move |tx| {
-                    let Some(lead) = load_lead(tx, &id)? else {
+                    let Some(lead) = lead_row(tx, &id)? else {
                         return Ok(Warm::Gone);
                     };
                     Ok(match added_events_in(tx, lead.id.clone(), since)? {
@@ -1439,7 +1625,7 @@ impl Store for SqliteStore {
                 .await?;
             match warm {
                 Warm::Gone => return Ok(None),
-                Warm::Read(lead, events) => return Ok(Some((*lead, events))),
+                Warm::Read(lead, events) => return Ok(Some((lead.parse()?, events.parse()?))),
                 Warm::Stale => {}
             }
         }
@@ -1614,7 +1800,7 @@ impl Store for SqliteStore {
         // Written out here, by the caller, not by the one thread that writes the file.
         let score_json = to_json(&update.score)?;
         let stage_json = update.history.stage.as_ref().map(to_json).transpose()?;
-        self.transaction(move |tx| {
+        self.transaction_later(move |tx| {
             let history = &update.history;
             if !history.entries.is_empty() && history.read.is_none() {
                 return Err(StoreError::rejected("history entries without what they were worked out from"));
@@ -2689,6 +2875,122 @@ mod tests {
         assert_eq!(pragma("wal_autocheckpoint").await.unwrap(), 8_192);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An in-memory store whose calls that may wait wait `linger` for company.
+    fn lingering(linger: std::time::Duration) -> SqliteStore {
+        let connection = SqliteStore::prepare(Connection::open_in_memory().unwrap()).unwrap();
+        SqliteStore::start(connection, None, linger).unwrap()
+    }
+
+    /// A write that may wait, as the scorer saves a score: one row in `settings`.
+    fn later_write(
+        store: &SqliteStore,
+        key: &str,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let (store, key) = (store.clone(), key.to_string());
+        tokio::spawn(async move {
+            store
+                .transaction_later(move |tx| {
+                    tx.exec("INSERT INTO settings (key, value) VALUES (?1, 'x')", [key])
+                        .map(drop)
+                        .map_err(sql)
+                })
+                .await
+        })
+    }
+
+    /// Until the writer has taken every queued call (it is then running or waiting).
+    async fn until_taken(store: &SqliteStore) {
+        while queued(store) > 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_may_wait_waits_for_the_next_call_and_shares_its_commit() {
+        let store = lingering(std::time::Duration::from_secs(60));
+        let before = commits(&store);
+        let saved = later_write(&store, "a");
+        until_taken(&store).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(commits(&store), before, "nothing committed while it waits");
+        assert!(!saved.is_finished());
+        let recorded = store.record(page("m1", "u1")).await.unwrap();
+        assert!(recorded.lead_id.is_some());
+        saved.await.unwrap().unwrap();
+        assert_eq!(commits(&store) - before, 1, "one commit for both");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_may_wait_is_stored_alone_when_no_call_comes() {
+        let store = SqliteStore::in_memory().unwrap();
+        let before = commits(&store);
+        later_write(&store, "a").await.unwrap().unwrap();
+        assert_eq!(commits(&store) - before, 1);
+        let stored: i64 = store
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM settings WHERE key = 'a'", [], |r| {
+                    r.get(0)
+                })
+                .map_err(sql)
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, 1);
+    }
+
+    /// Calls queued after work that runs alone (a checkpoint) wait for it, even when it
+    /// comes while a write waits for company: that write commits without them, then the
+    /// checkpoint runs, then they do.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_behind_a_checkpoint_do_not_join_a_waiting_write() {
+        let store = lingering(std::time::Duration::from_secs(60));
+        // The writer held on work of its own, so that everything below is queued before
+        // it takes the waiting write.
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (running, started) = oneshot::channel();
+        let held = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .alone(move |_| {
+                        let _ = running.send(());
+                        let _ = gate.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        started.await.unwrap();
+        let before = commits(&store);
+        let saved = later_write(&store, "a");
+        until_queued(&store, 1).await;
+        let checkpoint = tokio::spawn({
+            let store = store.clone();
+            async move { store.checkpoint().await }
+        });
+        until_queued(&store, 2).await;
+        let behind = later_write(&store, "b");
+        until_queued(&store, 3).await;
+        let call = tokio::spawn({
+            let store = store.clone();
+            async move { store.record(page("m1", "u1")).await }
+        });
+        until_queued(&store, 4).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        saved.await.unwrap().unwrap();
+        // An in-memory database has no log to write back: the checkpoint's answer does
+        // not matter here, only that it ran between the two groups.
+        let _ = checkpoint.await.unwrap();
+        behind.await.unwrap().unwrap();
+        assert!(call.await.unwrap().unwrap().lead_id.is_some());
+        assert_eq!(
+            commits(&store) - before,
+            2,
+            "the waiting write alone, then the calls behind"
+        );
     }
 
     #[tokio::test]
