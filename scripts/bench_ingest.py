@@ -25,7 +25,7 @@ import time
 import urllib.request
 import base64
 
-DIRTY = "SELECT count(*) FROM leads WHERE dirty_seq > scored_seq AND merged_into IS NULL"
+DIRTY = "SELECT count(*) FROM marks m JOIN leads l ON l.id = m.lead_id WHERE l.merged_into IS NULL"
 
 
 def dirty(db, out, stop):

@@ -1536,7 +1536,7 @@ async fn a_sqlite_file_keeps_its_data_and_migrates_once() {
             .unwrap();
     }
     let reopened = hotlead_embedded::SqliteStore::open(&path).unwrap();
-    assert_eq!(reopened.schema_version().unwrap(), 9);
+    assert_eq!(reopened.schema_version().unwrap(), 10);
     assert!(reopened.lead("L-1").await.unwrap().is_some());
 }
 

@@ -162,6 +162,22 @@ const MIGRATIONS: &[&str] = &[
     // scan of every event of the lead. Reading them all sorts them by time.
     "DROP INDEX events_lead;
      CREATE INDEX events_lead ON events (lead_id);",
+    // 10: the marks of leads to rescore in a small table of their own, a row per marked
+    // lead, deleted when it is scored: an event of a known visitor writes a row of a few
+    // pages that stay in memory, instead of the lead's row (which holds its score, a page
+    // of its own) and an index entry that moved at every event. A lead's change counter
+    // is its mark's `seq`, or `scored_seq` when it has none.
+    "CREATE TABLE marks (
+        lead_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO marks (lead_id, seq, first_at, last_at)
+        SELECT id, dirty_seq, updated_at, updated_at FROM leads
+        WHERE dirty_seq > scored_seq AND merged_into IS NULL;
+     DROP INDEX leads_dirty;
+     ALTER TABLE leads DROP COLUMN dirty_seq;",
 ];
 
 fn time(t: DateTime<Utc>) -> String {
@@ -920,6 +936,8 @@ fn erase_in(tx: &Connection, id: &str) -> Result<Option<Erased>, StoreError> {
             .map_err(sql)?;
         tx.exec("DELETE FROM follow_ups WHERE lead_id = ?1", [id])
             .map_err(sql)?;
+        tx.exec("DELETE FROM marks WHERE lead_id = ?1", [id])
+            .map_err(sql)?;
         tx.exec("DELETE FROM leads WHERE id = ?1", [id])
             .map_err(sql)?;
     }
@@ -1030,12 +1048,7 @@ fn record_in(tx: &Connection, record: Record, body: &str) -> Result<Recorded, St
     if let Some(lead_id) = plain_event_lead(tx, &record)? {
         insert_event(tx, &record, body, Some(&lead_id), &now)?;
         adopt_anonymous_events(tx, &record, &lead_id)?;
-        tx.exec(
-            "UPDATE leads SET updated_at = ?2, dirty_seq = dirty_seq + 1, aside_until = NULL
-             WHERE id = ?1",
-            params![lead_id, now],
-        )
-        .map_err(sql)?;
+        mark(tx, &lead_id, Some(&now))?;
         return Ok(Recorded {
             lead_id: Some(lead_id),
             ..Recorded::default()
@@ -1125,9 +1138,7 @@ fn record_in(tx: &Connection, record: Record, body: &str) -> Result<Recorded, St
     insert_event(tx, &record, body, Some(&lead_id), &now)?;
     adopt_anonymous_events(tx, &record, &lead_id)?;
     tx.exec(
-        "UPDATE leads SET attributes = ?2, hot_crossings = ?3, updated_at = ?4,
-            dirty_seq = dirty_seq + 1, aside_until = NULL
-         WHERE id = ?1",
+        "UPDATE leads SET attributes = ?2, hot_crossings = ?3, updated_at = ?4 WHERE id = ?1",
         params![
             lead_id,
             to_json(&applied.lead.attributes)?,
@@ -1136,6 +1147,7 @@ fn record_in(tx: &Connection, record: Record, body: &str) -> Result<Recorded, St
         ],
     )
     .map_err(sql)?;
+    mark(tx, &lead_id, Some(&now))?;
     Ok(Recorded {
         lead_id: Some(lead_id),
         merged: applied.merged,
@@ -1362,9 +1374,31 @@ fn merge(tx: &Connection, from: &str, into: &str, now: &str) -> Result<(), Store
         params![from, into],
     )
     .map_err(sql)?;
+    // A merged lead is not scored again.
+    tx.exec("DELETE FROM marks WHERE lead_id = ?1", [from])
+        .map_err(sql)?;
     tx.exec(
         "UPDATE leads SET merged_into = ?2, updated_at = ?3 WHERE id = ?1",
         params![from, into, now],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Marks lead `id` (current) for rescoring, as changed at `at` (else at its last
+/// change): its change counter goes up by one, and a lead set aside is tried again at
+/// once. The lead's own row is written only when it was set aside.
+fn mark(tx: &Connection, id: &str, at: Option<&str>) -> Result<(), StoreError> {
+    tx.exec(
+        "INSERT INTO marks (lead_id, seq, first_at, last_at)
+            SELECT id, scored_seq + 1, COALESCE(?2, updated_at), COALESCE(?2, updated_at) FROM leads WHERE id = ?1
+         ON CONFLICT (lead_id) DO UPDATE SET seq = seq + 1, last_at = max(last_at, excluded.last_at)",
+        params![id, at],
+    )
+    .map_err(sql)?;
+    tx.exec(
+        "UPDATE leads SET aside_until = NULL WHERE id = ?1 AND aside_until IS NOT NULL",
+        [id],
     )
     .map_err(sql)?;
     Ok(())
@@ -1382,7 +1416,9 @@ fn lead_row(tx: &Connection, id: &str) -> Result<Option<LeadRow>, StoreError> {
     };
     let row = tx
         .row(
-            "SELECT created_at, updated_at, attributes, score_json, hot_crossings, stage_json, history_rev FROM leads WHERE id = ?1",
+            "SELECT l.created_at, max(l.updated_at, COALESCE(m.last_at, l.updated_at)), l.attributes, l.score_json,
+                l.hot_crossings, l.stage_json, l.history_rev
+             FROM leads l LEFT JOIN marks m ON m.lead_id = l.id WHERE l.id = ?1",
             [&id],
             |r| Ok(LeadRow {
                 id: String::new(),
@@ -1686,14 +1722,15 @@ impl Store for SqliteStore {
                 })
             };
             // The lead that has waited longest since its last score first (never scored
-            // first of all): the newest change (`updated_at`) would put a lead that keeps
-            // getting events behind every quiet one, and a lead that just got its first
-            // mark (a form) behind every lead whose last event was earlier.
+            // first of all, then by the first change since): the newest change would put
+            // a lead that keeps getting events behind every quiet one, and a lead that
+            // just got its first mark (a form) behind every lead whose last event was
+            // earlier.
             let mut marked = tx
                 .prepare_cached(
-                    "SELECT id, dirty_seq, aside_failures FROM leads
-                     WHERE dirty_seq > scored_seq AND merged_into IS NULL AND aside_until IS NULL
-                     ORDER BY scored_at IS NOT NULL, scored_at, updated_at, id LIMIT ?1",
+                    "SELECT m.lead_id, m.seq, l.aside_failures FROM marks m JOIN leads l ON l.id = m.lead_id
+                     WHERE l.merged_into IS NULL AND l.aside_until IS NULL
+                     ORDER BY l.scored_at IS NOT NULL, l.scored_at, m.first_at, m.lead_id LIMIT ?1",
                 )
                 .map_err(sql)?
                 .query_map([limit as i64], dirty)
@@ -1704,9 +1741,10 @@ impl Store for SqliteStore {
             if left > 0 {
                 let mut statement = tx
                     .prepare_cached(
-                        "SELECT id, dirty_seq, aside_failures FROM leads
-                         WHERE aside_until IS NOT NULL AND aside_until <= ?1 AND merged_into IS NULL
-                         ORDER BY aside_until, id LIMIT ?2",
+                        "SELECT l.id, COALESCE(m.seq, l.scored_seq), l.aside_failures
+                         FROM leads l LEFT JOIN marks m ON m.lead_id = l.id
+                         WHERE l.aside_until IS NOT NULL AND l.aside_until <= ?1 AND l.merged_into IS NULL
+                         ORDER BY l.aside_until, l.id LIMIT ?2",
                     )
                     .map_err(sql)?;
                 let due = statement
@@ -1727,7 +1765,8 @@ impl Store for SqliteStore {
             tx.exec(
                 "UPDATE leads SET aside_reason = ?2, aside_failures = ?3, aside_since = COALESCE(aside_since, ?4),
                     aside_until = ?5
-                 WHERE id = ?1 AND merged_into IS NULL AND dirty_seq = ?6",
+                 WHERE id = ?1 AND merged_into IS NULL
+                   AND COALESCE((SELECT seq FROM marks WHERE lead_id = ?1), scored_seq) = ?6",
                 params![aside.lead_id, aside.reason, aside.failures, time(aside.since), time(aside.retry_at), aside.seq],
             )
             .map_err(sql)?;
@@ -1740,8 +1779,9 @@ impl Store for SqliteStore {
         self.read(move |tx| {
             let mut statement = tx
                 .prepare_cached(
-                    "SELECT id, dirty_seq, aside_failures, aside_reason, aside_since, aside_until FROM leads
-                     WHERE aside_until IS NOT NULL AND merged_into IS NULL ORDER BY aside_since, id LIMIT ?1",
+                    "SELECT l.id, COALESCE(m.seq, l.scored_seq), l.aside_failures, l.aside_reason, l.aside_since, l.aside_until
+                     FROM leads l LEFT JOIN marks m ON m.lead_id = l.id
+                     WHERE l.aside_until IS NOT NULL AND l.merged_into IS NULL ORDER BY l.aside_since, l.id LIMIT ?1",
                 )
                 .map_err(sql)?;
             let rows = statement
@@ -1783,9 +1823,9 @@ impl Store for SqliteStore {
         self.read(move |tx| {
             let mut statement = tx
                 .prepare_cached(
-                    "SELECT id, dirty_seq FROM leads
-                     WHERE merged_into IS NULL AND aside_until IS NULL AND scored_at IS NOT NULL AND scored_at < ?1
-                     ORDER BY scored_at, id LIMIT ?2",
+                    "SELECT l.id, COALESCE(m.seq, l.scored_seq) FROM leads l LEFT JOIN marks m ON m.lead_id = l.id
+                     WHERE l.merged_into IS NULL AND l.aside_until IS NULL AND l.scored_at IS NOT NULL AND l.scored_at < ?1
+                     ORDER BY l.scored_at, l.id LIMIT ?2",
                 )
                 .map_err(sql)?;
             let rows = statement
@@ -1813,6 +1853,7 @@ impl Store for SqliteStore {
                     "UPDATE leads SET score_json = ?2, score_hundredths = ?3, band = ?4, scored_at = ?5, hot_crossings = ?6,
                         scored_seq = ?7, aside_reason = NULL, aside_failures = 0, aside_since = NULL, aside_until = NULL,
                         history_rev = CASE WHEN ?13 THEN ?10 ELSE history_rev END,
+                        updated_at = max(updated_at, COALESCE((SELECT last_at FROM marks WHERE lead_id = ?1 AND seq <= ?7), updated_at)),
                         stage_json = CASE WHEN ?14 THEN ?11 ELSE stage_json END
                      WHERE id = ?1 AND merged_into IS NULL AND scored_seq <= ?7
                        AND (NOT ?12 OR band IS ?8) AND (NOT ?13 OR history_rev = ?9)",
@@ -1861,8 +1902,10 @@ impl Store for SqliteStore {
                 )
                 .map_err(sql)?;
             }
+            tx.exec("DELETE FROM marks WHERE lead_id = ?1 AND seq <= ?2", params![update.lead_id, update.seen_seq])
+                .map_err(sql)?;
             let still_dirty: bool = tx
-                .row("SELECT dirty_seq > scored_seq FROM leads WHERE id = ?1", [&update.lead_id], |r| r.get(0))
+                .row("SELECT EXISTS (SELECT 1 FROM marks WHERE lead_id = ?1)", [&update.lead_id], |r| r.get(0))
                 .map_err(sql)?;
             Ok(if still_dirty { SaveOutcome::SavedStillDirty } else { SaveOutcome::Saved })
         })
@@ -1899,7 +1942,10 @@ impl Store for SqliteStore {
                 return Ok(ActionOutcome::Repeated);
             }
             if rev != action.read_rev {
-                return Err(StoreError::conflict(format!("lead {} changed meanwhile", action.lead_id)));
+                return Err(StoreError::conflict(format!(
+                    "lead {} changed meanwhile",
+                    action.lead_id
+                )));
             }
             insert_history(tx, &action.entries)?;
             tx.exec(
@@ -1927,7 +1973,7 @@ impl Store for SqliteStore {
             }
             tx.exec(
                 "UPDATE leads SET history_rev = ?2, stage_json = COALESCE(?3, stage_json),
-                    dirty_seq = dirty_seq + 1, updated_at = COALESCE(?4, updated_at), aside_until = NULL
+                    updated_at = COALESCE(?4, updated_at)
                  WHERE id = ?1",
                 params![
                     action.lead_id,
@@ -1937,6 +1983,7 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(sql)?;
+            mark(tx, &action.lead_id, at.map(time).as_deref())?;
             Ok(ActionOutcome::Recorded)
         })
         .await
@@ -2990,6 +3037,96 @@ mod tests {
             commits(&store) - before,
             2,
             "the waiting write alone, then the calls behind"
+        );
+    }
+
+    /// A file written before marks had a table of their own (schema 9) keeps every
+    /// marked lead marked, with its change counter, and no other.
+    #[tokio::test]
+    async fn marked_leads_of_an_older_file_stay_marked() {
+        let dir = std::env::temp_dir().join(format!("hotlead-marks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v9.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            for migration in &MIGRATIONS[..9] {
+                c.execute_batch(migration).unwrap();
+            }
+            c.execute_batch(
+                "PRAGMA user_version = 9;
+                 INSERT INTO leads (id, created_at, updated_at, dirty_seq, scored_seq, scored_at)
+                 VALUES ('L-marked', '2026-01-01T00:00:00.000000Z', '2026-01-03T00:00:00.000000Z', 3, 1, '2026-01-02T00:00:00.000000Z'),
+                        ('L-clean', '2026-01-01T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z', 2, 2, '2026-01-02T00:00:00.000000Z'),
+                        ('L-new', '2026-01-04T00:00:00.000000Z', '2026-01-04T00:00:00.000000Z', 1, 0, NULL);
+                 INSERT INTO leads (id, created_at, updated_at, dirty_seq, scored_seq, merged_into)
+                 VALUES ('L-merged', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 5, 0, 'L-marked');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let marked: Vec<(String, i64)> = store
+            .dirty(Utc::now(), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.lead_id, d.seq))
+            .collect();
+        assert_eq!(
+            marked,
+            [("L-new".to_string(), 1), ("L-marked".to_string(), 3)]
+        );
+        let lead = store.lead("L-marked").await.unwrap().unwrap();
+        assert_eq!(time(lead.updated_at), "2026-01-03T00:00:00.000000Z");
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An event marks its lead without writing the lead's row, and the lead still says
+    /// when it last changed; its score takes the mark away (unless another came since).
+    #[tokio::test]
+    async fn an_event_marks_its_lead_and_its_score_clears_the_mark() {
+        let store = SqliteStore::in_memory().unwrap();
+        let lead = store
+            .record(page("m1", "u1"))
+            .await
+            .unwrap()
+            .lead_id
+            .unwrap();
+        let first = store.lead(&lead).await.unwrap().unwrap().updated_at;
+        let mut later = page("m2", "u1");
+        later.received_at = first + chrono::Duration::minutes(5);
+        store.record(later).await.unwrap();
+        let rows_written = |store: &SqliteStore, lead: String| {
+            let store = store.clone();
+            async move {
+                store
+                    .read(move |c| {
+                        c.query_row("SELECT updated_at FROM leads WHERE id = ?1", [lead], |r| {
+                            r.get::<_, String>(0)
+                        })
+                        .map_err(sql)
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            rows_written(&store, lead.clone()).await,
+            time(first),
+            "the lead's row is not written"
+        );
+        let read = store.lead(&lead).await.unwrap().unwrap();
+        assert_eq!(read.updated_at, first + chrono::Duration::minutes(5));
+        let dirty = store.dirty(Utc::now(), 10).await.unwrap();
+        assert_eq!(dirty.len(), 1);
+        assert_eq!(dirty[0].seq, 2);
+        let scorer = scorer_on(&store);
+        assert_eq!(scorer.rescore_marked().await.unwrap(), 1);
+        assert!(store.dirty(Utc::now(), 10).await.unwrap().is_empty());
+        assert_eq!(
+            store.lead(&lead).await.unwrap().unwrap().updated_at,
+            first + chrono::Duration::minutes(5)
         );
     }
 
