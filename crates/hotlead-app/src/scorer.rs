@@ -654,6 +654,15 @@ impl Scorer {
         let Some((stored, held)) = self.events.read(&*self.store, lead_id).await? else {
             return Err(StoreError::conflict(format!("lead {lead_id} is gone")));
         };
+        if stored.id != lead_id {
+            // Merged since it was listed: `seen_seq` counts the merged lead's changes, not
+            // those of the lead it went into, which the merge marked and which is
+            // rescored on that mark of its own.
+            self.events.put_back(held, self.clock.now());
+            return Err(StoreError::conflict(format!(
+                "lead {lead_id} was merged into another lead"
+            )));
+        }
         let events = &held.events;
         let rules = self.rules();
         let now = self.clock.now();

@@ -1391,7 +1391,8 @@ fn merge(tx: &Connection, from: &str, into: &str, now: &str) -> Result<(), Store
 fn mark(tx: &Connection, id: &str, at: Option<&str>) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO marks (lead_id, seq, first_at, last_at)
-            SELECT id, scored_seq + 1, COALESCE(?2, updated_at), COALESCE(?2, updated_at) FROM leads WHERE id = ?1
+            SELECT id, scored_seq + 1, COALESCE(?2, updated_at), COALESCE(?2, updated_at) FROM leads
+            WHERE id = ?1 AND merged_into IS NULL
          ON CONFLICT (lead_id) DO UPDATE SET seq = seq + 1, last_at = max(last_at, excluded.last_at)",
         params![id, at],
     )
@@ -2954,18 +2955,57 @@ mod tests {
         }
     }
 
+    /// Holds the writer on work that runs alone (outside any group) until the returned
+    /// sender is used: what is queued meanwhile is taken afterwards, in order, the first
+    /// call starting a group of its own.
+    async fn hold_writer_alone(
+        store: &SqliteStore,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+    ) {
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (running, started) = oneshot::channel();
+        let held = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .alone(move |_| {
+                        let _ = running.send(());
+                        let _ = gate.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        started.await.unwrap();
+        (release, held)
+    }
+
+    /// `future`, which must end well within the 60 s a waiting write may wait here.
+    async fn soon<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(10), future)
+            .await
+            .expect("done in time, not after the 60 s wait")
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_that_may_wait_waits_for_the_next_call_and_shares_its_commit() {
         let store = lingering(std::time::Duration::from_secs(60));
+        let (release, held) = hold_writer_alone(&store).await;
         let before = commits(&store);
         let saved = later_write(&store, "a");
-        until_taken(&store).await;
+        until_queued(&store, 1).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        soon(until_taken(&store)).await;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(commits(&store), before, "nothing committed while it waits");
         assert!(!saved.is_finished());
-        let recorded = store.record(page("m1", "u1")).await.unwrap();
+        // The next call ends the wait at once: both commit together.
+        let recorded = soon(store.record(page("m1", "u1"))).await.unwrap();
         assert!(recorded.lead_id.is_some());
-        saved.await.unwrap().unwrap();
+        soon(saved).await.unwrap().unwrap();
         assert_eq!(commits(&store) - before, 1, "one commit for both");
     }
 
@@ -2993,23 +3033,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn calls_behind_a_checkpoint_do_not_join_a_waiting_write() {
         let store = lingering(std::time::Duration::from_secs(60));
-        // The writer held on work of its own, so that everything below is queued before
-        // it takes the waiting write.
-        let (release, gate) = std::sync::mpsc::channel::<()>();
-        let (running, started) = oneshot::channel();
-        let held = tokio::spawn({
-            let store = store.clone();
-            async move {
-                store
-                    .alone(move |_| {
-                        let _ = running.send(());
-                        let _ = gate.recv();
-                        Ok(())
-                    })
-                    .await
-            }
-        });
-        started.await.unwrap();
+        // Everything below is queued before the writer takes the waiting write.
+        let (release, held) = hold_writer_alone(&store).await;
         let before = commits(&store);
         let saved = later_write(&store, "a");
         until_queued(&store, 1).await;
@@ -3027,12 +3052,12 @@ mod tests {
         until_queued(&store, 4).await;
         release.send(()).unwrap();
         held.await.unwrap().unwrap();
-        saved.await.unwrap().unwrap();
+        soon(saved).await.unwrap().unwrap();
         // An in-memory database has no log to write back: the checkpoint's answer does
         // not matter here, only that it ran between the two groups.
-        let _ = checkpoint.await.unwrap();
-        behind.await.unwrap().unwrap();
-        assert!(call.await.unwrap().unwrap().lead_id.is_some());
+        let _ = soon(checkpoint).await.unwrap();
+        soon(behind).await.unwrap().unwrap();
+        assert!(soon(call).await.unwrap().unwrap().lead_id.is_some());
         assert_eq!(
             commits(&store) - before,
             2,
@@ -3040,11 +3065,55 @@ mod tests {
         );
     }
 
+    /// A lead merged into another after the scorer listed it is not saved with its own
+    /// change counter on the lead it went into (whose mark could then be taken away with
+    /// changes the score never read): the rescore is refused, and that lead keeps the
+    /// mark the merge gave it.
+    #[tokio::test]
+    async fn a_lead_merged_after_it_was_listed_is_not_scored_under_its_counter() {
+        let store = SqliteStore::in_memory().unwrap();
+        let scorer = scorer_on(&store);
+        let older = store
+            .record(page_of("y1", Some("u-y"), None))
+            .await
+            .unwrap();
+        let older = older.lead_id.unwrap();
+        assert_eq!(scorer.rescore_marked().await.unwrap(), 1);
+        for i in 1..=5 {
+            let mut call = page_of(&format!("x{i}"), Some("u-x"), Some("a-x"));
+            call.received_at += chrono::Duration::minutes(1);
+            store.record(call).await.unwrap();
+        }
+        let listed = store.dirty(Utc::now(), 10).await.unwrap();
+        let [mark] = listed.as_slice() else {
+            panic!("one marked lead: {listed:?}")
+        };
+        assert_eq!((mark.lead_id.as_str(), mark.seq), ("L-x1", 5));
+        let mut merging = page_of("m", Some("u-y"), Some("a-x"));
+        merging.received_at += chrono::Duration::minutes(2);
+        let merged = store.record(merging).await.unwrap();
+        assert_eq!(merged.lead_id.as_deref(), Some(older.as_str()));
+        assert_eq!(merged.merged, ["L-x1"]);
+        let refused = scorer.rescore(&mark.lead_id, mark.seq).await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict { .. })),
+            "{refused:?}"
+        );
+        let marked: Vec<_> = store.dirty(Utc::now(), 10).await.unwrap();
+        assert_eq!(marked.len(), 1);
+        assert_eq!(
+            (marked[0].lead_id.as_str(), marked[0].seq),
+            (older.as_str(), 2)
+        );
+        assert_eq!(scorer.rescore_marked().await.unwrap(), 1);
+        assert!(store.dirty(Utc::now(), 10).await.unwrap().is_empty());
+    }
+
     /// A file written before marks had a table of their own (schema 9) keeps every
     /// marked lead marked, with its change counter, and no other.
     #[tokio::test]
     async fn marked_leads_of_an_older_file_stay_marked() {
-        let dir = std::env::temp_dir().join(format!("hotlead-marks-{}", std::process::id()));
+        let dir = temp_db("marks");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("v9.db");
         {
@@ -3075,6 +3144,34 @@ mod tests {
         assert_eq!(
             marked,
             [("L-new".to_string(), 1), ("L-marked".to_string(), 3)]
+        );
+        let rows: Vec<(String, i64, String)> = store
+            .read(|c| {
+                let mut statement = c
+                    .prepare("SELECT lead_id, seq, first_at FROM marks ORDER BY lead_id")
+                    .map_err(sql)?;
+                let rows = statement
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(sql)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "L-marked".to_string(),
+                    3,
+                    "2026-01-03T00:00:00.000000Z".to_string()
+                ),
+                (
+                    "L-new".to_string(),
+                    1,
+                    "2026-01-04T00:00:00.000000Z".to_string()
+                ),
+            ],
+            "marked leads only: not the clean one, not the merged one"
         );
         let lead = store.lead("L-marked").await.unwrap().unwrap();
         assert_eq!(time(lead.updated_at), "2026-01-03T00:00:00.000000Z");
