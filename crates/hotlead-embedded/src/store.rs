@@ -2690,16 +2690,31 @@ mod tests {
         std::sync::mpsc::Sender<()>,
         tokio::task::JoinHandle<Result<(), StoreError>>,
     ) {
+        hold_writer_on(store, false).await
+    }
+
+    /// Holds the writer on a call of a group, or on work that runs `alone`.
+    async fn hold_writer_on(
+        store: &SqliteStore,
+        alone: bool,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+    ) {
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let (running, started) = oneshot::channel();
         let held = store.clone();
         let task = tokio::spawn(async move {
-            held.transaction(move |_| {
+            let work = move |_: &Connection| {
                 let _ = running.send(());
                 let _ = gate.recv();
                 Ok(())
-            })
-            .await
+            };
+            if alone {
+                held.alone(work).await
+            } else {
+                held.transaction(work).await
+            }
         });
         started.await.unwrap();
         (release, task)
@@ -2964,22 +2979,7 @@ mod tests {
         std::sync::mpsc::Sender<()>,
         tokio::task::JoinHandle<Result<(), StoreError>>,
     ) {
-        let (release, gate) = std::sync::mpsc::channel::<()>();
-        let (running, started) = oneshot::channel();
-        let held = tokio::spawn({
-            let store = store.clone();
-            async move {
-                store
-                    .alone(move |_| {
-                        let _ = running.send(());
-                        let _ = gate.recv();
-                        Ok(())
-                    })
-                    .await
-            }
-        });
-        started.await.unwrap();
-        (release, held)
+        hold_writer_on(store, true).await
     }
 
     /// `future`, which must end well within the 60 s a waiting write may wait here.
