@@ -1954,7 +1954,7 @@ impl Store for SqliteStore {
                 params![action.lead_id, action.token],
             )
             .map_err(sql)?;
-            let at = action.entries.first().map(|e| e.at);
+            let at = action.entries.first().map(|e| time(e.at));
             let first = action.entries.iter().find_map(|e| match &e.change {
                 hotlead_core::stage::Change::Action { action, .. } => Some(*action),
                 _ => None,
@@ -1966,7 +1966,7 @@ impl Store for SqliteStore {
                     params![
                         action.lead_id,
                         action.crossing,
-                        at.map(time),
+                        at,
                         first.map(|a| a.as_str()),
                     ],
                 )
@@ -1980,11 +1980,11 @@ impl Store for SqliteStore {
                     action.lead_id,
                     action.entries.last().map_or(rev, |e| e.rev),
                     action.stage.as_ref().map(to_json).transpose()?,
-                    at.map(time),
+                    at,
                 ],
             )
             .map_err(sql)?;
-            mark(tx, &action.lead_id, at.map(time).as_deref())?;
+            mark(tx, &action.lead_id, at.as_deref())?;
             Ok(ActionOutcome::Recorded)
         })
         .await
