@@ -65,8 +65,19 @@ pub struct Auth {
     pub webhook_secret: Option<String>,
 }
 
+/// What every handler reads, behind one pointer: axum clones a route's state for each
+/// request it serves, and a clone of this is one count, not one per service it holds.
 #[derive(Clone)]
-struct AppState {
+struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+struct Services {
     /// `None` on the admin-only router.
     ingest: Option<Ingest>,
     /// `None` on the public router.
@@ -150,13 +161,13 @@ fn public_routes(ingest: Ingest, auth: Auth) -> Router {
             HeaderName::from_static("idempotency-key"),
         ])
         .max_age(std::time::Duration::from_secs(3600));
-    let state = AppState {
+    let state = AppState(Arc::new(Services {
         store: ingest.store().clone(),
         pages: ingest.pages().cloned(),
         ingest: Some(ingest),
         review: None,
         auth: Arc::new(auth),
-    };
+    }));
     Router::new()
         .route("/v1/forms/{form_id}", post(form))
         .route("/v1/page", segment_route(EventType::Page))
@@ -188,14 +199,14 @@ fn admin_routes(
     pages: Option<Arc<hotlead_app::pages::LeadPages>>,
 ) -> Router {
     let store: Arc<dyn Store> = review.store().clone();
-    let state = AppState {
+    let state = AppState(Arc::new(Services {
         store,
         // Only to link the ranking page's leads to their pages.
         pages,
         ingest: None,
         review: Some(review),
         auth: Arc::new(auth),
-    };
+    }));
     Router::new()
         .route("/v1/leads", get(ranking))
         .route("/v1/leads/{lead_id}", get(lead).delete(erase_lead))
@@ -227,7 +238,7 @@ fn admin_routes(
         .with_state(state)
 }
 
-impl AppState {
+impl Services {
     fn ingest(&self) -> Result<&Ingest, ApiError> {
         self.ingest
             .as_ref()
