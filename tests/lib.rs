@@ -118,6 +118,7 @@ pub async fn spawn_app(settings: AppSettings) -> TestApp {
         },
         tick: std::time::Duration::from_millis(50),
         open_admin: false,
+        event_cache_bytes: hotlead_app::event_cache::DEFAULT_BYTES,
     };
     let running = hotlead::serve::start(options)
         .await

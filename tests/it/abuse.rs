@@ -79,6 +79,7 @@ async fn start(
         auth: hotlead_api::Auth::default(),
         tick: StdDuration::from_millis(200),
         open_admin: false,
+        event_cache_bytes: hotlead_app::event_cache::DEFAULT_BYTES,
     })
     .await
     .unwrap();

@@ -26,6 +26,7 @@ fn options(
         },
         tick: std::time::Duration::from_secs(5),
         open_admin,
+        event_cache_bytes: hotlead_app::event_cache::DEFAULT_BYTES,
     }
 }
 

@@ -179,6 +179,7 @@ async fn serve_on_moto(
         auth: hotlead_api::Auth::default(),
         tick,
         open_admin: false,
+        event_cache_bytes: hotlead_app::event_cache::DEFAULT_BYTES,
     })
     .await
     .unwrap();

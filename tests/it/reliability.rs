@@ -1015,6 +1015,7 @@ async fn over_http_on_dynamodb_a_burst_for_one_lead_gives_its_exact_score() {
         auth: hotlead_api::Auth::default(),
         tick: StdDuration::from_millis(100),
         open_admin: false,
+        event_cache_bytes: hotlead_app::event_cache::DEFAULT_BYTES,
     })
     .await
     .unwrap();

@@ -428,10 +428,16 @@ async fn a_quiet_lead_cools_down_as_its_score_ages_without_new_events() {
 #[tokio::test]
 async fn keeping_events_between_rescores_scores_as_reading_them_all() {
     let dir = tempfile::tempdir().unwrap();
-    let worlds = [0, 2, hotlead_app::event_cache::DEFAULT_BUDGET].map(|budget| {
-        let store = SqliteStore::open(&dir.path().join(format!("{budget}.db"))).unwrap();
+    use hotlead_app::event_cache::{DEFAULT_BYTES, EventCache};
+    let caches = [
+        || EventCache::new(0),
+        || EventCache::new(2),
+        || EventCache::of_bytes(DEFAULT_BYTES),
+    ];
+    let worlds = [0, 1, 2].map(|n| {
+        let store = SqliteStore::open(&dir.path().join(format!("{n}.db"))).unwrap();
         let mut world = world_on(Arc::new(store), 0, Config::default(), RULES);
-        world.scorer = world.scorer.with_event_cache(budget);
+        world.scorer = world.scorer.with_event_cache(caches[n]());
         world
     });
     let page = |id: &str, anonymous: &str, minutes_ago: i64, w: &World| {
@@ -586,6 +592,63 @@ async fn kept_events_stay_within_their_budget_and_idle_leads_are_forgotten() {
         .unwrap();
     assert!(cache.read(&*store, l3).await.unwrap().is_none());
     assert_eq!(cache.size(), (0, 0), "a lead that is gone is forgotten");
+}
+
+/// A cache counted in bytes counts each event for the memory it takes: a lead whose few
+/// events carry large properties is not kept where a lead of many small events is, and
+/// what the cache holds is what its events take.
+#[tokio::test]
+async fn kept_events_count_for_the_memory_they_take() {
+    use hotlead_app::event_cache::EventCache;
+    let w = world(0, Config::default());
+    let store = w.ingest.store().clone();
+    let mut leads = Vec::new();
+    for (person, pages, wide) in [("small", 20, 0), ("large", 3, 25)] {
+        let fields = vec![
+            ("email".into(), format!("{person}@b.jp")),
+            ("anonymousId".into(), person.to_string()),
+        ];
+        w.ingest
+            .form(FormSubmission {
+                form_id: "f".into(),
+                fields,
+                ..FormSubmission::default()
+            })
+            .await
+            .unwrap();
+        for n in 0..pages {
+            // Up to 25 properties of 1,800 characters each.
+            let properties: serde_json::Map<String, serde_json::Value> = (0..wide)
+                .map(|i| (format!("p{i}"), json!("x".repeat(1_800))))
+                .collect();
+            let call = json!({"type": "track", "event": "Viewed", "messageId": format!("{person}{n}"),
+                "anonymousId": person, "properties": properties});
+            let recorded = w.ingest.call(&call, None).await.unwrap();
+            if n == 0 {
+                leads.push(recorded.lead_id.unwrap());
+            }
+        }
+    }
+    let footprint = |events: &[hotlead_core::Event]| -> usize {
+        events.iter().map(hotlead_core::Event::footprint).sum()
+    };
+    let small = footprint(&store.events(&leads[0]).await.unwrap());
+    let large = footprint(&store.events(&leads[1]).await.unwrap());
+    assert!(
+        large > 100_000 && small < 100_000,
+        "{small} and {large} bytes"
+    );
+    let cache = EventCache::of_bytes(100_000);
+    let now = time("2026-11-01T00:00:00Z");
+    for lead in &leads {
+        let (_, held) = cache.read(&*store, lead).await.unwrap().unwrap();
+        cache.put_back(held, now);
+    }
+    assert_eq!(
+        cache.size(),
+        (1, small),
+        "the lead of 3 large events is not kept; the one of 21 small events is"
+    );
 }
 
 #[tokio::test]

@@ -5,8 +5,9 @@
 //!
 //! What a rescore holds is always what [`Store::events`] would give (the store says when
 //! an earlier read is stale: events moved in or out, or deleted). The cache is bounded
-//! by a number of events (least recently used leads go first) and forgets a lead unused
-//! for [`IDLE`], so that an erased person's events do not stay in memory for long.
+//! by the memory its events take ([`Event::footprint`]; or, for tests, by their number;
+//! least recently used leads go first) and forgets a lead unused for [`IDLE`], so that an
+//! erased person's events do not stay in memory for long.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,10 +17,11 @@ use hotlead_core::Event;
 
 use crate::ports::{EventsCursor, EventsRead, Store, StoreError, StoredLead};
 
-/// Events kept at most, over all leads, by default. A parsed event of the tracking
-/// script takes about 1.7 KB (measured under `scripts/bench-ingest`: 35,000 events held
-/// raised the server's resident memory by about 60 MB), so this is about 85 MB at most.
-pub const DEFAULT_BUDGET: usize = 50_000;
+/// Bytes of events kept at most, over all leads, by default ([`Event::footprint`]). A page
+/// call of the tracking script counts about 1.3 KB (and takes about 1.7 KB of resident
+/// memory, with the allocator's rounding), so this holds about 200,000 of them; an event a
+/// sender makes large counts for what it takes.
+pub const DEFAULT_BYTES: usize = 256 << 20;
 /// A lead's events not used for this long are forgotten.
 pub const IDLE: Duration = Duration::minutes(10);
 /// A lead used this recently is in use: past the budget, it is not evicted to keep
@@ -28,6 +30,8 @@ pub const IN_USE: Duration = Duration::seconds(30);
 
 struct Entry {
     events: Vec<Event>,
+    /// What `events` count against the budget.
+    weight: usize,
     cursor: EventsCursor,
     used: DateTime<Utc>,
     /// Order of use, for eviction (the clock may stand still).
@@ -37,7 +41,7 @@ struct Entry {
 #[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
-    /// Events held by `entries`.
+    /// What the events of `entries` count against the budget.
     held: usize,
     turn: u64,
 }
@@ -45,6 +49,8 @@ struct Inner {
 /// Leads' events between rescores; see the module.
 pub struct EventCache {
     budget: usize,
+    /// What an event counts against the budget.
+    weigh: fn(&Event) -> usize,
     inner: Mutex<Inner>,
 }
 
@@ -61,6 +67,7 @@ impl std::fmt::Debug for EventCache {
 pub struct Held {
     pub events: Vec<Event>,
     cursor: Option<EventsCursor>,
+    weight: usize,
 }
 
 /// The order [`Store::events`] gives: oldest first, then by message id.
@@ -71,12 +78,26 @@ fn order(a: &Event, b: &Event) -> std::cmp::Ordering {
 }
 
 impl EventCache {
-    /// A cache of at most `budget` events (0: none kept).
+    /// A cache of at most `budget` events (0: none kept), whatever their size.
     pub fn new(budget: usize) -> Self {
         EventCache {
             budget,
+            weigh: |_| 1,
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// A cache of events taking at most `bytes` of memory, about ([`Event::footprint`]).
+    pub fn of_bytes(bytes: usize) -> Self {
+        EventCache {
+            budget: bytes,
+            weigh: Event::footprint,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn weight(&self, events: &[Event]) -> usize {
+        events.iter().map(self.weigh).sum()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -97,13 +118,13 @@ impl EventCache {
             let mut inner = self.lock();
             let entry = inner.entries.remove(lead_id);
             if let Some(entry) = &entry {
-                inner.held -= entry.events.len();
+                inner.held -= entry.weight;
             }
             entry
         };
-        let (mut events, since) = match taken {
-            Some(entry) => (entry.events, Some(entry.cursor)),
-            None => (Vec::new(), None),
+        let (mut events, mut weight, since) = match taken {
+            Some(entry) => (entry.events, entry.weight, Some(entry.cursor)),
+            None => (Vec::new(), 0, None),
         };
         let Some((lead, read)) = store.lead_with_events(lead_id, since.as_ref()).await? else {
             return Ok(None);
@@ -113,6 +134,7 @@ impl EventCache {
                 events: all,
                 cursor,
             } => Held {
+                weight: self.weight(&all),
                 events: all,
                 cursor,
             },
@@ -121,6 +143,7 @@ impl EventCache {
                 cursor,
             } => {
                 if !added.is_empty() {
+                    weight += self.weight(&added);
                     let appended = events.len();
                     events.extend(added);
                     let in_order = events[appended.saturating_sub(1)..]
@@ -132,6 +155,7 @@ impl EventCache {
                 Held {
                     events,
                     cursor: Some(cursor),
+                    weight,
                 }
             }
         };
@@ -143,25 +167,26 @@ impl EventCache {
     /// budget, or, when all are in use, not keeping it.
     pub fn put_back(&self, held: Held, now: DateTime<Utc>) {
         let Some(cursor) = held.cursor else { return };
-        if held.events.len() > self.budget {
+        if held.weight > self.budget {
             return;
         }
         let mut inner = self.lock();
         inner.turn += 1;
         let turn = inner.turn;
-        inner.held += held.events.len();
+        inner.held += held.weight;
         let cursor_lead = cursor.lead_id.clone();
         let replaced = inner.entries.insert(
             cursor_lead.clone(),
             Entry {
                 events: held.events,
+                weight: held.weight,
                 cursor,
                 used: now,
                 turn,
             },
         );
         if let Some(replaced) = replaced {
-            inner.held -= replaced.events.len();
+            inner.held -= replaced.weight;
         }
         if inner.held > self.budget {
             // Down to three quarters, so that eviction is not paid on every put; only
@@ -184,13 +209,13 @@ impl EventCache {
                     break;
                 }
                 if let Some(entry) = inner.entries.remove(&id) {
-                    inner.held -= entry.events.len();
+                    inner.held -= entry.weight;
                 }
             }
             if inner.held > self.budget
                 && let Some(entry) = inner.entries.remove(&cursor_lead)
             {
-                inner.held -= entry.events.len();
+                inner.held -= entry.weight;
             }
         }
     }
@@ -203,14 +228,14 @@ impl EventCache {
         inner.entries.retain(|_, entry| {
             let keep = entry.used >= idle_before;
             if !keep {
-                freed += entry.events.len();
+                freed += entry.weight;
             }
             keep
         });
         inner.held -= freed;
     }
 
-    /// Leads and events held now.
+    /// Leads held now, and what their events count against the budget.
     pub fn size(&self) -> (usize, usize) {
         let inner = self.lock();
         (inner.entries.len(), inner.held)

@@ -253,14 +253,15 @@ impl Scorer {
             rules_store: None,
             links: None,
             digest_day: Arc::new(std::sync::Mutex::new(None)),
-            events: Arc::new(EventCache::new(event_cache::DEFAULT_BUDGET)),
+            events: Arc::new(EventCache::of_bytes(event_cache::DEFAULT_BYTES)),
         }
     }
 
-    /// Keeps at most `budget` events of recently rescored leads between rescores (0:
-    /// every rescore reads all of its lead's events).
-    pub fn with_event_cache(mut self, budget: usize) -> Self {
-        self.events = Arc::new(EventCache::new(budget));
+    /// Keeps recently rescored leads' events between rescores in `cache` (instead of
+    /// [`event_cache::DEFAULT_BYTES`] of them; a cache of no events: every rescore reads
+    /// all of its lead's events).
+    pub fn with_event_cache(mut self, cache: EventCache) -> Self {
+        self.events = Arc::new(cache);
         self
     }
 

@@ -254,7 +254,82 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What the allocator adds to each block it gives, about: its header and rounding.
+const BLOCK: usize = 16;
+
+/// About how many bytes a text of `capacity` takes on the heap (none when empty).
+fn text_footprint(capacity: usize) -> usize {
+    if capacity == 0 { 0 } else { capacity + BLOCK }
+}
+
+fn option_footprint(text: &Option<String>) -> usize {
+    text.as_ref().map_or(0, |t| text_footprint(t.capacity()))
+}
+
+/// About how many bytes a JSON object holds on the heap: `serde_json`'s map is a B-tree
+/// whose nodes each have room for 11 keys and values, allocated whole, and at least half
+/// full but for the first.
+fn map_footprint(map: &Map<String, Value>) -> usize {
+    const NODE: usize = 11 * (size_of::<String>() + size_of::<Value>()) + 16 + BLOCK;
+    if map.is_empty() {
+        return 0;
+    }
+    let nodes = if map.len() <= 11 {
+        1
+    } else {
+        map.len().div_ceil(6)
+    };
+    let entries: usize = map
+        .iter()
+        .map(|(key, value)| text_footprint(key.capacity()) + value_footprint(value))
+        .sum();
+    nodes * NODE + entries
+}
+
+/// About how many bytes a JSON value holds on the heap, besides itself.
+fn value_footprint(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(text) => text_footprint(text.capacity()),
+        Value::Array(values) => {
+            text_footprint(values.capacity() * size_of::<Value>())
+                + values.iter().map(value_footprint).sum::<usize>()
+        }
+        Value::Object(map) => map_footprint(map),
+    }
+}
+
 impl Event {
+    /// About how many bytes the event takes in memory, itself and what it points to (its
+    /// texts and JSON objects): what a cache of events counts against its budget. An
+    /// estimate (the allocator's own rounding is guessed), but one that grows with
+    /// everything a sender can make large.
+    pub fn footprint(&self) -> usize {
+        let campaign = &self.campaign;
+        size_of::<Event>()
+            // The message id's counts are beside its text.
+            + text_footprint(self.message_id.len() + 2 * size_of::<usize>())
+            + [
+                &self.name,
+                &self.user_id,
+                &self.anonymous_id,
+                &self.path,
+                &self.url,
+                &self.referrer,
+                &self.user_agent,
+                &campaign.source,
+                &campaign.medium,
+                &campaign.name,
+                &campaign.term,
+                &campaign.content,
+            ]
+            .into_iter()
+            .map(option_footprint)
+            .sum::<usize>()
+            + map_footprint(&self.properties)
+            + map_footprint(&self.traits)
+    }
+
     /// Reads one Segment call (`type`, `messageId`, `timestamp`, `userId`/`anonymousId`,
     /// `event`/`name`, `properties`, `traits`, `context.page`, `context.campaign`,
     /// `context.ip`, `context.userAgent`).
@@ -385,6 +460,37 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// What a cache counts an event as grows with everything a sender can make large: a
+    /// text, a property, a nested object, many properties.
+    #[test]
+    fn an_events_footprint_grows_with_what_it_holds() {
+        let page = |extra: Value| {
+            let mut call = json!({"type": "track", "event": "Viewed", "messageId": "m-1",
+                "anonymousId": "a-1", "properties": {"plan": "pro"}});
+            if let (Value::Object(call), Value::Object(extra)) = (&mut call, extra) {
+                call.extend(extra);
+            }
+            Event::from_segment(&call).unwrap()
+        };
+        let small = page(json!({})).footprint();
+        assert!(
+            small > size_of::<Event>() + 11 * size_of::<Value>(),
+            "{small}"
+        );
+        let long_text = page(json!({"properties": {"plan": "p".repeat(10_000)}})).footprint();
+        assert!(long_text >= small + 10_000, "{long_text} against {small}");
+        let nested = page(json!({"properties": {"plan": {"a": ["x".repeat(5_000)]}}})).footprint();
+        assert!(nested >= small + 5_000, "{nested} against {small}");
+        let many: Map<String, Value> = (0..100).map(|i| (format!("p{i}"), json!(i))).collect();
+        let wide = page(json!({"properties": many})).footprint();
+        assert!(
+            wide >= small + 100 * (size_of::<String>() + size_of::<Value>()),
+            "{wide} against {small}"
+        );
+        let agent = page(json!({"context": {"userAgent": "u".repeat(2_000)}})).footprint();
+        assert!(agent >= small + 2_000, "{agent} against {small}");
+    }
 
     #[test]
     fn reads_a_segment_page_call() {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hotlead_api::{Auth, router};
 use hotlead_app::erase::AlertArchive;
+use hotlead_app::event_cache::EventCache;
 use hotlead_app::links::{LinkKey, Links};
 use hotlead_app::pages::LeadPages;
 use hotlead_app::ports::{Clock, IdSource, LearningStore, Store};
@@ -76,6 +77,9 @@ pub struct ServeOptions {
     /// Listen on a non-loopback address without an admin token (every lead readable by
     /// anyone who reaches it). Refused unless this is set.
     pub open_admin: bool,
+    /// Memory the scorer may keep leads' events in between rescores, in bytes (see
+    /// [`hotlead_app::event_cache`]).
+    pub event_cache_bytes: usize,
 }
 
 /// Whether `host` only accepts connections from this machine.
@@ -191,7 +195,7 @@ async fn services<S: Storage + 'static>(
     archive: Option<Arc<dyn AlertArchive>>,
     clock: &Arc<dyn Clock>,
     config: &Arc<Config>,
-    rules_file: Option<&Path>,
+    options: &ServeOptions,
     links: Arc<Links>,
 ) -> anyhow::Result<(Review, Arc<RuleSet>, Scorer, Arc<LeadPages>)> {
     let pages = Arc::new(LeadPages::new(
@@ -204,7 +208,7 @@ async fn services<S: Storage + 'static>(
     if let Some(archive) = archive {
         review = review.with_alert_archive(archive);
     }
-    let rules = Arc::new(install_rules(&review, rules_file).await?);
+    let rules = Arc::new(install_rules(&review, options.rules.as_deref()).await?);
     let scorer = Scorer::new(
         store.clone(),
         notifier,
@@ -213,7 +217,8 @@ async fn services<S: Storage + 'static>(
         config.clone(),
     )
     .with_rules_from(store as Arc<dyn LearningStore>)
-    .with_links(links);
+    .with_links(links)
+    .with_event_cache(EventCache::of_bytes(options.event_cache_bytes));
     Ok((review, rules, scorer, pages))
 }
 
@@ -364,7 +369,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 Some(notifier),
                 &clock,
                 &config,
-                options.rules.as_deref(),
+                &options,
                 links,
             )
             .await?;
@@ -409,7 +414,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 None,
                 &clock,
                 &config,
-                options.rules.as_deref(),
+                &options,
                 links,
             )
             .await?;
