@@ -32,6 +32,9 @@ struct Entry {
     events: Vec<Event>,
     /// What `events` count against the budget.
     weight: usize,
+    /// What the entry counts against it: `weight` and, counted in bytes, the entry
+    /// itself (its lead's id, twice, and the room its list has for more events).
+    charged: usize,
     cursor: EventsCursor,
     used: DateTime<Utc>,
     /// Order of use, for eviction (the clock may stand still).
@@ -41,9 +44,13 @@ struct Entry {
 #[derive(Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
-    /// What the events of `entries` count against the budget.
+    /// What `entries` count against the budget (their `charged`).
     held: usize,
     turn: u64,
+    /// When every lead held was in use at the last eviction: the time the first of them
+    /// stops being in use. Until then no lead can be evicted, and the leads are not
+    /// looked through again (that would cost a pass over them for each lead put back).
+    nothing_to_evict_before: Option<DateTime<Utc>>,
 }
 
 /// Leads' events between rescores; see the module.
@@ -51,6 +58,8 @@ pub struct EventCache {
     budget: usize,
     /// What an event counts against the budget.
     weigh: fn(&Event) -> usize,
+    /// Whether the budget is in bytes (then each lead's entry counts too).
+    in_bytes: bool,
     inner: Mutex<Inner>,
 }
 
@@ -83,6 +92,7 @@ impl EventCache {
         EventCache {
             budget,
             weigh: |_| 1,
+            in_bytes: false,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -92,12 +102,25 @@ impl EventCache {
         EventCache {
             budget: bytes,
             weigh: Event::footprint,
+            in_bytes: true,
             inner: Mutex::new(Inner::default()),
         }
     }
 
     fn weight(&self, events: &[Event]) -> usize {
         events.iter().map(self.weigh).sum()
+    }
+
+    /// What a lead's entry holding `events` (of `weight`) counts against the budget.
+    fn charge(&self, lead_id: &str, events: &Vec<Event>, weight: usize) -> usize {
+        if !self.in_bytes {
+            return weight;
+        }
+        // The map's slot with the entry, the lead's id as the map's key and in the
+        // cursor, and the list's room for more events.
+        let entry = size_of::<(String, Entry)>() + 2 * (lead_id.len() + 16);
+        let room = (events.capacity() - events.len()) * size_of::<Event>();
+        weight + entry + room
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -118,7 +141,7 @@ impl EventCache {
             let mut inner = self.lock();
             let entry = inner.entries.remove(lead_id);
             if let Some(entry) = &entry {
-                inner.held -= entry.weight;
+                inner.held -= entry.charged;
             }
             entry
         };
@@ -167,28 +190,36 @@ impl EventCache {
     /// budget, or, when all are in use, not keeping it.
     pub fn put_back(&self, held: Held, now: DateTime<Utc>) {
         let Some(cursor) = held.cursor else { return };
-        if held.weight > self.budget {
+        let charged = self.charge(&cursor.lead_id, &held.events, held.weight);
+        if self.budget == 0 || charged > self.budget {
             return;
         }
         let mut inner = self.lock();
         inner.turn += 1;
         let turn = inner.turn;
-        inner.held += held.weight;
+        inner.held += charged;
         let cursor_lead = cursor.lead_id.clone();
         let replaced = inner.entries.insert(
             cursor_lead.clone(),
             Entry {
                 events: held.events,
                 weight: held.weight,
+                charged,
                 cursor,
                 used: now,
                 turn,
             },
         );
         if let Some(replaced) = replaced {
-            inner.held -= replaced.weight;
+            inner.held -= replaced.charged;
         }
-        if inner.held > self.budget {
+        let evictable = inner.nothing_to_evict_before.is_none_or(|time| now >= time);
+        if inner.held > self.budget && !evictable {
+            // Every lead held is still in use (see below).
+            if let Some(entry) = inner.entries.remove(&cursor_lead) {
+                inner.held -= entry.charged;
+            }
+        } else if inner.held > self.budget {
             // Down to three quarters, so that eviction is not paid on every put; only
             // leads not used for [`IN_USE`] go. When every lead held is in use (more
             // leads are busy than the budget holds, each rescored in turn), the lead put
@@ -203,19 +234,26 @@ impl EventCache {
                 .map(|(id, entry)| (entry.turn, id.clone()))
                 .collect();
             by_use.sort_unstable();
+            inner.nothing_to_evict_before = if by_use.is_empty() {
+                (inner.entries.values().map(|entry| entry.used))
+                    .min()
+                    .map(|used| used + IN_USE)
+            } else {
+                None
+            };
             let target = self.budget - self.budget / 4;
             for (_, id) in by_use {
                 if inner.held <= target {
                     break;
                 }
                 if let Some(entry) = inner.entries.remove(&id) {
-                    inner.held -= entry.weight;
+                    inner.held -= entry.charged;
                 }
             }
             if inner.held > self.budget
                 && let Some(entry) = inner.entries.remove(&cursor_lead)
             {
-                inner.held -= entry.weight;
+                inner.held -= entry.charged;
             }
         }
     }
@@ -228,7 +266,7 @@ impl EventCache {
         inner.entries.retain(|_, entry| {
             let keep = entry.used >= idle_before;
             if !keep {
-                freed += entry.weight;
+                freed += entry.charged;
             }
             keep
         });

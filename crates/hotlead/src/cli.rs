@@ -140,8 +140,9 @@ pub struct ServeArgs {
     /// routes open to anyone who reaches them. Without it, that is refused.
     #[arg(long)]
     pub open_admin: bool,
-    /// Memory the scorer may keep leads' events in between rescores, in MiB: a lead
-    /// rescored again is read only for its new events while they stay there.
+    /// Memory the scorer may keep leads' events in between rescores, in MiB (as estimated
+    /// from what they hold; 0 keeps none): a lead rescored again is read only for its new
+    /// events while they stay there.
     #[arg(long, default_value_t = (hotlead_app::event_cache::DEFAULT_BYTES >> 20) as u32)]
     pub event_cache_mb: u32,
 }
@@ -326,7 +327,7 @@ async fn serve_command(args: ServeArgs, out: &mut dyn Write) -> anyhow::Result<(
         // The AWS backend polls its stream: a short tick keeps scoring prompt.
         tick: std::time::Duration::from_secs(if aws { 1 } else { 5 }),
         open_admin: args.open_admin,
-        event_cache_bytes: (args.event_cache_mb as usize) << 20,
+        event_cache_bytes: (args.event_cache_mb as usize).saturating_mul(1 << 20),
     };
     let auth = options.auth.clone();
     let running = crate::serve::start(options).await?;

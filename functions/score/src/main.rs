@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use hotlead_app::event_cache::{self, EventCache};
 use hotlead_app::links::Links;
 use hotlead_app::{Scorer, SystemClock};
 use hotlead_aws::runtime::{FunctionEnv, init_tracing, required};
@@ -34,8 +33,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(env.config),
     )
     // HOTLEAD_RULES is the first version; approved suggestions and rollbacks follow.
-    .with_rules_from(store)
-    .with_event_cache(EventCache::of_bytes(event_cache_bytes()));
+    .with_rules_from(store);
     let scorer = match links {
         Some(links) => scorer.with_links(links),
         None => scorer,
@@ -54,13 +52,4 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
-}
-
-/// Memory for leads' events kept between invocations of a warm instance: a quarter of
-/// the function's (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, in MB), or the scorer's default.
-fn event_cache_bytes() -> usize {
-    std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        .ok()
-        .and_then(|mb| mb.parse::<usize>().ok())
-        .map_or(event_cache::DEFAULT_BYTES, |mb| (mb << 20) / 4)
 }
