@@ -108,11 +108,16 @@ fn world_on(store: Arc<SqliteStore>, failures: usize, config: Config, rules_text
 
 impl World {
     async fn form(&self) {
-        let fields = vec![
+        self.submit(vec![
             ("email".into(), "a@b.jp".into()),
             ("anonymousId".into(), "x".into()),
             ("name".into(), "Taro Yamada".into()),
-        ];
+        ])
+        .await;
+    }
+
+    /// Submits form `f` with `fields`.
+    async fn submit(&self, fields: Vec<(String, String)>) {
         self.ingest
             .form(FormSubmission {
                 form_id: "f".into(),
@@ -504,6 +509,27 @@ async fn keeping_events_between_rescores_scores_as_reading_them_all() {
     assert_eq!(events.len(), 8, "every page and both forms are the lead's");
 }
 
+/// Submits a form for `person` (an e-mail and the browser's anonymous id `person`), then
+/// `calls` Segment calls from that browser, made by `call` from their number; the lead's id.
+async fn person_with(
+    w: &World,
+    person: &str,
+    calls: usize,
+    call: impl Fn(usize) -> serde_json::Value,
+) -> String {
+    w.submit(vec![
+        ("email".into(), format!("{person}@b.jp")),
+        ("anonymousId".into(), person.to_string()),
+    ])
+    .await;
+    let mut lead = None;
+    for n in 0..calls {
+        let recorded = w.ingest.call(&call(n), None).await.unwrap();
+        lead = lead.or(recorded.lead_id);
+    }
+    lead.expect("the calls name the lead")
+}
+
 /// The events kept between rescores stay within their budget (the least recently used
 /// leads not in use go first; when all are in use, the lead put back is not kept), a
 /// lead too big for it is not kept, an idle lead is forgotten, and so is a lead that is
@@ -515,26 +541,13 @@ async fn kept_events_stay_within_their_budget_and_idle_leads_are_forgotten() {
     let store = w.ingest.store().clone();
     let mut leads = Vec::new();
     for (person, pages) in [("a", 2), ("b", 3), ("c", 1), ("d", 6)] {
-        let fields = vec![
-            ("email".into(), format!("{person}@b.jp")),
-            ("anonymousId".into(), person.to_string()),
-        ];
-        w.ingest
-            .form(FormSubmission {
-                form_id: "f".into(),
-                fields,
-                ..FormSubmission::default()
+        leads.push(
+            person_with(&w, person, pages, |n| {
+                json!({"type": "page", "messageId": format!("{person}{n}"), "anonymousId": person,
+                    "context": {"page": {"path": "/pricing"}}})
             })
-            .await
-            .unwrap();
-        for n in 0..pages {
-            let call = json!({"type": "page", "messageId": format!("{person}{n}"), "anonymousId": person,
-                "context": {"page": {"path": "/pricing"}}});
-            let recorded = w.ingest.call(&call, None).await.unwrap();
-            if n == 0 {
-                leads.push(recorded.lead_id.unwrap());
-            }
-        }
+            .await,
+        );
     }
     // The four leads hold 3, 4, 2 and 7 events.
     let [l1, l2, l3, l4] = [0, 1, 2, 3].map(|i| leads[i].as_str());
@@ -603,31 +616,18 @@ async fn kept_events_count_for_the_memory_they_take() {
     let w = world(0, Config::default());
     let store = w.ingest.store().clone();
     let mut leads = Vec::new();
-    for (person, pages, wide) in [("small", 20, 0), ("large", 3, 25)] {
-        let fields = vec![
-            ("email".into(), format!("{person}@b.jp")),
-            ("anonymousId".into(), person.to_string()),
-        ];
-        w.ingest
-            .form(FormSubmission {
-                form_id: "f".into(),
-                fields,
-                ..FormSubmission::default()
+    for (person, calls, wide) in [("small", 20, 0), ("large", 3, 25)] {
+        // Up to 25 properties of 1,800 characters each.
+        let properties: serde_json::Map<String, serde_json::Value> = (0..wide)
+            .map(|i| (format!("p{i}"), json!("x".repeat(1_800))))
+            .collect();
+        leads.push(
+            person_with(&w, person, calls, |n| {
+                json!({"type": "track", "event": "Viewed", "messageId": format!("{person}{n}"),
+                    "anonymousId": person, "properties": properties})
             })
-            .await
-            .unwrap();
-        for n in 0..pages {
-            // Up to 25 properties of 1,800 characters each.
-            let properties: serde_json::Map<String, serde_json::Value> = (0..wide)
-                .map(|i| (format!("p{i}"), json!("x".repeat(1_800))))
-                .collect();
-            let call = json!({"type": "track", "event": "Viewed", "messageId": format!("{person}{n}"),
-                "anonymousId": person, "properties": properties});
-            let recorded = w.ingest.call(&call, None).await.unwrap();
-            if n == 0 {
-                leads.push(recorded.lead_id.unwrap());
-            }
-        }
+            .await,
+        );
     }
     let footprint = |events: &[hotlead_core::Event]| -> usize {
         events.iter().map(hotlead_core::Event::footprint).sum()
