@@ -53,13 +53,19 @@ struct Inner {
     nothing_to_evict_before: Option<DateTime<Utc>>,
 }
 
+/// What a cache's budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    /// Events, whatever their size (for tests).
+    Events,
+    /// Bytes: each event's [`Event::footprint`], and each lead's entry for itself.
+    Bytes,
+}
+
 /// Leads' events between rescores; see the module.
 pub struct EventCache {
     budget: usize,
-    /// What an event counts against the budget.
-    weigh: fn(&Event) -> usize,
-    /// Whether the budget is in bytes (then each lead's entry counts too).
-    in_bytes: bool,
+    unit: Unit,
     inner: Mutex<Inner>,
 }
 
@@ -91,8 +97,7 @@ impl EventCache {
     pub fn new(budget: usize) -> Self {
         EventCache {
             budget,
-            weigh: |_| 1,
-            in_bytes: false,
+            unit: Unit::Events,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -101,19 +106,22 @@ impl EventCache {
     pub fn of_bytes(bytes: usize) -> Self {
         EventCache {
             budget: bytes,
-            weigh: Event::footprint,
-            in_bytes: true,
+            unit: Unit::Bytes,
             inner: Mutex::new(Inner::default()),
         }
     }
 
+    /// What `events` count against the budget.
     fn weight(&self, events: &[Event]) -> usize {
-        events.iter().map(self.weigh).sum()
+        match self.unit {
+            Unit::Events => events.len(),
+            Unit::Bytes => events.iter().map(Event::footprint).sum(),
+        }
     }
 
     /// What a lead's entry holding `events` (of `weight`) counts against the budget.
     fn charge(&self, lead_id: &str, events: &Vec<Event>, weight: usize) -> usize {
-        if !self.in_bytes {
+        if self.unit == Unit::Events {
             return weight;
         }
         // The map's slot with the entry, the lead's id as the map's key and in the

@@ -257,13 +257,13 @@ fn percent_decode(s: &str) -> String {
 /// What the allocator adds to each block it gives, about: its header and rounding.
 const BLOCK: usize = 16;
 
-/// About how many bytes a text of `capacity` takes on the heap (none when empty).
-fn text_footprint(capacity: usize) -> usize {
+/// About how many bytes a heap block of `capacity` bytes takes (none when empty).
+fn block_footprint(capacity: usize) -> usize {
     if capacity == 0 { 0 } else { capacity + BLOCK }
 }
 
 fn option_footprint(text: &Option<String>) -> usize {
-    text.as_ref().map_or(0, |t| text_footprint(t.capacity()))
+    text.as_ref().map_or(0, |t| block_footprint(t.capacity()))
 }
 
 /// About how many bytes a JSON object holds on the heap: `serde_json`'s map is a B-tree
@@ -281,7 +281,7 @@ fn map_footprint(map: &Map<String, Value>) -> usize {
     };
     let entries: usize = map
         .iter()
-        .map(|(key, value)| text_footprint(key.capacity()) + value_footprint(value))
+        .map(|(key, value)| block_footprint(key.capacity()) + value_footprint(value))
         .sum();
     nodes * NODE + entries
 }
@@ -290,9 +290,9 @@ fn map_footprint(map: &Map<String, Value>) -> usize {
 fn value_footprint(value: &Value) -> usize {
     match value {
         Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-        Value::String(text) => text_footprint(text.capacity()),
+        Value::String(text) => block_footprint(text.capacity()),
         Value::Array(values) => {
-            text_footprint(values.capacity() * size_of::<Value>())
+            block_footprint(values.capacity() * size_of::<Value>())
                 + values.iter().map(value_footprint).sum::<usize>()
         }
         Value::Object(map) => map_footprint(map),
@@ -308,7 +308,7 @@ impl Event {
         let campaign = &self.campaign;
         size_of::<Event>()
             // The message id's counts are beside its text.
-            + text_footprint(self.message_id.len() + 2 * size_of::<usize>())
+            + block_footprint(self.message_id.len() + 2 * size_of::<usize>())
             + [
                 &self.name,
                 &self.user_id,
