@@ -91,109 +91,194 @@ pub struct Contribution {
 /// group): every score names the rules it counts, and a clone copies a pointer, not the
 /// words. It reads as a `str`, compares with one or with a `String`, and is written out and
 /// read back as a plain string.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SharedText(Arc<str>);
+///
+/// A rule set's texts are kept for the life of the process ([`SharedText::kept`]): a clone
+/// of one is a copy, and dropping it costs nothing (a score names hundreds of them). Other
+/// texts, and rule texts past the bound on what is kept, are counted references.
+#[derive(Clone)]
+pub struct SharedText(Shared);
+
+#[derive(Clone)]
+enum Shared {
+    Kept(&'static str),
+    Counted(Arc<str>),
+}
+
+/// The texts kept for the life of the process, and their bytes.
+#[derive(Default)]
+struct KeptTexts {
+    texts: std::collections::HashSet<&'static str>,
+    bytes: usize,
+}
+
+/// At most this many bytes of rule texts are kept for the life of the process (rule sets
+/// are few, and their texts short): a process that reads ever new rule sets shares the
+/// texts past it by counted references.
+pub(crate) const KEPT_TEXT_BYTES: usize = 4 << 20;
+
+static KEPT: std::sync::Mutex<Option<KeptTexts>> = std::sync::Mutex::new(None);
+
+impl KeptTexts {
+    /// `text`, kept unless that would take the texts kept past `limit` bytes.
+    fn keep(&mut self, text: &str, limit: usize) -> SharedText {
+        if let Some(&text) = self.texts.get(text) {
+            return SharedText(Shared::Kept(text));
+        }
+        if self.bytes.saturating_add(text.len()) > limit {
+            return text.into();
+        }
+        let text: &'static str = Box::leak(text.into());
+        self.texts.insert(text);
+        self.bytes += text.len();
+        SharedText(Shared::Kept(text))
+    }
+}
 
 impl SharedText {
+    /// `text` kept for the life of the process: the same text is kept once, however many
+    /// rule sets name it, and no more than [`KEPT_TEXT_BYTES`] in all.
+    pub(crate) fn kept(text: &str) -> SharedText {
+        let mut kept = KEPT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.get_or_insert_with(KeptTexts::default)
+            .keep(text, KEPT_TEXT_BYTES)
+    }
+
+    /// Whether the text is kept for the life of the process.
+    #[cfg(test)]
+    fn is_kept(&self) -> bool {
+        matches!(self.0, Shared::Kept(_))
+    }
+
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Shared::Kept(text) => text,
+            Shared::Counted(text) => text,
+        }
     }
 }
 
 impl std::ops::Deref for SharedText {
     type Target = str;
     fn deref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl AsRef<str> for SharedText {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl std::borrow::Borrow<str> for SharedText {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
+    }
+}
+
+impl PartialEq for SharedText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SharedText {}
+
+impl PartialOrd for SharedText {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SharedText {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for SharedText {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
 impl std::fmt::Display for SharedText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&*self.0, f)
+        std::fmt::Display::fmt(self.as_str(), f)
     }
 }
 
 impl std::fmt::Debug for SharedText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.0, f)
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl From<&str> for SharedText {
     fn from(text: &str) -> Self {
-        SharedText(text.into())
+        SharedText(Shared::Counted(text.into()))
     }
 }
 
 impl From<String> for SharedText {
     fn from(text: String) -> Self {
-        SharedText(text.into())
+        SharedText(Shared::Counted(text.into()))
     }
 }
 
 impl From<Arc<str>> for SharedText {
     fn from(text: Arc<str>) -> Self {
-        SharedText(text)
+        SharedText(Shared::Counted(text))
     }
 }
 
 impl From<SharedText> for String {
     fn from(text: SharedText) -> Self {
-        text.0.to_string()
+        text.as_str().to_string()
     }
 }
 
 impl PartialEq<str> for SharedText {
     fn eq(&self, other: &str) -> bool {
-        *self.0 == *other
+        self.as_str() == other
     }
 }
 
 impl PartialEq<&str> for SharedText {
     fn eq(&self, other: &&str) -> bool {
-        *self.0 == **other
+        self.as_str() == *other
     }
 }
 
 impl PartialEq<String> for SharedText {
     fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
+        self.as_str() == *other
     }
 }
 
 impl PartialEq<SharedText> for str {
     fn eq(&self, other: &SharedText) -> bool {
-        *self == *other.0
+        self == other.as_str()
     }
 }
 
 impl PartialEq<SharedText> for &str {
     fn eq(&self, other: &SharedText) -> bool {
-        **self == *other.0
+        *self == other.as_str()
     }
 }
 
 impl PartialEq<SharedText> for String {
     fn eq(&self, other: &SharedText) -> bool {
-        **self == *other.0
+        *self == other.as_str()
     }
 }
 
 impl Serialize for SharedText {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -871,11 +956,16 @@ fn attribute_points<'r, 'l>(
 /// that order, as in [`Plan`].
 fn index(rules: &RuleSet, timeline: &Timeline<'_>) -> Index {
     if rules.plan.fits(rules.rules.len(), rules.alerts.len()) {
-        return Index::of(&rules.plan, &timeline.events);
+        return Index::of(
+            &rules.plan,
+            &timeline.kept,
+            &timeline.positions,
+            timeline.len(),
+        );
     }
     // A rule set changed after it was compiled: plan it again, or match event by event.
     match Plan::new(&rules.rules, &rules.alerts) {
-        Ok(plan) => Index::of(&plan, &timeline.events),
+        Ok(plan) => Index::of(&plan, &timeline.kept, &timeline.positions, timeline.len()),
         Err(_) => Index::each(&matchers(rules), timeline.events.iter().copied()),
     }
 }
@@ -905,6 +995,8 @@ struct Timeline<'e> {
     keys: Vec<u128>,
     /// By position, the events that passed the filters.
     events: Vec<&'e Event>,
+    /// By place in `kept`, the event's position ([`Index::NOWHERE`] for one filtered out).
+    positions: Vec<u32>,
     now: DateTime<Utc>,
     /// `now` as seconds and nanoseconds since 1970.
     now_at: (i64, u32),
@@ -1042,8 +1134,16 @@ fn prepare<'e>(
         }
     }
     counts.scored = keys.len();
+    let mut positions = vec![Index::NOWHERE; kept.len()];
+    let mut events = Vec::with_capacity(keys.len());
+    for (position, &key) in keys.iter().enumerate() {
+        // Fewer events than 2^32 (places fit in a time key's 32 bits).
+        positions[place(key)] = position as u32;
+        events.push(kept[place(key)]);
+    }
     let timeline = Timeline {
-        events: keys.iter().map(|&key| kept[place(key)]).collect(),
+        events,
+        positions,
         kept,
         keys,
         now,
@@ -1592,6 +1692,39 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// A rule set's texts are kept once for the life of the process, shared by every rule
+    /// set that names them, up to a bound past which they are counted references; kept or
+    /// not, they read, compare and hash alike.
+    #[test]
+    fn rule_texts_are_kept_once_within_a_bound() {
+        let one = rules(
+            "[[rules]]\nid = \"kept_once\"\ngroup = \"engagement\"\npoints = 1\nevent = { path = \"/a\" }\n",
+        );
+        let two = rules(
+            "[[rules]]\nid = \"kept_once\"\ngroup = \"engagement\"\npoints = 2\nevent = { path = \"/b\" }\n",
+        );
+        let (a, b) = (one.texts(0).id, two.texts(0).id);
+        assert!(a.is_kept() && b.is_kept());
+        assert!(std::ptr::eq(a.as_str(), b.as_str()), "one text, kept once");
+
+        let mut kept = KeptTexts::default();
+        let first = kept.keep("twelve bytes", 20);
+        let again = kept.keep("twelve bytes", 20);
+        let past = kept.keep("nine more", 20);
+        assert!(first.is_kept() && again.is_kept() && !past.is_kept());
+        assert!(std::ptr::eq(first.as_str(), again.as_str()));
+        assert_eq!((kept.texts.len(), kept.bytes), (1, 12));
+        let counted = SharedText::from("twelve bytes");
+        assert!(!counted.is_kept());
+        assert_eq!(counted, first);
+        assert_eq!(past, "nine more");
+        let hash = |text: &SharedText| {
+            std::hash::BuildHasher::hash_one(&foldhash::fast::FixedState::with_seed(1), text)
+        };
+        assert_eq!(hash(&counted), hash(&first));
+        assert_eq!(counted.cmp(&first), std::cmp::Ordering::Equal);
+    }
 
     fn rules(body: &str) -> RuleSet {
         let source = format!(

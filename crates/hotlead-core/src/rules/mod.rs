@@ -85,8 +85,9 @@ pub struct RuleSet {
     pub(crate) texts: Vec<RuleTexts>,
 }
 
-/// A rule's id, label and group id as shared text: an explanation names every rule it
-/// counts, and sharing the rule set's words costs less than copying them.
+/// A rule's id, label and group id as shared text, kept for the life of the process (see
+/// [`SharedText::kept`]): an explanation names every rule it counts, and sharing the rule
+/// set's words costs less than copying them.
 #[derive(Debug, Clone)]
 pub(crate) struct RuleTexts {
     pub id: SharedText,
@@ -97,9 +98,9 @@ pub(crate) struct RuleTexts {
 impl RuleTexts {
     fn of(rule: &Rule, groups: &[Group]) -> RuleTexts {
         RuleTexts {
-            id: rule.id.as_str().into(),
-            label: rule.label.as_str().into(),
-            group: groups[rule.group].id.as_str().into(),
+            id: SharedText::kept(&rule.id),
+            label: SharedText::kept(&rule.label),
+            group: SharedText::kept(&groups[rule.group].id),
         }
     }
 }
