@@ -83,7 +83,7 @@ pub struct Contribution {
     pub points: Points,
     /// Decay or caps that changed the points, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub note: Option<SharedText>,
     pub evidence: Evidence,
 }
 
@@ -101,7 +101,9 @@ pub struct SharedText(Shared);
 #[derive(Clone)]
 enum Shared {
     Kept(&'static str),
-    Counted(Arc<str>),
+    /// The bytes `start..end` of a counted text: all of it, or a part of a text others
+    /// share (the notes of a score: one text for all of them).
+    Counted(Arc<str>, u32, u32),
 }
 
 /// The texts kept for the life of the process, and their bytes.
@@ -151,10 +153,25 @@ impl SharedText {
         matches!(self.0, Shared::Kept(_))
     }
 
+    /// All of `text` (a text is far under 4 GiB: what this process reads is bounded well
+    /// below that).
+    fn whole(text: Arc<str>) -> SharedText {
+        let end = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        SharedText(Shared::Counted(text, 0, end))
+    }
+
+    /// The bytes `start..end` of `text`, which must be on character boundaries.
+    fn part(text: &Arc<str>, start: u32, end: u32) -> SharedText {
+        debug_assert!(text.get(start as usize..end as usize).is_some());
+        SharedText(Shared::Counted(text.clone(), start, end))
+    }
+
     pub fn as_str(&self) -> &str {
         match &self.0 {
             Shared::Kept(text) => text,
-            Shared::Counted(text) => text,
+            Shared::Counted(text, start, end) => {
+                text.get(*start as usize..*end as usize).unwrap_or("")
+            }
         }
     }
 }
@@ -218,19 +235,19 @@ impl std::fmt::Debug for SharedText {
 
 impl From<&str> for SharedText {
     fn from(text: &str) -> Self {
-        SharedText(Shared::Counted(text.into()))
+        SharedText::whole(text.into())
     }
 }
 
 impl From<String> for SharedText {
     fn from(text: String) -> Self {
-        SharedText(Shared::Counted(text.into()))
+        SharedText::whole(text.into())
     }
 }
 
 impl From<Arc<str>> for SharedText {
     fn from(text: Arc<str>) -> Self {
-        SharedText(Shared::Counted(text))
+        SharedText::whole(text)
     }
 }
 
@@ -773,6 +790,7 @@ pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<
     let (timeline, _) = prepare(rules, events, now);
     let index = index(rules, &timeline);
     let mut memo = Memo::default();
+    let mut notes = Notes::default();
     let mut behaviours = 0;
     for (i, rule) in rules.rules.iter().enumerate() {
         let RuleKind::Behaviour(b) = &rule.kind else {
@@ -780,7 +798,8 @@ pub fn rule_terms(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<
         };
         behaviours += 1;
         let taken = index.events(behaviours - 1);
-        let Some(scored) = behaviour_points(rules, i, b, &timeline, taken, &mut memo) else {
+        let Some(scored) = behaviour_points(rules, i, b, &timeline, taken, &mut memo, &mut notes)
+        else {
             continue;
         };
         let points = rule.points.hundredths();
@@ -819,6 +838,10 @@ fn contributions(
     let mut memo = Memo::default();
     let (mut looked_at, mut seen) = (Vec::new(), Vec::new());
     let mut ids = Picker::new(timeline.len(), event_rules);
+    // Every note of the score, in one text: by the place of its line in `matched`, where
+    // each note lies in it.
+    let mut notes = Notes::default();
+    let mut noted = Vec::new();
     for (i, rule) in rules.rules.iter().enumerate() {
         let contribution = match &rule.kind {
             RuleKind::Attribute(condition) => {
@@ -827,14 +850,27 @@ fn contributions(
             RuleKind::Behaviour(behaviour) => {
                 behaviours += 1;
                 let taken = index.events(behaviours - 1);
-                behaviour_points(rules, i, behaviour, timeline, taken, &mut memo).map(|points| {
-                    let picks = ids.pick(taken, points.start);
-                    points.contribution(rules.texts(i), picks)
-                })
+                behaviour_points(rules, i, behaviour, timeline, taken, &mut memo, &mut notes).map(
+                    |points| {
+                        if let Some(note) = points.note.clone() {
+                            noted.push((matched.len(), note));
+                        }
+                        let picks = ids.pick(taken, points.start);
+                        points.contribution(rules.texts(i), picks)
+                    },
+                )
             }
         };
         if contribution.is_some() {
             matched.push((i, contribution));
+        }
+    }
+    if !noted.is_empty() {
+        let text: Arc<str> = notes.text.into();
+        for (at, note) in noted {
+            if let Some(contribution) = &mut matched[at].1 {
+                contribution.note = Some(SharedText::part(&text, note.start, note.end));
+            }
         }
     }
     // The ids picked, in one list that the event contributions share.
@@ -1407,7 +1443,8 @@ impl Memo {
 /// A behaviour rule's points and what they rest on, but for the message ids.
 struct EventPoints {
     points: Points,
-    note: Option<String>,
+    /// Where its note lies in the score's [`Notes`].
+    note: Option<std::ops::Range<u32>>,
     count: usize,
     first: DateTime<Utc>,
     last: DateTime<Utc>,
@@ -1423,7 +1460,8 @@ impl EventPoints {
             label: texts.label,
             group: texts.group,
             points: self.points,
-            note: self.note,
+            // Set once every note of the score is written.
+            note: None,
             evidence: Evidence::Events {
                 count: self.count,
                 first: self.first,
@@ -1442,13 +1480,14 @@ fn behaviour_points(
     timeline: &Timeline<'_>,
     taken: Bits<'_>,
     memo: &mut Memo,
+    notes: &mut Notes,
 ) -> Option<EventPoints> {
     let rule = &rules.rules[index];
     let start = memo.first_in_window(timeline, behaviour.within, behaviour.decay, rule.points);
     let first = taken.first_from(start)?;
     let last = taken.last_from(start)?;
     let count = taken.count_from(start);
-    let mut notes = Notes::default();
+    notes.start();
     let points = match behaviour.count {
         Count::Once { at_least } => {
             if count < at_least as usize {
@@ -1506,7 +1545,7 @@ fn behaviour_points(
     };
     Some(EventPoints {
         points,
-        note: notes.into_note(),
+        note: notes.end(),
         count,
         first: timeline.event(first).timestamp,
         last: timeline.event(last).timestamp,
@@ -1569,24 +1608,40 @@ fn each_event(
     (total, undecayed, daily_capped)
 }
 
-/// A contribution's notes, joined by "; " as they are written.
+/// The notes of a score's contributions, one after another in one text (which the
+/// contributions then share): a contribution's notes are joined by "; " as they are
+/// written.
 #[derive(Default)]
-struct Notes(String);
+struct Notes {
+    text: String,
+    /// Where the notes of the contribution being written start.
+    start: usize,
+}
 
 impl Notes {
-    /// The text to write the next note to.
-    fn next(&mut self) -> &mut String {
-        if self.0.is_empty() {
-            // Room for the usual notes at once, rather than growing as they are written.
-            self.0 = String::with_capacity(NOTE_CAPACITY);
-        } else {
-            self.0.push_str("; ");
-        }
-        &mut self.0
+    /// Starts the notes of a contribution.
+    fn start(&mut self) {
+        self.start = self.text.len();
     }
 
-    fn into_note(self) -> Option<String> {
-        (!self.0.is_empty()).then_some(self.0)
+    /// The text to write the contribution's next note to.
+    fn next(&mut self) -> &mut String {
+        if self.text.is_empty() {
+            // Room for the usual notes at once, rather than growing as they are written.
+            self.text.reserve(NOTE_CAPACITY);
+        }
+        if self.text.len() > self.start {
+            self.text.push_str("; ");
+        }
+        &mut self.text
+    }
+
+    /// Where the contribution's notes lie, if it has any (`None` past 4 GiB of notes,
+    /// which no score writes).
+    fn end(&self) -> Option<std::ops::Range<u32>> {
+        let start = u32::try_from(self.start).ok()?;
+        let end = u32::try_from(self.text.len()).ok()?;
+        (end > start).then_some(start..end)
     }
 }
 
@@ -1612,8 +1667,8 @@ fn push_age(note: &mut String, age: chrono::Duration) {
     }
 }
 
-/// The bytes reserved for a contribution's notes when it has any.
-const NOTE_CAPACITY: usize = 96;
+/// The bytes reserved for a score's notes when it has any (a few lines' worth).
+const NOTE_CAPACITY: usize = 1024;
 
 /// The alerts the events raise; `behaviours` is [`behaviour_rules`] (the alerts'
 /// matchers come after theirs in the index).
@@ -1807,6 +1862,47 @@ mod tests {
             result.contributions[0].note.as_deref(),
             Some("at most 10 a day")
         );
+    }
+
+    /// The notes of a score's lines are written one after another in one text: each line
+    /// reads its own notes, joined by "; ", and writes them out as a plain string.
+    #[test]
+    fn each_line_reads_its_own_notes() {
+        let rules = rules(
+            "[[rules]]\nid = \"capped\"\ngroup = \"engagement\"\npoints = 10\nevent = { path = \"/a\" }\ncount = \"every\"\ndaily_cap = 20\ncap = 25\n\
+             [[rules]]\nid = \"plain\"\ngroup = \"engagement\"\npoints = 1\nevent = { path = \"/a\" }\n\
+             [[rules]]\nid = \"faded\"\ngroup = \"engagement\"\npoints = 30\nevent = { path = \"/b\" }\ndecay = { half_life_days = 10 }\n",
+        );
+        let events = [
+            page("a1", "2026-01-10T01:00:00Z", "/a"),
+            page("a2", "2026-01-10T02:00:00Z", "/a"),
+            page("a3", "2026-01-10T03:00:00Z", "/a"),
+            page("a4", "2026-01-11T01:00:00Z", "/a"),
+            page("b", "2026-01-01T00:00:00Z", "/b"),
+        ];
+        let result = score(&rules, &lead(), &events, at("2026-01-12T00:00:00Z"), None);
+        let note = |rule: &str| {
+            let line = result.contributions.iter().find(|c| c.rule == rule);
+            line.and_then(|c| c.note.as_deref()).map(str::to_string)
+        };
+        assert_eq!(
+            note("capped").as_deref(),
+            Some("at most 20 a day; capped at 25 from 30")
+        );
+        assert_eq!(note("plain"), None);
+        let faded = note("faded").unwrap_or_default();
+        assert!(
+            faded.starts_with("half-life 10 days: decayed from 30"),
+            "{faded}"
+        );
+        let json = serde_json::to_value(&result).unwrap_or_default();
+        let back: Score = serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, result);
+        assert!(json["contributions"].as_array().is_some_and(|lines| {
+            lines
+                .iter()
+                .any(|l| l["note"] == "at most 20 a day; capped at 25 from 30")
+        }));
     }
 
     #[test]
