@@ -8,8 +8,7 @@
 //! at a time). A matcher's events are the bits of its types and of its patterns combined,
 //! over the events in time order, worked out once for matchers that rules repeat. Scoring
 //! then reads bits: no pattern is run per event and rule, and nothing is allocated per
-//! event. The events are read in the order they were given (as they lie in memory), not in
-//! time order: each sets the bit of its position in time.
+//! event.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
@@ -306,38 +305,26 @@ impl<'e> Values<'e> {
 }
 
 /// One slot's pattern bits (`rows`: a row of `words` words per pattern of the slot, in
-/// order): the value `read` from each event whose type bit (in `kinds`, by place) is in
-/// `taken` is numbered among the slot's `values` (room kept from one slot to the next),
-/// each distinct value matched once against the slot's patterns; the events of a value are
-/// then set, all at once, in the rows of the patterns it matches. The events are read in
-/// the order given (in memory, as often as not), each set at its position.
-#[allow(clippy::too_many_arguments)]
+/// order): the value `read` from each event of `taken` is numbered among the slot's
+/// `values` (room kept from one slot to the next), each distinct value matched once
+/// against the slot's patterns; the events of a value are then set, all at once, in the
+/// rows of the patterns it matches.
 fn scan<'e>(
     slot: &Slot,
     events: &[&'e Event],
-    places: &Places<'_>,
-    taken: u8,
+    taken: Bits<'_>,
     rows: &mut [u64],
     values: &mut Values<'e>,
     state: &RandomState,
     read: impl Fn(&'e Event) -> Option<Value<'e>>,
 ) {
     values.clear();
-    for ((event, &kind), &position) in events.iter().zip(places.kinds).zip(places.positions) {
-        if kind & taken != 0
-            && let Some(value) = read(event)
-        {
-            values.add(slot, value, position as usize, state);
+    taken.each_from(0, |position| {
+        if let Some(value) = read(events[position]) {
+            values.add(slot, value, position, state);
         }
-    }
+    });
     values.set_rows(rows);
-}
-
-/// Where the events given to [`Index::of`] go: per event, its position and its type's bit
-/// (no bit for an event left out).
-struct Places<'a> {
-    positions: &'a [u32],
-    kinds: &'a [u8],
 }
 
 /// For every matcher of a plan, the events it takes, as bits over event positions.
@@ -351,41 +338,31 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// The position of an event left out.
-    pub(crate) const NOWHERE: u32 = u32::MAX;
-
-    /// As [`Index::of`], for events given one by one in the order of their positions.
+    /// As [`Index::of`], for events given one by one.
     #[cfg(test)]
     pub(crate) fn new<'e>(plan: &Plan, events: impl ExactSizeIterator<Item = &'e Event>) -> Index {
-        let events: Vec<&Event> = events.collect();
-        let positions: Vec<u32> = (0..events.len() as u32).collect();
-        Index::of(plan, &events, &positions, events.len())
+        Index::of(plan, &events.collect::<Vec<_>>())
     }
 
-    /// Matches `events` against every matcher of `plan`: the event `events[i]` at position
-    /// `positions[i]` of `count` positions, or nowhere for [`Index::NOWHERE`]. The events
-    /// are read in the order given (the order they lie in memory, say), whatever their
-    /// positions.
-    pub(crate) fn of(plan: &Plan, events: &[&Event], positions: &[u32], count: usize) -> Index {
-        let words = count.div_ceil(64);
+    /// Matches `events` (by position, in the order their positions will be read) against
+    /// every matcher of `plan`.
+    pub(crate) fn of(plan: &Plan, events: &[&Event]) -> Index {
+        let words = events.len().div_ceil(64);
         let state = RandomState::default();
 
         // Bits over the events: per event type, and per pattern of each slot (a row each,
         // the slot's patterns in order), the events whose value it matches.
         let mut kind_bits = vec![0u64; KINDS * words];
-        let mut kinds = Vec::with_capacity(events.len());
-        kinds.extend(events.iter().zip(positions).map(|(event, &position)| {
-            if position == Index::NOWHERE {
-                return 0;
+        for (w, chunk) in events.chunks(64).enumerate() {
+            // A word per type, for the 64 events of the chunk.
+            let mut kinds = [0u64; KINDS];
+            for (bit, event) in chunk.iter().enumerate() {
+                kinds[event.kind as usize] |= 1 << bit;
             }
-            let (kind, position) = (event.kind as usize, position as usize);
-            kind_bits[kind * words + position / 64] |= 1 << (position % 64);
-            1u8 << kind
-        }));
-        let places = Places {
-            positions,
-            kinds: &kinds,
-        };
+            for (kind, bits) in kinds.into_iter().enumerate() {
+                kind_bits[kind * words + w] = bits;
+            }
+        }
         let mut first = Vec::with_capacity(plan.slots.len());
         let mut patterns = 0;
         for slot in &plan.slots {
@@ -393,43 +370,46 @@ impl Index {
             patterns += slot.sources.len();
         }
         let mut pattern_bits = vec![0u64; patterns * words];
+        let mut read = vec![0u64; words];
         let mut values = Values::new(words);
         for (slot, &first) in plan.slots.iter().zip(&first) {
             let rows = &mut pattern_bits[first * words..(first + slot.sources.len()) * words];
             // Only the events of the types that some matcher testing the slot takes.
-            let read = slot.kinds;
-            let places = &places;
+            read.fill(0);
+            for kind in (0..KINDS).filter(|kind| slot.kinds & (1 << kind) != 0) {
+                let kind = &kind_bits[kind * words..(kind + 1) * words];
+                read.iter_mut().zip(kind).for_each(|(a, b)| *a |= b);
+            }
+            let read = Bits(&read);
             // The field a slot reads is decided once, outside the loop over its events (a
             // property's through `Field::read`).
             let values = &mut values;
             match &slot.field {
-                Field::Name => scan(slot, events, places, read, rows, values, &state, |e| {
+                Field::Name => scan(slot, events, read, rows, values, &state, |e| {
                     e.name.as_deref().map(Value::Text)
                 }),
-                Field::Path => scan(slot, events, places, read, rows, values, &state, |e| {
+                Field::Path => scan(slot, events, read, rows, values, &state, |e| {
                     e.path.as_deref().map(Value::Text)
                 }),
-                Field::Referrer => scan(slot, events, places, read, rows, values, &state, |e| {
+                Field::Referrer => scan(slot, events, read, rows, values, &state, |e| {
                     e.referrer.as_deref().map(Value::Text)
                 }),
-                Field::Utm(0) => scan(slot, events, places, read, rows, values, &state, |e| {
+                Field::Utm(0) => scan(slot, events, read, rows, values, &state, |e| {
                     e.campaign.source.as_deref().map(Value::Text)
                 }),
-                Field::Utm(1) => scan(slot, events, places, read, rows, values, &state, |e| {
+                Field::Utm(1) => scan(slot, events, read, rows, values, &state, |e| {
                     e.campaign.medium.as_deref().map(Value::Text)
                 }),
-                Field::Utm(2) => scan(slot, events, places, read, rows, values, &state, |e| {
+                Field::Utm(2) => scan(slot, events, read, rows, values, &state, |e| {
                     e.campaign.name.as_deref().map(Value::Text)
                 }),
-                Field::Utm(3) => scan(slot, events, places, read, rows, values, &state, |e| {
+                Field::Utm(3) => scan(slot, events, read, rows, values, &state, |e| {
                     e.campaign.term.as_deref().map(Value::Text)
                 }),
-                Field::Utm(4) => scan(slot, events, places, read, rows, values, &state, |e| {
+                Field::Utm(4) => scan(slot, events, read, rows, values, &state, |e| {
                     e.campaign.content.as_deref().map(Value::Text)
                 }),
-                field => scan(slot, events, places, read, rows, values, &state, |e| {
-                    field.read(e)
-                }),
+                field => scan(slot, events, read, rows, values, &state, |e| field.read(e)),
             }
         }
 
@@ -736,30 +716,6 @@ event = { type = "track", name = "Demo Requested" }
                 "matcher {m} takes {taken}"
             );
         }
-
-        // The events given out of the order of their positions, some of them left out:
-        // each takes its position, and those left out take none.
-        let given: Vec<&Event> = events.iter().collect();
-        let mut by_position = Vec::new();
-        let positions: Vec<u32> = (0..given.len())
-            .map(|i| {
-                if i % 7 == 3 {
-                    return Index::NOWHERE;
-                }
-                by_position.push((i * 37 % given.len(), i));
-                0
-            })
-            .collect();
-        by_position.sort_unstable();
-        let mut positions = positions;
-        for (position, &(_, i)) in by_position.iter().enumerate() {
-            positions[i] = position as u32;
-        }
-        let in_order: Vec<&Event> = by_position.iter().map(|&(_, i)| given[i]).collect();
-        let placed = Index::of(&rules.plan, &given, &positions, in_order.len());
-        let each = Index::each(&matchers, in_order.iter().copied());
-        assert_eq!(placed.bits, each.bits);
-        assert!(in_order.len() < given.len() && placed.bits != planned.bits);
     }
 
     /// Repeated matchers share their bits; a value seen again after others is found again;

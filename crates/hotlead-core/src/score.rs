@@ -992,16 +992,11 @@ fn attribute_points<'r, 'l>(
 /// that order, as in [`Plan`].
 fn index(rules: &RuleSet, timeline: &Timeline<'_>) -> Index {
     if rules.plan.fits(rules.rules.len(), rules.alerts.len()) {
-        return Index::of(
-            &rules.plan,
-            &timeline.kept,
-            &timeline.positions,
-            timeline.len(),
-        );
+        return Index::of(&rules.plan, &timeline.events);
     }
     // A rule set changed after it was compiled: plan it again, or match event by event.
     match Plan::new(&rules.rules, &rules.alerts) {
-        Ok(plan) => Index::of(&plan, &timeline.kept, &timeline.positions, timeline.len()),
+        Ok(plan) => Index::of(&plan, &timeline.events),
         Err(_) => Index::each(&matchers(rules), timeline.events.iter().copied()),
     }
 }
@@ -1031,8 +1026,6 @@ struct Timeline<'e> {
     keys: Vec<u128>,
     /// By position, the events that passed the filters.
     events: Vec<&'e Event>,
-    /// By place in `kept`, the event's position ([`Index::NOWHERE`] for one filtered out).
-    positions: Vec<u32>,
     now: DateTime<Utc>,
     /// `now` as seconds and nanoseconds since 1970.
     now_at: (i64, u32),
@@ -1170,16 +1163,8 @@ fn prepare<'e>(
         }
     }
     counts.scored = keys.len();
-    let mut positions = vec![Index::NOWHERE; kept.len()];
-    let mut events = Vec::with_capacity(keys.len());
-    for (position, &key) in keys.iter().enumerate() {
-        // Fewer events than 2^32 (places fit in a time key's 32 bits).
-        positions[place(key)] = position as u32;
-        events.push(kept[place(key)]);
-    }
     let timeline = Timeline {
-        events,
-        positions,
+        events: keys.iter().map(|&key| kept[place(key)]).collect(),
         kept,
         keys,
         now,
