@@ -87,36 +87,46 @@ pub struct Contribution {
     pub evidence: Evidence,
 }
 
-/// Text an explanation shares with the rule set it comes from (a rule's id, label and
-/// group): every score names the rules it counts, and a clone copies a pointer, not the
+/// Text an explanation shares rather than copies: the id, label and group of each rule it
+/// counts (shared with the rule set), the attribute values it cites (with the lead's other
+/// lines), its notes (parts of one text per score). A clone copies a pointer, not the
 /// words. It reads as a `str`, compares with one or with a `String`, and is written out and
 /// read back as a plain string.
 ///
-/// A rule set's texts are kept for the life of the process ([`SharedText::kept`]): a clone
-/// of one is a copy, and dropping it costs nothing (a score names hundreds of them). Other
-/// texts, and rule texts past the bound on what is kept, are counted references.
+/// A rule set's texts are as a rule kept for the life of the process
+/// ([`SharedText::keep_all`]): a clone of one is a copy, and dropping it costs nothing (a
+/// score names hundreds of them). Other texts, and rule texts past the bound on what is
+/// kept, are counted references.
 #[derive(Clone)]
 pub struct SharedText(Shared);
 
 #[derive(Clone)]
 enum Shared {
     Kept(&'static str),
-    /// The bytes `start..end` of a counted text: all of it, or a part of a text others
-    /// share (the notes of a score: one text for all of them).
+    /// A counted text: the bytes `start..end` of it (a part of a text others share, as a
+    /// score's notes share one), or all of it when `start > end` ([`WHOLE`]), whatever
+    /// its length.
     Counted(Arc<str>, u32, u32),
 }
 
-/// The texts kept for the life of the process, and their bytes.
+/// The `start` and `end` of all of a counted text.
+const WHOLE: (u32, u32) = (1, 0);
+
+/// The texts kept for the life of the process, and about the memory they take.
 #[derive(Default)]
 struct KeptTexts {
     texts: std::collections::HashSet<&'static str>,
     bytes: usize,
 }
 
-/// At most this many bytes of rule texts are kept for the life of the process (rule sets
-/// are few, and their texts short): a process that reads ever new rule sets shares the
-/// texts past it by counted references.
+/// At most about this many bytes of memory hold the rule texts kept for the life of the
+/// process (a rule set's texts are short, and a process reads few rule sets, but a
+/// long-running learner reads new ones): past it, texts are counted references.
 pub(crate) const KEPT_TEXT_BYTES: usize = 4 << 20;
+
+/// The memory a kept text takes beyond its bytes: its allocation's rounding and header,
+/// and its slot in the table (with the table's spare room).
+const KEPT_TEXT_OVERHEAD: usize = 48;
 
 static KEPT: std::sync::Mutex<Option<KeptTexts>> = std::sync::Mutex::new(None);
 
@@ -126,25 +136,31 @@ impl KeptTexts {
         if let Some(&text) = self.texts.get(text) {
             return SharedText(Shared::Kept(text));
         }
-        if self.bytes.saturating_add(text.len()) > limit {
+        let bytes = self
+            .bytes
+            .saturating_add(text.len())
+            .saturating_add(KEPT_TEXT_OVERHEAD);
+        if bytes > limit {
             return text.into();
         }
         let text: &'static str = Box::leak(text.into());
         self.texts.insert(text);
-        self.bytes += text.len();
+        self.bytes = bytes;
         SharedText(Shared::Kept(text))
     }
 }
 
 impl SharedText {
-    /// `text` kept for the life of the process: the same text is kept once, however many
-    /// rule sets name it, and no more than [`KEPT_TEXT_BYTES`] in all.
-    pub(crate) fn kept(text: &str) -> SharedText {
+    /// What `work` makes, given a function that keeps a text for the life of the process:
+    /// the same text is kept once, however many rule sets name it, and no more than about
+    /// [`KEPT_TEXT_BYTES`] in all (past it, the function gives a counted text). The table
+    /// of kept texts is locked once, for all that `work` keeps.
+    pub(crate) fn keep_all<T>(work: impl FnOnce(&mut dyn FnMut(&str) -> SharedText) -> T) -> T {
         let mut kept = KEPT
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        kept.get_or_insert_with(KeptTexts::default)
-            .keep(text, KEPT_TEXT_BYTES)
+        let kept = kept.get_or_insert_with(KeptTexts::default);
+        work(&mut |text| kept.keep(text, KEPT_TEXT_BYTES))
     }
 
     /// Whether the text is kept for the life of the process.
@@ -153,22 +169,23 @@ impl SharedText {
         matches!(self.0, Shared::Kept(_))
     }
 
-    /// All of `text` (a text is far under 4 GiB: what this process reads is bounded well
-    /// below that).
+    /// All of `text`.
     fn whole(text: Arc<str>) -> SharedText {
-        let end = u32::try_from(text.len()).unwrap_or(u32::MAX);
-        SharedText(Shared::Counted(text, 0, end))
+        SharedText(Shared::Counted(text, WHOLE.0, WHOLE.1))
     }
 
-    /// The bytes `start..end` of `text`, which must be on character boundaries.
+    /// The bytes `start..end` of `text`, which must be on character boundaries, with
+    /// `start <= end`.
     fn part(text: &Arc<str>, start: u32, end: u32) -> SharedText {
-        debug_assert!(text.get(start as usize..end as usize).is_some());
+        debug_assert!(start <= end && text.get(start as usize..end as usize).is_some());
         SharedText(Shared::Counted(text.clone(), start, end))
     }
 
     pub fn as_str(&self) -> &str {
         match &self.0 {
             Shared::Kept(text) => text,
+            Shared::Counted(text, start, end) if start > end => text,
+            // Parts are made only on boundaries of their text.
             Shared::Counted(text, start, end) => {
                 text.get(*start as usize..*end as usize).unwrap_or("")
             }
@@ -1748,13 +1765,37 @@ mod tests {
         assert!(a.is_kept() && b.is_kept());
         assert!(std::ptr::eq(a.as_str(), b.as_str()), "one text, kept once");
 
+        // A rules file with a problem makes no rule set, and keeps none of its texts.
+        let rejected = RuleSet::from_toml(
+            "t.toml",
+            "name = \"t\"\nversion = 1\n[bands]\nhot = 50\nwarm = 20\n[groups.e]\naxis = \"engagement\"\n\
+             [[rules]]\nid = \"kept_by_no_rule_set\"\ngroup = \"e\"\npoints = 1\nevent = { path = \"/a\" }\n\
+             [[rules]]\nid = \"broken\"\ngroup = \"nowhere\"\npoints = 1\nevent = { path = \"/b\" }\n",
+        );
+        assert!(rejected.is_err());
+        let kept = |text: &str| {
+            let table = KEPT
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            table.as_ref().is_some_and(|t| t.texts.contains(text))
+        };
+        assert!(kept("kept_once") && !kept("kept_by_no_rule_set"));
+
+        // Room for two texts of 12 bytes and one of 8, each with its overhead.
+        let limit = 12 + 12 + 8 + 3 * KEPT_TEXT_OVERHEAD;
         let mut kept = KeptTexts::default();
-        let first = kept.keep("twelve bytes", 20);
-        let again = kept.keep("twelve bytes", 20);
-        let past = kept.keep("nine more", 20);
-        assert!(first.is_kept() && again.is_kept() && !past.is_kept());
+        let first = kept.keep("twelve bytes", limit);
+        let again = kept.keep("twelve bytes", limit);
+        let second = kept.keep("twelve more.", limit);
+        let fits = kept.keep("8 bytes.", limit);
+        let past = kept.keep("9 bytes..", limit);
+        let small = kept.keep("", limit);
+        assert!(first.is_kept() && again.is_kept() && second.is_kept() && fits.is_kept());
+        assert!(!past.is_kept() && !small.is_kept());
         assert!(std::ptr::eq(first.as_str(), again.as_str()));
-        assert_eq!((kept.texts.len(), kept.bytes), (1, 12));
+        assert_eq!((kept.texts.len(), kept.bytes), (3, limit));
+        assert_eq!(kept.keep("8 bytes.", limit), "8 bytes.");
+        let past = kept.keep("nine more", limit);
         let counted = SharedText::from("twelve bytes");
         assert!(!counted.is_kept());
         assert_eq!(counted, first);
@@ -1854,7 +1895,9 @@ mod tests {
     #[test]
     fn each_line_reads_its_own_notes() {
         let rules = rules(
-            "[[rules]]\nid = \"capped\"\ngroup = \"engagement\"\npoints = 10\nevent = { path = \"/a\" }\ncount = \"every\"\ndaily_cap = 20\ncap = 25\n\
+            "[[rules]]\nid = \"unmatched\"\ngroup = \"engagement\"\npoints = 5\nevent = { path = \"/none\" }\ndecay = { half_life_days = 1 }\n\
+             [[rules]]\nid = \"fit\"\ngroup = \"fit\"\npoints = 5\nwhen = { attribute = \"employees\", gte = 1000000 }\n\
+             [[rules]]\nid = \"capped\"\ngroup = \"engagement\"\npoints = 10\nevent = { path = \"/a\" }\ncount = \"every\"\ndaily_cap = 20\ncap = 25\n\
              [[rules]]\nid = \"plain\"\ngroup = \"engagement\"\npoints = 1\nevent = { path = \"/a\" }\n\
              [[rules]]\nid = \"faded\"\ngroup = \"engagement\"\npoints = 30\nevent = { path = \"/b\" }\ndecay = { half_life_days = 10 }\n",
         );

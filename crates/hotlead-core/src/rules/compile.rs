@@ -300,14 +300,19 @@ impl Checker {
             }
         };
 
+        let (utc_offset, bands, grade) = (utc_offset?, bands?, grade?);
+        // A rule set with problems is not made: its texts are not kept.
+        if !self.problems.is_empty() {
+            return None;
+        }
         let texts = RuleSet::texts_of(&rules, &groups);
         Some(RuleSet {
             name: raw.name.trim().to_string(),
             version: raw.version,
             description: raw.description.clone(),
-            utc_offset: utc_offset?,
-            bands: bands?,
-            grade: grade?,
+            utc_offset,
+            bands,
+            grade,
             groups,
             rules,
             alerts,

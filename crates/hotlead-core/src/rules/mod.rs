@@ -85,9 +85,9 @@ pub struct RuleSet {
     pub(crate) texts: Vec<RuleTexts>,
 }
 
-/// A rule's id, label and group id as shared text, kept for the life of the process (see
-/// [`SharedText::kept`]): an explanation names every rule it counts, and sharing the rule
-/// set's words costs less than copying them.
+/// A rule's id, label and group id as shared text, as a rule kept for the life of the
+/// process (see [`SharedText::keep_all`]): an explanation names every rule it counts, and
+/// sharing the rule set's words costs less than copying them.
 #[derive(Debug, Clone)]
 pub(crate) struct RuleTexts {
     pub id: SharedText,
@@ -96,11 +96,12 @@ pub(crate) struct RuleTexts {
 }
 
 impl RuleTexts {
+    /// The texts counted (not kept): for a rule changed after its rule set was made.
     fn of(rule: &Rule, groups: &[Group]) -> RuleTexts {
         RuleTexts {
-            id: SharedText::kept(&rule.id),
-            label: SharedText::kept(&rule.label),
-            group: SharedText::kept(&groups[rule.group].id),
+            id: rule.id.as_str().into(),
+            label: rule.label.as_str().into(),
+            group: groups[rule.group].id.as_str().into(),
         }
     }
 }
@@ -539,12 +540,18 @@ impl RuleSet {
         &self.groups[index]
     }
 
-    /// The texts of every rule, for a new rule set: shared by all its scores.
+    /// The texts of every rule, for a new rule set: shared by all its scores, and kept for
+    /// the life of the process (within the bound of [`SharedText::keep_all`]).
     pub(crate) fn texts_of(rules: &[Rule], groups: &[Group]) -> Vec<RuleTexts> {
-        rules
-            .iter()
-            .map(|rule| RuleTexts::of(rule, groups))
-            .collect()
+        SharedText::keep_all(|keep| {
+            (rules.iter())
+                .map(|rule| RuleTexts {
+                    id: keep(&rule.id),
+                    label: keep(&rule.label),
+                    group: keep(&groups[rule.group].id),
+                })
+                .collect()
+        })
     }
 
     /// The id, label and group id of rule `index`: those kept with the rule set, unless the
