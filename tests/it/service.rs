@@ -157,6 +157,55 @@ impl World {
 /// A form sent twice within the hour (a double click, a reload) is one event; the same
 /// values from the same browser an hour or months later are a new submission, which
 /// counts.
+/// A page or screen view wakes the scorer for its next round; a form, a tracked action
+/// or an identify also tells it not to wait out its gap (one of them may raise an alert
+/// at once). A repeated call, which stores nothing, tells it nothing.
+#[tokio::test]
+async fn calls_that_may_alert_at_once_are_urgent_and_views_are_not() {
+    let world = world(0, Config::default());
+    let urgent = Arc::new(Notify::new());
+    let ingest = world.ingest.clone().with_urgent(urgent.clone());
+    // Whether `urgent` was notified since it was last asked (without waiting).
+    let told = || async {
+        tokio::time::timeout(std::time::Duration::ZERO, urgent.notified())
+            .await
+            .is_ok()
+    };
+    let now = world.clock_now();
+    let call = |kind: &str, id: &str| {
+        let mut call = json!({"type": kind, "messageId": id, "anonymousId": "x", "timestamp": now});
+        match kind {
+            "track" => call["event"] = json!("Demo Requested"),
+            "identify" => call["traits"] = json!({"title": "部長"}),
+            _ => call["context"] = json!({"page": {"path": "/pricing"}}),
+        }
+        call
+    };
+    // The form makes the lead the anonymous id's calls then go to (an anonymous id's
+    // calls before any lead has it wake nothing: there is no lead to score).
+    ingest
+        .form(FormSubmission {
+            form_id: "f".into(),
+            fields: vec![
+                ("email".into(), "a@b.jp".into()),
+                ("anonymousId".into(), "x".into()),
+            ],
+            ..FormSubmission::default()
+        })
+        .await
+        .unwrap();
+    assert!(told().await, "a form is urgent");
+    ingest.call(&call("page", "p1"), None).await.unwrap();
+    ingest.call(&call("screen", "s1"), None).await.unwrap();
+    assert!(!told().await, "views are not urgent");
+    ingest.call(&call("track", "t1"), None).await.unwrap();
+    assert!(told().await, "a tracked action is urgent");
+    ingest.call(&call("identify", "i1"), None).await.unwrap();
+    assert!(told().await, "an identify is urgent");
+    ingest.call(&call("track", "t1"), None).await.unwrap();
+    assert!(!told().await, "a repeated call stores nothing");
+}
+
 #[tokio::test]
 async fn the_same_form_sent_again_later_is_a_new_submission() {
     use hotlead_app::FormOutcome;

@@ -186,6 +186,9 @@ pub struct Ingest {
     ids: Arc<dyn IdSource>,
     config: Arc<Config>,
     wake: Arc<Notify>,
+    /// Notified, beside `wake`, by a call that may raise an alert at once (see
+    /// [`Ingest::with_urgent`]).
+    urgent: Option<Arc<Notify>>,
     /// Counts each client's requests for its per-minute limit; `None`: no limit (tools
     /// and tests that call the service directly).
     counter: Option<Arc<dyn RequestCounter>>,
@@ -256,9 +259,19 @@ impl Ingest {
             ids,
             config,
             wake,
+            urgent: None,
             counter: None,
             pages: None,
         }
+    }
+
+    /// Also notifies `urgent` for each stored call other than a page or screen view (a
+    /// form, a tracked action, an identify): what may raise an alert at once, which the
+    /// scorer then rescores without waiting out its gap between rounds (see
+    /// [`crate::scorer::until_next_round`]).
+    pub fn with_urgent(mut self, urgent: Arc<Notify>) -> Self {
+        self.urgent = Some(urgent);
+        self
     }
 
     /// Serves the rep's lead pages (signed links) beside the public routes.
@@ -611,6 +624,7 @@ impl Ingest {
             mut attributes,
             digest,
         } = accepted;
+        let urgent = !matches!(event.kind, EventType::Page | EventType::Screen);
         if channel == Channel::Public {
             // Routing attributes come from trusted channels only: a public form or a
             // tracking call cannot choose where alerts go, whatever it names its fields.
@@ -629,6 +643,9 @@ impl Ingest {
         let recorded = self.store.record(record).await?;
         if !recorded.duplicate && recorded.lead_id.is_some() {
             self.wake.notify_one();
+            if let Some(notify) = self.urgent.as_ref().filter(|_| urgent) {
+                notify.notify_one();
+            }
         }
         Ok(recorded)
     }

@@ -25,9 +25,10 @@ use crate::ports::{
 
 /// Leads rescored per store round trip.
 pub const BATCH: usize = 100;
-/// The least time between the starts of two rounds of [`Scorer::run`]: events that
-/// come meanwhile are scored together in the next round.
-pub const ROUND_GAP: StdDuration = StdDuration::from_millis(100);
+/// The least time between the starts of two busy rounds of [`Scorer::run`]: events that
+/// come meanwhile are scored together in the next round, unless one of them may raise an
+/// alert at once (see [`until_next_round`]).
+pub const ROUND_GAP: StdDuration = StdDuration::from_millis(500);
 /// Leads of a batch rescored at once: their reads run side by side on the store's read
 /// connections, their scoring on the runtime's threads, and their saves share the
 /// store's write transactions (one commit for many saves instead of one each).
@@ -992,28 +993,29 @@ impl Scorer {
     }
 
     /// The background loop of `hotlead serve`: a [`Scorer::scheduled_round`] when woken
-    /// by new events, and every `tick`.
-    /// A round that rescored more than one lead is followed by the next at least
-    /// [`ROUND_GAP`] after it started, so that under a stream of events a lead is
-    /// rescored once per gap with everything that came meanwhile instead of once per
-    /// event, and ingestion keeps most of the CPU; a quiet round (one lead: a form) is
-    /// followed at once.
-    pub async fn run(self, wake: Arc<Notify>, tick: StdDuration) {
+    /// by new events, and every `tick`; see [`until_next_round`] for the pace under a
+    /// stream of events.
+    pub async fn run(self, wake: Arc<Notify>, urgent: Arc<Notify>, tick: StdDuration) {
         loop {
             let started = tokio::time::Instant::now();
             let round = self.scheduled_round().await;
-            until_next_round(&round, started, &wake, tick).await;
+            until_next_round(&round, started, &wake, &urgent, tick).await;
         }
     }
 }
 
 /// Waits, after a round that `started` then, until the next is due: when `wake` is
-/// notified or `tick` has passed, and, after a round that rescored more than one lead,
-/// not before [`ROUND_GAP`] from its start (see [`Scorer::run`]).
+/// notified or `tick` has passed. After a busy round (one that rescored more than one
+/// lead), not before [`ROUND_GAP`] from its start, unless `urgent` is notified (a call
+/// that may raise an alert at once: a form, a tracked action): under a stream of page
+/// views a lead is rescored once per gap with everything that came meanwhile instead of
+/// once per event, and ingestion keeps most of the CPU, while a form's alert does not
+/// wait out the gap. A quiet round (one lead: a form) is followed at once.
 pub async fn until_next_round(
     round: &Round,
     started: tokio::time::Instant,
     wake: &Notify,
+    urgent: &Notify,
     tick: StdDuration,
 ) {
     tokio::select! {
@@ -1021,7 +1023,10 @@ pub async fn until_next_round(
         () = tokio::time::sleep(tick) => {}
     }
     if round.rescored + round.aged + round.rules_rescored > 1 {
-        tokio::time::sleep_until(started + ROUND_GAP.min(tick)).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(started + ROUND_GAP.min(tick)) => {}
+            () = urgent.notified() => {}
+        }
     }
 }
 
@@ -1135,6 +1140,39 @@ fn history_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After a busy round the next waits out the gap, unless a call that may raise an
+    /// alert at once comes; a quiet round is followed as soon as anything comes.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_round_waits_out_the_gap_unless_an_urgent_call_comes() {
+        let tick = StdDuration::from_secs(60);
+        let busy = Round {
+            rescored: 2,
+            ..Round::default()
+        };
+        let quiet = Round {
+            rescored: 1,
+            ..Round::default()
+        };
+        let waited = |round: Round, urgent_call: bool| async move {
+            let (wake, urgent) = (Notify::new(), Notify::new());
+            let started = tokio::time::Instant::now();
+            wake.notify_one();
+            if urgent_call {
+                urgent.notify_one();
+            }
+            until_next_round(&round, started, &wake, &urgent, tick).await;
+            started.elapsed()
+        };
+        assert_eq!(waited(busy, false).await, ROUND_GAP);
+        assert_eq!(waited(busy, true).await, StdDuration::ZERO);
+        assert_eq!(waited(quiet, false).await, StdDuration::ZERO);
+        // Nothing comes: the next round is at the tick.
+        let (wake, urgent) = (Notify::new(), Notify::new());
+        let started = tokio::time::Instant::now();
+        until_next_round(&busy, started, &wake, &urgent, tick).await;
+        assert_eq!(started.elapsed(), tick);
+    }
 
     #[test]
     fn retries_back_off_to_a_ceiling() {

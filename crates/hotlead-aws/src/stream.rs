@@ -89,7 +89,8 @@ pub async fn read_all(
 /// newest record and feeds each batch to [`Scorer::on_changes`]; between batches it runs
 /// the [`Scorer::scheduled_round`] the schedule runs on AWS (marked leads, including those
 /// changed while no poller ran, set-aside leads due, aged scores, pending alerts). Polls
-/// every `tick`, and at once when `wake` is notified (by the ingest of the same process).
+/// every `tick`, and at once when `wake` is notified (by the ingest of the same process;
+/// after a busy round, at once only for `urgent`, see [`until_next_round`]).
 /// Runs until the task is dropped.
 pub async fn poll(
     client: aws_sdk_dynamodbstreams::Client,
@@ -97,6 +98,7 @@ pub async fn poll(
     scorer: Scorer,
     tick: Duration,
     wake: Arc<Notify>,
+    urgent: Arc<Notify>,
 ) {
     let mut iterators: HashMap<String, Option<String>> = HashMap::new();
     loop {
@@ -109,7 +111,7 @@ pub async fn poll(
         let round = scorer.scheduled_round().await;
         // Woken by this process's own ingest at once (a form's alert should not wait for
         // the tick), else every tick; under a stream of events, one round per gap.
-        until_next_round(&round, started, &wake, tick).await;
+        until_next_round(&round, started, &wake, &urgent, tick).await;
     }
 }
 

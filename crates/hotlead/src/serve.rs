@@ -345,6 +345,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
     let wake = Arc::new(Notify::new());
+    let urgent = Arc::new(Notify::new());
     let Opened {
         store,
         pages,
@@ -374,7 +375,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             )
             .await?;
             let sweeper = sweep_every(store.clone(), clock.clone(), config.retention, SWEEP_PERIOD);
-            let scoring = scorer.run(wake.clone(), options.tick);
+            let scoring = scorer.run(wake.clone(), urgent.clone(), options.tick);
             let task = tokio::spawn(async move {
                 tokio::join!(scoring, sweeper);
             });
@@ -425,6 +426,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 scorer,
                 options.tick,
                 wake.clone(),
+                urgent.clone(),
             ));
             let storage = format!(
                 "DynamoDB table {} (read through its stream), alerts to SNS {}",
@@ -443,6 +445,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         }
     };
     let ingest = Ingest::new(store, clock, ids, config, wake)
+        .with_urgent(urgent)
         .with_client_limits(counter)
         .with_pages(pages);
     // The socket's peer is the visitor's address (or a trusted proxy's, see
