@@ -154,17 +154,22 @@ impl World {
     }
 }
 
-/// A form sent twice within the hour (a double click, a reload) is one event; the same
-/// values from the same browser an hour or months later are a new submission, which
-/// counts.
-/// A page or screen view wakes the scorer for its next round; a form, a tracked action
-/// or an identify also tells it not to wait out its gap (one of them may raise an alert
-/// at once). A repeated call, which stores nothing, tells it nothing.
+/// A call that may raise an alert at once with the scorer's rules (a form, an identify,
+/// an event an instant alert takes, a page view included) tells the scorer not to wait
+/// out its gap; other views and actions only wake it for its next round. A repeated
+/// call, which stores nothing, tells it nothing.
 #[tokio::test]
-async fn calls_that_may_alert_at_once_are_urgent_and_views_are_not() {
-    let world = world(0, Config::default());
+async fn calls_that_may_alert_at_once_are_urgent_and_others_are_not() {
+    let rules = format!(
+        "{RULES}[[alerts]]\nid = \"pricing_now\"\nlabel = \"Pricing, enterprise\"\n\
+         event = {{ type = \"page\", path = \"/pricing/enterprise\" }}\n"
+    );
+    let world = world_with(0, Config::default(), &rules);
     let urgent = Arc::new(Notify::new());
-    let ingest = world.ingest.clone().with_urgent(urgent.clone());
+    let ingest = world
+        .ingest
+        .clone()
+        .with_urgent(urgent.clone(), world.scorer.clone());
     // Whether `urgent` was notified since it was last asked (without waiting).
     let told = || async {
         tokio::time::timeout(std::time::Duration::ZERO, urgent.notified())
@@ -172,12 +177,12 @@ async fn calls_that_may_alert_at_once_are_urgent_and_views_are_not() {
             .is_ok()
     };
     let now = world.clock_now();
-    let call = |kind: &str, id: &str| {
+    let call = |kind: &str, id: &str, what: &str| {
         let mut call = json!({"type": kind, "messageId": id, "anonymousId": "x", "timestamp": now});
         match kind {
-            "track" => call["event"] = json!("Demo Requested"),
-            "identify" => call["traits"] = json!({"title": "部長"}),
-            _ => call["context"] = json!({"page": {"path": "/pricing"}}),
+            "track" => call["event"] = json!(what),
+            "identify" => call["traits"] = json!({"title": what}),
+            _ => call["context"] = json!({"page": {"path": what}}),
         }
         call
     };
@@ -195,17 +200,47 @@ async fn calls_that_may_alert_at_once_are_urgent_and_views_are_not() {
         .await
         .unwrap();
     assert!(told().await, "a form is urgent");
-    ingest.call(&call("page", "p1"), None).await.unwrap();
-    ingest.call(&call("screen", "s1"), None).await.unwrap();
-    assert!(!told().await, "views are not urgent");
-    ingest.call(&call("track", "t1"), None).await.unwrap();
-    assert!(told().await, "a tracked action is urgent");
-    ingest.call(&call("identify", "i1"), None).await.unwrap();
+    ingest
+        .call(&call("page", "p1", "/pricing"), None)
+        .await
+        .unwrap();
+    ingest
+        .call(&call("screen", "s1", "/pricing"), None)
+        .await
+        .unwrap();
+    ingest
+        .call(&call("track", "t0", "Button Clicked"), None)
+        .await
+        .unwrap();
+    assert!(
+        !told().await,
+        "views and actions no alert takes are not urgent"
+    );
+    ingest
+        .call(&call("page", "p2", "/pricing/enterprise"), None)
+        .await
+        .unwrap();
+    assert!(told().await, "a page view an alert takes is urgent");
+    ingest
+        .call(&call("track", "t1", "Demo Requested"), None)
+        .await
+        .unwrap();
+    assert!(told().await, "an action an alert takes is urgent");
+    ingest
+        .call(&call("identify", "i1", "部長"), None)
+        .await
+        .unwrap();
     assert!(told().await, "an identify is urgent");
-    ingest.call(&call("track", "t1"), None).await.unwrap();
+    ingest
+        .call(&call("track", "t1", "Demo Requested"), None)
+        .await
+        .unwrap();
     assert!(!told().await, "a repeated call stores nothing");
 }
 
+/// A form sent twice within the hour (a double click, a reload) is one event; the same
+/// values from the same browser an hour or months later are a new submission, which
+/// counts.
 #[tokio::test]
 async fn the_same_form_sent_again_later_is_a_new_submission() {
     use hotlead_app::FormOutcome;

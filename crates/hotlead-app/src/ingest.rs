@@ -188,7 +188,7 @@ pub struct Ingest {
     wake: Arc<Notify>,
     /// Notified, beside `wake`, by a call that may raise an alert at once (see
     /// [`Ingest::with_urgent`]).
-    urgent: Option<Arc<Notify>>,
+    urgent: Option<(Arc<Notify>, crate::scorer::Scorer)>,
     /// Counts each client's requests for its per-minute limit; `None`: no limit (tools
     /// and tests that call the service directly).
     counter: Option<Arc<dyn RequestCounter>>,
@@ -265,12 +265,12 @@ impl Ingest {
         }
     }
 
-    /// Also notifies `urgent` for each stored call other than a page or screen view (a
-    /// form, a tracked action, an identify): what may raise an alert at once, which the
-    /// scorer then rescores without waiting out its gap between rounds (see
+    /// Also notifies `urgent` for each stored call that may raise an alert at once with
+    /// `scorer`'s rules (see [`crate::scorer::Scorer::may_alert_at_once`]): the scorer then
+    /// rescores its lead without waiting out its gap between rounds (see
     /// [`crate::scorer::until_next_round`]).
-    pub fn with_urgent(mut self, urgent: Arc<Notify>) -> Self {
-        self.urgent = Some(urgent);
+    pub fn with_urgent(mut self, urgent: Arc<Notify>, scorer: crate::scorer::Scorer) -> Self {
+        self.urgent = Some((urgent, scorer));
         self
     }
 
@@ -624,7 +624,8 @@ impl Ingest {
             mut attributes,
             digest,
         } = accepted;
-        let urgent = !matches!(event.kind, EventType::Page | EventType::Screen);
+        let urgent =
+            (self.urgent.as_ref()).is_some_and(|(_, scorer)| scorer.may_alert_at_once(&event));
         if channel == Channel::Public {
             // Routing attributes come from trusted channels only: a public form or a
             // tracking call cannot choose where alerts go, whatever it names its fields.
@@ -643,7 +644,7 @@ impl Ingest {
         let recorded = self.store.record(record).await?;
         if !recorded.duplicate && recorded.lead_id.is_some() {
             self.wake.notify_one();
-            if let Some(notify) = self.urgent.as_ref().filter(|_| urgent) {
+            if let Some((notify, _)) = self.urgent.as_ref().filter(|_| urgent) {
                 notify.notify_one();
             }
         }

@@ -9,6 +9,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use hotlead_core::alert::{self, AlertReason, Presentation};
+use hotlead_core::event::{Event, EventType};
 use hotlead_core::stage::{Change, LeadStage};
 use hotlead_core::{Band, RuleSet, Score, score};
 use tokio::sync::Notify;
@@ -29,6 +30,10 @@ pub const BATCH: usize = 100;
 /// come meanwhile are scored together in the next round, unless one of them may raise an
 /// alert at once (see [`until_next_round`]).
 pub const ROUND_GAP: StdDuration = StdDuration::from_millis(500);
+/// The least time between the starts of two busy rounds whatever comes: a stream of calls
+/// that may raise alerts (a flood of them from a public sender, say) paces the scorer
+/// no faster than this.
+pub const URGENT_GAP: StdDuration = StdDuration::from_millis(100);
 /// Leads of a batch rescored at once: their reads run side by side on the store's read
 /// connections, their scoring on the runtime's threads, and their saves share the
 /// store's write transactions (one commit for many saves instead of one each).
@@ -322,6 +327,20 @@ impl Scorer {
             tracing::info!(count = pass.saved, "rescored leads with the active rules");
         }
         Ok(pass)
+    }
+
+    /// Whether `event` may raise an alert at once with the rules in use: a form, an
+    /// identify (a visitor who becomes a person), or an event an instant alert rule takes.
+    /// (A page view can also take a lead over the hot line; under a stream of events its
+    /// alert comes with the next round, see [`until_next_round`].)
+    pub fn may_alert_at_once(&self, event: &Event) -> bool {
+        event.kind == EventType::Identify
+            || (event.kind == EventType::Track && event.name.as_deref() == Some("Form Submitted"))
+            || self
+                .rules()
+                .alerts
+                .iter()
+                .any(|alert| alert.matcher.matches(event))
     }
 
     /// The rules in use.
@@ -999,23 +1018,35 @@ impl Scorer {
         loop {
             let started = tokio::time::Instant::now();
             let round = self.scheduled_round().await;
-            until_next_round(&round, started, &wake, &urgent, tick).await;
+            let pace = Pace {
+                gap: ROUND_GAP,
+                urgent: &urgent,
+            };
+            until_next_round(&round, started, &wake, pace, tick).await;
         }
     }
 }
 
+/// How far apart busy rounds start: `gap`, or [`URGENT_GAP`] once `urgent` is notified.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace<'a> {
+    pub gap: StdDuration,
+    pub urgent: &'a Notify,
+}
+
 /// Waits, after a round that `started` then, until the next is due: when `wake` is
 /// notified or `tick` has passed. After a busy round (one that rescored more than one
-/// lead), not before [`ROUND_GAP`] from its start, unless `urgent` is notified (a call
-/// that may raise an alert at once: a form, a tracked action): under a stream of page
-/// views a lead is rescored once per gap with everything that came meanwhile instead of
-/// once per event, and ingestion keeps most of the CPU, while a form's alert does not
-/// wait out the gap. A quiet round (one lead: a form) is followed at once.
+/// lead), not before the pace's gap from its start ([`ROUND_GAP`] for `hotlead serve`),
+/// unless its `urgent` is notified (a call that may raise an alert at once, see
+/// [`Scorer::may_alert_at_once`]), and then not before [`URGENT_GAP`]: under a stream of
+/// page views a lead is rescored once per gap with everything that came meanwhile instead
+/// of once per event, and ingestion keeps most of the CPU, while a form's alert waits
+/// out no more than the short gap. A quiet round (one lead: a form) is followed at once.
 pub async fn until_next_round(
     round: &Round,
     started: tokio::time::Instant,
     wake: &Notify,
-    urgent: &Notify,
+    pace: Pace<'_>,
     tick: StdDuration,
 ) {
     tokio::select! {
@@ -1024,8 +1055,10 @@ pub async fn until_next_round(
     }
     if round.rescored + round.aged + round.rules_rescored > 1 {
         tokio::select! {
-            () = tokio::time::sleep_until(started + ROUND_GAP.min(tick)) => {}
-            () = urgent.notified() => {}
+            () = tokio::time::sleep_until(started + pace.gap.min(tick)) => {}
+            () = pace.urgent.notified() => {
+                tokio::time::sleep_until(started + URGENT_GAP.min(pace.gap).min(tick)).await;
+            }
         }
     }
 }
@@ -1141,10 +1174,11 @@ fn history_of(
 mod tests {
     use super::*;
 
-    /// After a busy round the next waits out the gap, unless a call that may raise an
-    /// alert at once comes; a quiet round is followed as soon as anything comes.
+    /// After a busy round the next waits out the gap, or only the short one when a call
+    /// that may raise an alert at once comes; a quiet round is followed as soon as
+    /// anything comes; the tick bounds both gaps.
     #[tokio::test(start_paused = true)]
-    async fn a_busy_round_waits_out_the_gap_unless_an_urgent_call_comes() {
+    async fn a_busy_round_waits_out_the_gap_or_the_short_one_after_an_urgent_call() {
         let tick = StdDuration::from_secs(60);
         let busy = Round {
             rescored: 2,
@@ -1154,23 +1188,36 @@ mod tests {
             rescored: 1,
             ..Round::default()
         };
-        let waited = |round: Round, urgent_call: bool| async move {
+        let waited = |round: Round, urgent_call: bool, tick: StdDuration| async move {
             let (wake, urgent) = (Notify::new(), Notify::new());
             let started = tokio::time::Instant::now();
             wake.notify_one();
             if urgent_call {
                 urgent.notify_one();
             }
-            until_next_round(&round, started, &wake, &urgent, tick).await;
+            let pace = Pace {
+                gap: ROUND_GAP,
+                urgent: &urgent,
+            };
+            until_next_round(&round, started, &wake, pace, tick).await;
             started.elapsed()
         };
-        assert_eq!(waited(busy, false).await, ROUND_GAP);
-        assert_eq!(waited(busy, true).await, StdDuration::ZERO);
-        assert_eq!(waited(quiet, false).await, StdDuration::ZERO);
+        assert_eq!(waited(busy, false, tick).await, ROUND_GAP);
+        assert_eq!(waited(busy, true, tick).await, URGENT_GAP);
+        assert_eq!(waited(quiet, false, tick).await, StdDuration::ZERO);
+        assert_eq!(waited(quiet, true, tick).await, StdDuration::ZERO);
+        // A tick shorter than the gaps bounds them.
+        let short = StdDuration::from_millis(50);
+        assert_eq!(waited(busy, false, short).await, short);
+        assert_eq!(waited(busy, true, short).await, short);
         // Nothing comes: the next round is at the tick.
         let (wake, urgent) = (Notify::new(), Notify::new());
         let started = tokio::time::Instant::now();
-        until_next_round(&busy, started, &wake, &urgent, tick).await;
+        let pace = Pace {
+            gap: ROUND_GAP,
+            urgent: &urgent,
+        };
+        until_next_round(&busy, started, &wake, pace, tick).await;
         assert_eq!(started.elapsed(), tick);
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use hotlead_app::Scorer;
-use hotlead_app::scorer::{LeadChange, until_next_round};
+use hotlead_app::scorer::{LeadChange, Pace, URGENT_GAP, until_next_round};
 use tokio::sync::Notify;
 
 fn text_of(image: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
@@ -90,7 +90,7 @@ pub async fn read_all(
 /// the [`Scorer::scheduled_round`] the schedule runs on AWS (marked leads, including those
 /// changed while no poller ran, set-aside leads due, aged scores, pending alerts). Polls
 /// every `tick`, and at once when `wake` is notified (by the ingest of the same process;
-/// after a busy round, at once only for `urgent`, see [`until_next_round`]).
+/// busy rounds at least [`URGENT_GAP`] apart, see [`until_next_round`]).
 /// Runs until the task is dropped.
 pub async fn poll(
     client: aws_sdk_dynamodbstreams::Client,
@@ -98,8 +98,13 @@ pub async fn poll(
     scorer: Scorer,
     tick: Duration,
     wake: Arc<Notify>,
-    urgent: Arc<Notify>,
 ) {
+    // The stream's batches are read between rounds: they keep the short gap.
+    let urgent = Notify::new();
+    let pace = Pace {
+        gap: URGENT_GAP,
+        urgent: &urgent,
+    };
     let mut iterators: HashMap<String, Option<String>> = HashMap::new();
     loop {
         let started = tokio::time::Instant::now();
@@ -111,7 +116,7 @@ pub async fn poll(
         let round = scorer.scheduled_round().await;
         // Woken by this process's own ingest at once (a form's alert should not wait for
         // the tick), else every tick; under a stream of events, one round per gap.
-        until_next_round(&round, started, &wake, &urgent, tick).await;
+        until_next_round(&round, started, &wake, pace, tick).await;
     }
 }
 

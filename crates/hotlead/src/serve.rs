@@ -346,6 +346,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let ids: Arc<dyn IdSource> = Arc::new(UuidIds);
     let wake = Arc::new(Notify::new());
     let urgent = Arc::new(Notify::new());
+    // The embedded scorer, whose rules tell which calls may raise an alert at once.
+    let mut urgent_rules = None;
     let Opened {
         store,
         pages,
@@ -375,6 +377,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             )
             .await?;
             let sweeper = sweep_every(store.clone(), clock.clone(), config.retention, SWEEP_PERIOD);
+            urgent_rules = Some(scorer.clone());
             let scoring = scorer.run(wake.clone(), urgent.clone(), options.tick);
             let task = tokio::spawn(async move {
                 tokio::join!(scoring, sweeper);
@@ -426,7 +429,6 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
                 scorer,
                 options.tick,
                 wake.clone(),
-                urgent.clone(),
             ));
             let storage = format!(
                 "DynamoDB table {} (read through its stream), alerts to SNS {}",
@@ -444,10 +446,12 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             }
         }
     };
-    let ingest = Ingest::new(store, clock, ids, config, wake)
-        .with_urgent(urgent)
+    let mut ingest = Ingest::new(store, clock, ids, config, wake)
         .with_client_limits(counter)
         .with_pages(pages);
+    if let Some(scorer) = urgent_rules {
+        ingest = ingest.with_urgent(urgent, scorer);
+    }
     // The socket's peer is the visitor's address (or a trusted proxy's, see
     // `trusted_proxies`).
     let app = router(ingest, review, options.auth.clone()).layer(axum::middleware::map_request(
