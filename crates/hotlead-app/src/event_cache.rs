@@ -221,13 +221,12 @@ impl EventCache {
         if let Some(replaced) = replaced {
             inner.held -= replaced.charged;
         }
-        let evictable = inner.nothing_to_evict_before.is_none_or(|time| now >= time);
-        if inner.held > self.budget && !evictable {
-            // Every lead held is still in use (see below).
-            if let Some(entry) = inner.entries.remove(&cursor_lead) {
-                inner.held -= entry.charged;
-            }
-        } else if inner.held > self.budget {
+        if inner.held <= self.budget {
+            return;
+        }
+        // Every lead held was still in use at the last eviction (see below): none can go
+        // before `nothing_to_evict_before`.
+        if inner.nothing_to_evict_before.is_none_or(|time| now >= time) {
             // Down to three quarters, so that eviction is not paid on every put; only
             // leads not used for [`IN_USE`] go. When every lead held is in use (more
             // leads are busy than the budget holds, each rescored in turn), the lead put
@@ -258,11 +257,11 @@ impl EventCache {
                     inner.held -= entry.charged;
                 }
             }
-            if inner.held > self.budget
-                && let Some(entry) = inner.entries.remove(&cursor_lead)
-            {
-                inner.held -= entry.charged;
-            }
+        }
+        if inner.held > self.budget
+            && let Some(entry) = inner.entries.remove(&cursor_lead)
+        {
+            inner.held -= entry.charged;
         }
     }
 

@@ -178,6 +178,9 @@ fn call_time(
     Ok(Some(timestamp))
 }
 
+/// The name of the `track` event a form submission is stored as.
+pub const FORM_SUBMITTED: &str = "Form Submitted";
+
 /// The ingestion service.
 #[derive(Clone)]
 pub struct Ingest {
@@ -457,7 +460,7 @@ impl Ingest {
         let event = own_event(
             submission_id,
             EventType::Track,
-            Some("Form Submitted"),
+            Some(FORM_SUBMITTED),
             now,
             anonymous_id.clone(),
             ("form_id", json!(form_id)),

@@ -335,7 +335,8 @@ impl Scorer {
     /// alert comes with the next round, see [`until_next_round`].)
     pub fn may_alert_at_once(&self, event: &Event) -> bool {
         event.kind == EventType::Identify
-            || (event.kind == EventType::Track && event.name.as_deref() == Some("Form Submitted"))
+            || (event.kind == EventType::Track
+                && event.name.as_deref() == Some(crate::ingest::FORM_SUBMITTED))
             || self
                 .rules()
                 .alerts
