@@ -20,6 +20,8 @@ use hotlead_core::{Band, Event};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::log_sync::{LogSync, when_durable};
+
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
     // 1: leads, identity links, events, the alert outbox.
@@ -226,7 +228,9 @@ const STATEMENTS: usize = 128;
 /// How the writer's connection writes and caches the file (also how the ingest
 /// benchmark's durable peer opens its own, so that it is the floor of this writer):
 /// - `synchronous = FULL`: a commit is on disk before its callers are answered (group
-///   commit pays one sync for many calls);
+///   commit pays one sync for many calls); a store on a file then hands the sync to a
+///   [`LogSync`] beside the writer, which answers each group once its commit is on disk
+///   while the writer goes on with the next;
 /// - a 32 MB page cache: the writer's cache stays valid across its own commits (a
 ///   reader's is dropped at each change), so pages read once stay in memory;
 /// - 256 MB of the file read through memory mapping (no copy per page read);
@@ -240,8 +244,10 @@ pub const WRITER_TUNING: &str = "PRAGMA synchronous = FULL; PRAGMA cache_size = 
 /// and commits calls in groups: it takes every call waiting (up to [`MAX_BATCH`]), runs
 /// them one after another in one `IMMEDIATE` transaction, each in its own savepoint (a
 /// call that fails, or panics, is rolled back alone and answered with its error), commits
-/// once, and only then answers each caller; if the commit fails, every caller of the
-/// group gets the error. Calls run in the order they were queued on one connection, so
+/// once, and answers each caller only once the commit is on disk (for a file, after the
+/// sync of its log that follows the commit, on a thread of its own: see [`LogSync`]); if
+/// the commit fails, every caller of the group gets the error, and if the sync fails,
+/// an error that says the call may be lost (a retry is then a duplicate). Calls run in the order they were queued on one connection, so
 /// each sees the effects of the calls before it: one e-mail still makes one lead, one
 /// message id one event. Reads of a database file run on read connections of their own
 /// (each in one read transaction, so they see every write answered before they began);
@@ -314,12 +320,16 @@ enum Job {
     /// first, it waits up to [`LINGER`] for another call to share its commit, rather
     /// than making the calls queued meanwhile wait for a commit of its own.
     Later(Box<dyn Call>),
-    /// Work outside any transaction (a checkpoint), after the group before it committed.
-    Alone(Box<dyn FnOnce(&Connection) + Send>),
+    /// Work outside any transaction (a checkpoint), after the group before it committed:
+    /// it returns how to answer its caller, once what it wrote is on disk.
+    Alone(Box<dyn FnOnce(&Connection) -> Answer + Send>),
     /// Stops the writer (tests: a writer that died).
     #[cfg(test)]
     Exit,
 }
+
+/// How a job run alone answers its caller: its result, or the error of the sync after it.
+type Answer = Box<dyn FnOnce(Option<StoreError>) + Send>;
 
 /// A queued call: run once, then answered once.
 trait Call: Send {
@@ -397,6 +407,14 @@ fn for_each_caller(error: &StoreError) -> StoreError {
     .because(cause)
 }
 
+/// The error of a call whose group committed but whose sync failed.
+fn not_synced(error: &std::io::Error) -> StoreError {
+    StoreError::unavailable(
+        "the call was stored, but the disk did not confirm it: it may be lost if the machine stops",
+    )
+    .because(std::io::Error::new(error.kind(), error.to_string()))
+}
+
 /// Answers every call with (a copy of) `error`.
 fn fail_all(calls: Vec<Box<dyn Call>>, error: &StoreError) {
     for call in calls {
@@ -412,34 +430,50 @@ fn roll_back(connection: &Connection) {
 }
 
 /// The writer thread: groups of calls until every handle of the store is dropped.
+/// With `sync`, the connection commits without syncing and each group is answered once
+/// `sync` synced the log after its commit (see [`LogSync`]); without, at once (the
+/// connection syncs at each commit, or has no file).
 fn write_loop(
     connection: Connection,
     mut jobs: mpsc::Receiver<Job>,
     commits: Arc<AtomicU64>,
     linger: std::time::Duration,
+    sync: Option<LogSync>,
 ) {
+    let writer = Writer {
+        connection: &connection,
+        commits: &commits,
+        sync: sync.as_ref(),
+    };
     let mut next = None;
     loop {
         let Some(job) = next.take().or_else(|| jobs.blocking_recv()) else {
             return;
         };
         match job {
-            Job::Call(first) => next = run_group(&connection, vec![first], &mut jobs, &commits),
+            Job::Call(first) => next = writer.run_group(vec![first], &mut jobs),
             Job::Later(first) => {
                 let (calls, after) = with_company(first, &mut jobs, linger);
                 next = match after {
                     // The calls queued after that job wait for it.
                     Some(job) => {
-                        run_group(&connection, calls, &mut Closed, &commits);
+                        writer.run_group(calls, &mut Closed);
                         Some(job)
                     }
-                    None => run_group(&connection, calls, &mut jobs, &commits),
+                    None => writer.run_group(calls, &mut jobs),
                 };
             }
             Job::Alone(work) => {
-                let _ =
+                let answer =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&connection)));
                 roll_back(&connection);
+                // A job that panicked dropped its caller's channel: the caller is told.
+                if let Ok(answer) = answer {
+                    when_durable(
+                        writer.sync,
+                        Box::new(move |failed| answer(failed.map(not_synced))),
+                    );
+                }
             }
             #[cfg(test)]
             Job::Exit => return,
@@ -506,85 +540,97 @@ impl Queue for Closed {
     }
 }
 
-/// One group: `calls` and every call waiting behind them, in one transaction. Returns a
-/// job taken from the queue that does not belong in the group.
-fn run_group(
-    connection: &Connection,
-    mut calls: Vec<Box<dyn Call>>,
-    jobs: &mut impl Queue,
-    commits: &AtomicU64,
-) -> Option<Job> {
-    if let Err(error) = connection.exec("BEGIN IMMEDIATE", []).map(drop) {
-        fail_all(calls, &sql(error));
-        return None;
-    }
-    let mut leftover = None;
-    let mut index = 0;
-    loop {
-        if let Err(error) = connection.exec("SAVEPOINT call", []).map(drop) {
-            roll_back(connection);
+/// The writer thread's connection, its count of commits and the sync of its log.
+#[derive(Clone, Copy)]
+struct Writer<'w> {
+    connection: &'w Connection,
+    commits: &'w AtomicU64,
+    sync: Option<&'w LogSync>,
+}
+
+impl Writer<'_> {
+    /// One group: `calls` and every call waiting behind them, in one transaction, answered
+    /// once the commit is on disk. Returns a job taken from the queue that does not belong
+    /// in the group.
+    fn run_group(self, mut calls: Vec<Box<dyn Call>>, jobs: &mut impl Queue) -> Option<Job> {
+        let connection = self.connection;
+        if let Err(error) = connection.exec("BEGIN IMMEDIATE", []).map(drop) {
             fail_all(calls, &sql(error));
-            return leftover;
+            return None;
         }
-        let ok = calls[index].run(connection);
-        if connection.is_autocommit() {
-            // The database rolled the whole transaction back (a full disk, an I/O
-            // error): what the calls before this one wrote is gone.
-            let error = StoreError::unavailable(
-                "the database rolled the transaction back; nothing of this call was stored",
-            );
-            // Those after this one did not run.
-            let later = calls.split_off(index + 1);
-            let this = calls.pop();
-            fail_all(calls, &error);
-            fail_all(later, &error);
-            if let Some(this) = this {
-                this.answer(if ok { Some(error) } else { None });
+        let mut leftover = None;
+        let mut index = 0;
+        loop {
+            if let Err(error) = connection.exec("SAVEPOINT call", []).map(drop) {
+                roll_back(connection);
+                fail_all(calls, &sql(error));
+                return leftover;
             }
-            return None;
-        }
-        let ended = if ok {
-            connection.exec("RELEASE call", []).map(drop)
-        } else {
-            connection
-                .exec("ROLLBACK TO call", [])
-                .and_then(|_| connection.exec("RELEASE call", []))
-                .map(drop)
-        };
-        if let Err(error) = ended {
-            roll_back(connection);
-            fail_all(calls, &sql(error));
-            return None;
-        }
-        index += 1;
-        if index < calls.len() {
-            continue;
-        }
-        if calls.len() >= MAX_BATCH {
-            break;
-        }
-        match jobs.next() {
-            Some(Job::Call(call) | Job::Later(call)) => calls.push(call),
-            Some(other) => {
-                leftover = Some(other);
+            let ok = calls[index].run(connection);
+            if connection.is_autocommit() {
+                // The database rolled the whole transaction back (a full disk, an I/O
+                // error): what the calls before this one wrote is gone.
+                let error = StoreError::unavailable(
+                    "the database rolled the transaction back; nothing of this call was stored",
+                );
+                // Those after this one did not run.
+                let later = calls.split_off(index + 1);
+                let this = calls.pop();
+                fail_all(calls, &error);
+                fail_all(later, &error);
+                if let Some(this) = this {
+                    this.answer(if ok { Some(error) } else { None });
+                }
+                return None;
+            }
+            let ended = if ok {
+                connection.exec("RELEASE call", []).map(drop)
+            } else {
+                connection
+                    .exec("ROLLBACK TO call", [])
+                    .and_then(|_| connection.exec("RELEASE call", []))
+                    .map(drop)
+            };
+            if let Err(error) = ended {
+                roll_back(connection);
+                fail_all(calls, &sql(error));
+                return None;
+            }
+            index += 1;
+            if index < calls.len() {
+                continue;
+            }
+            if calls.len() >= MAX_BATCH {
                 break;
             }
-            None => break,
-        }
-    }
-    match connection.exec("COMMIT", []).map(drop) {
-        Ok(()) => {
-            commits.fetch_add(1, Ordering::Relaxed);
-            for call in calls {
-                call.answer(None);
+            match jobs.next() {
+                Some(Job::Call(call) | Job::Later(call)) => calls.push(call),
+                Some(other) => {
+                    leftover = Some(other);
+                    break;
+                }
+                None => break,
             }
         }
-        Err(error) => {
-            roll_back(connection);
-            fail_all(calls, &sql(error));
+        match connection.exec("COMMIT", []).map(drop) {
+            Ok(()) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                when_durable(
+                    self.sync,
+                    Box::new(move |failed| {
+                        for call in calls {
+                            call.answer(failed.map(not_synced));
+                        }
+                    }),
+                );
+            }
+            Err(error) => {
+                roll_back(connection);
+                fail_all(calls, &sql(error));
+            }
         }
+        leftover
     }
-    leftover
 }
 
 /// `prepare_cached` for one-off statements: each SQL text is parsed once per connection.
@@ -616,12 +662,25 @@ impl Cached for Connection {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, LogSync::start)
+    }
+
+    /// As [`SqliteStore::open`], the log synced by what `sync` starts on the writer's
+    /// connection.
+    fn open_with(
+        path: &Path,
+        sync: impl FnOnce(&Connection) -> std::io::Result<Option<LogSync>>,
+    ) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::unavailable(parent.display().to_string()).because(e))?;
         }
         let connection = Connection::open(path).map_err(sql)?;
         let connection = Self::prepare(connection)?;
+        // After the migrations, which commit with a sync each.
+        let sync = sync(&connection).map_err(|e| {
+            StoreError::unavailable("cannot start syncing the write-ahead log").because(e)
+        })?;
         let mut readers = Vec::new();
         for _ in 0..READERS {
             let reader = Connection::open(path).map_err(sql)?;
@@ -643,13 +702,14 @@ impl SqliteStore {
                 next: AtomicUsize::new(0),
             }),
             LINGER,
+            sync,
         )
     }
 
     /// A private in-memory database, for tests.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let connection = Self::prepare(Connection::open_in_memory().map_err(sql)?)?;
-        Self::start(connection, None, LINGER)
+        Self::start(connection, None, LINGER, None)
     }
 
     fn prepare(mut connection: Connection) -> Result<Connection, StoreError> {
@@ -716,18 +776,19 @@ impl SqliteStore {
     }
 
     /// Starts the writer thread on `connection`; a call that may wait waits `linger` for
-    /// company at most.
+    /// company at most; with `sync`, groups are answered once it synced the log.
     fn start(
         connection: Connection,
         readers: Option<Readers>,
         linger: std::time::Duration,
+        sync: Option<LogSync>,
     ) -> Result<SqliteStore, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let counted = commits.clone();
         let writer = std::thread::Builder::new()
             .name("hotlead-sqlite-writer".into())
-            .spawn(move || write_loop(connection, queue, counted, linger))
+            .spawn(move || write_loop(connection, queue, counted, linger, sync))
             .map_err(|e| StoreError::unavailable("cannot start the database writer").because(e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -757,8 +818,11 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Job::Alone(Box::new(move |connection: &Connection| {
-            let _ = reply.send(guarded(connection, work));
+        let job = Job::Alone(Box::new(move |connection: &Connection| -> Answer {
+            let result = guarded(connection, work);
+            Box::new(move |failed| {
+                let _ = reply.send(failed.map_or(result, Err));
+            })
         }));
         self.queue()?
             .send(job)
@@ -779,8 +843,11 @@ impl SqliteStore {
         }
         // Not async: queued without waiting on the runtime (a full queue is tried again).
         let (reply, answer) = std::sync::mpsc::channel();
-        let mut job = Job::Alone(Box::new(move |connection: &Connection| {
-            let _ = reply.send(version(connection));
+        let mut job = Job::Alone(Box::new(move |connection: &Connection| -> Answer {
+            let result = version(connection);
+            Box::new(move |failed| {
+                let _ = reply.send(failed.map_or(result, Err));
+            })
         }));
         loop {
             match self.queue()?.try_send(job) {
@@ -2916,8 +2983,10 @@ mod tests {
         assert!(store.schema_version().is_err());
     }
 
-    /// A caller is answered after the commit, and the commit is on disk then: in WAL
-    /// mode `synchronous = NORMAL` would let a power cut lose writes already answered.
+    /// A store on a file commits without syncing (`synchronous = NORMAL`) because its
+    /// log is synced beside the writer, each group answered after the sync that follows
+    /// its commit (see the tests with a held sync below); only [`LogSync::start`] makes
+    /// that switch, and it makes it only for a file.
     #[tokio::test]
     async fn an_answered_write_is_synced_to_disk() {
         let dir = std::env::temp_dir().join(format!("hotlead-sync-{}", std::process::id()));
@@ -2930,9 +2999,18 @@ mod tests {
         };
         assert_eq!(
             pragma("synchronous").await.unwrap(),
-            2,
-            "synchronous = FULL"
+            1,
+            "the log's own sync thread syncs"
         );
+        let memory = Connection::open_in_memory().unwrap();
+        memory.execute_batch(WRITER_TUNING).unwrap();
+        assert!(LogSync::start(&memory).unwrap().is_none());
+        let full: i64 = memory
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(full, 2, "with no file, nothing changes");
+        let rollback = Connection::open(dir.join("rollback.db")).unwrap();
+        assert!(LogSync::start(&rollback).is_err(), "a file with no log");
         // The rest of WRITER_TUNING holds on the writer's connection too.
         assert_eq!(pragma("cache_size").await.unwrap(), -32_768);
         assert_eq!(pragma("wal_autocheckpoint").await.unwrap(), 8_192);
@@ -2940,10 +3018,152 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A sync of the log that says when it starts and waits to be told how it ends.
+    struct HeldFlush {
+        started: std::sync::mpsc::Sender<()>,
+        ends: std::sync::mpsc::Receiver<std::io::Result<()>>,
+    }
+
+    impl crate::log_sync::Flush for HeldFlush {
+        fn flush(&mut self) -> std::io::Result<()> {
+            let _ = self.started.send(());
+            self.ends.recv().unwrap_or(Ok(()))
+        }
+    }
+
+    /// A store on a file whose log syncs are held: it answers each with how the sync
+    /// ends, and tells when one starts.
+    struct HeldSyncs {
+        store: SqliteStore,
+        path: std::path::PathBuf,
+        started: std::sync::mpsc::Receiver<()>,
+        ends: std::sync::mpsc::Sender<std::io::Result<()>>,
+    }
+
+    impl HeldSyncs {
+        fn open(name: &str) -> HeldSyncs {
+            let dir = temp_db(name);
+            let path = dir.join("held.db");
+            let (started_tx, started) = std::sync::mpsc::channel();
+            let (ends, ends_rx) = std::sync::mpsc::channel();
+            let flush = HeldFlush {
+                started: started_tx,
+                ends: ends_rx,
+            };
+            let store = SqliteStore::open_with(&path, move |connection| {
+                connection
+                    .execute_batch("PRAGMA synchronous = NORMAL")
+                    .map_err(std::io::Error::other)?;
+                LogSync::with_flush(flush).map(Some)
+            })
+            .unwrap();
+            HeldSyncs {
+                store,
+                path,
+                started,
+                ends,
+            }
+        }
+
+        /// Until a sync starts.
+        async fn sync_started(&self) {
+            soon(async {
+                while self.started.try_recv().is_err() {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+        }
+
+        /// How many events the file holds, read by a connection of its own.
+        fn events_in_file(&self) -> i64 {
+            let connection = Connection::open(&self.path).unwrap();
+            connection
+                .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                .unwrap()
+        }
+    }
+
+    fn recording(
+        store: &SqliteStore,
+        id: &str,
+    ) -> tokio::task::JoinHandle<Result<Recorded, StoreError>> {
+        let (store, id) = (store.clone(), id.to_string());
+        tokio::spawn(async move { store.record(page(&id, "u1")).await })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_is_answered_after_the_sync_that_follows_its_commit_and_the_next_one_commits_meanwhile()
+     {
+        let held = HeldSyncs::open("held-sync");
+        let first = recording(&held.store, "m1");
+        held.sync_started().await;
+        // The sync began after the commit: what it makes durable includes the call.
+        assert_eq!(held.events_in_file(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!first.is_finished(), "not answered before its sync ended");
+        // The writer does not wait for the sync: the next call commits meanwhile.
+        let before = commits(&held.store);
+        let second = recording(&held.store, "m2");
+        soon(async {
+            while commits(&held.store) == before {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        assert_eq!(held.events_in_file(), 2);
+        assert!(!second.is_finished());
+        held.ends.send(Ok(())).unwrap();
+        assert!(!soon(first).await.unwrap().unwrap().duplicate);
+        // The second group is answered after a sync of its own.
+        held.sync_started().await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !second.is_finished(),
+            "not covered by the sync before its commit"
+        );
+        held.ends.send(Ok(())).unwrap();
+        assert!(!soon(second).await.unwrap().unwrap().duplicate);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_answers_its_group_with_an_error_and_a_retry_is_a_duplicate() {
+        let held = HeldSyncs::open("failed-sync");
+        let first = recording(&held.store, "m1");
+        held.sync_started().await;
+        held.ends
+            .send(Err(std::io::Error::other("the disk went away")))
+            .unwrap();
+        let error = soon(first).await.unwrap().unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
+        assert!(error.to_string().contains("did not confirm"), "{error}");
+        // Committed all the same: the sender's retry is recognised, nothing is lost.
+        let retry = recording(&held.store, "m1");
+        held.sync_started().await;
+        held.ends.send(Ok(())).unwrap();
+        let retried = soon(retry).await.unwrap().unwrap();
+        assert!(retried.duplicate);
+        assert_eq!(retried.lead_id.as_deref(), Some("L-m1"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_run_alone_is_answered_after_a_sync() {
+        let held = HeldSyncs::open("alone-sync");
+        let alone = tokio::spawn({
+            let store = held.store.clone();
+            async move { store.alone(|_| Ok(7)).await }
+        });
+        held.sync_started().await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!alone.is_finished());
+        held.ends.send(Ok(())).unwrap();
+        assert_eq!(soon(alone).await.unwrap().unwrap(), 7);
+    }
+
     /// An in-memory store whose calls that may wait wait `linger` for company.
     fn lingering(linger: std::time::Duration) -> SqliteStore {
         let connection = SqliteStore::prepare(Connection::open_in_memory().unwrap()).unwrap();
-        SqliteStore::start(connection, None, linger).unwrap()
+        SqliteStore::start(connection, None, linger, None).unwrap()
     }
 
     /// A write that may wait, as the scorer saves a score: one row in `settings`.

@@ -7,10 +7,11 @@
 //!   store, no validation beyond that.
 //! - `ingest_peer ADDR --durable FILE`: the least a service can do that keeps every call
 //!   it answered: the same route, then the call stored once per message id in a SQLite
-//!   file (WAL, `synchronous = FULL`, tuned as `hotlead serve` tunes its own) by one
-//!   writer thread that commits every call waiting in one transaction and answers each
-//!   once its commit is on disk. No identity, no lead, no score: the floor under any
-//!   durable, idempotent ingest on this machine.
+//!   file (WAL, tuned as `hotlead serve` tunes its own) by one writer thread that commits
+//!   every call waiting in one transaction, its log synced beside it as `hotlead serve`
+//!   syncs its own ([`hotlead_embedded::LogSync`]): each call is answered once its commit
+//!   is on disk. No identity, no lead, no score: the floor under any durable, idempotent
+//!   ingest on this machine.
 //!
 //! `cargo run --release -p hotlead --example ingest_peer -- 127.0.0.1:18081 [--durable FILE]`
 
@@ -19,6 +20,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use hotlead_embedded::LogSync;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -74,8 +76,9 @@ fn unavailable() -> (StatusCode, Json<Value>) {
     )
 }
 
-/// The writer thread: every call waiting, in one transaction, answered after the commit.
-fn write_loop(connection: rusqlite::Connection, mut calls: mpsc::Receiver<Write>) {
+/// The writer thread: every call waiting, in one transaction, answered once the commit is
+/// on disk.
+fn write_loop(connection: rusqlite::Connection, sync: LogSync, mut calls: mpsc::Receiver<Write>) {
     while let Some(first) = calls.blocking_recv() {
         let mut group = vec![first];
         while group.len() < GROUP {
@@ -99,11 +102,14 @@ fn write_loop(connection: rusqlite::Connection, mut calls: mpsc::Receiver<Write>
             Ok(repeats)
         })();
         match stored {
-            Ok(repeats) => {
-                for ((_, _, answer), repeat) in group.into_iter().zip(repeats) {
-                    let _ = answer.send(Some(repeat));
+            Ok(repeats) => sync.after_sync(Box::new(move |failed| {
+                if let Some(error) = failed {
+                    eprintln!("not synced: {error}");
                 }
-            }
+                for ((_, _, answer), repeat) in group.into_iter().zip(repeats) {
+                    let _ = answer.send(failed.is_none().then_some(repeat));
+                }
+            })),
             Err(error) => {
                 eprintln!("not stored: {error}");
                 for (_, _, answer) in group {
@@ -115,9 +121,9 @@ fn write_loop(connection: rusqlite::Connection, mut calls: mpsc::Receiver<Write>
 }
 
 /// The file as `hotlead serve` opens it for its writer (a write-ahead log, then
-/// [`hotlead_embedded::WRITER_TUNING`]: a sync per commit, its page cache, memory mapping
-/// and checkpoint interval), with one table.
-fn open(path: &str) -> anyhow::Result<rusqlite::Connection> {
+/// [`hotlead_embedded::WRITER_TUNING`]: its page cache, memory mapping and checkpoint
+/// interval), with one table, and the sync of its log.
+fn open(path: &str) -> anyhow::Result<(rusqlite::Connection, LogSync)> {
     let connection = rusqlite::Connection::open(path)?;
     let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     anyhow::ensure!(
@@ -128,7 +134,9 @@ fn open(path: &str) -> anyhow::Result<rusqlite::Connection> {
     connection.execute_batch(
         "CREATE TABLE IF NOT EXISTS calls (message_id TEXT PRIMARY KEY, body BLOB NOT NULL)",
     )?;
-    Ok(connection)
+    let sync = LogSync::start(&connection)?
+        .ok_or_else(|| anyhow::anyhow!("{path}: its write-ahead log cannot be opened"))?;
+    Ok((connection, sync))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -149,11 +157,11 @@ fn main() -> anyhow::Result<()> {
     let app = match durable {
         None => Router::new().route("/v1/page", post(page)),
         Some(path) => {
-            let connection = open(&path)?;
+            let (connection, sync) = open(&path)?;
             let (writer, calls) = mpsc::channel(1_024);
             std::thread::Builder::new()
                 .name("peer-writer".into())
-                .spawn(move || write_loop(connection, calls))?;
+                .spawn(move || write_loop(connection, sync, calls))?;
             Router::new()
                 .route("/v1/page", post(durable_page))
                 .with_state(writer)
