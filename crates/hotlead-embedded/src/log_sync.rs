@@ -16,8 +16,16 @@
 //! to the system) a read may have seen a write that is then gone. Whatever acts outside
 //! on what it read (an alert delivered) first commits a claim of its own, answered after
 //! a sync that covers what it read.
+//!
+//! A failed sync is final. The system may have dropped the log's unwritten pages (marked
+//! clean, the error told once), so a later sync that succeeds proves nothing of the
+//! groups before it, nor of those after it (the log is a chain: recovery stops at the
+//! first frame that is not on disk). Every group handed over since is answered with the
+//! error, and [`LogSync::failed`] tells the writer to take no more writes: after a
+//! restart, SQLite reads back the log as it is on disk.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 /// What a group's callers are told once the sync that covers it returned: `None` when
 /// it did, else the error of the sync (the group is committed, but maybe not on disk).
@@ -39,6 +47,8 @@ pub struct LogSync {
     /// `None` once dropped (the thread answers what is queued, then ends).
     groups: Option<mpsc::Sender<Answers>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set by the first sync that failed.
+    failed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for LogSync {
@@ -59,9 +69,8 @@ impl LogSync {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(std::io::Error::other)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(std::io::Error::other(format!(
-                "{path}: the file does not use a write-ahead log ({mode})"
-            )));
+            // The connection syncs at each commit, as set.
+            return Ok(None);
         }
         // The log is opened (created if need be) with the connection's first read.
         connection
@@ -69,12 +78,16 @@ impl LogSync {
                 r.get::<_, i64>(0)
             })
             .map_err(std::io::Error::other)?;
-        // Opened for reading: a sync needs no more. SQLite removes the log only when the
+        // Opened for writing (some systems sync only such handles), never written. SQLite removes the log only when the
         // last connection to the file closes (and after writing it back into the file),
         // and a checkpoint that truncates it keeps the same file, so this handle stays
         // the log's while the connection is open. A log that cannot be opened leaves the
         // connection syncing at each commit.
-        let Ok(log) = std::fs::File::open(format!("{path}-wal")) else {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("{path}-wal"));
+        let Ok(log) = opened else {
             return Ok(None);
         };
         let sync = LogSync::with_flush(log)?;
@@ -87,6 +100,8 @@ impl LogSync {
     /// A sync thread that makes the log durable with `flush`.
     pub(crate) fn with_flush(mut flush: impl Flush) -> std::io::Result<LogSync> {
         let (groups, queued) = mpsc::channel::<Answers>();
+        let failed = Arc::new(AtomicBool::new(false));
+        let failing = failed.clone();
         let thread = std::thread::Builder::new()
             .name("hotlead-wal-sync".into())
             .spawn(move || {
@@ -94,7 +109,16 @@ impl LogSync {
                     // Every group committed by now: one sync covers them all.
                     let mut synced = vec![first];
                     synced.extend(queued.try_iter());
-                    let result = flush.flush();
+                    let result = if failing.load(Ordering::Acquire) {
+                        Err(std::io::Error::other(
+                            "an earlier sync of the log failed: no write since is known to be on disk",
+                        ))
+                    } else {
+                        flush.flush()
+                    };
+                    if result.is_err() {
+                        failing.store(true, Ordering::Release);
+                    }
                     for answers in synced {
                         answers(result.as_ref().err());
                     }
@@ -103,7 +127,14 @@ impl LogSync {
         Ok(LogSync {
             groups: Some(groups),
             thread: Some(thread),
+            failed,
         })
+    }
+
+    /// Whether a sync failed: nothing written since can be answered, and the writer
+    /// should take no more writes.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     /// Answers a group once a sync that begins after this call returned: call it after

@@ -246,8 +246,8 @@ pub const WRITER_TUNING: &str = "PRAGMA synchronous = FULL; PRAGMA cache_size = 
 /// call that fails, or panics, is rolled back alone and answered with its error), commits
 /// once, and answers each caller only once the commit is on disk (for a file, after the
 /// sync of its log that follows the commit, on a thread of its own: see [`LogSync`]); if
-/// the commit fails, every caller of the group gets the error, and if the sync fails,
-/// an error that says the call may be lost (a retry is then a duplicate). Calls run in the order they were queued on one connection, so
+/// the commit fails, every caller of the group gets the error, and if a sync fails, an
+/// error that says the call may be lost, and the writer stops. Calls run in the order they were queued on one connection, so
 /// each sees the effects of the calls before it: one e-mail still makes one lead, one
 /// message id one event. Reads of a database file run on read connections of their own
 /// (each in one read transaction, so they see every write answered before they began);
@@ -450,6 +450,11 @@ fn write_loop(
         let Some(job) = next.take().or_else(|| jobs.blocking_recv()) else {
             return;
         };
+        // After a failed sync the writer stops: the calls waiting, and those after, are
+        // told it stopped (see [`LogSync`]).
+        if writer.sync.is_some_and(LogSync::failed) {
+            return;
+        }
         match job {
             Job::Call(first) => next = writer.run_group(vec![first], &mut jobs),
             Job::Later(first) => {
@@ -3010,7 +3015,15 @@ mod tests {
             .unwrap();
         assert_eq!(full, 2, "with no file, nothing changes");
         let rollback = Connection::open(dir.join("rollback.db")).unwrap();
-        assert!(LogSync::start(&rollback).is_err(), "a file with no log");
+        rollback.execute_batch(WRITER_TUNING).unwrap();
+        assert!(
+            LogSync::start(&rollback).unwrap().is_none(),
+            "a file with no log"
+        );
+        let full: i64 = rollback
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(full, 2, "it syncs at each commit");
         // The rest of WRITER_TUNING holds on the writer's connection too.
         assert_eq!(pragma("cache_size").await.unwrap(), -32_768);
         assert_eq!(pragma("wal_autocheckpoint").await.unwrap(), 8_192);
@@ -3018,26 +3031,46 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A sync of the log that says when it starts and waits to be told how it ends.
+    /// A sync of the log that says when it starts, with the events the file holds then
+    /// (read by a connection of its own), and waits to be told how it ends.
     struct HeldFlush {
-        started: std::sync::mpsc::Sender<()>,
+        path: std::path::PathBuf,
+        started: std::sync::mpsc::Sender<i64>,
         ends: std::sync::mpsc::Receiver<std::io::Result<()>>,
     }
 
     impl crate::log_sync::Flush for HeldFlush {
         fn flush(&mut self) -> std::io::Result<()> {
-            let _ = self.started.send(());
+            let _ = self.started.send(events_in_file(&self.path));
             self.ends.recv().unwrap_or(Ok(()))
         }
+    }
+
+    /// How many events the file at `path` holds, read by a connection of its own.
+    fn events_in_file(path: &std::path::Path) -> i64 {
+        let connection = Connection::open(path).unwrap();
+        connection
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap()
     }
 
     /// A store on a file whose log syncs are held: it answers each with how the sync
     /// ends, and tells when one starts.
     struct HeldSyncs {
+        /// First: dropped before the store, so that a held sync ends (a test that failed
+        /// with a sync held ends instead of waiting for it).
+        ends: std::sync::mpsc::Sender<std::io::Result<()>>,
         store: SqliteStore,
         path: std::path::PathBuf,
-        started: std::sync::mpsc::Receiver<()>,
-        ends: std::sync::mpsc::Sender<std::io::Result<()>>,
+        started: std::sync::mpsc::Receiver<i64>,
+    }
+
+    impl Drop for HeldSyncs {
+        fn drop(&mut self) {
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
     }
 
     impl HeldSyncs {
@@ -3047,6 +3080,7 @@ mod tests {
             let (started_tx, started) = std::sync::mpsc::channel();
             let (ends, ends_rx) = std::sync::mpsc::channel();
             let flush = HeldFlush {
+                path: path.clone(),
                 started: started_tx,
                 ends: ends_rx,
             };
@@ -3065,22 +3099,21 @@ mod tests {
             }
         }
 
-        /// Until a sync starts.
-        async fn sync_started(&self) {
+        /// Until a sync starts: the events the file held as it started.
+        async fn sync_started(&self) -> i64 {
             soon(async {
-                while self.started.try_recv().is_err() {
+                loop {
+                    if let Ok(events) = self.started.try_recv() {
+                        return events;
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
             })
-            .await;
+            .await
         }
 
-        /// How many events the file holds, read by a connection of its own.
         fn events_in_file(&self) -> i64 {
-            let connection = Connection::open(&self.path).unwrap();
-            connection
-                .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-                .unwrap()
+            events_in_file(&self.path)
         }
     }
 
@@ -3097,9 +3130,8 @@ mod tests {
      {
         let held = HeldSyncs::open("held-sync");
         let first = recording(&held.store, "m1");
-        held.sync_started().await;
         // The sync began after the commit: what it makes durable includes the call.
-        assert_eq!(held.events_in_file(), 1);
+        assert_eq!(held.sync_started().await, 1);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!first.is_finished(), "not answered before its sync ended");
         // The writer does not wait for the sync: the next call commits meanwhile.
@@ -3116,7 +3148,7 @@ mod tests {
         held.ends.send(Ok(())).unwrap();
         assert!(!soon(first).await.unwrap().unwrap().duplicate);
         // The second group is answered after a sync of its own.
-        held.sync_started().await;
+        assert_eq!(held.sync_started().await, 2);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(
             !second.is_finished(),
@@ -3126,24 +3158,38 @@ mod tests {
         assert!(!soon(second).await.unwrap().unwrap().duplicate);
     }
 
+    /// After a failed sync, nothing written since is known to be on disk (the system may
+    /// have dropped the log's pages, and a later sync that succeeds proves nothing of
+    /// them): the groups handed over meanwhile fail too, and the writer takes no more
+    /// writes until the store is opened again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_sync_answers_its_group_with_an_error_and_a_retry_is_a_duplicate() {
+    async fn a_failed_sync_fails_its_group_and_every_write_after_it() {
         let held = HeldSyncs::open("failed-sync");
         let first = recording(&held.store, "m1");
-        held.sync_started().await;
+        assert_eq!(held.sync_started().await, 1);
+        // A second group commits while the first one's sync is held.
+        let before = commits(&held.store);
+        let second = recording(&held.store, "m2");
+        soon(async {
+            while commits(&held.store) == before {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+        .await;
         held.ends
             .send(Err(std::io::Error::other("the disk went away")))
             .unwrap();
         let error = soon(first).await.unwrap().unwrap_err();
         assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
         assert!(error.to_string().contains("did not confirm"), "{error}");
-        // Committed all the same: the sender's retry is recognised, nothing is lost.
-        let retry = recording(&held.store, "m1");
-        held.sync_started().await;
-        held.ends.send(Ok(())).unwrap();
-        let retried = soon(retry).await.unwrap().unwrap();
-        assert!(retried.duplicate);
-        assert_eq!(retried.lead_id.as_deref(), Some("L-m1"));
+        // Its sync would succeed, but comes after the failure.
+        let _ = held.ends.send(Ok(()));
+        let error = soon(second).await.unwrap().unwrap_err();
+        assert!(error.to_string().contains("did not confirm"), "{error}");
+        let error = soon(held.store.record(page("m3", "u1"))).await.unwrap_err();
+        assert!(error.to_string().contains("writer stopped"), "{error}");
+        // Both calls were committed: not known to be on disk, not rolled back either.
+        assert_eq!(held.events_in_file(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
