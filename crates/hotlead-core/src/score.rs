@@ -1169,7 +1169,7 @@ fn prepare<'e>(
             keys.push(key);
         }
     }
-    sort_times(&mut keys);
+    let mut keys = sort_times(keys);
     // Events at the same instant (rare) go by message id, as if sorted on (time, id).
     let same_time = |a: &u128, b: &u128| a >> 32 == b >> 32;
     if keys.windows(2).any(|pair| same_time(&pair[0], &pair[1])) {
@@ -1191,30 +1191,89 @@ fn prepare<'e>(
     (timeline, counts)
 }
 
-/// Sorts keys made by [`TimeKeys`] (all distinct: their places are): a radix sort in
-/// place on the highest byte of the time in which they differ (a lead's events span days,
-/// not centuries, and spread over its 256 values), then each bucket of that byte likewise,
-/// down to buckets so small that an insertion sort sorts them at once. Nothing is
-/// allocated, and each key is moved once per byte, on few bytes. The keys being distinct,
-/// the order is that of `sort_unstable`.
-fn sort_times(keys: &mut [u128]) {
+/// Sorts keys made by [`TimeKeys`] (all distinct: their places are): a radix sort on the
+/// highest byte of the time in which they differ (a lead's events span days, not
+/// centuries, and spread over its 256 values), into a new list, then each bucket of that
+/// byte likewise in place, down to buckets so small that an insertion sort sorts them at
+/// once. One list is allocated, and each key is moved once per byte, on few bytes. The
+/// keys being distinct, the order is that of `sort_unstable`.
+fn sort_times(mut keys: Vec<u128>) -> Vec<u128> {
     if keys.len() <= SMALL_SORT {
-        insertion_sort(keys);
-        return;
+        insertion_sort(&mut keys);
+        return keys;
     }
+    let Some(shift) = top_byte(&keys) else {
+        // All at the same instant: in order of place.
+        keys.sort_unstable();
+        return keys;
+    };
+    // The byte from the word that holds it, when one does (a shift of a u128 by a
+    // variable costs more).
+    let (mut sorted, ends) = match shift {
+        64.. => into_buckets(&keys, |key| ((key >> 64) as u64 >> (shift - 64)) as u8),
+        ..=56 => into_buckets(&keys, |key| (key as u64 >> shift) as u8),
+        _ => into_buckets(&keys, |key| (key >> shift) as u8),
+    };
+    sort_buckets(&mut sorted, &ends);
+    sorted
+}
+
+/// `keys` in a new list, in order of the byte `digit` (counted, then each key written
+/// once into its bucket: no chain of swaps, whose next place depends on the key last
+/// read); and where each byte's bucket ends.
+fn into_buckets(keys: &[u128], digit: impl Fn(u128) -> u8) -> (Vec<u128>, [usize; 256]) {
+    let digit = |key: u128| usize::from(digit(key));
+    let mut ends = [0usize; 256];
+    for &key in keys {
+        ends[digit(key)] += 1;
+    }
+    let mut next = [0usize; 256];
+    let mut start = 0;
+    for (end, next) in ends.iter_mut().zip(&mut next) {
+        *next = start;
+        start += *end;
+        *end = start;
+    }
+    let mut sorted = vec![0u128; keys.len()];
+    for &key in keys {
+        let to = &mut next[digit(key)];
+        sorted[*to] = key;
+        *to += 1;
+    }
+    (sorted, ends)
+}
+
+/// The shift of the highest byte of the times (above the places) in which `keys`
+/// differ, or `None` when they are all of one instant.
+fn top_byte(keys: &[u128]) -> Option<u32> {
     let (mut all, mut any) = (u128::MAX, 0);
-    for &key in keys.iter() {
+    for &key in keys {
         all &= key;
         any |= key;
     }
-    // The bits of the times (above the places) in which the keys differ.
     let differ = (all ^ any) >> 32;
-    if differ == 0 {
-        // All at the same instant: in order of place.
+    (differ != 0).then(|| 32 + (127 - differ.leading_zeros()).max(7) - 7)
+}
+
+/// Sorts each bucket of `keys` (the buckets ending at `ends`, in order).
+fn sort_buckets(keys: &mut [u128], ends: &[usize; 256]) {
+    let mut start = 0;
+    for &end in ends {
+        match end - start {
+            0 | 1 => {}
+            2..=SMALL_SORT => insertion_sort(&mut keys[start..end]),
+            _ => sort_in_place(&mut keys[start..end]),
+        }
+        start = end;
+    }
+}
+
+/// As [`sort_times`], in place: for the buckets of its first byte.
+fn sort_in_place(keys: &mut [u128]) {
+    let Some(shift) = top_byte(keys) else {
         keys.sort_unstable();
         return;
-    }
-    let shift = 32 + (127 - differ.leading_zeros()).max(7) - 7;
+    };
     // The byte from the word that holds it, when one does (a shift of a u128 by a
     // variable costs more).
     let buckets = match shift {
@@ -1222,15 +1281,7 @@ fn sort_times(keys: &mut [u128]) {
         ..=56 => by_byte(keys, |key| (key as u64 >> shift) as u8),
         _ => by_byte(keys, |key| (key >> shift) as u8),
     };
-    let mut start = 0;
-    for end in buckets {
-        match end - start {
-            0 | 1 => {}
-            2..=SMALL_SORT => insertion_sort(&mut keys[start..end]),
-            _ => sort_times(&mut keys[start..end]),
-        }
-        start = end;
-    }
+    sort_buckets(keys, &buckets);
 }
 
 /// Puts `keys` in order of the byte `digit` (American flag sort: each key swapped
