@@ -4,6 +4,10 @@
 
 use std::hint::black_box;
 
+/// The allocator of the programs that score (`hotlead`, the score function).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use chrono::{DateTime, Duration, Utc};
 use criterion::{Criterion, criterion_group};
 use hotlead_core::{Event, Lead, RuleSet, score};
