@@ -3115,6 +3115,23 @@ mod tests {
         fn events_in_file(&self) -> i64 {
             events_in_file(&self.path)
         }
+
+        /// A page view of message id `id`, recorded once its group committed (its answer
+        /// may wait for a sync).
+        async fn committed(
+            &self,
+            id: &str,
+        ) -> tokio::task::JoinHandle<Result<Recorded, StoreError>> {
+            let before = commits(&self.store);
+            let call = recording(&self.store, id);
+            soon(async {
+                while commits(&self.store) == before {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+            call
+        }
     }
 
     fn recording(
@@ -3135,14 +3152,7 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!first.is_finished(), "not answered before its sync ended");
         // The writer does not wait for the sync: the next call commits meanwhile.
-        let before = commits(&held.store);
-        let second = recording(&held.store, "m2");
-        soon(async {
-            while commits(&held.store) == before {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        })
-        .await;
+        let second = held.committed("m2").await;
         assert_eq!(held.events_in_file(), 2);
         assert!(!second.is_finished());
         held.ends.send(Ok(())).unwrap();
@@ -3168,14 +3178,7 @@ mod tests {
         let first = recording(&held.store, "m1");
         assert_eq!(held.sync_started().await, 1);
         // A second group commits while the first one's sync is held.
-        let before = commits(&held.store);
-        let second = recording(&held.store, "m2");
-        soon(async {
-            while commits(&held.store) == before {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        })
-        .await;
+        let second = held.committed("m2").await;
         held.ends
             .send(Err(std::io::Error::other("the disk went away")))
             .unwrap();
