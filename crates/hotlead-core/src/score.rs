@@ -1117,19 +1117,34 @@ fn prepare<'e>(
         ..EventCounts::default()
     };
     // One hash per event: the first event of each message id takes a place in `kept`; a
-    // repeat only takes it over when it comes canonically first.
+    // repeat only takes it over when it comes canonically first. Repeats are few: a bit
+    // per hash (a few bits per event) first tells the ids whose hash is seen once, which
+    // are those of one event each and take their place at once; only the others are
+    // numbered by their text.
     let state = RandomState::default();
-    let mut ids = Interner::with_capacity(events.len());
+    let hashes: Vec<u64> = (events.iter())
+        .map(|event| hash_text(&state, &event.message_id))
+        .collect();
+    let seen = SeenTwice::of(&hashes);
+    let mut ids = Interner::with_capacity(0);
+    // By the number `ids` gives a repeated id, its place in `kept`.
+    let mut places: Vec<usize> = Vec::new();
     let mut kept: Vec<&Event> = Vec::with_capacity(events.len());
-    for event in events {
+    for (event, &hash) in events.iter().zip(&hashes) {
+        if !seen.twice(hash) {
+            kept.push(event);
+            continue;
+        }
         let id = &*event.message_id;
-        let place = ids.intern(hash_text(&state, id), |place| {
-            same_text(&kept[place].message_id, id)
+        let number = ids.intern(hash, |number| {
+            same_text(&kept[places[number]].message_id, id)
         });
-        if place == kept.len() {
+        if number == places.len() {
+            places.push(kept.len());
             kept.push(event);
         } else {
             counts.duplicates += 1;
+            let place = places[number];
             if canonically_before(event, kept[place]) {
                 kept[place] = event;
             }
@@ -1189,6 +1204,39 @@ fn prepare<'e>(
         offset: i64::from(rules.utc_offset.local_minus_utc()),
     };
     (timeline, counts)
+}
+
+/// The hashes seen more than once among some, as bits of a few bits per hash each: a
+/// hash not marked was seen once (a marked one may have been seen once too, sharing its
+/// bit with another).
+struct SeenTwice {
+    twice: Vec<u64>,
+    shift: u32,
+}
+
+impl SeenTwice {
+    fn of(hashes: &[u64]) -> SeenTwice {
+        // 16 bits per hash at least (a hash seen once shares its bit with another's in
+        // about one case in 16), from the hash's high bits (the interner's table reads
+        // its low ones).
+        let bits = (16 * hashes.len()).next_power_of_two().max(64);
+        let shift = 64 - bits.trailing_zeros();
+        let mut once = vec![0u64; bits / 64];
+        let mut twice = vec![0u64; bits / 64];
+        for &hash in hashes {
+            let bit = (hash >> shift) as usize;
+            let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+            twice[word] |= once[word] & mask;
+            once[word] |= mask;
+        }
+        SeenTwice { twice, shift }
+    }
+
+    /// Whether `hash` may have been seen more than once.
+    fn twice(&self, hash: u64) -> bool {
+        let bit = (hash >> self.shift) as usize;
+        self.twice[bit / 64] & (1 << (bit % 64)) != 0
+    }
 }
 
 /// Sorts keys made by [`TimeKeys`] (all distinct: their places are): a radix sort on the
