@@ -143,7 +143,17 @@ criterion_group!(benches, bench);
 /// (`SCORE_BENCH_ONE` = `100` rules, the default, `10` rules or `sort`) and nothing else:
 /// a fixed amount of work for `valgrind --tool=cachegrind`, whose counts of instructions
 /// and cache misses do not vary with the machine's load as times do.
+///
+/// With `SCORE_BENCH_ALTERNATE=N`, N rounds that each time the 100-rule score and the sort
+/// one after the other, about 50 ms each, in this one process: the ratio of each round is
+/// taken while the machine runs at one speed (criterion measures each case for seconds,
+/// one after the other, and a shared machine's speed drifts between them). Prints the
+/// median ratio and the lowest and highest.
 fn main() {
+    if let Ok(rounds) = std::env::var("SCORE_BENCH_ALTERNATE") {
+        alternate(rounds.parse().expect("SCORE_BENCH_ALTERNATE is a count"));
+        return;
+    }
     let Ok(runs) = std::env::var("SCORE_BENCH_RUNS") else {
         benches();
         Criterion::default().configure_from_args().final_summary();
@@ -173,4 +183,49 @@ fn main() {
         }
     }
     println!("{runs} runs of {one}: {total}");
+}
+
+/// Rounds of the 100-rule score against the sort, alternating (see [`main`]).
+fn alternate(rounds: usize) {
+    let now = now();
+    let (lead, events, rules) = (lead(), events(1000, now), rules(100));
+    let each = |runs: usize, work: &dyn Fn() -> i64| {
+        let started = std::time::Instant::now();
+        let mut total = 0;
+        for _ in 0..runs {
+            total += work();
+        }
+        black_box(total);
+        started.elapsed().as_secs_f64() / runs as f64
+    };
+    let scored = || {
+        score(
+            black_box(&rules),
+            black_box(&lead),
+            black_box(&events),
+            now,
+            None,
+        )
+        .score
+        .hundredths()
+    };
+    let sort = || black_box(sorted(black_box(&events)))[0].message_id.len() as i64;
+    // Warm: the allocator's pages, the caches, the rule texts kept.
+    each(200, &scored);
+    each(800, &sort);
+    let mut ratios: Vec<(f64, f64, f64)> = (0..rounds)
+        .map(|_| {
+            let (a, b) = (each(1_000, &scored), each(3_000, &sort));
+            (a / b, a, b)
+        })
+        .collect();
+    ratios.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let (ratio, a, b) = ratios[rounds / 2];
+    println!(
+        "alternating {rounds} rounds: 100 rules {:.1} us, sort {:.1} us, ratio {ratio:.2} (lowest {:.2}, highest {:.2})",
+        a * 1e6,
+        b * 1e6,
+        ratios[0].0,
+        ratios[rounds - 1].0
+    );
 }

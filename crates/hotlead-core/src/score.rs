@@ -858,7 +858,7 @@ fn contributions(
     // Every note of the score, in one text: by the place of its line in `matched`, where
     // each note lies in it.
     let mut notes = Notes::default();
-    let mut noted = Vec::new();
+    let mut noted = Vec::with_capacity(event_rules);
     for (i, rule) in rules.rules.iter().enumerate() {
         let contribution = match &rule.kind {
             RuleKind::Attribute(condition) => {
