@@ -148,7 +148,7 @@ criterion_group!(benches, bench);
 /// one after the other, about 50 ms each, in this one process: the ratio of each round is
 /// taken while the machine runs at one speed (criterion measures each case for seconds,
 /// one after the other, and a shared machine's speed drifts between them). Prints the
-/// median ratio and the lowest and highest.
+/// median ratio, the lowest and the highest, and the median time of each case.
 fn main() {
     if let Ok(rounds) = std::env::var("SCORE_BENCH_ALTERNATE") {
         alternate(rounds.parse().expect("SCORE_BENCH_ALTERNATE is a count"));
@@ -185,8 +185,11 @@ fn main() {
     println!("{runs} runs of {one}: {total}");
 }
 
-/// Rounds of the 100-rule score against the sort, alternating (see [`main`]).
+/// Rounds of the 100-rule score against the sort, alternating (see [`main`]): each round
+/// times them in the other order than the round before, so that what one case leaves
+/// (the caches, the machine's speed a moment later) weighs on both alike.
 fn alternate(rounds: usize) {
+    let rounds = rounds.max(1);
     let now = now();
     let (lead, events, rules) = (lead(), events(1000, now), rules(100));
     let each = |runs: usize, work: &dyn Fn() -> i64| {
@@ -210,22 +213,34 @@ fn alternate(rounds: usize) {
         .hundredths()
     };
     let sort = || black_box(sorted(black_box(&events)))[0].message_id.len() as i64;
-    // Warm: the allocator's pages, the caches, the rule texts kept.
-    each(200, &scored);
-    each(800, &sort);
-    let mut ratios: Vec<(f64, f64, f64)> = (0..rounds)
-        .map(|_| {
-            let (a, b) = (each(1_000, &scored), each(3_000, &sort));
-            (a / b, a, b)
-        })
-        .collect();
-    ratios.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let (ratio, a, b) = ratios[rounds / 2];
+    // Warm, about half a second: the allocator's pages, the caches, the rule texts kept,
+    // the processor's clock.
+    for _ in 0..4 {
+        each(1_000, &scored);
+        each(3_000, &sort);
+    }
+    let (mut ratios, mut scores, mut sorts) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = each(1_000, &scored);
+            (a, each(3_000, &sort))
+        } else {
+            let b = each(3_000, &sort);
+            (each(1_000, &scored), b)
+        };
+        ratios.push(a / b);
+        scores.push(a);
+        sorts.push(b);
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let (low, high) = (values[(values.len() - 1) / 2], values[values.len() / 2]);
+        ((low + high) / 2.0, values[0], values[values.len() - 1])
+    };
+    let (ratio, lowest, highest) = median(ratios);
     println!(
-        "alternating {rounds} rounds: 100 rules {:.1} us, sort {:.1} us, ratio {ratio:.2} (lowest {:.2}, highest {:.2})",
-        a * 1e6,
-        b * 1e6,
-        ratios[0].0,
-        ratios[rounds - 1].0
+        "alternating {rounds} rounds: 100 rules {:.1} us, sort {:.1} us, ratio {ratio:.2} (lowest {lowest:.2}, highest {highest:.2})",
+        median(scores).0 * 1e6,
+        median(sorts).0 * 1e6,
     );
 }

@@ -2331,6 +2331,72 @@ mod tests {
         assert_eq!(TimeKeys::new().key(&event, 3), expected);
     }
 
+    /// The radix sort of time keys against `sort_unstable`: the first byte in which keys
+    /// differ in the seconds' word, in the nanoseconds' word, across the two, and none.
+    #[test]
+    fn sort_times_orders_keys_as_sort_unstable_whichever_byte_they_first_differ_in() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        // (first second, seconds, nanoseconds) spans that put the highest differing byte
+        // in each word of a key and across the two, at the first level and in the
+        // buckets below it (with more keys than an insertion sort takes):
+        let spans: [(i64, i64, u64); 7] = [
+            // a day: the seconds' word, then below;
+            (1_780_000_000, 86_400, 1_000_000_000),
+            // 50 s within 128: across the words, then the nanoseconds' word;
+            (1_780_000_010, 50, 1_000_000_000),
+            // one second: the nanoseconds' word;
+            (1_780_000_000, 1, 1_000_000_000),
+            // 20,000 s from a multiple of 2^15: the seconds' word, then across the words;
+            (1_779_990_528, 20_000, 1),
+            // both sides of 1970: the sign;
+            (-200, 400, 1_000_000_000),
+            // one instant: none;
+            (1_780_000_000, 1, 1),
+            // leap seconds' nanoseconds.
+            (0, 3, 2_000_000_000),
+        ];
+        for (case, &(from, seconds, nanos)) in spans.iter().enumerate() {
+            for count in [2, 24, 25, 300, 2_000, 5_000] {
+                let keys: Vec<u128> = (0..count as u32)
+                    .map(|place| {
+                        let at = from + next(seconds as u64) as i64;
+                        key_at((at, next(nanos) as u32), place)
+                    })
+                    .collect();
+                let mut expected = keys.clone();
+                expected.sort_unstable();
+                assert_eq!(sort_times(keys), expected, "case {case}, {count} keys");
+            }
+        }
+    }
+
+    #[test]
+    fn seen_twice_marks_every_hash_seen_more_than_once() {
+        for count in [0usize, 1, 4, 5, 64, 1_000] {
+            // Distinct hashes spread over the high bits (Fibonacci hashing); then one
+            // repeated three times, and two that share their high bits (and so their bit).
+            let mut hashes: Vec<u64> = (1..=count as u64)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .collect();
+            let seen = SeenTwice::of(&hashes);
+            let once = hashes.iter().filter(|&&h| !seen.twice(h)).count();
+            assert!(once * 10 >= count * 9, "{count}: most are told seen once");
+            hashes.extend([u64::MAX, u64::MAX, u64::MAX, 1 << 63 | 1, 1 << 63 | 2]);
+            let seen = SeenTwice::of(&hashes);
+            assert!(seen.twice(u64::MAX), "{count}");
+            assert!(
+                seen.twice(1 << 63 | 1) && seen.twice(1 << 63 | 2),
+                "{count}"
+            );
+        }
+    }
+
     /// Events in time order, whatever the sort takes (a radix sort over a few bytes of the
     /// time, or a comparison sort), with repeats of message ids at the same and at other
     /// times, ties in time, leap seconds, nanoseconds, future events, bots and internal
