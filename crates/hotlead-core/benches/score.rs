@@ -166,23 +166,33 @@ fn main() {
     let mut total = 0;
     if one == "sort" {
         for _ in 0..runs {
-            total += black_box(sorted(black_box(&events)))[0].message_id.len() as i64;
+            total += one_sort(&events);
         }
     } else {
         let rules = rules(one.parse().expect("SCORE_BENCH_ONE is 100, 10 or sort"));
         for _ in 0..runs {
-            total += score(
-                black_box(&rules),
-                black_box(&lead),
-                black_box(&events),
-                now,
-                None,
-            )
-            .score
-            .hundredths();
+            total += one_score(&rules, &lead, &events, now);
         }
     }
     println!("{runs} runs of {one}: {total}");
+}
+
+/// One score, its points as a number (for the runs outside criterion).
+fn one_score(rules: &RuleSet, lead: &Lead, events: &[Event], now: DateTime<Utc>) -> i64 {
+    score(
+        black_box(rules),
+        black_box(lead),
+        black_box(events),
+        now,
+        None,
+    )
+    .score
+    .hundredths()
+}
+
+/// One sort of the events, a number from it (for the runs outside criterion).
+fn one_sort(events: &[Event]) -> i64 {
+    black_box(sorted(black_box(events)))[0].message_id.len() as i64
 }
 
 /// Rounds of the 100-rule score against the sort, alternating (see [`main`]): each round
@@ -201,18 +211,8 @@ fn alternate(rounds: usize) {
         black_box(total);
         started.elapsed().as_secs_f64() / runs as f64
     };
-    let scored = || {
-        score(
-            black_box(&rules),
-            black_box(&lead),
-            black_box(&events),
-            now,
-            None,
-        )
-        .score
-        .hundredths()
-    };
-    let sort = || black_box(sorted(black_box(&events)))[0].message_id.len() as i64;
+    let scored = || one_score(&rules, &lead, &events, now);
+    let sort = || one_sort(&events);
     // Warm, about half a second: the allocator's pages, the caches, the rule texts kept,
     // the processor's clock.
     for _ in 0..4 {

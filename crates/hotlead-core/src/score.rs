@@ -2331,17 +2331,21 @@ mod tests {
         assert_eq!(TimeKeys::new().key(&event, 3), expected);
     }
 
+    /// Numbers below a bound, from a xorshift generator seeded with `seed`.
+    fn below(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |bound| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        }
+    }
+
     /// The radix sort of time keys against `sort_unstable`: the first byte in which keys
     /// differ in the seconds' word, in the nanoseconds' word, across the two, and none.
     #[test]
     fn sort_times_orders_keys_as_sort_unstable_whichever_byte_they_first_differ_in() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |below: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % below
-        };
+        let mut next = below(0x9e37_79b9_7f4a_7c15);
         // (first second, seconds, nanoseconds) spans that put the highest differing byte
         // in each word of a key and across the two, at the first level and in the
         // buckets below it (with more keys than an insertion sort takes):
@@ -2405,13 +2409,7 @@ mod tests {
     fn prepare_keeps_the_same_events_in_the_same_order_as_a_plain_sort() {
         let rules = rules("[filters]\ninternal_ips = [\"10.0.0.0/8\"]\n");
         let now = at("2026-07-01T00:00:00.25Z");
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |below: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % below
-        };
+        let mut next = below(0x2545_f491_4f6c_dd1d);
         for case in 0..60 {
             let count = [3, 63, 64, 300, 1000][case % 5];
             // Seconds only, or spread over nanoseconds too, or with leap seconds (more bytes
