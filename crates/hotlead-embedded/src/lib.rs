@@ -15,6 +15,6 @@ mod outbox;
 mod store;
 
 pub use counter::MemoryRequestCounter;
-pub use log_sync::{Answers, LogSync, when_durable};
+pub use log_sync::{Answers, LogSync};
 pub use outbox::FileOutbox;
 pub use store::{SqliteStore, WRITER_TUNING};

@@ -78,11 +78,11 @@ impl LogSync {
                 r.get::<_, i64>(0)
             })
             .map_err(std::io::Error::other)?;
-        // Opened for writing (some systems sync only such handles), never written. SQLite removes the log only when the
-        // last connection to the file closes (and after writing it back into the file),
-        // and a checkpoint that truncates it keeps the same file, so this handle stays
-        // the log's while the connection is open. A log that cannot be opened leaves the
-        // connection syncing at each commit.
+        // Opened for writing (some systems sync only such handles), never written. SQLite
+        // removes the log only when the last connection to the file closes (and after
+        // writing it back into the file), and a checkpoint that truncates it keeps the
+        // same file, so this handle stays the log's while the connection is open. A log
+        // that cannot be opened leaves the connection syncing at each commit.
         let opened = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -164,7 +164,7 @@ impl Drop for LogSync {
 /// Answers `answers` once what was committed before this call is on disk: through `sync`
 /// when there is one, else at once (a database with no file, or a connection that
 /// syncs at each commit).
-pub fn when_durable(sync: Option<&LogSync>, answers: Answers) {
+pub(crate) fn when_durable(sync: Option<&LogSync>, answers: Answers) {
     match sync {
         Some(sync) => sync.after_sync(answers),
         None => answers(None),

@@ -247,11 +247,12 @@ pub const WRITER_TUNING: &str = "PRAGMA synchronous = FULL; PRAGMA cache_size = 
 /// once, and answers each caller only once the commit is on disk (for a file, after the
 /// sync of its log that follows the commit, on a thread of its own: see [`LogSync`]); if
 /// the commit fails, every caller of the group gets the error, and if a sync fails, an
-/// error that says the call may be lost, and the writer stops. Calls run in the order they were queued on one connection, so
-/// each sees the effects of the calls before it: one e-mail still makes one lead, one
-/// message id one event. Reads of a database file run on read connections of their own
-/// (each in one read transaction, so they see every write answered before they began);
-/// an in-memory database has one connection, so its reads go through the writer too.
+/// error that says the call may be lost, and the writer stops. Calls run in the order
+/// they were queued on one connection, so each sees the effects of the calls before it:
+/// one e-mail still makes one lead, one message id one event. Reads of a database file
+/// run on read connections of their own (each in one read transaction, so they see every
+/// write answered before they began); an in-memory database has one connection, so its
+/// reads go through the writer too.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
