@@ -507,6 +507,12 @@ impl<'a> Bits<'a> {
         }
     }
 
+    /// Whether `other` is these very bits (the same row of the same index), not only
+    /// equal ones.
+    pub(crate) fn is(self, other: Bits<'_>) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+
     /// The first position from `start` on.
     pub(crate) fn first_from(self, start: usize) -> Option<usize> {
         (start / 64..self.0.len()).find_map(|w| {

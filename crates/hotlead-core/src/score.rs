@@ -907,17 +907,21 @@ fn contributions(
 }
 
 /// The message ids the event contributions of a score list, picked rule by rule: each id
-/// is written once, however many rules list its event.
-struct Picker {
+/// is written once, however many rules list its event, and each run of ids once, however
+/// many rules list the same events.
+struct Picker<'i> {
     /// By position, one more than the event's place in `events` (0 until it is picked).
     listed: Vec<u32>,
     /// The positions of the events picked, in the order first picked: the ids' places.
     events: Vec<usize>,
     /// The places picked, run after run.
     picks: Vec<usize>,
+    /// The runs picked, by the events they were picked from and the first position: rules
+    /// that share a matcher (and a window) pick the same run.
+    runs: Vec<(Bits<'i>, usize, std::ops::Range<usize>)>,
 }
 
-impl Picker {
+impl<'i> Picker<'i> {
     /// Room for the picks of `rules` event rules in a timeline of `events`.
     fn new(events: usize, rules: usize) -> Self {
         let picks = rules * events.min(MAX_EVIDENCE_EVENTS);
@@ -925,12 +929,16 @@ impl Picker {
             listed: vec![0; events],
             events: Vec::with_capacity(picks.min(events)),
             picks: Vec::with_capacity(picks),
+            runs: Vec::with_capacity(rules),
         }
     }
 
     /// Picks the ids of up to [`MAX_EVIDENCE_EVENTS`] events of `taken` from position
     /// `start` on, the most recent first; returns where they are in the picks.
-    fn pick(&mut self, taken: Bits<'_>, start: usize) -> std::ops::Range<usize> {
+    fn pick(&mut self, taken: Bits<'i>, start: usize) -> std::ops::Range<usize> {
+        if let Some((.., run)) = (self.runs.iter()).find(|(t, s, _)| t.is(taken) && *s == start) {
+            return run.clone();
+        }
         let from = self.picks.len();
         taken.each_last_from(start, MAX_EVIDENCE_EVENTS, |position| {
             let listed = &mut self.listed[position];
@@ -941,6 +949,7 @@ impl Picker {
             }
             self.picks.push(*listed as usize - 1);
         });
+        self.runs.push((taken, start, from..self.picks.len()));
         from..self.picks.len()
     }
 
@@ -2211,6 +2220,50 @@ mod tests {
         assert_eq!(message_ids.len(), MAX_EVIDENCE_EVENTS);
         assert_eq!(&message_ids[0], "m29");
         assert_eq!(result.score, Points::whole(30));
+    }
+
+    /// Rules that share a matcher share the run of ids they list, and each lists what it
+    /// would list scored alone: a rule whose window starts later lists its own run.
+    #[test]
+    fn rules_sharing_events_list_what_each_lists_alone() {
+        let rule = |id: &str, points: i64, path: &str, window: &str| {
+            format!(
+                "[[rules]]\nid = \"{id}\"\ngroup = \"engagement\"\npoints = {points}\n\
+                 event = {{ path = \"{path}\" }}\ncount = \"every\"\n{window}"
+            )
+        };
+        let all = [
+            rule("a", 1, "/p", ""),
+            rule("b", 3, "/p", ""),
+            rule("c", 2, "/p", "within_days = 1\n"),
+            rule("d", 1, "/q", ""),
+            rule("e", 5, "/p", "within_days = 1\n"),
+        ];
+        let events: Vec<Event> = (0..40)
+            .map(|i| {
+                let path = if i % 4 == 3 { "/q" } else { "/p" };
+                page(
+                    &format!("m{i:02}"),
+                    &format!("2026-01-0{}T{:02}:00:00Z", 1 + i / 20, i % 20),
+                    path,
+                )
+            })
+            .collect();
+        let now = at("2026-01-02T21:00:00Z");
+        let ids = |result: &Score, id: &str| -> Vec<String> {
+            let line = result.contributions.iter().find(|c| c.rule == id).unwrap();
+            let Evidence::Events { message_ids, .. } = &line.evidence else {
+                panic!()
+            };
+            message_ids.iter().map(str::to_string).collect()
+        };
+        let together = score(&rules(&all.concat()), &lead(), &events, now, None);
+        for (id, text) in ["a", "b", "c", "d", "e"].iter().zip(&all) {
+            let alone = score(&rules(text), &lead(), &events, now, None);
+            assert_eq!(ids(&together, id), ids(&alone, id), "rule {id}");
+        }
+        assert_ne!(ids(&together, "a"), ids(&together, "c"));
+        assert_eq!(ids(&together, "c").len(), 15);
     }
 
     /// Message ids shared by the lines of a score read, compare, and are written out and
