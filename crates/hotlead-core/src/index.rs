@@ -464,8 +464,14 @@ impl Index {
 
     /// The events `matcher` takes.
     pub(crate) fn events(&self, matcher: usize) -> Bits<'_> {
-        let row = self.rows[matcher];
+        let row = self.row(matcher);
         Bits(&self.bits[row * self.words..(row + 1) * self.words])
+    }
+
+    /// The row of `matcher`'s events: matchers that take the same events for the same
+    /// reasons (equal matchers) share one, and each row is below the number of matchers.
+    pub(crate) fn row(&self, matcher: usize) -> usize {
+        self.rows[matcher]
     }
 }
 
@@ -505,12 +511,6 @@ impl<'a> Bits<'a> {
             next_word: start / 64,
             word: 0,
         }
-    }
-
-    /// Whether `other` is these very bits (the same row of the same index), not only
-    /// equal ones.
-    pub(crate) fn is(self, other: Bits<'_>) -> bool {
-        std::ptr::eq(self.0, other.0)
     }
 
     /// The first position from `start` on.

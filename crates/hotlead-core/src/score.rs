@@ -872,7 +872,7 @@ fn contributions(
                         if let Some(note) = points.note.clone() {
                             noted.push((matched.len(), note));
                         }
-                        let picks = ids.pick(taken, points.start);
+                        let picks = ids.pick(index.row(behaviours - 1), taken, points.start);
                         points.contribution(rules.texts(i), picks)
                     },
                 )
@@ -909,19 +909,24 @@ fn contributions(
 /// The message ids the event contributions of a score list, picked rule by rule: each id
 /// is written once, however many rules list its event, and each run of ids once, however
 /// many rules list the same events.
-struct Picker<'i> {
+struct Picker {
     /// By position, one more than the event's place in `events` (0 until it is picked).
     listed: Vec<u32>,
     /// The positions of the events picked, in the order first picked: the ids' places.
     events: Vec<usize>,
     /// The places picked, run after run.
     picks: Vec<usize>,
-    /// The runs picked, by the events they were picked from and the first position: rules
-    /// that share a matcher (and a window) pick the same run.
-    runs: Vec<(Bits<'i>, usize, std::ops::Range<usize>)>,
+    /// The runs picked: the first position, where they are in `picks`, and one more than
+    /// the index of the run picked before from the same index row (0 for none). Rules
+    /// that share a matcher and a window pick the same run.
+    runs: Vec<(usize, std::ops::Range<usize>, u32)>,
+    /// By index row, one more than the index of its last run in `runs` (0 for none): a
+    /// rule looks only through the runs of its own row (a row has as many as its rules
+    /// have windows).
+    last_run: Vec<u32>,
 }
 
-impl<'i> Picker<'i> {
+impl Picker {
     /// Room for the picks of `rules` event rules in a timeline of `events`.
     fn new(events: usize, rules: usize) -> Self {
         let picks = rules * events.min(MAX_EVIDENCE_EVENTS);
@@ -929,15 +934,25 @@ impl<'i> Picker<'i> {
             listed: vec![0; events],
             events: Vec::with_capacity(picks.min(events)),
             picks: Vec::with_capacity(picks),
-            runs: Vec::with_capacity(rules),
+            runs: Vec::new(),
+            last_run: Vec::new(),
         }
     }
 
-    /// Picks the ids of up to [`MAX_EVIDENCE_EVENTS`] events of `taken` from position
-    /// `start` on, the most recent first; returns where they are in the picks.
-    fn pick(&mut self, taken: Bits<'i>, start: usize) -> std::ops::Range<usize> {
-        if let Some((.., run)) = (self.runs.iter()).find(|(t, s, _)| t.is(taken) && *s == start) {
-            return run.clone();
+    /// Picks the ids of up to [`MAX_EVIDENCE_EVENTS`] events of `taken` (the events of
+    /// index row `row`) from position `start` on, the most recent first; returns where
+    /// they are in the picks.
+    fn pick(&mut self, row: usize, taken: Bits<'_>, start: usize) -> std::ops::Range<usize> {
+        if self.last_run.len() <= row {
+            self.last_run.resize(row + 1, 0);
+        }
+        let mut next = self.last_run[row];
+        while next != 0 {
+            let (from, run, before) = &self.runs[next as usize - 1];
+            if *from == start {
+                return run.clone();
+            }
+            next = *before;
         }
         let from = self.picks.len();
         taken.each_last_from(start, MAX_EVIDENCE_EVENTS, |position| {
@@ -949,7 +964,10 @@ impl<'i> Picker<'i> {
             }
             self.picks.push(*listed as usize - 1);
         });
-        self.runs.push((taken, start, from..self.picks.len()));
+        self.runs
+            .push((start, from..self.picks.len(), self.last_run[row]));
+        // Fewer runs than rules, and fewer rules than 2^32.
+        self.last_run[row] = self.runs.len() as u32;
         from..self.picks.len()
     }
 
@@ -2223,47 +2241,60 @@ mod tests {
     }
 
     /// Rules that share a matcher share the run of ids they list, and each lists what it
-    /// would list scored alone: a rule whose window starts later lists its own run.
+    /// would list scored alone: a rule whose window (or expiry) starts later lists its own
+    /// run. The events span three words of positions, and the windows start past the
+    /// first.
     #[test]
     fn rules_sharing_events_list_what_each_lists_alone() {
-        let rule = |id: &str, points: i64, path: &str, window: &str| {
+        let rule = |id: &str, points: i64, path: &str, more: &str| {
             format!(
                 "[[rules]]\nid = \"{id}\"\ngroup = \"engagement\"\npoints = {points}\n\
-                 event = {{ path = \"{path}\" }}\ncount = \"every\"\n{window}"
+                 event = {{ path = \"{path}\" }}\ncount = \"every\"\n{more}"
             )
         };
         let all = [
             rule("a", 1, "/p", ""),
             rule("b", 3, "/p", ""),
-            rule("c", 2, "/p", "within_days = 1\n"),
+            rule("c", 2, "/p", "within_days = 0.25\n"),
             rule("d", 1, "/q", ""),
-            rule("e", 5, "/p", "within_days = 1\n"),
+            rule("e", 5, "/p", "within_days = 0.25\n"),
+            rule("f", 4, "/p", "decay = { expires_after_days = 1 }\n"),
         ];
-        let events: Vec<Event> = (0..40)
+        // One event every half hour for 75 hours, a quarter of them on other pages.
+        let first = at("2026-01-01T00:00:00Z");
+        let events: Vec<Event> = (0..150)
             .map(|i| {
                 let path = if i % 4 == 3 { "/q" } else { "/p" };
-                page(
-                    &format!("m{i:02}"),
-                    &format!("2026-01-0{}T{:02}:00:00Z", 1 + i / 20, i % 20),
-                    path,
-                )
+                let when = first + chrono::Duration::minutes(30 * i);
+                page(&format!("m{i:03}"), &when.to_rfc3339(), path)
             })
             .collect();
-        let now = at("2026-01-02T21:00:00Z");
-        let ids = |result: &Score, id: &str| -> Vec<String> {
+        let now = first + chrono::Duration::minutes(30 * 150);
+        let line = |result: &Score, id: &str| -> MessageIds {
             let line = result.contributions.iter().find(|c| c.rule == id).unwrap();
             let Evidence::Events { message_ids, .. } = &line.evidence else {
                 panic!()
             };
-            message_ids.iter().map(str::to_string).collect()
+            message_ids.clone()
         };
+        let ids = |ids: MessageIds| -> Vec<String> { ids.iter().map(str::to_string).collect() };
         let together = score(&rules(&all.concat()), &lead(), &events, now, None);
-        for (id, text) in ["a", "b", "c", "d", "e"].iter().zip(&all) {
+        for (id, text) in ["a", "b", "c", "d", "e", "f"].iter().zip(&all) {
             let alone = score(&rules(text), &lead(), &events, now, None);
-            assert_eq!(ids(&together, id), ids(&alone, id), "rule {id}");
+            assert_eq!(ids(line(&together, id)), ids(line(&alone, id)), "rule {id}");
         }
-        assert_ne!(ids(&together, "a"), ids(&together, "c"));
-        assert_eq!(ids(&together, "c").len(), 15);
+        // The last 6 hours hold 9 of the pages, the last day 36 (20 listed).
+        assert_eq!(line(&together, "c").len(), 9);
+        assert_eq!(line(&together, "f").len(), MAX_EVIDENCE_EVENTS);
+        assert_eq!(ids(line(&together, "c"))[0], "m149");
+        // The same run for the same events and window, another for another window.
+        assert_eq!(line(&together, "a").picks, line(&together, "b").picks);
+        assert_eq!(line(&together, "c").picks, line(&together, "e").picks);
+        assert_ne!(line(&together, "a").picks, line(&together, "f").picks);
+        assert_ne!(line(&together, "c").picks, line(&together, "f").picks);
+        // Four runs picked (a and b, c and e, d, f): each listed once.
+        let list = line(&together, "a").list.unwrap();
+        assert_eq!(list.picks.len(), 3 * MAX_EVIDENCE_EVENTS + 9);
     }
 
     /// Message ids shared by the lines of a score read, compare, and are written out and
